@@ -1,0 +1,42 @@
+# hakeep: `make demo` (the three-director lab) and `make test` (every test),
+# as root on a Debian machine. Go >= 1.26 is taken from PATH or /usr/local/go.
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+GO ?= go
+BIN := bin
+
+.PHONY: all build test deps vet test-unit test-ipvs demo bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/hakeepd ./cmd/hakeepd
+	$(GO) build -o $(BIN)/hactl ./cmd/hactl
+
+# Every test: Debian packages first (idempotent), then vet, then the unit and
+# namespace-lab tests (root; they skip with a reason otherwise), then the
+# IPVS tests inside a qemu VM running Debian's kernel.
+test: deps vet test-unit test-ipvs
+
+deps:
+	./deploy/install-test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+test-unit:
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-ipvs:
+	$(GO) run ./internal/vmtest
+
+demo: build
+	$(GO) run ./deploy/demo --hakeepd $(BIN)/hakeepd
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
+
+clean:
+	rm -rf $(BIN)
