@@ -180,8 +180,10 @@ func nlRoute(r Route, dev Link) *netlink.Route {
 	return nr
 }
 
-func (k *netlinkKernel) RouteReplace(r Route, dev Link) error { return k.h.RouteReplace(nlRoute(r, dev)) }
-func (k *netlinkKernel) RouteDel(r Route, dev Link) error     { return k.h.RouteDel(nlRoute(r, dev)) }
+func (k *netlinkKernel) RouteReplace(r Route, dev Link) error {
+	return k.h.RouteReplace(nlRoute(r, dev))
+}
+func (k *netlinkKernel) RouteDel(r Route, dev Link) error { return k.h.RouteDel(nlRoute(r, dev)) }
 
 func nlRule(r Rule) *netlink.Rule {
 	nr := netlink.NewRule()
@@ -287,18 +289,7 @@ func (k *netlinkKernel) SendGARP(l Link, addr netip.Addr) error {
 }
 
 func (k *netlinkKernel) SendNA(l Link, addr netip.Addr) error {
-	var c *ndp.Conn
 	ifi := &net.Interface{Index: l.Index, Name: l.Name, HardwareAddr: l.MAC}
-	err := InNetns(k.ns, func() error {
-		var err error
-		// Bound to the VIP itself: keepalived sends the NA from the VIP.
-		c, _, err = listenNDP(ifi, addr)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("open NDP socket for %s on %s: %w", addr, l.Name, err)
-	}
-	defer c.Close()
 	na := &ndp.NeighborAdvertisement{
 		Override:      true,
 		TargetAddress: addr,
@@ -308,10 +299,20 @@ func (k *netlinkKernel) SendNA(l Link, addr netip.Addr) error {
 		}},
 	}
 	cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: addr.AsSlice(), IfIndex: l.Index}
-	if err := c.WriteTo(na, cm, netip.IPv6LinkLocalAllNodes()); err != nil {
-		return fmt.Errorf("send unsolicited NA for %s on %s: %w", addr, l.Name, err)
-	}
-	return nil
+	// Open and write inside the namespace: the destination's zone (the
+	// interface name) is resolved to an index in the calling thread's one.
+	return InNetns(k.ns, func() error {
+		// Bound to the VIP itself: keepalived sends the NA from the VIP.
+		c, _, err := listenNDP(ifi, addr)
+		if err != nil {
+			return fmt.Errorf("open NDP socket for %s on %s: %w", addr, l.Name, err)
+		}
+		defer c.Close()
+		if err := c.WriteTo(na, cm, netip.IPv6LinkLocalAllNodes()); err != nil {
+			return fmt.Errorf("send unsolicited NA for %s on %s: %w", addr, l.Name, err)
+		}
+		return nil
+	})
 }
 
 // listenNDP opens an NDP socket on ifi bound to src (which must be on ifi).

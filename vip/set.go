@@ -30,12 +30,12 @@ type Set struct {
 	clock  Clock
 	logger *slog.Logger
 
-	mu     sync.Mutex
-	active bool
+	mu         sync.Mutex
+	active     bool
 	stop       context.CancelFunc // stops the announcement goroutines
 	annContext context.Context
 	annWG      sync.WaitGroup
-	life   time.Duration // current lifetime of installed addresses
+	life       time.Duration // current lifetime of installed addresses
 }
 
 // NewSet validates spec and returns a Set working through the real kernel
