@@ -1,0 +1,224 @@
+package consensus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Member states as shown by `hactl cluster members`.
+const (
+	MemberAlive   = "alive"
+	MemberSuspect = "suspect"
+	MemberDead    = "dead"
+	MemberLeft    = "left"
+	MemberUnknown = "unknown" // in the Raft configuration, never seen by gossip
+)
+
+// nodeMeta is what a director tells the others through gossip.
+type nodeMeta struct {
+	RaftAddr string `json:"raft"`
+	// HasState: this director belongs to a bootstrapped Raft cluster.
+	HasState bool `json:"state"`
+}
+
+// gossipMember is the gossip view of one director.
+type gossipMember struct {
+	Name  string
+	Addr  string // gossip host:port
+	State string
+	Meta  nodeMeta
+}
+
+// gossip runs memberlist for discovery and the live view.
+type gossip struct {
+	ml  *memberlist.Memberlist
+	log *slog.Logger
+
+	mu    sync.Mutex
+	meta  nodeMeta
+	known map[string]gossipMember // every member ever seen, last state
+}
+
+func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
+	g := &gossip{log: log, meta: nodeMeta{RaftAddr: raftAddr}, known: map[string]gossipMember{}}
+	mc := memberlist.DefaultLANConfig()
+	if cfg.GossipTuning != nil {
+		cfg.GossipTuning(mc)
+	}
+	mc.Name = cfg.NodeName
+	mc.BindAddr = cfg.BindAddr.String()
+	mc.BindPort = cfg.GossipPort
+	if cfg.AdvertiseAddr.IsValid() {
+		mc.AdvertiseAddr = cfg.AdvertiseAddr.String()
+	}
+	mc.AdvertisePort = cfg.GossipPort
+	if len(cfg.GossipKey) > 0 {
+		mc.SecretKey = cfg.GossipKey
+		// Refuse plain-text gossip both ways.
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	mc.Delegate = g
+	mc.Events = g
+	mc.LogOutput = &logWriter{log: log, subsystem: "gossip"}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// addr returns the gossip address this node advertises.
+func (g *gossip) addr() string {
+	n := g.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+func (g *gossip) setHasState(v bool) {
+	g.mu.Lock()
+	changed := g.meta.HasState != v
+	g.meta.HasState = v
+	g.mu.Unlock()
+	if changed {
+		if err := g.ml.UpdateNode(time.Second); err != nil {
+			g.log.Warn("gossip meta update failed", "err", err)
+		}
+	}
+}
+
+func (g *gossip) join(addrs []string) (int, error) {
+	n, err := g.ml.Join(addrs)
+	if err != nil {
+		return n, fmt.Errorf("gossip join %v: %w", addrs, err)
+	}
+	return n, nil
+}
+
+// members returns the gossip view, sorted by name: live members from
+// memberlist (alive, suspect) plus the last state of those it dropped.
+func (g *gossip) members() []gossipMember {
+	live := g.ml.Members()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]gossipMember{}
+	for name, m := range g.known {
+		out[name] = m
+	}
+	for _, n := range live {
+		m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: stateName(n.State)}
+		_ = json.Unmarshal(n.Meta, &m.Meta)
+		out[n.Name] = m
+	}
+	list := make([]gossipMember, 0, len(out))
+	for _, m := range out {
+		list = append(list, m)
+	}
+	slices.SortFunc(list, func(a, b gossipMember) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return list
+}
+
+func (g *gossip) leave(timeout time.Duration) {
+	if err := g.ml.Leave(timeout); err != nil {
+		g.log.Debug("gossip leave", "err", err)
+	}
+	if err := g.ml.Shutdown(); err != nil {
+		g.log.Debug("gossip shutdown", "err", err)
+	}
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return MemberAlive
+	case memberlist.StateSuspect:
+		return MemberSuspect
+	case memberlist.StateDead:
+		return MemberDead
+	case memberlist.StateLeft:
+		return MemberLeft
+	}
+	return MemberUnknown
+}
+
+func (g *gossip) record(n *memberlist.Node) {
+	m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: stateName(n.State)}
+	_ = json.Unmarshal(n.Meta, &m.Meta)
+	g.mu.Lock()
+	g.known[n.Name] = m
+	g.mu.Unlock()
+}
+
+// memberlist.Delegate.
+
+func (g *gossip) NodeMeta(limit int) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, _ := json.Marshal(g.meta)
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (g *gossip) NotifyMsg([]byte)                           {}
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (g *gossip) LocalState(join bool) []byte                { return nil }
+func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+
+// memberlist.EventDelegate.
+
+func (g *gossip) NotifyJoin(n *memberlist.Node) {
+	g.record(n)
+	g.log.Info("director joined gossip", "node", n.Name, "addr", n.Address())
+}
+func (g *gossip) NotifyLeave(n *memberlist.Node) {
+	g.record(n)
+	g.log.Info("director left gossip", "node", n.Name, "state", stateName(n.State))
+}
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n) }
+
+// logWriter turns hashicorp "[LEVEL] message" log lines into slog records.
+type logWriter struct {
+	log       *slog.Logger
+	subsystem string
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	level := slog.LevelInfo
+	for _, l := range []struct {
+		tag   string
+		level slog.Level
+	}{{"[TRACE]", slog.LevelDebug - 4}, {"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
+		if i := strings.Index(s, l.tag); i >= 0 {
+			level = l.level
+			s = s[i+len(l.tag):]
+			break
+		}
+	}
+	for len(s) > 0 && (s[0] == ' ' || s[0] == ':') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	w.log.Log(context.Background(), level, s, "subsystem", w.subsystem)
+	return len(p), nil
+}

@@ -1,0 +1,176 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// testTimeouts are short so elections in tests take a fraction of a second,
+// but not so short that a loaded shared CPU flaps the leader.
+var testTimeouts = Timeouts{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 150 * time.Millisecond, Commit: 5 * time.Millisecond}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("HAKEEP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func fastGossip(c *memberlist.Config) {
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.GossipInterval = 50 * time.Millisecond
+	c.PushPullInterval = 2 * time.Second
+	c.SuspicionMult = 2
+	c.TCPTimeout = time.Second
+}
+
+// tnode is one director of a test cluster; it can be stopped and started
+// again on the same data dir and ports.
+type tnode struct {
+	t    *testing.T
+	cfg  Config
+	node *Node
+}
+
+type tcluster struct {
+	t     *testing.T
+	nodes []*tnode
+}
+
+type clusterOpts struct {
+	n        int
+	expect   int // bootstrap_expect; 0: manual
+	tls      []*tls.Config
+	key      []byte
+	mode     string
+	validate func(string, []byte) error
+	snapshot uint64
+}
+
+func newCluster(t *testing.T, o clusterOpts) *tcluster {
+	t.Helper()
+	c := &tcluster{t: t}
+	base := t.TempDir()
+	for i := 0; i < o.n; i++ {
+		cfg := Config{
+			NodeName: fmt.Sprintf("d%d", i+1), BindAddr: netip.MustParseAddr("127.0.0.1"),
+			DataDir: filepath.Join(base, fmt.Sprintf("d%d", i+1)), BootstrapExpect: o.expect,
+			Timeouts: testTimeouts, GossipKey: o.key, HealthMode: o.mode, Validate: o.validate,
+			SnapshotThreshold: o.snapshot, GossipTuning: fastGossip, Logger: testLogger(),
+		}
+		if o.tls != nil {
+			cfg.TLS = o.tls[i]
+		}
+		tn := &tnode{t: t, cfg: cfg}
+		c.nodes = append(c.nodes, tn)
+	}
+	for i, tn := range c.nodes {
+		if i > 0 {
+			tn.cfg.Join = []string{c.nodes[0].node.GossipAddr()}
+		}
+		tn.start()
+	}
+	t.Cleanup(func() {
+		for _, tn := range c.nodes {
+			tn.stop()
+		}
+	})
+	return c
+}
+
+func (tn *tnode) start() {
+	tn.t.Helper()
+	n, err := New(tn.cfg)
+	if err != nil {
+		tn.t.Fatalf("start %s: %v", tn.cfg.NodeName, err)
+	}
+	tn.node = n
+	// Keep the ports for a restart.
+	tn.cfg.RaftPort = n.cfg.RaftPort
+	tn.cfg.GossipPort = n.cfg.GossipPort
+}
+
+func (tn *tnode) stop() {
+	if tn.node != nil {
+		tn.node.Close()
+		tn.node = nil
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// leader waits for one leader agreed on by every running node and returns it.
+func (c *tcluster) leader() *tnode {
+	c.t.Helper()
+	var l *tnode
+	waitFor(c.t, "a leader known to every running node", 15*time.Second, func() bool {
+		l = nil
+		name := ""
+		for _, tn := range c.nodes {
+			if tn.node == nil {
+				continue
+			}
+			if tn.node.IsLeader() {
+				l = tn
+			}
+			ln := tn.node.Leader()
+			if ln == "" || (name != "" && ln != name) {
+				return false
+			}
+			name = ln
+		}
+		return l != nil && l.cfg.NodeName == name
+	})
+	return l
+}
+
+func (c *tcluster) running() []*tnode {
+	var out []*tnode
+	for _, tn := range c.nodes {
+		if tn.node != nil {
+			out = append(out, tn)
+		}
+	}
+	return out
+}
+
+// waitVersion waits until every running node's FSM has version v.
+func (c *tcluster) waitVersion(v uint64) {
+	c.t.Helper()
+	waitFor(c.t, fmt.Sprintf("version %d on every node", v), 10*time.Second, func() bool {
+		for _, tn := range c.running() {
+			cv, ok := tn.node.FSM().Current()
+			if !ok || cv.Version != v {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

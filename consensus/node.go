@@ -1,0 +1,793 @@
+// Package consensus runs the directors' Raft cluster (hashicorp/raft with
+// raft-boltdb on disk, TCP or mutual-TLS transport) and their memberlist
+// gossip. Its state machine holds the cluster configuration and its history,
+// each director's applied version, the replicated real-server health table
+// and VIP ownership records (fencing.md). It does not apply configurations or
+// program the kernel: the director subscribes to committed versions and
+// reports back.
+package consensus
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Timeouts are the Raft timers.
+type Timeouts struct {
+	Heartbeat   time.Duration
+	Election    time.Duration
+	LeaderLease time.Duration
+	Commit      time.Duration
+}
+
+// LANTimeouts are tuned for directors on one LAN: a dead leader is replaced
+// in about a second, far below the VRRP master-down interval with the
+// default advert_int.
+func LANTimeouts() Timeouts {
+	return Timeouts{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 5 * time.Millisecond}
+}
+
+// Config is what a Node needs; ConfigFromCluster builds it from the
+// cluster { } block.
+type Config struct {
+	NodeName      string
+	BindAddr      netip.Addr
+	AdvertiseAddr netip.Addr // defaults to BindAddr
+	// RaftPort and GossipPort; 0 picks a free port (tests).
+	RaftPort   int
+	GossipPort int
+	// Join lists gossip addresses of peers, tried at start.
+	Join []string
+	// BootstrapExpect > 0 bootstraps the Raft cluster once that many
+	// directors see each other by gossip.
+	BootstrapExpect int
+	DataDir         string
+	// TLS, when set, wraps every Raft and node-to-node connection in mutual
+	// TLS (see LoadTLS).
+	TLS *tls.Config
+	// GossipKey (16, 24 or 32 bytes) encrypts gossip.
+	GossipKey []byte
+	// HealthMode: local, master or quorum (default quorum... see Health*).
+	HealthMode string
+	Timeouts   Timeouts
+	// HistoryLimit bounds the kept configuration versions.
+	HistoryLimit int
+	// SnapshotThreshold: log entries between snapshots (raft default 8192).
+	SnapshotThreshold uint64
+	// Validate checks a pushed configuration on the leader (nil: accept
+	// anything). Return a *ValidationError to give file:line diagnostics.
+	Validate func(name string, text []byte) error
+	// ReportInterval is how often health and applied reports are batched
+	// into the log (default 20 ms).
+	ReportInterval time.Duration
+	// GossipTuning adjusts the memberlist configuration (tests use
+	// memberlist.DefaultLocalConfig timings).
+	GossipTuning func(*memberlist.Config)
+	Logger       *slog.Logger
+}
+
+// Health modes.
+const (
+	HealthLocal  = "local"
+	HealthMaster = "master"
+	HealthQuorum = "quorum"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	ErrNoLeader           = errors.New("no Raft leader reachable")
+	ErrAlreadyInitialized = errors.New("this director already belongs to a cluster")
+	ErrNotMember          = errors.New("no such director in the cluster")
+	ErrClosed             = errors.New("consensus node is closed")
+)
+
+// ValidationError is a pushed configuration refused by validation.
+type ValidationError struct {
+	// Diagnostics are "file:line: message" lines.
+	Diagnostics []string
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Diagnostics) == 0 {
+		return "configuration is invalid"
+	}
+	s := "configuration is invalid: " + e.Diagnostics[0]
+	if len(e.Diagnostics) > 1 {
+		s += fmt.Sprintf(" (and %d more)", len(e.Diagnostics)-1)
+	}
+	return s
+}
+
+// Node is one director's membership in the cluster.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	fsm    *FSM
+	raft   *raft.Raft
+	store  *raftboltdb.BoltStore
+	trans  *raft.NetworkTransport
+	mux    *muxListener
+	gossip *gossip
+
+	raftAddr string
+
+	subMu sync.Mutex
+	subs  map[chan ConfigVersion]struct{}
+
+	repMu    sync.Mutex
+	applied  *Applied           // pending applied report
+	local    map[healthKey]bool // this director's own view
+	dirty    map[healthKey]bool // views not yet committed
+	kick     chan struct{}
+	lastOK   time.Time // last successful report commit
+	members  []string  // raft voters, cached
+	closed   chan struct{}
+	wg       sync.WaitGroup
+	closeErr error
+	once     sync.Once
+}
+
+type healthKey struct{ vs, rs string }
+
+// New opens (or creates) the node's data directory, starts Raft and gossip,
+// and either resumes from disk or waits to be bootstrapped (by expectation,
+// or by Init / Join).
+func New(cfg Config) (*Node, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("start consensus: empty node name")
+	}
+	if !cfg.BindAddr.IsValid() {
+		return nil, errors.New("start consensus: no bind address")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("start consensus: no data directory")
+	}
+	if cfg.Timeouts == (Timeouts{}) {
+		cfg.Timeouts = LANTimeouts()
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = 20 * time.Millisecond
+	}
+	switch cfg.HealthMode {
+	case "":
+		cfg.HealthMode = HealthLocal
+	case HealthLocal, HealthMaster, HealthQuorum:
+	default:
+		return nil, fmt.Errorf("start consensus: unknown health mode %q (want local, master or quorum)", cfg.HealthMode)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.NodeName)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	n := &Node{cfg: cfg, log: log, fsm: NewFSM(cfg.HistoryLimit), subs: map[chan ConfigVersion]struct{}{},
+		local: map[healthKey]bool{}, dirty: map[healthKey]bool{}, kick: make(chan struct{}, 1), closed: make(chan struct{})}
+	n.fsm.onConfig = n.notify
+	if err := n.start(); err != nil {
+		n.shutdown()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	cfg := n.cfg
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &logWriter{log: n.log, subsystem: "raft"}})
+
+	mux, err := newMuxListener(net.JoinHostPort(cfg.BindAddr.String(), strconv.Itoa(cfg.RaftPort)), cfg.TLS, n.log)
+	if err != nil {
+		return err
+	}
+	n.mux = mux
+	mux.rpc = n.serveRPC
+	adv := cfg.AdvertiseAddr
+	if !adv.IsValid() {
+		adv = cfg.BindAddr
+	}
+	port := mux.ln.Addr().(*net.TCPAddr).Port
+	n.cfg.RaftPort = port
+	n.raftAddr = net.JoinHostPort(adv.String(), strconv.Itoa(port))
+	go mux.serve()
+	sl := &streamLayer{m: mux, advertise: &net.TCPAddr{IP: adv.AsSlice(), Port: port}}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: sl, MaxPool: 3, Timeout: 5 * time.Second, Logger: hlog})
+
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft store in %s: %w", cfg.DataDir, err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 3, hlog)
+	if err != nil {
+		return fmt.Errorf("open snapshot store in %s: %w", cfg.DataDir, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeName)
+	rc.HeartbeatTimeout = cfg.Timeouts.Heartbeat
+	rc.ElectionTimeout = cfg.Timeouts.Election
+	rc.LeaderLeaseTimeout = cfg.Timeouts.LeaderLease
+	rc.CommitTimeout = cfg.Timeouts.Commit
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	rc.Logger = hlog
+	hasState, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+
+	if cfg.GossipPort == 0 {
+		// memberlist needs the same port for UDP and TCP: pick a free TCP
+		// port (tests only; production configures it).
+		p, err := freePort(cfg.BindAddr)
+		if err != nil {
+			return err
+		}
+		n.cfg.GossipPort = p
+	}
+	g, err := newGossip(n.cfg, n.raftAddr, n.log)
+	if err != nil {
+		return err
+	}
+	n.gossip = g
+	g.setHasState(hasState)
+	if hasState {
+		n.log.Info("resuming cluster state from disk", "data_dir", cfg.DataDir)
+	}
+	if len(cfg.Join) > 0 {
+		if _, err := g.join(cfg.Join); err != nil {
+			n.log.Warn("initial gossip join failed; retrying in the background", "err", err)
+		}
+	}
+	n.wg.Add(2)
+	go n.bootstrapLoop(hasState)
+	go n.reportLoop()
+	return nil
+}
+
+func freePort(addr netip.Addr) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr.String(), "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Name is this director's node name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// RaftAddr is the address peers reach this node's Raft port at.
+func (n *Node) RaftAddr() string { return n.raftAddr }
+
+// GossipAddr is the address peers join this node's gossip at.
+func (n *Node) GossipAddr() string { return n.gossip.addr() }
+
+// FSM gives read access to the replicated state.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Close leaves gossip and stops Raft; the data directory stays for a
+// restart.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		close(n.closed)
+		n.closeErr = n.shutdown()
+		n.wg.Wait()
+	})
+	return n.closeErr
+}
+
+func (n *Node) shutdown() error {
+	var errs []error
+	if n.gossip != nil {
+		n.gossip.leave(200 * time.Millisecond)
+	}
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("stop raft: %w", err))
+		}
+	}
+	if n.trans != nil {
+		n.trans.Close()
+	} else if n.mux != nil {
+		n.mux.close()
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isClosed reports whether Close was called.
+func (n *Node) isClosed() bool {
+	select {
+	case <-n.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// hasClusterState reports whether this node is part of a bootstrapped
+// cluster (it has a log, or knows a configuration).
+func (n *Node) hasClusterState() bool {
+	if n.raft.LastIndex() > 0 {
+		return true
+	}
+	f := n.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// bootstrapLoop implements bootstrap_expect: wait for the expected number
+// of directors in gossip, then bootstrap with exactly that sorted set (every
+// director computes the same one, and raft accepts an identical bootstrap
+// configuration on each). A director that finds a peer already in a cluster
+// asks to join it instead.
+func (n *Node) bootstrapLoop(hasState bool) {
+	defer n.wg.Done()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastJoin := time.Now()
+	for !hasState {
+		select {
+		case <-n.closed:
+			return
+		case <-tick.C:
+		}
+		if n.hasClusterState() {
+			n.gossip.setHasState(true)
+			return
+		}
+		if len(n.cfg.Join) > 0 && n.gossip.ml.NumMembers() <= 1 && time.Since(lastJoin) > time.Second {
+			lastJoin = time.Now()
+			if _, err := n.gossip.join(n.cfg.Join); err != nil {
+				n.log.Debug("gossip join retry failed", "err", err)
+			}
+		}
+		if n.cfg.BootstrapExpect <= 0 {
+			continue
+		}
+		var alive []gossipMember
+		var existing []string
+		for _, m := range n.gossip.members() {
+			if m.State != MemberAlive || m.Meta.RaftAddr == "" {
+				continue
+			}
+			alive = append(alive, m)
+			if m.Meta.HasState && m.Name != n.cfg.NodeName {
+				existing = append(existing, m.Meta.RaftAddr)
+			}
+		}
+		if len(existing) > 0 {
+			// A cluster exists: ask it to add us (raft replicates to us if we
+			// are already in its configuration).
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := n.joinVia(ctx, existing)
+			cancel()
+			if err == nil {
+				n.gossip.setHasState(true)
+				return
+			}
+			n.log.Debug("join existing cluster failed; retrying", "err", err)
+			continue
+		}
+		if len(alive) < n.cfg.BootstrapExpect {
+			continue
+		}
+		var servers []raft.Server
+		for _, m := range alive {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.RaftAddr)})
+		}
+		n.log.Info("bootstrapping raft cluster", "expect", n.cfg.BootstrapExpect, "servers", serverNames(servers))
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.log.Error("bootstrap failed", "err", err)
+			continue
+		}
+		n.gossip.setHasState(true)
+		return
+	}
+}
+
+func serverNames(s []raft.Server) []string {
+	var out []string
+	for _, x := range s {
+		out = append(out, string(x.ID))
+	}
+	return out
+}
+
+// Init bootstraps a one-director cluster with this node (hactl cluster
+// init); others then join it.
+func (n *Node) Init(ctx context.Context) error {
+	if n.hasClusterState() {
+		return ErrAlreadyInitialized
+	}
+	cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeName), Address: raft.ServerAddress(n.raftAddr)}}}
+	if err := n.raft.BootstrapCluster(cfg).Error(); err != nil {
+		if errors.Is(err, raft.ErrCantBootstrap) {
+			return ErrAlreadyInitialized
+		}
+		return fmt.Errorf("bootstrap cluster: %w", err)
+	}
+	n.gossip.setHasState(true)
+	for {
+		if n.raft.State() == raft.Leader {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leadership after init: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Join joins the cluster through the director whose gossip address is
+// addr: gossip first, then the cluster's leader adds this node as a voter.
+func (n *Node) Join(ctx context.Context, addr string) error {
+	if _, err := n.gossip.join([]string{addr}); err != nil {
+		return err
+	}
+	for {
+		var peers []string
+		for _, m := range n.gossip.members() {
+			if m.Name != n.cfg.NodeName && m.State == MemberAlive && m.Meta.HasState {
+				peers = append(peers, m.Meta.RaftAddr)
+			}
+		}
+		if len(peers) > 0 {
+			err := n.joinVia(ctx, peers)
+			if err == nil {
+				n.gossip.setHasState(true)
+				return nil
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if len(peers) == 0 {
+				return fmt.Errorf("join via %s: no director there belongs to a cluster (run `hactl cluster init` on one first): %w", addr, ctx.Err())
+			}
+			return fmt.Errorf("join via %s: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) joinVia(ctx context.Context, peers []string) error {
+	var last error
+	for _, p := range peers {
+		_, err := n.callRPC(ctx, p, rpcRequest{Op: opJoin, ID: n.cfg.NodeName, Addr: n.raftAddr})
+		if err == nil {
+			return nil
+		}
+		last = err
+	}
+	return last
+}
+
+// Remove takes a director out of the Raft configuration (hactl cluster
+// remove).
+func (n *Node) Remove(ctx context.Context, node string) error {
+	_, err := n.leaderDo(ctx, rpcRequest{Op: opRemove, ID: node})
+	return err
+}
+
+// Push validates text on the leader and commits it as the next version.
+// pushID makes retries idempotent (empty: one is generated here, so the
+// retry loop inside Push still commits at most once).
+func (n *Node) Push(ctx context.Context, source string, text []byte, pushedBy, pushID string) (ApplyResult, error) {
+	if pushID == "" {
+		pushID = NewPushID()
+	}
+	sum := sha256.Sum256(text)
+	c := Command{Type: CmdPushConfig, Push: &PushConfig{PushID: pushID, Source: source, Text: string(text), SHA256: hex.EncodeToString(sum[:]), PushedBy: pushedBy, At: time.Now().UTC()}}
+	return n.propose(ctx, c)
+}
+
+// Rollback commits the text of an older version as a new version.
+func (n *Node) Rollback(ctx context.Context, version uint64, pushedBy, pushID string) (ApplyResult, error) {
+	if pushID == "" {
+		pushID = NewPushID()
+	}
+	return n.propose(ctx, Command{Type: CmdRollback, Rollback: &Rollback{PushID: pushID, Version: version, PushedBy: pushedBy, At: time.Now().UTC()}})
+}
+
+// Propose commits any command through the leader (used for VIP ownership
+// commands; configuration and reports have their own methods). A command
+// the state machine refuses returns its ApplyResult and an error.
+func (n *Node) Propose(ctx context.Context, c Command) (ApplyResult, error) {
+	return n.propose(ctx, c)
+}
+
+func (n *Node) propose(ctx context.Context, c Command) (ApplyResult, error) {
+	data, err := EncodeCommand(c)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	res, err := n.leaderDo(ctx, rpcRequest{Op: opApply, Cmd: data})
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	return res, res.Err()
+}
+
+// NewPushID returns a random id for a push.
+func NewPushID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Subscribe returns a channel that always holds the latest committed
+// configuration version (older undelivered ones are replaced: the director
+// only ever needs the newest), and a cancel func. The current version, if
+// any, is delivered at once.
+func (n *Node) Subscribe() (<-chan ConfigVersion, func()) {
+	ch := make(chan ConfigVersion, 1)
+	n.subMu.Lock()
+	n.subs[ch] = struct{}{}
+	n.subMu.Unlock()
+	if cv, ok := n.fsm.Current(); ok {
+		deliver(ch, cv)
+	}
+	return ch, func() {
+		n.subMu.Lock()
+		delete(n.subs, ch)
+		n.subMu.Unlock()
+	}
+}
+
+func (n *Node) notify(cv ConfigVersion) {
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
+	for ch := range n.subs {
+		deliver(ch, cv)
+	}
+}
+
+// deliver replaces whatever is pending in ch with cv, unless the pending
+// one is newer.
+func deliver(ch chan ConfigVersion, cv ConfigVersion) {
+	for {
+		select {
+		case ch <- cv:
+			return
+		default:
+		}
+		select {
+		case old := <-ch:
+			if old.Version > cv.Version {
+				cv = old
+			}
+		default:
+		}
+	}
+}
+
+// ReportApplied records that this director applied version (err nil) or
+// failed to (it keeps running its last good version). The report is
+// replicated in the background, retried until it commits.
+func (n *Node) ReportApplied(version uint64, applyErr error) {
+	a := &Applied{Node: n.cfg.NodeName, Version: version, At: time.Now().UTC()}
+	if applyErr != nil {
+		a.Error = applyErr.Error()
+	}
+	n.repMu.Lock()
+	n.applied = a
+	n.repMu.Unlock()
+	n.kickReport()
+}
+
+// ReportHealth records this director's own checker results (transitions or
+// full state: only the latest value per real server counts). They are
+// batched into the log in the background.
+func (n *Node) ReportHealth(entries []HealthEntry) {
+	n.repMu.Lock()
+	for _, e := range entries {
+		k := healthKey{e.VS, e.RS}
+		n.local[k] = e.Up
+		n.dirty[k] = e.Up
+	}
+	n.repMu.Unlock()
+	n.kickReport()
+}
+
+// ForgetHealth drops this director's local view of real servers that are no
+// longer configured.
+func (n *Node) ForgetHealth(vs, rs string) {
+	n.repMu.Lock()
+	delete(n.local, healthKey{vs, rs})
+	delete(n.dirty, healthKey{vs, rs})
+	n.repMu.Unlock()
+}
+
+func (n *Node) kickReport() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// maxHealthBatch bounds one health log entry.
+const maxHealthBatch = 4096
+
+func (n *Node) reportLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(n.cfg.ReportInterval)
+	defer tick.Stop()
+	pending := false
+	for {
+		select {
+		case <-n.closed:
+			return
+		case <-n.kick:
+			pending = true
+			// Gather more for a short while: batching is the point.
+			continue
+		case <-tick.C:
+			if !pending {
+				continue
+			}
+		}
+		pending = n.flushReports()
+	}
+}
+
+// flushReports proposes the pending reports; it returns true while
+// something is left to send.
+func (n *Node) flushReports() bool {
+	n.repMu.Lock()
+	applied := n.applied
+	batch := make([]HealthEntry, 0, min(len(n.dirty), maxHealthBatch))
+	for k, up := range n.dirty {
+		if len(batch) == maxHealthBatch {
+			break
+		}
+		batch = append(batch, HealthEntry{VS: k.vs, RS: k.rs, Up: up})
+	}
+	n.repMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ok := true
+	if applied != nil {
+		if _, err := n.propose(ctx, Command{Type: CmdApplied, Applied: applied}); err != nil {
+			n.log.Debug("applied report not committed yet", "version", applied.Version, "err", err)
+			ok = false
+		} else {
+			n.repMu.Lock()
+			if n.applied == applied {
+				n.applied = nil
+			}
+			n.repMu.Unlock()
+		}
+	}
+	if len(batch) > 0 {
+		if _, err := n.propose(ctx, Command{Type: CmdHealth, Health: &Health{Node: n.cfg.NodeName, At: time.Now().UTC(), Entries: batch}}); err != nil {
+			n.log.Debug("health batch not committed yet", "entries", len(batch), "err", err)
+			ok = false
+		} else {
+			n.repMu.Lock()
+			for _, e := range batch {
+				k := healthKey{e.VS, e.RS}
+				if v, still := n.dirty[k]; still && v == e.Up {
+					delete(n.dirty, k)
+				}
+			}
+			n.repMu.Unlock()
+		}
+	}
+	n.repMu.Lock()
+	if ok {
+		n.lastOK = time.Now()
+	}
+	left := n.applied != nil || len(n.dirty) > 0
+	n.repMu.Unlock()
+	return left
+}
+
+// PendingReports returns the number of health views and applied reports
+// not yet committed.
+func (n *Node) PendingReports() int {
+	n.repMu.Lock()
+	defer n.repMu.Unlock()
+	c := len(n.dirty)
+	if n.applied != nil {
+		c++
+	}
+	return c
+}
+
+// Leader returns the current leader's node name ("" when none is known).
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// State returns the Raft role: Leader, Follower, Candidate or Shutdown.
+func (n *Node) State() string { return n.raft.State().String() }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Voters returns the names of the voters in the Raft configuration.
+func (n *Node) Voters() []string {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, string(s.ID))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Snapshot forces a Raft snapshot now.
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
+
+// Barrier waits until every committed entry is applied to this node's
+// state machine (leader only).
+func (n *Node) Barrier(timeout time.Duration) error {
+	return n.raft.Barrier(timeout).Error()
+}
+
+// AppliedIndex is the last log index applied to this node's state machine.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// cutOff reports whether this director cannot currently reach a quorum,
+// with the reason.
+func (n *Node) cutOff() (bool, string) {
+	switch n.raft.State() {
+	case raft.Leader:
+		return false, ""
+	case raft.Shutdown:
+		return true, "raft is shut down"
+	}
+	if n.Leader() == "" {
+		return true, "no raft leader reachable"
+	}
+	limit := 2 * (n.cfg.Timeouts.Heartbeat + n.cfg.Timeouts.Election)
+	if lc := n.raft.LastContact(); time.Since(lc) > limit {
+		return true, fmt.Sprintf("no contact with the leader for %s", time.Since(lc).Round(time.Millisecond))
+	}
+	return false, ""
+}
