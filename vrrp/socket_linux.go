@@ -1,0 +1,311 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// Packet is one received advert that passed the socket's checks.
+type Packet struct {
+	Advert *Advert
+	Src    netip.Addr
+	Dst    netip.Addr
+	TTL    int
+}
+
+// Conn carries one instance's adverts. Recv blocks; it returns a *DropError
+// for a packet that failed the socket's checks (the caller counts it and
+// reads on), net.ErrClosed once closed. Send must not block for long: it runs
+// on the timer path.
+type Conn interface {
+	Recv() (*Packet, error)
+	Send(a *Advert) error
+	// Source is the address adverts are sent from (the instance's primary
+	// address, used for the equal-priority tie-break).
+	Source() netip.Addr
+	Close() error
+}
+
+// rawConn is the Linux Conn: a raw IP socket for protocol 112 bound to the
+// instance's interface, joined to its multicast group (or talking to its
+// unicast peers), sending with TTL / hop limit 255 and TOS 0xc0.
+type rawConn struct {
+	spec  *InstanceSpec
+	ifi   *net.Interface
+	src   netip.Addr
+	dsts  []netip.Addr
+	group netip.Addr
+	c4    *ipv4.RawConn
+	c6    *ipv6.PacketConn
+	buf   []byte
+
+	mu sync.Mutex // guards id
+	id uint16
+}
+
+// Listen opens the raw VRRP socket for an instance in the calling thread's
+// network namespace.
+func Listen(spec *InstanceSpec) (Conn, error) {
+	ifi, err := net.InterfaceByName(spec.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("open VRRP socket for %s: %w", spec.Name, err)
+	}
+	src := spec.SrcIP
+	if !src.IsValid() {
+		if src, err = primaryAddr(ifi, spec.IPv6); err != nil {
+			return nil, fmt.Errorf("open VRRP socket for %s: %w", spec.Name, err)
+		}
+	}
+	group := spec.Group
+	if !group.IsValid() {
+		group = DefaultGroup4
+		if spec.IPv6 {
+			group = DefaultGroup6
+		}
+	}
+	dsts := spec.Peers
+	if len(dsts) == 0 {
+		dsts = []netip.Addr{group}
+	}
+	rc := &rawConn{spec: spec, ifi: ifi, src: src, dsts: dsts, group: group, buf: make([]byte, 1500)}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("bind to device %s: %w", ifi.Name, serr)
+		}
+		return nil
+	}}
+	if spec.IPv6 {
+		err = rc.open6(lc)
+	} else {
+		err = rc.open4(lc)
+	}
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("open VRRP socket for %s on %s: %w", spec.Name, ifi.Name, err)
+	}
+	return rc, nil
+}
+
+func (rc *rawConn) open4(lc net.ListenConfig) error {
+	pc, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
+	if err != nil {
+		return err
+	}
+	c, err := ipv4.NewRawConn(pc)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	rc.c4 = c
+	if err := c.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		return fmt.Errorf("set control messages: %w", err)
+	}
+	if err := c.SetMulticastLoopback(false); err != nil {
+		return fmt.Errorf("multicast loopback off: %w", err)
+	}
+	if err := c.SetMulticastInterface(rc.ifi); err != nil {
+		return fmt.Errorf("multicast interface: %w", err)
+	}
+	if len(rc.spec.Peers) == 0 {
+		if err := c.JoinGroup(rc.ifi, &net.IPAddr{IP: rc.group.AsSlice()}); err != nil {
+			return fmt.Errorf("join %s: %w", rc.group, err)
+		}
+	}
+	return nil
+}
+
+func (rc *rawConn) open6(lc net.ListenConfig) error {
+	pc, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
+	if err != nil {
+		return err
+	}
+	c := ipv6.NewPacketConn(pc)
+	rc.c6 = c
+	if err := c.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
+		return fmt.Errorf("set control messages: %w", err)
+	}
+	if err := c.SetMulticastLoopback(false); err != nil {
+		return fmt.Errorf("multicast loopback off: %w", err)
+	}
+	if err := c.SetMulticastInterface(rc.ifi); err != nil {
+		return fmt.Errorf("multicast interface: %w", err)
+	}
+	if err := c.SetMulticastHopLimit(TTL); err != nil {
+		return fmt.Errorf("multicast hop limit: %w", err)
+	}
+	if err := c.SetHopLimit(TTL); err != nil {
+		return fmt.Errorf("hop limit: %w", err)
+	}
+	if err := c.SetTrafficClass(TOS); err != nil {
+		return fmt.Errorf("traffic class: %w", err)
+	}
+	if len(rc.spec.Peers) == 0 {
+		if err := c.JoinGroup(rc.ifi, &net.IPAddr{IP: rc.group.AsSlice()}); err != nil {
+			return fmt.Errorf("join %s: %w", rc.group, err)
+		}
+	}
+	return nil
+}
+
+func (rc *rawConn) Source() netip.Addr { return rc.src }
+
+func (rc *rawConn) Close() error {
+	var err error
+	if rc.c4 != nil {
+		err = rc.c4.Close()
+	}
+	if rc.c6 != nil {
+		err = rc.c6.Close()
+	}
+	return err
+}
+
+// Send writes one advert to the group, or one per unicast peer (each with
+// its own v3 checksum).
+func (rc *rawConn) Send(a *Advert) error {
+	var errs []error
+	for _, dst := range rc.dsts {
+		b, err := Encode(a, rc.src, dst, EncodeOptions{ChecksumAsV2: rc.spec.ChecksumAsV2})
+		if err != nil {
+			return err
+		}
+		if rc.c4 != nil {
+			rc.mu.Lock()
+			rc.id++
+			id := rc.id
+			rc.mu.Unlock()
+			h, err := ipv4.ParseHeader(IPv4Header(rc.src, dst, id, len(b)))
+			if err != nil {
+				return fmt.Errorf("build IPv4 header: %w", err)
+			}
+			err = rc.c4.WriteTo(h, b, &ipv4.ControlMessage{IfIndex: rc.ifi.Index})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("send advert to %s: %w", dst, err))
+			}
+			continue
+		}
+		cm := &ipv6.ControlMessage{HopLimit: TTL, TrafficClass: TOS, Src: rc.src.AsSlice(), IfIndex: rc.ifi.Index}
+		// No zone: naming it would resolve the interface in the caller's
+		// namespace; PKTINFO's ifindex and SO_BINDTODEVICE scope it.
+		to := &net.IPAddr{IP: dst.AsSlice()}
+		if _, err := rc.c6.WriteTo(b, cm, to); err != nil {
+			errs = append(errs, fmt.Errorf("send advert to %s: %w", dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Recv reads the next packet: TTL / hop limit must be 255, the message must
+// decode, and it must carry the instance's VRID (others are dropped with
+// DropVRID, which callers do not log).
+func (rc *rawConn) Recv() (*Packet, error) {
+	var (
+		payload  []byte
+		src, dst netip.Addr
+		ttl      int
+	)
+	if rc.c4 != nil {
+		h, p, cm, err := rc.c4.ReadFrom(rc.buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			return nil, dropf(DropTooShort, "read: %v", err)
+		}
+		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != rc.ifi.Index {
+			return nil, dropf(DropFamily, "wrong interface %d", cm.IfIndex)
+		}
+		src, _ = netip.AddrFromSlice(h.Src.To4())
+		dst, _ = netip.AddrFromSlice(h.Dst.To4())
+		ttl = h.TTL
+		payload = p
+		if h.TotalLen > 0 && h.TotalLen-h.Len < len(p) && h.TotalLen >= h.Len {
+			payload = p[:h.TotalLen-h.Len]
+		}
+	} else {
+		n, cm, from, err := rc.c6.ReadFrom(rc.buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			return nil, dropf(DropTooShort, "read: %v", err)
+		}
+		if cm == nil {
+			return nil, dropf(DropTTL, "no hop limit control message")
+		}
+		if cm.IfIndex != 0 && cm.IfIndex != rc.ifi.Index {
+			return nil, dropf(DropFamily, "wrong interface %d", cm.IfIndex)
+		}
+		if ia, ok := from.(*net.IPAddr); ok {
+			src, _ = netip.AddrFromSlice(ia.IP)
+		}
+		dst, _ = netip.AddrFromSlice(cm.Dst)
+		ttl = cm.HopLimit
+		payload = rc.buf[:n]
+	}
+	src, dst = src.Unmap(), dst.Unmap()
+	if src == rc.src {
+		return nil, dropf(DropVRID, "own packet")
+	}
+	if ttl != TTL {
+		return nil, dropf(DropTTL, "TTL %d from %s", ttl, src)
+	}
+	if len(payload) >= 2 && payload[1] != rc.spec.VRID {
+		return nil, &DropError{Reason: DropVRID}
+	}
+	if len(rc.spec.Peers) > 0 && rc.spec.CheckUnicastSrc && !slices.Contains(rc.spec.Peers, src) {
+		return nil, dropf(DropAddrList, "unicast source %s is no peer", src)
+	}
+	a, err := Decode(payload, src, dst)
+	if err != nil {
+		return nil, err
+	}
+	return &Packet{Advert: a, Src: src, Dst: dst, TTL: ttl}, nil
+}
+
+// primaryAddr is the interface's first IPv4 address, or its link-local
+// IPv6 address.
+func primaryAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if !v6 && ip.Is4() {
+			return ip, nil
+		}
+		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() {
+			return ip, nil
+		}
+	}
+	fam := "IPv4"
+	if v6 {
+		fam = "IPv6 link-local"
+	}
+	return netip.Addr{}, fmt.Errorf("interface %s has no %s address", ifi.Name, fam)
+}

@@ -1,0 +1,5 @@
+package vrrp
+
+import "syscall"
+
+var syscallTERM = syscall.SIGTERM
