@@ -1,0 +1,684 @@
+package checks
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Alerter sends an e-mail alert (mail.Client implements it). The subject
+// has no "[router_id] " prefix: the mailer adds it.
+type Alerter interface {
+	Alert(subject, body string)
+}
+
+// Options configure a Manager. Zero values are keepalived-like defaults.
+type Options struct {
+	Clock  Clock
+	Logger *slog.Logger
+	// Runner runs MISC_CHECK and notify scripts (default ExecRunner).
+	Runner ScriptRunner
+	// Alerter receives smtp_alert mails; nil sends none.
+	Alerter Alerter
+	// MaxConcurrent bounds probes in flight (default 4096); beyond it due
+	// checks wait in FIFO order.
+	MaxConcurrent int
+	// NewProber builds a checker's prober (default: the real ones).
+	NewProber func(Checker) (Prober, error)
+	// NotifyTimeout bounds notify_up/notify_down scripts (default 60 s).
+	NotifyTimeout time.Duration
+}
+
+// Manager schedules every check, keeps keepalived's per-checker retry state
+// and each real server's health, and publishes transitions.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	jobs     map[string]*job
+	servers  map[RSKey]*rsState
+	queue    jobHeap
+	inflight int
+	pending  []*job
+	tq       []Transition // transitions not yet delivered
+	tqCond   *sync.Cond
+	stats    statsRec
+	started  bool
+	stopped  bool
+
+	wake   chan struct{}
+	out    chan Transition
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // loop, deliverer
+	probes sync.WaitGroup
+	rnd    *rand.Rand
+}
+
+// job is one distinct check (deduplicated across virtual servers) with
+// keepalived's checker state. Only the goroutine running its probe and
+// holders of Manager.mu touch it; a job is never probed twice at once.
+type job struct {
+	key     string
+	checker Checker
+	prober  Prober
+	subs    map[RSKey]bool
+
+	up, hasRun bool
+	retryIt    int
+	weight     int // misc_dynamic weight, -1 none
+	last       Result
+	lastAt     time.Time
+	runs       uint64
+	failures   uint64
+
+	due     time.Time
+	index   int // in Manager.queue, -1 when not queued
+	running bool
+	removed bool
+}
+
+type rsState struct {
+	spec   Spec
+	jobs   []*job
+	up     bool
+	weight int
+	reason string
+	since  time.Time
+}
+
+// New returns a Manager; Start begins checking.
+func New(opts Options) *Manager {
+	if opts.Clock == nil {
+		opts.Clock = RealClock
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Runner == nil {
+		opts.Runner = ExecRunner{}
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 4096
+	}
+	if opts.NotifyTimeout <= 0 {
+		opts.NotifyTimeout = 60 * time.Second
+	}
+	if opts.NewProber == nil {
+		runner := opts.Runner
+		opts.NewProber = func(c Checker) (Prober, error) { return NewProber(c, runner) }
+	}
+	m := &Manager{
+		opts:    opts,
+		log:     opts.Logger.With("component", "checks"),
+		jobs:    map[string]*job{},
+		servers: map[RSKey]*rsState{},
+		wake:    make(chan struct{}, 1),
+		out:     make(chan Transition, 256),
+		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	m.tqCond = sync.NewCond(&m.mu)
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m
+}
+
+// Transitions is the stream of real-server transitions. It is closed by
+// Stop. Undelivered transitions queue without bound (they are rare) so no
+// check ever waits for the consumer.
+func (m *Manager) Transitions() <-chan Transition { return m.out }
+
+// Start loads specs and starts the scheduler. Real servers start up unless
+// a checker has alpha set; Transitions carries only changes.
+func (m *Manager) Start(specs []Spec) error {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return errors.New("checks: already started")
+	}
+	m.started = true
+	m.mu.Unlock()
+	if err := m.Reload(specs); err != nil {
+		return err
+	}
+	m.wg.Add(2)
+	go m.loop()
+	go m.deliver()
+	return nil
+}
+
+// Stop cancels probes in flight, waits for them and closes Transitions.
+func (m *Manager) Stop() {
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	m.stopped = true
+	m.mu.Unlock()
+	m.cancel()
+	m.probes.Wait()
+	m.mu.Lock()
+	m.tqCond.Broadcast()
+	m.mu.Unlock()
+	m.wg.Wait()
+	close(m.out)
+}
+
+// Reload replaces the specs. Checks whose Key is unchanged keep their state
+// and schedule; new ones start after a random warmup; removed ones stop. A
+// real server whose health changes because its checker set changed gets a
+// transition.
+func (m *Manager) Reload(specs []Spec) error {
+	seen := map[RSKey]bool{}
+	for i := range specs {
+		k := specs[i].Key()
+		if seen[k] {
+			return fmt.Errorf("checks: real server %s listed twice", k)
+		}
+		seen[k] = true
+		for j := range specs[i].Checkers {
+			if err := specs[i].Checkers[j].Validate(); err != nil {
+				return fmt.Errorf("checks: real server %s: %w", k, err)
+			}
+		}
+	}
+	m.mu.Lock()
+	// Build probers for new keys first so a bad spec changes nothing.
+	fresh := map[string]*job{}
+	for i := range specs {
+		for _, c := range specs[i].Checkers {
+			key := c.Key()
+			if m.jobs[key] != nil || fresh[key] != nil {
+				continue
+			}
+			p, err := m.opts.NewProber(c)
+			if err != nil {
+				m.mu.Unlock()
+				return fmt.Errorf("checks: real server %s: %w", specs[i].Key(), err)
+			}
+			fresh[key] = &job{key: key, checker: c, prober: p, up: !c.Alpha, weight: -1, index: -1}
+		}
+	}
+	now := m.opts.Clock.Now()
+	newJobs := map[string]*job{}
+	newServers := map[RSKey]*rsState{}
+	var emits []emit
+	for i := range specs {
+		s := specs[i]
+		k := s.Key()
+		rs := m.servers[k]
+		if rs == nil {
+			rs = &rsState{up: true, weight: -1, since: now, reason: "initial state"}
+		}
+		rs.spec = s
+		rs.jobs = rs.jobs[:0:0]
+		for _, c := range s.Checkers {
+			key := c.Key()
+			j := newJobs[key]
+			if j == nil {
+				j = m.jobs[key]
+				if j == nil {
+					j = fresh[key]
+				}
+				j.subs = map[RSKey]bool{}
+				newJobs[key] = j
+			}
+			j.subs[k] = true
+			rs.jobs = append(rs.jobs, j)
+		}
+		up, weight := rs.health()
+		if m.servers[k] == nil {
+			rs.up, rs.weight = up, weight
+			if !up {
+				rs.reason = "alpha: starts down"
+			}
+		} else if up != rs.up {
+			emits = append(emits, m.changeLocked(rs, up, weight, "configuration reload", "", now))
+		}
+		newServers[k] = rs
+	}
+	for key, j := range m.jobs {
+		if newJobs[key] == nil {
+			j.removed = true
+			if j.index >= 0 {
+				heap.Remove(&m.queue, j.index)
+			}
+		}
+	}
+	for key, j := range fresh {
+		if newJobs[key] == nil {
+			continue
+		}
+		j.due = now
+		if w := j.checker.Warmup; w > 0 {
+			j.due = now.Add(time.Duration(m.rnd.Int64N(int64(w))))
+		}
+		heap.Push(&m.queue, j)
+	}
+	m.jobs, m.servers = newJobs, newServers
+	m.mu.Unlock()
+	m.poke()
+	m.publish(emits)
+	return nil
+}
+
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop is the one scheduler: it dispatches due jobs and sleeps until the
+// next one.
+func (m *Manager) loop() {
+	defer m.wg.Done()
+	var stop func() bool
+	var armed time.Time
+	for {
+		m.mu.Lock()
+		now := m.opts.Clock.Now()
+		for m.queue.Len() > 0 && !m.queue[0].due.After(now) {
+			m.dispatchLocked(heap.Pop(&m.queue).(*job))
+		}
+		var next time.Time
+		if m.queue.Len() > 0 {
+			next = m.queue[0].due
+		}
+		m.mu.Unlock()
+		if !next.IsZero() && !next.Equal(armed) {
+			if stop != nil {
+				stop()
+			}
+			armed = next
+			stop = m.opts.Clock.AfterFunc(next.Sub(now), m.poke)
+		}
+		select {
+		case <-m.wake:
+		case <-m.ctx.Done():
+			if stop != nil {
+				stop()
+			}
+			return
+		}
+		if !armed.IsZero() && !m.opts.Clock.Now().Before(armed) {
+			armed = time.Time{} // fired (or due): re-arm next round
+		}
+	}
+}
+
+func (m *Manager) dispatchLocked(j *job) {
+	if m.stopped || j.removed {
+		return
+	}
+	if m.inflight >= m.opts.MaxConcurrent {
+		m.pending = append(m.pending, j)
+		return
+	}
+	m.inflight++
+	j.running = true
+	m.probes.Add(1)
+	go m.probe(j)
+}
+
+func (m *Manager) probe(j *job) {
+	defer m.probes.Done()
+	start := m.opts.Clock.Now()
+	lag := start.Sub(j.due)
+	res := j.prober.Probe(m.ctx)
+	if m.ctx.Err() != nil {
+		m.mu.Lock()
+		m.inflight--
+		m.mu.Unlock()
+		return
+	}
+	m.complete(j, res, lag)
+}
+
+// emit is a transition with its side effects, run outside the lock.
+type emit struct {
+	t      Transition
+	spec   Spec
+	notify string
+	kind   Kind
+	// changed: up/down changed (not only the weight).
+	changed bool
+}
+
+// complete applies keepalived's retry rule (check_tcp.c tcp_epilog and
+// friends): a failure while up is retried `retry` times delay_before_retry
+// apart before the checker goes down; one success brings it up.
+func (m *Manager) complete(j *job, res Result, lag time.Duration) {
+	m.mu.Lock()
+	m.inflight--
+	for len(m.pending) > 0 && m.inflight < m.opts.MaxConcurrent {
+		n := m.pending[0]
+		m.pending = m.pending[1:]
+		m.dispatchLocked(n)
+	}
+	m.stats.add(lag)
+	j.running = false
+	if j.removed || m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	now := m.opts.Clock.Now()
+	j.runs++
+	if !res.OK {
+		j.failures++
+	}
+	j.last, j.lastAt = res, now
+	c := &j.checker
+	delay := c.DelayLoop
+	changed := false
+	if res.OK || j.retryIt >= c.Retry {
+		j.retryIt = 0
+		if res.OK && (!j.up || !j.hasRun) {
+			changed = !j.up
+			j.up = true
+		} else if !res.OK && (j.up || !j.hasRun) {
+			changed = j.up
+			j.up = false
+		}
+	} else {
+		delay = c.DelayBeforeRetry
+		j.retryIt++
+	}
+	j.hasRun = true
+	weightChanged := false
+	if res.OK && res.Weight >= 0 && res.Weight != j.weight {
+		j.weight = res.Weight
+		weightChanged = true
+	}
+	j.due = now.Add(delay)
+	heap.Push(&m.queue, j)
+	head := m.queue[0] == j
+	var emits []emit
+	if changed || weightChanged {
+		keys := make([]RSKey, 0, len(j.subs))
+		for k := range j.subs {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(a, b int) bool { return keys[a].String() < keys[b].String() })
+		for _, k := range keys {
+			rs := m.servers[k]
+			if rs == nil {
+				continue
+			}
+			up, weight := rs.health()
+			if up != rs.up || (up && weight != rs.weight) {
+				emits = append(emits, m.changeLocked(rs, up, weight, res.Reason, c.Describe(), now))
+			}
+		}
+	}
+	m.mu.Unlock()
+	if head {
+		m.poke()
+	}
+	m.publish(emits)
+}
+
+// health: a real server is up when every checker is up; its weight is the
+// misc_dynamic weight of its (last) dynamic checker, or -1.
+func (rs *rsState) health() (bool, int) {
+	up, weight := true, -1
+	for _, j := range rs.jobs {
+		if !j.up {
+			up = false
+		}
+		if j.weight >= 0 {
+			weight = j.weight
+		}
+	}
+	return up, weight
+}
+
+func (m *Manager) changeLocked(rs *rsState, up bool, weight int, reason, checker string, now time.Time) emit {
+	e := emit{spec: rs.spec, t: Transition{
+		VirtualServer: rs.spec.VirtualServer, RealServer: rs.spec.RealServer,
+		Up: up, Weight: weight, Reason: reason, Checker: checker, Time: now,
+	}}
+	if up != rs.up {
+		e.changed = true
+		if up {
+			e.notify = rs.spec.NotifyUp
+		} else {
+			e.notify = rs.spec.NotifyDown
+		}
+		rs.since = now
+	}
+	for _, j := range rs.jobs {
+		if j.checker.Describe() == checker {
+			e.kind = j.checker.Kind
+		}
+	}
+	rs.up, rs.weight, rs.reason = up, weight, reason
+	m.tq = append(m.tq, e.t)
+	m.tqCond.Signal()
+	return e
+}
+
+// publish logs, runs notify scripts and sends alerts; never blocks checks.
+func (m *Manager) publish(emits []emit) {
+	for _, e := range emits {
+		t := e.t
+		state := "down"
+		if t.Up {
+			state = "up"
+		}
+		m.log.Info("real server "+state, "vs", t.VirtualServer, "rs", t.RealServer.String(),
+			"checker", t.Checker, "weight", t.Weight, "reason", t.Reason)
+		if e.notify != "" {
+			cmd := e.notify
+			go func() {
+				r := m.opts.Runner.RunScript(context.Background(), cmd, "", "", m.opts.NotifyTimeout)
+				if r.Err != nil {
+					m.log.Warn("notify script failed", "vs", t.VirtualServer, "rs", t.RealServer.String(),
+						"script", cmd, "exit", r.ExitCode, "err", r.Err)
+				}
+			}()
+		}
+		if e.changed && e.spec.SMTPAlert && m.opts.Alerter != nil {
+			subject, body := AlertText(e.spec, t, e.kind)
+			m.opts.Alerter.Alert(subject, body)
+		}
+	}
+}
+
+// AlertText is keepalived's real-server alert, without the "[router_id] "
+// prefix: "Realserver [10.0.0.7]:tcp:80 of virtual server
+// [10.0.0.1]:tcp:80 - DOWN" and "=> TCP CHECK failed on service <=".
+func AlertText(s Spec, t Transition, kind Kind) (subject, body string) {
+	vs := s.VirtualServerName
+	if vs == "" {
+		vs = s.VirtualServer
+	}
+	state, verb := "DOWN", "failed"
+	if t.Up {
+		state, verb = "UP", "succeed"
+	}
+	subject = fmt.Sprintf("Realserver %s of virtual server %s - %s", FormatService(s.RealServer, s.Protocol), vs, state)
+	name := strings.ReplaceAll(strings.TrimSuffix(strings.TrimSuffix(string(kind), "_CHECK"), "_GET"), "_", " ") + " CHECK"
+	if kind == "" {
+		name = "CHECK"
+	}
+	body = fmt.Sprintf("=> %s %s on service <=\r\n%s", name, verb, t.Reason)
+	return subject, body
+}
+
+// deliver moves queued transitions to the channel in order.
+func (m *Manager) deliver() {
+	defer m.wg.Done()
+	for {
+		m.mu.Lock()
+		for len(m.tq) == 0 && !m.stopped {
+			m.tqCond.Wait()
+		}
+		if m.stopped {
+			// Flush what fits; the consumer is going away.
+			for _, t := range m.tq {
+				select {
+				case m.out <- t:
+				default:
+				}
+			}
+			m.tq = nil
+			m.mu.Unlock()
+			return
+		}
+		t := m.tq[0]
+		m.tq = m.tq[1:]
+		m.mu.Unlock()
+		select {
+		case m.out <- t:
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+// CheckerState is one checker's view for the API.
+type CheckerState struct {
+	Checker   string    `json:"checker"`
+	Kind      Kind      `json:"kind"`
+	Up        bool      `json:"up"`
+	Retries   int       `json:"retries"` // failed attempts in the current retry cycle
+	Runs      uint64    `json:"runs"`
+	Failures  uint64    `json:"failures"`
+	Last      string    `json:"last,omitempty"`
+	LastCheck time.Time `json:"last_check,omitzero"`
+	Next      time.Time `json:"next,omitzero"`
+	// SharedBy counts the real-server entries (virtual servers) using it.
+	SharedBy int `json:"shared_by"`
+}
+
+// RealServerState is one real server's health for the API (hactl checks).
+type RealServerState struct {
+	VirtualServer string         `json:"virtual_server"`
+	RealServer    string         `json:"real_server"`
+	Up            bool           `json:"up"`
+	Weight        int            `json:"weight"` // misc_dynamic weight or -1
+	Reason        string         `json:"reason"`
+	Since         time.Time      `json:"since"`
+	Checkers      []CheckerState `json:"checkers,omitempty"`
+}
+
+// State is a snapshot of every real server, sorted by virtual server and
+// real server.
+func (m *Manager) State() []RealServerState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]RealServerState, 0, len(m.servers))
+	for _, rs := range m.servers {
+		s := RealServerState{
+			VirtualServer: rs.spec.VirtualServer, RealServer: rs.spec.RealServer.String(),
+			Up: rs.up, Weight: rs.weight, Reason: rs.reason, Since: rs.since,
+		}
+		for _, j := range rs.jobs {
+			cs := CheckerState{
+				Checker: j.checker.Describe(), Kind: j.checker.Kind, Up: j.up, Retries: j.retryIt,
+				Runs: j.runs, Failures: j.failures, Last: j.last.Reason, LastCheck: j.lastAt, SharedBy: len(j.subs),
+			}
+			if j.index >= 0 {
+				cs.Next = j.due
+			}
+			s.Checkers = append(s.Checkers, cs)
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].VirtualServer != out[b].VirtualServer {
+			return out[a].VirtualServer < out[b].VirtualServer
+		}
+		return out[a].RealServer < out[b].RealServer
+	})
+	return out
+}
+
+// Stats are scheduler numbers for benchmarks and metrics.
+type Stats struct {
+	Probes   uint64        `json:"probes"`
+	Jobs     int           `json:"jobs"`
+	InFlight int           `json:"in_flight"`
+	Pending  int           `json:"pending"`
+	LagP50   time.Duration `json:"lag_p50"`
+	LagP99   time.Duration `json:"lag_p99"`
+	LagMax   time.Duration `json:"lag_max"`
+}
+
+// Stats returns probe counts and the lag of probes behind their schedule
+// (over the most recent samples).
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := Stats{Probes: m.stats.n, Jobs: len(m.jobs), InFlight: m.inflight, Pending: len(m.pending)}
+	s.LagP50, s.LagP99, s.LagMax = m.stats.percentiles()
+	return s
+}
+
+// ResetStats clears the lag samples.
+func (m *Manager) ResetStats() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stats = statsRec{}
+}
+
+const lagSamples = 1 << 16
+
+type statsRec struct {
+	n    uint64
+	ring []time.Duration
+}
+
+func (s *statsRec) add(d time.Duration) {
+	if s.ring == nil {
+		s.ring = make([]time.Duration, 0, lagSamples)
+	}
+	if len(s.ring) < lagSamples {
+		s.ring = append(s.ring, d)
+	} else {
+		s.ring[s.n%lagSamples] = d
+	}
+	s.n++
+}
+
+func (s *statsRec) percentiles() (p50, p99, max time.Duration) {
+	if len(s.ring) == 0 {
+		return 0, 0, 0
+	}
+	c := append([]time.Duration(nil), s.ring...)
+	sort.Slice(c, func(a, b int) bool { return c[a] < c[b] })
+	return c[len(c)/2], c[len(c)*99/100], c[len(c)-1]
+}
+
+// jobHeap orders jobs by due time.
+type jobHeap []*job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(a, b int) bool { return h[a].due.Before(h[b].due) }
+func (h jobHeap) Swap(a, b int) {
+	h[a], h[b] = h[b], h[a]
+	h[a].index, h[b].index = a, b
+}
+func (h *jobHeap) Push(x any) {
+	j := x.(*job)
+	j.index = len(*h)
+	*h = append(*h, j)
+}
+func (h *jobHeap) Pop() any {
+	old := *h
+	n := len(old)
+	j := old[n-1]
+	old[n-1] = nil
+	j.index = -1
+	*h = old[:n-1]
+	return j
+}

@@ -1,0 +1,20 @@
+package checks
+
+import (
+	"context"
+)
+
+// tcpProber is TCP_CHECK: success is a completed TCP handshake.
+type tcpProber struct{ c Checker }
+
+func (p *tcpProber) Probe(ctx context.Context) Result {
+	conn, err := dialer(&p.c, false).DialContext(ctx, "tcp", target(&p.c))
+	if err != nil {
+		if ctx.Err() != nil {
+			return failf("TCP connection to %s timed out", FormatAddr(p.c.Connect))
+		}
+		return failf("TCP connection to %s failed: %s", FormatAddr(p.c.Connect), netReason(err))
+	}
+	conn.Close()
+	return okResult("TCP connection to " + FormatAddr(p.c.Connect) + " succeeded")
+}
