@@ -1,0 +1,342 @@
+package lvs
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"hakeep/config"
+)
+
+// Schedulers are the IPVS schedulers keepalived accepts for lb_algo.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf"}
+
+// HealthKey identifies a real server within a virtual server: the virtual
+// server's configuration key (config.VirtualServer.Key()) and the real
+// server's address, as the checks package reports them.
+type HealthKey struct {
+	VS string
+	RS netip.AddrPort
+}
+
+// RSHealth is a real server's health result.
+type RSHealth struct {
+	Up bool
+	// Weight is a dynamic weight (misc_dynamic) or -1 for the configured one.
+	Weight int
+}
+
+// Inputs are what the desired table depends on besides the configuration.
+type Inputs struct {
+	// Health of the real servers that have checkers. A real server without
+	// checkers is always up; one with checkers but no result yet is up
+	// unless alpha is set (keepalived's behaviour).
+	Health map[HealthKey]RSHealth
+	// Master reports whether this director is MASTER of the VRRP instance
+	// holding vip; it decides ha_suspend services. nil: always master.
+	Master func(vip netip.Addr) bool
+	// Quorum is each virtual server's previous quorum state (by config
+	// key), from the last Desired; missing: first computation.
+	Quorum map[string]bool
+}
+
+// QuorumEvent is a virtual server gaining or losing quorum: the caller runs
+// Script (quorum_up / quorum_down) when it is set.
+type QuorumEvent struct {
+	VS        string
+	Up        bool
+	Initial   bool // the state at start, not a change
+	Script    string
+	Weight    int // sum of the live real servers' weights
+	Threshold int
+}
+
+// Desired is the table the kernel should hold and the quorum bookkeeping
+// that produced it.
+type Desired struct {
+	Table  Table
+	Quorum map[string]bool
+	Events []QuorumEvent
+}
+
+// ParseProto reads keepalived's protocol keyword.
+func ParseProto(s string) (uint16, error) {
+	switch strings.ToUpper(s) {
+	case "", "TCP":
+		return ProtoTCP, nil
+	case "UDP":
+		return ProtoUDP, nil
+	case "SCTP":
+		return ProtoSCTP, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q (want TCP, UDP or SCTP)", s)
+}
+
+// schedFlags maps keepalived's scheduler flags to IP_VS_SVC_F_SCHED*.
+var schedFlags = map[string]uint32{
+	"sh-fallback": FlagSched1, "sh-port": FlagSched2,
+	"mh-fallback": FlagSched1, "mh-port": FlagSched2,
+	"flag-1": FlagSched1, "flag-2": FlagSched2, "flag-3": FlagSched3,
+}
+
+func familyOf(a netip.Addr) uint16 {
+	if a.Is4() || a.Is4In6() {
+		return AFInet
+	}
+	return AFInet6
+}
+
+// maxRange bounds a virtual_server_group range expansion.
+const maxRange = 65536
+
+// expandRange lists first..last (inclusive).
+func expandRange(first, last netip.Addr) ([]netip.Addr, error) {
+	if !last.IsValid() {
+		last = first
+	}
+	if first.BitLen() != last.BitLen() || last.Less(first) {
+		return nil, fmt.Errorf("address range %s-%s is empty or mixes families", first, last)
+	}
+	var out []netip.Addr
+	for a := first; ; a = a.Next() {
+		out = append(out, a)
+		if a == last {
+			return out, nil
+		}
+		if len(out) >= maxRange {
+			return nil, fmt.Errorf("address range %s-%s has more than %d addresses", first, last, maxRange)
+		}
+	}
+}
+
+// serviceKeys expands a virtual server into its kernel service keys.
+func serviceKeys(cfg *config.Config, vs *config.VirtualServer, proto uint16) ([]ServiceKey, error) {
+	fwmFamily := func() uint16 {
+		switch vs.FWMarkFamily {
+		case "inet6":
+			return AFInet6
+		case "inet":
+			return AFInet
+		}
+		for _, rs := range vs.RealServers {
+			if rs.Addr.Addr().IsValid() && rs.Addr.Addr().Is6() && !rs.Addr.Addr().Is4In6() {
+				return AFInet6
+			}
+			return AFInet
+		}
+		return AFInet
+	}
+	switch {
+	case vs.Group != "":
+		var g *config.VirtualServerGroup
+		for _, c := range cfg.VSGroups {
+			if c.Name == vs.Group {
+				g = c
+			}
+		}
+		if g == nil {
+			return nil, fmt.Errorf("virtual_server group %s: no virtual_server_group %s", vs.Group, vs.Group)
+		}
+		var keys []ServiceKey
+		for _, m := range g.Members {
+			if m.FWMark != 0 {
+				keys = append(keys, ServiceKey{Family: fwmFamily(), FWMark: m.FWMark})
+				continue
+			}
+			addrs, err := expandRange(m.Addr, m.LastAddr)
+			if err != nil {
+				return nil, fmt.Errorf("virtual_server_group %s (%s): %w", g.Name, m.Pos, err)
+			}
+			for _, a := range addrs {
+				a = a.Unmap()
+				keys = append(keys, ServiceKey{Family: familyOf(a), Proto: proto, Addr: a, Port: m.Port})
+			}
+		}
+		return keys, nil
+	case vs.FWMark != 0:
+		return []ServiceKey{{Family: fwmFamily(), FWMark: vs.FWMark}}, nil
+	default:
+		a := vs.Addr.Addr().Unmap()
+		if !a.IsValid() {
+			return nil, fmt.Errorf("virtual_server at %s has no address", vs.Pos)
+		}
+		return []ServiceKey{{Family: familyOf(a), Proto: proto, Addr: a, Port: vs.Addr.Port()}}, nil
+	}
+}
+
+// FromConfig computes the IPVS table the kernel should hold for cfg, given
+// the real servers' health, VRRP mastership (ha_suspend) and the previous
+// quorum states. It is a pure function.
+func FromConfig(cfg *config.Config, in Inputs) (Desired, error) {
+	out := Desired{Table: Table{}, Quorum: map[string]bool{}}
+	if cfg == nil {
+		return out, nil
+	}
+	for _, vs := range cfg.VirtualServers {
+		if err := addVirtualServer(&out, cfg, vs, in); err != nil {
+			return Desired{}, fmt.Errorf("virtual_server %s (%s): %w", vs.Key(), vs.Pos, err)
+		}
+	}
+	return out, nil
+}
+
+func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer, in Inputs) error {
+	proto, err := ParseProto(vs.Protocol)
+	if err != nil {
+		return err
+	}
+	sched := strings.ToLower(vs.LBAlgo)
+	if sched == "" {
+		sched = "wlc"
+	}
+	known := false
+	for _, s := range Schedulers {
+		known = known || s == sched
+	}
+	if !known {
+		return fmt.Errorf("unknown lb_algo %q", vs.LBAlgo)
+	}
+	method, err := ParseMethod(vs.LBKind)
+	if err != nil {
+		return err
+	}
+	var flags uint32
+	timeout := uint32(vs.PersistenceTimeout.Seconds())
+	if timeout > 0 {
+		flags |= FlagPersistent
+	}
+	if vs.OnePacket {
+		flags |= FlagOnePacket
+	}
+	for _, f := range vs.SchedFlags {
+		v, ok := schedFlags[strings.ToLower(f)]
+		if !ok {
+			return fmt.Errorf("unknown scheduler flag %q", f)
+		}
+		flags |= v
+	}
+	keys, err := serviceKeys(cfg, vs, proto)
+	if err != nil {
+		return err
+	}
+
+	// Health, weights and quorum of the pool.
+	vsKey := vs.Key()
+	type rsState struct {
+		dest    Dest
+		alive   bool
+		inhibit bool
+	}
+	var pool []rsState
+	sum := 0
+	for _, rs := range vs.RealServers {
+		m := method
+		if rs.LVSMethod != "" {
+			if m, err = ParseMethod(rs.LVSMethod); err != nil {
+				return fmt.Errorf("real_server %s: %w", rs.Addr, err)
+			}
+		}
+		alive := true
+		weight := rs.Weight
+		health := "up"
+		if len(rs.Checkers) > 0 {
+			h, ok := in.Health[HealthKey{vsKey, rs.Addr}]
+			switch {
+			case ok:
+				alive = h.Up
+				if h.Weight >= 0 {
+					weight = h.Weight
+				}
+			case vs.Alpha:
+				alive = false // alpha: down until the first check succeeds
+			}
+			if !alive {
+				health = "down"
+			}
+		}
+		a := rs.Addr.Addr().Unmap()
+		st := rsState{
+			dest:    Dest{Addr: a, Port: rs.Addr.Port(), Weight: weight, Method: m, Health: health},
+			alive:   alive,
+			inhibit: rs.InhibitOnFailure || vs.InhibitOnFailure,
+		}
+		pool = append(pool, st)
+		if alive {
+			sum += weight
+		}
+	}
+	quorum, hyst := vs.Quorum, vs.Hysteresis
+	prev, seen := in.Quorum[vsKey]
+	var up bool
+	switch {
+	case !seen:
+		up = sum >= quorum+hyst
+		if !up {
+			out.Events = append(out.Events, QuorumEvent{VS: vsKey, Up: false, Initial: true, Script: vs.QuorumDown, Weight: sum, Threshold: quorum + hyst})
+		}
+	case prev:
+		up = !(sum == 0 || sum < quorum-hyst)
+		if !up {
+			out.Events = append(out.Events, QuorumEvent{VS: vsKey, Up: false, Script: vs.QuorumDown, Weight: sum, Threshold: quorum - hyst})
+		}
+	default:
+		up = sum >= quorum+hyst
+		if up {
+			out.Events = append(out.Events, QuorumEvent{VS: vsKey, Up: true, Script: vs.QuorumUp, Weight: sum, Threshold: quorum + hyst})
+		}
+	}
+	out.Quorum[vsKey] = up
+
+	dests := map[DestKey]Dest{}
+	sorry := vs.SorryServer != nil && !up
+	for _, st := range pool {
+		d := st.dest
+		switch {
+		case st.alive && !sorry:
+		case !st.alive && st.inhibit:
+			d.Weight = 0
+			d.Health = "down (inhibited)"
+		default:
+			continue // failed, or alive while the sorry server serves
+		}
+		dests[d.Key()] = d
+	}
+	if s := vs.SorryServer; s != nil && (sorry || vs.SorryServerInhibit) {
+		m := method
+		if s.LVSMethod != "" {
+			if m, err = ParseMethod(s.LVSMethod); err != nil {
+				return fmt.Errorf("sorry_server %s: %w", s.Addr, err)
+			}
+		}
+		d := Dest{Addr: s.Addr.Addr().Unmap(), Port: s.Addr.Port(), Weight: 1, Method: m, Health: "sorry"}
+		if !sorry {
+			d.Weight, d.Health = 0, "sorry (standby)"
+		}
+		if _, clash := dests[d.Key()]; !clash {
+			dests[d.Key()] = d
+		}
+	}
+
+	for _, k := range keys {
+		if vs.HASuspend && in.Master != nil && k.FWMark == 0 && !in.Master(k.Addr) {
+			continue // not MASTER of this VIP: the service waits
+		}
+		if _, dup := out.Table[k]; dup {
+			return fmt.Errorf("service %s is defined twice", k)
+		}
+		nm, err := NetmaskFromAddr(k.Family, vs.PersistenceGranularity)
+		if err != nil {
+			return err
+		}
+		svc := &Service{Key: k, Scheduler: sched, Flags: flags, Timeout: timeout, Netmask: nm,
+			Dests: make(map[DestKey]Dest, len(dests)), Origin: vsKey, QuorumUp: up}
+		for dk, d := range dests {
+			if familyOf(d.Addr) != k.Family && d.Method != TUN {
+				return fmt.Errorf("real server %s: address family differs from %s (only TUN may mix families)", dk, k)
+			}
+			svc.Dests[dk] = d
+		}
+		out.Table[k] = svc
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package lvs
+
+import "fmt"
+
+// OpKind is one kind of IPVS change.
+type OpKind uint8
+
+// The IPVS changes the reconciler makes.
+const (
+	AddService OpKind = iota + 1
+	UpdateService
+	DelService
+	AddDest
+	UpdateDest
+	DelDest
+)
+
+var opNames = [...]string{"", "add-service", "update-service", "delete-service", "add-dest", "update-dest", "delete-dest"}
+
+// String is a stable name used in logs.
+func (k OpKind) String() string {
+	if int(k) < len(opNames) && k != 0 {
+		return opNames[k]
+	}
+	return fmt.Sprintf("op(%d)", k)
+}
+
+// Op is one change to the kernel table. Service carries the service's
+// attributes (for service ops) or at least its key (for dest ops).
+type Op struct {
+	Kind    OpKind
+	Service *Service
+	Dest    Dest
+}
+
+// String describes the change for logs and test failures.
+func (o Op) String() string {
+	switch o.Kind {
+	case AddService, UpdateService:
+		return fmt.Sprintf("%s %s %s flags %#x timeout %d", o.Kind, o.Service.Key, o.Service.Scheduler, o.Service.Flags&flagsCompared, o.Service.Timeout)
+	case DelService:
+		return fmt.Sprintf("%s %s", o.Kind, o.Service.Key)
+	case DelDest:
+		return fmt.Sprintf("%s %s -> %s", o.Kind, o.Service.Key, o.Dest.Key())
+	}
+	return fmt.Sprintf("%s %s -> %s %s weight %d", o.Kind, o.Service.Key, o.Dest.Key(), o.Dest.Method, o.Dest.Weight)
+}
+
+// Diff returns the changes that turn current into desired. Services in
+// current that desired lacks are deleted only when owned says the
+// configuration owns them (nil owned: none are). Within a service, removed
+// destinations go first, then changed ones, then new ones; a changed
+// weight or method is an update, never a delete and add, so connections
+// survive. The result is ordered by service key.
+func Diff(current, desired Table, owned func(ServiceKey) bool) []Op {
+	var ops []Op
+	for _, k := range desired.Keys() {
+		ops = appendServiceDiff(ops, current[k], desired[k])
+	}
+	for _, k := range current.Keys() {
+		if _, ok := desired[k]; !ok && owned != nil && owned(k) {
+			ops = append(ops, Op{Kind: DelService, Service: current[k]})
+		}
+	}
+	return ops
+}
+
+// appendServiceDiff appends the changes that turn cur (nil: absent) into
+// want.
+func appendServiceDiff(ops []Op, cur, want *Service) []Op {
+	if cur == nil {
+		ops = append(ops, Op{Kind: AddService, Service: want})
+		for _, d := range want.SortedDests() {
+			ops = append(ops, Op{Kind: AddDest, Service: want, Dest: d})
+		}
+		return ops
+	}
+	if !cur.sameKernel(want) {
+		ops = append(ops, Op{Kind: UpdateService, Service: want})
+	}
+	for _, d := range cur.SortedDests() {
+		if _, ok := want.Dests[d.Key()]; !ok {
+			ops = append(ops, Op{Kind: DelDest, Service: want, Dest: d})
+		}
+	}
+	var adds []Op
+	for _, d := range want.SortedDests() {
+		c, ok := cur.Dests[d.Key()]
+		switch {
+		case !ok:
+			adds = append(adds, Op{Kind: AddDest, Service: want, Dest: d})
+		case !c.sameKernel(d):
+			ops = append(ops, Op{Kind: UpdateDest, Service: want, Dest: d})
+		}
+	}
+	return append(ops, adds...)
+}
+
+// applyOp applies one change to a table (the reconciler's picture of the
+// kernel).
+func applyOp(t Table, op Op) {
+	k := op.Service.Key
+	switch op.Kind {
+	case AddService, UpdateService:
+		s := op.Service.clone()
+		if old, ok := t[k]; ok {
+			s.Dests = old.Dests
+		} else {
+			s.Dests = map[DestKey]Dest{}
+		}
+		t[k] = s
+	case DelService:
+		delete(t, k)
+	case AddDest, UpdateDest:
+		if s, ok := t[k]; ok {
+			s.Dests[op.Dest.Key()] = op.Dest
+		}
+	case DelDest:
+		if s, ok := t[k]; ok {
+			delete(s.Dests, op.Dest.Key())
+		}
+	}
+}

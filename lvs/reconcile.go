@@ -1,0 +1,415 @@
+package lvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Options configure a Reconciler.
+type Options struct {
+	// Period between full resyncs that read the kernel table and repair
+	// drift (someone ran ipvsadm -C, deleted a destination). Default 2 s.
+	Period time.Duration
+	// Workers apply independent services in parallel. Default 4.
+	Workers int
+	// Flush (lvs_flush) empties the whole kernel table at start, foreign
+	// services included. Without it, services the configuration does not
+	// own are never touched.
+	Flush bool
+	// FlushOnStop (lvs_flush_on_stop) deletes the owned services on Stop.
+	// Without it the table stays, so a restart reconciles to it without
+	// churn (deleted destinations linger in the kernel's dest trash and
+	// make every later add slow).
+	FlushOnStop bool
+	// MinBackoff and MaxBackoff bound the retry delay after an error.
+	MinBackoff, MaxBackoff time.Duration
+	Log                    *slog.Logger
+}
+
+// Stats describe one reconcile pass.
+type Stats struct {
+	Ops      int           // changes applied
+	Failed   int           // changes that failed
+	Read     time.Duration // reading the kernel table (resync only)
+	Apply    time.Duration // applying the changes
+	Verify   time.Duration // reading back what was written
+	Services int           // desired services
+}
+
+// Reconciler keeps the kernel's IPVS table equal to the desired table.
+// SetDesired applies a new desired table at once (only the difference);
+// Run also resyncs from the kernel every Period and retries failures with
+// backoff.
+type Reconciler struct {
+	c    Client
+	opt  Options
+	log  *slog.Logger
+	kick chan struct{}
+
+	mu      sync.Mutex // serializes passes and guards the fields below
+	desired Table
+	owned   map[ServiceKey]bool // desired now or before: ours to delete
+	cache   Table               // the kernel as last read or written; nil: unknown
+	lastErr error
+	lastOK  time.Time
+	total   Stats
+}
+
+// NewReconciler returns a reconciler writing through c. With opt.Flush it
+// flushes the kernel table first.
+func NewReconciler(c Client, opt Options) (*Reconciler, error) {
+	if opt.Period <= 0 {
+		opt.Period = 2 * time.Second
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 4
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = 100 * time.Millisecond
+	}
+	if opt.MaxBackoff <= 0 {
+		opt.MaxBackoff = 10 * time.Second
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	r := &Reconciler{c: c, opt: opt, log: opt.Log.With("component", "lvs"),
+		kick: make(chan struct{}, 1), owned: map[ServiceKey]bool{}, desired: Table{}}
+	if opt.Flush {
+		r.log.Info("ipvs flush at start (lvs_flush)")
+		if err := c.Flush(); err != nil {
+			return nil, err
+		}
+		r.cache = Table{}
+	}
+	return r, nil
+}
+
+// SetDesired replaces the desired table and applies the difference at once
+// against the reconciler's picture of the kernel. The error is the pass's;
+// Run retries it.
+func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.desired = t
+	for k := range t {
+		r.owned[k] = true
+	}
+	return r.pass(ctx, false)
+}
+
+// Resync reads the kernel table and applies the difference (drift repair).
+func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pass(ctx, true)
+}
+
+// Kick asks Run for a resync soon.
+func (r *Reconciler) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run resyncs every Period (and when kicked) until ctx ends, retrying a
+// failed pass with exponential backoff. Errors are logged and kept for
+// Status; Run returns only when ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		wait := r.opt.Period
+		if backoff > 0 {
+			wait = backoff
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.kick:
+			t.Stop()
+		case <-t.C:
+		}
+		if _, err := r.Resync(ctx); err != nil {
+			if backoff == 0 {
+				backoff = r.opt.MinBackoff
+			} else {
+				backoff = min(2*backoff, r.opt.MaxBackoff)
+			}
+			r.log.Error("ipvs reconcile failed; retrying", "err", err, "retry_in", backoff)
+		} else {
+			backoff = 0
+		}
+	}
+}
+
+// Stop deletes the owned services when FlushOnStop is set; otherwise it
+// leaves the kernel table as it is.
+func (r *Reconciler) Stop(ctx context.Context) error {
+	if !r.opt.FlushOnStop {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.desired = Table{}
+	_, err := r.pass(ctx, true)
+	return err
+}
+
+// pass diffs and applies. With read, the kernel is read first; otherwise
+// the cached picture is used (and read when there is none).
+func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
+	st := Stats{Services: len(r.desired)}
+	if read || r.cache == nil {
+		t0 := time.Now()
+		cur, err := r.c.Dump()
+		st.Read = time.Since(t0)
+		if err != nil {
+			r.cache = nil
+			return st, r.fail(fmt.Errorf("read kernel IPVS table: %w", err))
+		}
+		r.cache = cur
+	}
+	ops := Diff(r.cache, r.desired, func(k ServiceKey) bool { return r.owned[k] })
+	if len(ops) == 0 {
+		r.ok()
+		return st, nil
+	}
+	t0 := time.Now()
+	touched, errs := r.apply(ctx, ops)
+	st.Apply = time.Since(t0)
+	st.Ops, st.Failed = len(ops), len(errs)
+	r.total.Ops += st.Ops
+	r.total.Failed += st.Failed
+	if len(errs) > 0 {
+		// Our picture is uncertain now: read the kernel next time.
+		r.cache = nil
+		return st, r.fail(fmt.Errorf("apply %d IPVS changes, %d failed: %w", len(ops), len(errs), errors.Join(errs...)))
+	}
+	t0 = time.Now()
+	err := r.verify(touched)
+	st.Verify = time.Since(t0)
+	if err != nil {
+		r.cache = nil
+		return st, r.fail(err)
+	}
+	for k := range r.owned {
+		if _, ok := r.desired[k]; !ok {
+			if _, inKernel := r.cache[k]; !inKernel {
+				delete(r.owned, k) // deleted: no longer ours
+			}
+		}
+	}
+	r.log.Info("ipvs reconciled", "changes", st.Ops, "services", st.Services, "apply", st.Apply, "verify", st.Verify)
+	r.ok()
+	return st, nil
+}
+
+func (r *Reconciler) fail(err error) error {
+	r.lastErr = err
+	return err
+}
+
+func (r *Reconciler) ok() {
+	r.lastErr = nil
+	r.lastOK = time.Now()
+}
+
+// apply runs the ops: the ops of one service in order, different services
+// in parallel. It updates the cache with what succeeded and returns the
+// touched service keys.
+func (r *Reconciler) apply(ctx context.Context, ops []Op) ([]ServiceKey, []error) {
+	var groups [][]Op
+	var keys []ServiceKey
+	for i := 0; i < len(ops); {
+		j := i + 1
+		for j < len(ops) && ops[j].Service.Key == ops[i].Service.Key {
+			j++
+		}
+		groups = append(groups, ops[i:j])
+		keys = append(keys, ops[i].Service.Key)
+		i = j
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	work := make(chan []Op)
+	for range min(r.opt.Workers, len(groups)) {
+		wg.Go(func() {
+			for g := range work {
+				for _, op := range g {
+					if ctx.Err() != nil {
+						mu.Lock()
+						errs = append(errs, fmt.Errorf("%s: %w", op, ctx.Err()))
+						mu.Unlock()
+						break
+					}
+					err := r.c.Do(op)
+					mu.Lock()
+					if err != nil {
+						errs = append(errs, err)
+						r.log.Error("ipvs change failed", opAttrs(op, "err", err)...)
+						mu.Unlock()
+						break // the rest of this service depends on it
+					}
+					applyOp(r.cache, op)
+					r.log.Info("ipvs change", opAttrs(op)...)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, g := range groups {
+		work <- g
+	}
+	close(work)
+	wg.Wait()
+	return keys, errs
+}
+
+// opAttrs are the log attributes of a change, with stable keys.
+func opAttrs(op Op, extra ...any) []any {
+	a := []any{"op", op.Kind.String(), "vs", op.Service.Key.String()}
+	switch op.Kind {
+	case AddService, UpdateService:
+		a = append(a, "sched", op.Service.Scheduler, "flags", op.Service.Flags&flagsCompared, "timeout", op.Service.Timeout)
+	case AddDest, UpdateDest:
+		a = append(a, "rs", op.Dest.Key().String(), "method", op.Dest.Method.String(), "weight", op.Dest.Weight)
+	case DelDest:
+		a = append(a, "rs", op.Dest.Key().String())
+	}
+	return append(a, extra...)
+}
+
+// verifyReadAll: beyond this many touched services one dump is cheaper
+// than reading them one by one.
+const verifyReadAll = 64
+
+// verify reads back the touched services and compares them with the
+// desired table.
+func (r *Reconciler) verify(keys []ServiceKey) error {
+	got := Table{}
+	if len(keys) > verifyReadAll {
+		all, err := r.c.Dump()
+		if err != nil {
+			return fmt.Errorf("read back IPVS table: %w", err)
+		}
+		got = all
+	} else {
+		for _, k := range keys {
+			s, err := r.c.Get(k)
+			if errors.Is(err, ErrNoService) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read back: %w", err)
+			}
+			got[k] = s
+		}
+	}
+	want := Table{}
+	for _, k := range keys {
+		if s, ok := r.desired[k]; ok {
+			want[k] = s
+		}
+	}
+	var bad []Op
+	for _, k := range keys {
+		bad = appendKeyDiff(bad, got, want, k, r.owned[k])
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("read back after writing: the kernel still differs in %d places, first: %s", len(bad), bad[0])
+	}
+	if len(keys) > verifyReadAll {
+		r.cache = got
+	}
+	return nil
+}
+
+func appendKeyDiff(ops []Op, got, want Table, k ServiceKey, owned bool) []Op {
+	w, inWant := want[k]
+	g, inGot := got[k]
+	switch {
+	case inWant:
+		var cur *Service
+		if inGot {
+			cur = g
+		}
+		return appendServiceDiff(ops, cur, w)
+	case inGot && owned:
+		return append(ops, Op{Kind: DelService, Service: g})
+	}
+	return ops
+}
+
+// Status is the reconciler's view for the API.
+type Status struct {
+	Services  []ServiceStatus `json:"services"`
+	LastError string          `json:"last_error,omitempty"`
+	LastOK    time.Time       `json:"last_ok,omitzero"`
+	Changes   int             `json:"changes"`
+	Failures  int             `json:"failures"`
+}
+
+// ServiceStatus is one service as the kernel holds it, with health.
+type ServiceStatus struct {
+	Service   string       `json:"service"` // "TCP 10.0.0.1:80"
+	Origin    string       `json:"virtual_server,omitempty"`
+	Scheduler string       `json:"scheduler"`
+	Persist   uint32       `json:"persistence_timeout,omitempty"`
+	QuorumUp  bool         `json:"quorum_up"`
+	InKernel  bool         `json:"in_kernel"`
+	Dests     []DestStatus `json:"real_servers"`
+}
+
+// DestStatus is one destination: kernel state plus the health column.
+type DestStatus struct {
+	Addr       string `json:"addr"`
+	Method     string `json:"forward"`
+	Weight     int    `json:"weight"`
+	ActiveConn int    `json:"active_conn"`
+	InActConn  int    `json:"inact_conn"`
+	Health     string `json:"health"`
+	InKernel   bool   `json:"in_kernel"`
+}
+
+// Status reads the kernel table and joins it with the desired one. Desired
+// entries missing in the kernel show InKernel false.
+func (r *Reconciler) Status() Status {
+	kern, err := r.c.Dump()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Status{LastOK: r.lastOK, Changes: r.total.Ops, Failures: r.total.Failed}
+	if r.lastErr != nil {
+		st.LastError = r.lastErr.Error()
+	}
+	if err != nil {
+		st.LastError = err.Error()
+		kern = Table{}
+	}
+	for _, k := range r.desired.Keys() {
+		want := r.desired[k]
+		got, in := kern[k]
+		ss := ServiceStatus{Service: k.String(), Origin: want.Origin, Scheduler: want.Scheduler,
+			Persist: want.Timeout, QuorumUp: want.QuorumUp, InKernel: in}
+		for _, d := range want.SortedDests() {
+			ds := DestStatus{Addr: d.Key().String(), Method: d.Method.String(), Weight: d.Weight, Health: d.Health}
+			if in {
+				if kd, ok := got.Dests[d.Key()]; ok {
+					ds.InKernel, ds.Weight, ds.ActiveConn, ds.InActConn = true, kd.Weight, kd.ActiveConns, kd.InactConns
+				}
+			}
+			ss.Dests = append(ss.Dests, ds)
+		}
+		st.Services = append(st.Services, ss)
+	}
+	return st
+}

@@ -1,0 +1,141 @@
+package lvs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newRec(t *testing.T, c Client, opt Options) *Reconciler {
+	t.Helper()
+	opt.Log = quietLog()
+	r, err := NewReconciler(c, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestReconcilerAppliesOnlyTheDifference(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	foreign := svc("192.0.2.9", 80, "rr", dst("10.9.9.9", 80, 1))
+	f.t = table(foreign.clone())
+	r := newRec(t, f, Options{})
+
+	t1 := table(svc("10.0.0.1", 80, "wrr", dst("10.1.0.1", 80, 1), dst("10.1.0.2", 80, 1)))
+	if _, err := r.SetDesired(ctx, t1); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.takeOps()); n != 3 {
+		t.Fatalf("first apply: %d ops, want 3", n)
+	}
+	// Same table again: no change at all.
+	if st, err := r.SetDesired(ctx, t1); err != nil || st.Ops != 0 {
+		t.Fatalf("unchanged reload: %+v %v", st, err)
+	}
+	// Weight change: exactly one update.
+	t2 := table(svc("10.0.0.1", 80, "wrr", dst("10.1.0.1", 80, 7), dst("10.1.0.2", 80, 1)))
+	if _, err := r.SetDesired(ctx, t2); err != nil {
+		t.Fatal(err)
+	}
+	ops := f.takeOps()
+	if len(ops) != 1 || ops[0].Kind != UpdateDest || ops[0].Dest.Weight != 7 {
+		t.Fatalf("weight change: %q", opKinds(ops))
+	}
+	// Drift: someone flushes the table; a resync restores ours, not the foreign one.
+	f.Flush()
+	if _, err := r.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.Dump()
+	if rest := Diff(got, t2, nil); len(rest) != 0 {
+		t.Fatalf("after resync still differs: %q", opKinds(rest))
+	}
+	if _, ok := got[foreign.Key]; ok {
+		t.Fatal("foreign service was recreated")
+	}
+	// Service removed from the config: deleted; foreign one untouched.
+	f.t[foreign.Key] = foreign.clone()
+	if _, err := r.SetDesired(ctx, Table{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = f.Dump()
+	if len(got) != 1 || got[foreign.Key] == nil {
+		t.Fatalf("after removing all: %v", got.Keys())
+	}
+}
+
+func TestReconcilerReportsAndRetriesErrors(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	boom := errors.New("EBUSY")
+	fails := 1
+	f.failOn = func(op Op) error {
+		if op.Kind == AddDest && fails > 0 {
+			fails--
+			return boom
+		}
+		return nil
+	}
+	r := newRec(t, f, Options{})
+	want := table(svc("10.0.0.1", 80, "rr", dst("10.1.0.1", 80, 1)))
+	_, err := r.SetDesired(ctx, want)
+	if !errors.Is(err, boom) {
+		t.Fatalf("error not reported: %v", err)
+	}
+	if st := r.Status(); !strings.Contains(st.LastError, "EBUSY") {
+		t.Fatalf("status does not show the error: %+v", st)
+	}
+	// The retry (a resync) completes the table.
+	if _, err := r.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.Dump()
+	if rest := Diff(got, want, nil); len(rest) != 0 {
+		t.Fatalf("after retry: %q", opKinds(rest))
+	}
+	if st := r.Status(); st.LastError != "" || !st.Services[0].Dests[0].InKernel {
+		t.Fatalf("status after retry: %+v", st)
+	}
+}
+
+func TestReconcilerReadBackCatchesSilentFailure(t *testing.T) {
+	// A client that acknowledges but does nothing (moby/ipvs on a kernel
+	// without IPVS) must not pass as success.
+	f := &silentClient{fakeClient: newFake()}
+	r := newRec(t, f, Options{})
+	_, err := r.SetDesired(context.Background(), table(svc("10.0.0.1", 80, "rr", dst("10.1.0.1", 80, 1))))
+	if err == nil || !strings.Contains(err.Error(), "read back") {
+		t.Fatalf("silent client not detected: %v", err)
+	}
+}
+
+type silentClient struct{ *fakeClient }
+
+func (s *silentClient) Do(Op) error { return nil }
+
+func TestReconcilerFlushOptions(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	f.t = table(svc("192.0.2.9", 80, "rr"))
+	r := newRec(t, f, Options{Flush: true, FlushOnStop: true})
+	if len(f.t) != 0 {
+		t.Fatal("lvs_flush did not flush at start")
+	}
+	if _, err := r.SetDesired(ctx, table(svc("10.0.0.1", 80, "rr"))); err != nil {
+		t.Fatal(err)
+	}
+	f.t[svc("192.0.2.9", 80, "rr").Key] = svc("192.0.2.9", 80, "rr")
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.t) != 1 {
+		t.Fatalf("stop with lvs_flush_on_stop: %v, want only the foreign service", f.t.Keys())
+	}
+}
