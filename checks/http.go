@@ -67,12 +67,15 @@ func clientTLS(certFile, keyFile string) (*tls.Config, error) {
 }
 
 func (p *httpProber) Probe(ctx context.Context) Result {
+	var oks []string
 	for i, u := range p.c.HTTP.URLs {
-		if r := p.checkURL(ctx, u, p.regexes[i]); !r.OK {
+		r := p.checkURL(ctx, u, p.regexes[i])
+		if !r.OK {
 			return r
 		}
+		oks = append(oks, r.Reason)
 	}
-	return okResult(fmt.Sprintf("%s: %d url(s) OK", p.c.Describe(), len(p.c.HTTP.URLs)))
+	return okResult(strings.Join(oks, ", "))
 }
 
 func (p *httpProber) checkURL(ctx context.Context, u URL, re *regexp.Regexp) Result {
