@@ -1,0 +1,92 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Severity says whether a Diagnostic stops the configuration from being used.
+type Severity int
+
+const (
+	// Warning: the configuration is usable; keepalived would also accept it
+	// (hakeepd -t exits 5).
+	Warning Severity = iota
+	// Error: the configuration must not be used (hakeepd -t exits 1).
+	Error
+)
+
+// String returns "warning" or "error".
+func (s Severity) String() string {
+	if s == Error {
+		return "error"
+	}
+	return "warning"
+}
+
+// MarshalText makes Severity readable in JSON.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Diagnostic is one problem found while reading a configuration.
+type Diagnostic struct {
+	Pos      Pos      `json:"pos"`
+	Severity Severity `json:"severity"`
+	Msg      string   `json:"msg"`
+}
+
+// String returns "file:line: message".
+func (d Diagnostic) String() string {
+	if d.Pos.File == "" && d.Pos.Line == 0 {
+		return d.Msg
+	}
+	return d.Pos.String() + ": " + d.Msg
+}
+
+// Diagnostics is every problem found, in the order found.
+type Diagnostics []Diagnostic
+
+// HasErrors reports whether any diagnostic is an Error.
+func (ds Diagnostics) HasErrors() bool {
+	for _, d := range ds {
+		if d.Severity == Error {
+			return true
+		}
+	}
+	return false
+}
+
+// Errors returns the Error diagnostics.
+func (ds Diagnostics) Errors() Diagnostics { return ds.filter(Error) }
+
+// Warnings returns the Warning diagnostics.
+func (ds Diagnostics) Warnings() Diagnostics { return ds.filter(Warning) }
+
+func (ds Diagnostics) filter(s Severity) Diagnostics {
+	var out Diagnostics
+	for _, d := range ds {
+		if d.Severity == s {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// String joins the diagnostics one a line.
+func (ds Diagnostics) String() string {
+	var b strings.Builder
+	for _, d := range ds {
+		b.WriteString(d.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Err returns nil when there are no errors, else an error listing them
+// all (for callers that only need pass/fail).
+func (ds Diagnostics) Err() error {
+	errs := ds.Errors()
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration:\n%s", strings.TrimRight(errs.String(), "\n"))
+}

@@ -1,0 +1,346 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options controls how a configuration is read.
+type Options struct {
+	// ConfigID selects "@id" / "@^id" lines (keepalived's -i). The caller
+	// sets it (hakeepd defaults it to the short hostname); empty matches no
+	// "@id" line and every "@^id" line.
+	ConfigID string
+	// BaseDir resolves relative includes for Parse (Load uses the
+	// directory of each including file).
+	BaseDir string
+	// NoInclude refuses include lines (e.g. for a pushed config whose
+	// includes would name files on another machine).
+	NoInclude bool
+}
+
+// Load reads, parses and validates the configuration file at path.
+// It never panics; the returned Config is nil only when nothing could be
+// read at all.
+func Load(path string, opts Options) (*Config, Diagnostics) {
+	var diags Diagnostics
+	lx := &lexer{opts: opts, diags: &diags}
+	lx.readFile(path, Pos{})
+	if len(lx.files) == 0 {
+		return nil, diags
+	}
+	return finish(lx, &diags)
+}
+
+// Parse parses and validates configuration text held in memory; name is
+// used in positions. Includes resolve against opts.BaseDir (the current
+// directory when empty) unless opts.NoInclude.
+func Parse(name string, data []byte, opts Options) (*Config, Diagnostics) {
+	var diags Diagnostics
+	lx := &lexer{opts: opts, diags: &diags}
+	base := opts.BaseDir
+	if base == "" {
+		base = "."
+	}
+	if abs, err := filepath.Abs(filepath.Join(base, name)); err == nil {
+		lx.stack = []string{abs}
+	}
+	lx.files = []string{name}
+	lx.lexText(name, data, base)
+	return finish(lx, &diags)
+}
+
+func finish(lx *lexer, diags *Diagnostics) (cfg *Config, ds Diagnostics) {
+	defer func() {
+		// Never panic on any input: a bug here becomes an error diagnostic.
+		if r := recover(); r != nil {
+			*diags = append(*diags, Diagnostic{Severity: Error, Msg: fmt.Sprintf("internal error reading configuration: %v", r)})
+			if cfg == nil {
+				cfg = &Config{}
+			}
+			ds = *diags
+		}
+	}()
+	tree := buildTree(lx.toks, diags)
+	lx.toks = nil
+	p := &parser{diags: diags, opts: lx.opts, cfg: &Config{Files: lx.files}}
+	p.cfg.Global = defaultGlobal()
+	p.top(tree)
+	p.finalize()
+	p.validate()
+	return p.cfg, *diags
+}
+
+// parser turns statements into the model.
+type parser struct {
+	diags *Diagnostics
+	opts  Options
+	cfg   *Config
+
+	// What was set explicitly, for inheritance applied in finalize.
+	instGARP      map[*VRRPInstance]*garpOverride
+	instVersion   map[*VRRPInstance]bool
+	instAccept    map[*VRRPInstance]bool
+	advertRaw     map[*VRRPInstance]float64
+	checkerOwners []checkerOwner
+	removedScript map[string]bool
+	vsSeen        map[string]Pos
+	hasGlobal     bool
+}
+
+type checkerOwner struct {
+	c  *Checker
+	rs *RealServer
+	vs *VirtualServer
+}
+
+func (p *parser) errorf(pos Pos, format string, args ...any) {
+	*p.diags = append(*p.diags, Diagnostic{Pos: pos, Severity: Error, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) warnf(pos Pos, format string, args ...any) {
+	*p.diags = append(*p.diags, Diagnostic{Pos: pos, Severity: Warning, Msg: fmt.Sprintf(format, args...)})
+}
+
+// handler applies one keyword to its target.
+type handler[T any] func(p *parser, n *node, t T)
+
+// table maps the keywords of one kind of block to their handlers.
+type table[T any] map[string]handler[T]
+
+// dispatch applies each statement of a block with tab; unknown keywords
+// are warnings naming the nearest known keyword.
+func dispatch[T any](p *parser, nodes []*node, tab table[T], t T, where string) {
+	for _, n := range nodes {
+		if len(n.words) == 0 {
+			continue
+		}
+		h, ok := tab[n.kw()]
+		if !ok {
+			p.unknown(n, keysOf(tab), where)
+			continue
+		}
+		h(p, n, t)
+	}
+}
+
+func keysOf[T any](tab table[T]) []string {
+	out := make([]string, 0, len(tab))
+	for k := range tab {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (p *parser) unknown(n *node, known []string, where string) {
+	msg := fmt.Sprintf("unknown keyword '%s' in %s", n.kw(), where)
+	if s := nearest(n.kw(), known); s != "" {
+		msg += fmt.Sprintf(" (did you mean '%s'?)", s)
+	}
+	if n.hasBlock {
+		msg += "; its block is skipped"
+	}
+	p.warnf(n.pos, "%s", msg)
+}
+
+// --- argument helpers ---------------------------------------------------
+
+// noBlock warns when a simple keyword is followed by a block.
+func (p *parser) noBlock(n *node) {
+	if n.hasBlock {
+		p.warnf(n.pos, "'%s' takes no block; the block is ignored", n.kw())
+	}
+}
+
+// needBlock reports whether n has a block, with an error if not.
+func (p *parser) needBlock(n *node) bool {
+	if !n.hasBlock {
+		p.errorf(n.pos, "'%s' needs a { } block", n.kw())
+		return false
+	}
+	return true
+}
+
+// arg returns the i-th argument (1-based), or an error when missing.
+func (p *parser) arg(n *node, i int) (string, bool) {
+	p.noBlock(n)
+	if len(n.words) <= i {
+		p.errorf(n.pos, "'%s' is missing its value", n.kw())
+		return "", false
+	}
+	return n.words[i].text, true
+}
+
+// rest returns all arguments joined by spaces (script command lines).
+func (p *parser) rest(n *node) (string, bool) {
+	p.noBlock(n)
+	if len(n.words) < 2 {
+		p.errorf(n.pos, "'%s' is missing its value", n.kw())
+		return "", false
+	}
+	if len(n.words) == 2 {
+		return n.words[1].text, true
+	}
+	return strings.Join(n.args(), " "), true
+}
+
+func (p *parser) intArg(n *node, lo, hi int) (int, bool) {
+	s, ok := p.arg(n, 1)
+	if !ok {
+		return 0, false
+	}
+	return p.parseInt(n.pos, n.kw(), s, lo, hi)
+}
+
+func (p *parser) parseInt(pos Pos, kw, s string, lo, hi int) (int, bool) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		p.errorf(pos, "%s: bad number '%s'", kw, s)
+		return 0, false
+	}
+	if v < int64(lo) || v > int64(hi) {
+		p.errorf(pos, "%s: %d is out of range [%d, %d]", kw, v, lo, hi)
+		return 0, false
+	}
+	return int(v), true
+}
+
+// secondsArg reads a time in (possibly fractional) seconds, within
+// [lo, hi] seconds.
+func (p *parser) secondsArg(n *node, lo, hi float64) (time.Duration, bool) {
+	s, ok := p.arg(n, 1)
+	if !ok {
+		return 0, false
+	}
+	f, ok := p.parseSeconds(n.pos, n.kw(), s, lo, hi)
+	return time.Duration(math.Round(f * float64(time.Second))), ok
+}
+
+func (p *parser) parseSeconds(pos Pos, kw, s string, lo, hi float64) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xXpP_") {
+		p.errorf(pos, "%s: bad number '%s'", kw, s)
+		return 0, false
+	}
+	if f < lo || f > hi {
+		p.errorf(pos, "%s: %s is out of range [%g, %g] seconds", kw, s, lo, hi)
+		return 0, false
+	}
+	return f, true
+}
+
+// flag handles keywords without a value; an optional on/off/yes/no/true/
+// false/0/1 argument is honoured.
+func (p *parser) flag(n *node) bool {
+	p.noBlock(n)
+	if len(n.words) < 2 {
+		return true
+	}
+	switch strings.ToLower(n.words[1].text) {
+	case "on", "yes", "true", "1":
+		return true
+	case "off", "no", "false", "0":
+		return false
+	}
+	p.errorf(n.pos, "%s: want on or off, got '%s'", n.kw(), n.words[1].text)
+	return true
+}
+
+func (p *parser) addrArg(n *node, i int) (netip.Addr, bool) {
+	s, ok := p.arg(n, i)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return p.parseAddr(n.pos, n.kw(), s)
+}
+
+func (p *parser) parseAddr(pos Pos, kw, s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		p.errorf(pos, "%s: bad IP address '%s'", kw, s)
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+func (p *parser) portArg(pos Pos, kw, s string) (uint16, bool) {
+	v, ok := p.parseInt(pos, kw, s, 0, 65535)
+	return uint16(v), ok
+}
+
+// other records an accepted keyword the model has no field for.
+func other(m *map[string]string, n *node) {
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[n.kw()] = strings.Join(n.args(), " ")
+}
+
+// --- top level ------------------------------------------------------------
+
+var topTable table[*Config]
+
+func init() {
+	topTable = table[*Config]{
+		"global_defs":          func(p *parser, n *node, c *Config) { p.globalDefs(n) },
+		"vrrp_script":          func(p *parser, n *node, c *Config) { p.vrrpScript(n) },
+		"vrrp_track_file":      func(p *parser, n *node, c *Config) { p.trackFileDef(n) },
+		"vrrp_instance":        func(p *parser, n *node, c *Config) { p.vrrpInstance(n) },
+		"vrrp_sync_group":      func(p *parser, n *node, c *Config) { p.syncGroup(n) },
+		"virtual_server":       func(p *parser, n *node, c *Config) { p.virtualServer(n) },
+		"virtual_server_group": func(p *parser, n *node, c *Config) { p.vsGroup(n) },
+		"static_ipaddress": func(p *parser, n *node, c *Config) {
+			if p.needBlock(n) {
+				c.StaticAddresses = append(c.StaticAddresses, p.vipList(n.block, "static_ipaddress")...)
+			}
+		},
+		"static_routes": func(p *parser, n *node, c *Config) {
+			if p.needBlock(n) {
+				c.StaticRoutes = append(c.StaticRoutes, p.routeList(n.block)...)
+			}
+		},
+		"static_rules": func(p *parser, n *node, c *Config) {
+			if p.needBlock(n) {
+				c.StaticRules = append(c.StaticRules, p.ruleList(n.block)...)
+			}
+		},
+		"cluster": func(p *parser, n *node, c *Config) { p.cluster(n) },
+		// Accepted top-level blocks hakeep has no use for (keepalived's
+		// SNMP/BFD/linkbeat extras): a warning, never a silent drop.
+		"bfd_instance":        acceptedBlock,
+		"linkbeat_interfaces": acceptedBlock,
+		"garp_group":          acceptedBlock,
+		"net_namespace":       acceptedSimple,
+		"instance":            acceptedSimple,
+	}
+}
+
+func acceptedBlock(p *parser, n *node, _ *Config) {
+	p.warnf(n.pos, "'%s' is accepted but not supported by hakeep; ignored", n.kw())
+}
+
+func acceptedSimple(p *parser, n *node, _ *Config) {
+	p.warnf(n.pos, "'%s' is accepted but not supported by hakeep; ignored", n.kw())
+}
+
+func (p *parser) top(nodes []*node) {
+	dispatch(p, nodes, topTable, p.cfg, "the top level")
+}
+
+// --- helpers used by several blocks ----------------------------------------
+
+func hostnameDefault() string {
+	h, _ := os.Hostname()
+	if i := strings.IndexByte(h, '.'); i > 0 {
+		h = h[:i]
+	}
+	return h
+}

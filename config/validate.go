@@ -1,0 +1,362 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// finalize applies inheritance and defaults that depend on more than one
+// block (global_defs may come after the instances that inherit from it).
+func (p *parser) finalize() {
+	g := &p.cfg.Global
+	for _, i := range p.cfg.Instances {
+		if !p.instVersion[i] {
+			i.Version = g.VRRPVersion
+		}
+		if !p.instAccept[i] && g.VRRPStrict {
+			i.Accept = false
+		}
+		i.GARP = g.GARP
+		if o := p.instGARP[i]; o != nil {
+			if o.masterDelay != nil {
+				i.GARP.MasterDelay = *o.masterDelay
+				if o.lowerPrioDelay == nil {
+					i.GARP.LowerPrioDelay = *o.masterDelay
+				}
+			}
+			if o.masterRepeat != nil {
+				i.GARP.MasterRepeat = *o.masterRepeat
+				if o.lowerPrioRepeat == nil {
+					i.GARP.LowerPrioRepeat = *o.masterRepeat
+				}
+			}
+			setDur(&i.GARP.MasterRefresh, o.masterRefresh)
+			setInt(&i.GARP.MasterRefreshRepeat, o.masterRefreshRepeat)
+			setDur(&i.GARP.Interval, o.interval)
+			setDur(&i.GARP.GNAInterval, o.gnaInterval)
+			setDur(&i.GARP.LowerPrioDelay, o.lowerPrioDelay)
+			setInt(&i.GARP.LowerPrioRepeat, o.lowerPrioRepeat)
+		}
+		p.finalizeAdvert(i)
+		p.finalizeFamily(i)
+		if i.Interface == "" {
+			def := g.DefaultInterface
+			if def == "" {
+				def = "eth0"
+			}
+			if len(i.UnicastPeers) == 0 {
+				p.warnf(i.Pos, "vrrp_instance %s has no interface; using %s (keepalived's default_interface)", i.Name, def)
+			}
+			i.Interface = def
+		}
+		if i.Auth != nil && i.Version == 3 {
+			p.warnf(i.Auth.Pos, "vrrp_instance %s: authentication is not part of VRRPv3; ignored (as keepalived does)", i.Name)
+			i.Auth = nil
+		}
+		for _, t := range i.TrackScripts {
+			fixWeight(&t.Weight)
+		}
+		for _, t := range i.TrackFiles {
+			fixWeight(&t.Weight)
+		}
+	}
+	for _, sg := range p.cfg.SyncGroups {
+		for _, t := range sg.TrackScripts {
+			fixWeight(&t.Weight)
+		}
+		for _, t := range sg.TrackFiles {
+			fixWeight(&t.Weight)
+		}
+	}
+	for _, o := range p.checkerOwners {
+		inheritChecker(o.c, o.rs, o.vs)
+		for _, h := range o.c.Hosts {
+			inheritChecker(h, o.rs, o.vs)
+			h.DelayLoop, h.Warmup = o.c.DelayLoop, o.c.Warmup
+		}
+	}
+}
+
+func setDur(dst *time.Duration, src *time.Duration) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+func setInt(dst *int, src *int) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+func fixWeight(w **int) {
+	if *w != nil && **w == unsetWeight {
+		*w = nil
+	}
+}
+
+// inheritChecker fills in what a checker did not set: connect address from
+// the real server; timings from the real server, then the virtual server,
+// then keepalived's defaults (connect_timeout 5 s, retry 1,
+// delay_before_retry 1 s, warmup 0, delay_loop 60 s).
+func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
+	if !c.ConnectIP.IsValid() {
+		c.ConnectIP = rs.Addr.Addr()
+	}
+	if c.ConnectPort == 0 {
+		c.ConnectPort = rs.Addr.Port()
+	}
+	var vsRetry, vsDelayRetry, vsTimeout, vsWarmup, vsDelayLoop = 0, time.Duration(0), time.Duration(0), time.Duration(0), 60 * time.Second
+	if vs != nil {
+		vsRetry, vsDelayRetry, vsTimeout, vsWarmup, vsDelayLoop = vs.Retry, vs.DelayBeforeRetry, vs.ConnectTimeout, vs.Warmup, vs.DelayLoop
+	}
+	if c.Retry == unsetInt {
+		c.Retry = firstInt(rs.Retry, vsRetry, 1)
+	}
+	if c.ConnectTimeout < 0 {
+		c.ConnectTimeout = firstDur(rs.ConnectTimeout, vsTimeout, 5*time.Second)
+	}
+	if c.DelayBeforeRetry < 0 {
+		c.DelayBeforeRetry = firstDur(rs.DelayBeforeRetry, vsDelayRetry, time.Second)
+	}
+	if c.Warmup < 0 {
+		c.Warmup = firstDur(rs.Warmup, vsWarmup, 0)
+	}
+	if c.DelayLoop < 0 {
+		c.DelayLoop = firstDur(rs.DelayLoop, vsDelayLoop, 60*time.Second)
+	}
+	if c.Kind == CheckMisc && c.MiscTimeout == 0 {
+		c.MiscTimeout = c.DelayLoop
+	}
+	if c.Kind == CheckDNS {
+		if c.DNSType == "" {
+			c.DNSType = "SOA"
+		}
+		if c.DNSName == "" {
+			c.DNSName = "."
+		}
+	}
+	if (c.Kind == CheckHTTP || c.Kind == CheckSSL) && c.HTTPProtocol == "" {
+		c.HTTPProtocol = "1.0"
+	}
+}
+
+func firstInt(vs ...int) int {
+	for _, v := range vs[:len(vs)-1] {
+		if v > 0 {
+			return v
+		}
+	}
+	return vs[len(vs)-1]
+}
+
+func firstDur(vs ...time.Duration) time.Duration {
+	for _, v := range vs[:len(vs)-1] {
+		if v > 0 {
+			return v
+		}
+	}
+	return vs[len(vs)-1]
+}
+
+// finalizeAdvert applies keepalived's advert_int rules: whole seconds in
+// VRRPv2 (other values are rounded, with a warning), centiseconds up to
+// 40.95 s in VRRPv3.
+func (p *parser) finalizeAdvert(i *VRRPInstance) {
+	f, ok := p.advertRaw[i]
+	if !ok {
+		return
+	}
+	if i.Version == 2 {
+		r := math.Round(f)
+		if r < 1 {
+			r = 1
+		}
+		if r != f {
+			p.warnf(i.Pos, "vrrp_instance %s: VRRPv2 advert_int %gs must be whole seconds; rounded to %gs (as keepalived does)", i.Name, f, r)
+		}
+		i.AdvertInt = time.Duration(r) * time.Second
+		return
+	}
+	cs := math.Round(f * 100)
+	if cs < 1 || cs > 4095 {
+		p.errorf(i.Pos, "vrrp_instance %s: VRRPv3 advert_int %gs is out of range [0.01, 40.95]", i.Name, f)
+		return
+	}
+	if math.Abs(cs-f*100) > 1e-6 {
+		p.warnf(i.Pos, "vrrp_instance %s: VRRPv3 advert_int %gs rounded to %gs (centisecond steps)", i.Name, f, cs/100)
+	}
+	i.AdvertInt = time.Duration(cs) * 10 * time.Millisecond
+}
+
+// finalizeFamily sets the instance's address family from its first VIP and
+// moves VIPs of the other family to the excluded list, as keepalived does.
+func (p *parser) finalizeFamily(i *VRRPInstance) {
+	i.Family = 4
+	if len(i.VIPs) > 0 && i.VIPs[0].Prefix.Addr().Is6() {
+		i.Family = 6
+	} else if len(i.VIPs) == 0 && len(i.ExcludedVIPs) == 0 {
+		for _, a := range []bool{i.UnicastSrcIP.Is6(), i.McastSrcIP.Is6()} {
+			if a {
+				i.Family = 6
+			}
+		}
+	}
+	kept := i.VIPs[:0]
+	for _, v := range i.VIPs {
+		if family(v.Prefix.Addr().Is6()) != i.Family {
+			p.warnf(v.Pos, "vrrp_instance %s: %s is not IPv%d like the instance's first address; moved to virtual_ipaddress_excluded (as keepalived does)", i.Name, v.Prefix, i.Family)
+			v.Excluded = true
+			i.ExcludedVIPs = append(i.ExcludedVIPs, v)
+			continue
+		}
+		kept = append(kept, v)
+	}
+	i.VIPs = kept
+}
+
+func family(is6 bool) int {
+	if is6 {
+		return 6
+	}
+	return 4
+}
+
+// validate checks what spans blocks: required values, references and
+// duplicates.
+func (p *parser) validate() {
+	c := p.cfg
+	names := map[string]*VRRPInstance{}
+	type vridKey struct {
+		iface  string
+		family int
+		vrid   int
+	}
+	vrids := map[vridKey]*VRRPInstance{}
+	scriptNames := map[string]bool{}
+	for _, s := range c.Scripts {
+		scriptNames[s.Name] = true
+	}
+	trackFiles := map[string]bool{}
+	for _, t := range c.TrackFileDefs {
+		trackFiles[t.Name] = true
+	}
+	checkTracks := func(owner string, ts []*TrackScript, tf []*TrackFile) {
+		for _, t := range ts {
+			if scriptNames[t.Name] {
+				continue
+			}
+			if p.removedScript[t.Name] {
+				p.warnf(t.Pos, "%s: track_script %s refers to a vrrp_script without a script; ignored", owner, t.Name)
+				continue
+			}
+			msg := fmt.Sprintf("%s: track_script %s: no vrrp_script of that name", owner, t.Name)
+			if s := nearest(t.Name, keysOfBool(scriptNames)); s != "" {
+				msg += fmt.Sprintf(" (did you mean '%s'?)", s)
+			}
+			p.errorf(t.Pos, "%s", msg)
+		}
+		for _, t := range tf {
+			if !trackFiles[t.Name] {
+				p.errorf(t.Pos, "%s: track_file %s: no vrrp_track_file of that name", owner, t.Name)
+			}
+		}
+	}
+	for _, i := range c.Instances {
+		owner := "vrrp_instance " + i.Name
+		if old := names[i.Name]; old != nil {
+			p.errorf(i.Pos, "vrrp_instance %s is already defined at %s", i.Name, old.Pos)
+			continue
+		}
+		names[i.Name] = i
+		if i.VRID == 0 {
+			p.errorf(i.Pos, "vrrp_instance %s: virtual_router_id is missing", i.Name)
+		} else {
+			k := vridKey{i.Interface, i.Family, i.VRID}
+			if old := vrids[k]; old != nil {
+				p.errorf(i.Pos, "vrrp_instance %s: virtual_router_id %d is already used on %s (IPv%d) by vrrp_instance %s at %s",
+					i.Name, i.VRID, i.Interface, i.Family, old.Name, old.Pos)
+			} else {
+				vrids[k] = i
+			}
+		}
+		if len(i.VIPs) == 0 {
+			p.warnf(i.Pos, "vrrp_instance %s has no virtual_ipaddress; at least one is sensible", i.Name)
+		}
+		if !i.Preempt && i.State == StateMaster {
+			p.warnf(i.Pos, "vrrp_instance %s: nopreempt does not work with state MASTER; use state BACKUP on every node", i.Name)
+		}
+		for _, u := range i.UnicastPeers {
+			if family(u.Addr.Is6()) != i.Family {
+				p.errorf(u.Pos, "%s: unicast_peer %s is not IPv%d like the instance", owner, u.Addr, i.Family)
+			}
+		}
+		if i.UnicastSrcIP.IsValid() && family(i.UnicastSrcIP.Is6()) != i.Family {
+			p.errorf(i.Pos, "%s: unicast_src_ip %s is not IPv%d like the instance", owner, i.UnicastSrcIP, i.Family)
+		}
+		checkTracks(owner, i.TrackScripts, i.TrackFiles)
+	}
+	inGroup := map[string]*SyncGroup{}
+	sgNames := map[string]*SyncGroup{}
+	for _, g := range c.SyncGroups {
+		if old := sgNames[g.Name]; old != nil {
+			p.errorf(g.Pos, "vrrp_sync_group %s is already defined at %s", g.Name, old.Pos)
+			continue
+		}
+		sgNames[g.Name] = g
+		if len(g.Group) == 0 {
+			p.errorf(g.Pos, "vrrp_sync_group %s has no group { } members", g.Name)
+		} else if len(g.Group) == 1 {
+			p.warnf(g.Pos, "vrrp_sync_group %s has only one member; this is probably not what you want", g.Name)
+		}
+		for _, m := range g.Group {
+			inst := names[m]
+			if inst == nil {
+				msg := fmt.Sprintf("vrrp_sync_group %s: member %s: no vrrp_instance of that name", g.Name, m)
+				if s := nearest(m, instanceNames(c)); s != "" {
+					msg += fmt.Sprintf(" (did you mean '%s'?)", s)
+				}
+				p.errorf(g.Pos, "%s", msg)
+				continue
+			}
+			if old := inGroup[m]; old != nil {
+				p.errorf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s is already in vrrp_sync_group %s", g.Name, m, old.Name)
+				continue
+			}
+			inGroup[m] = g
+			inst.SyncGroup = g.Name
+		}
+		checkTracks("vrrp_sync_group "+g.Name, g.TrackScripts, g.TrackFiles)
+	}
+	vsKeys := map[string]*VirtualServer{}
+	for _, v := range c.VirtualServers {
+		if v.Group != "" && c.VSGroup(v.Group) == nil {
+			p.errorf(v.Pos, "virtual_server group %s: no virtual_server_group of that name", v.Group)
+		}
+		if old := vsKeys[v.Key()]; old != nil {
+			p.errorf(v.Pos, "virtual_server %s is already defined at %s", v.Key(), old.Pos)
+			continue
+		}
+		vsKeys[v.Key()] = v
+		if v.Hysteresis >= v.Quorum && v.Hysteresis > 0 {
+			p.warnf(v.Pos, "virtual_server %s: hysteresis %d is not below quorum %d", v.Key(), v.Hysteresis, v.Quorum)
+		}
+	}
+	if cl := c.Cluster; cl != nil {
+		for _, i := range c.Instances {
+			if i.Fenced(c) && cl.Lease >= 3*i.AdvertInt {
+				p.warnf(cl.Pos, "cluster: lease %s is not well below vrrp_instance %s's Master_Down_Interval (3 x advert_int %s); failover will wait for the lease",
+					cl.Lease, i.Name, i.AdvertInt)
+			}
+		}
+	}
+}
+
+func instanceNames(c *Config) []string {
+	out := make([]string, 0, len(c.Instances))
+	for _, i := range c.Instances {
+		out = append(out, i.Name)
+	}
+	return out
+}
