@@ -259,7 +259,7 @@ func (lx *lexer) seq(pos Pos, t, baseDir string) {
 	for _, p := range parts[1:] {
 		n, err := strconv.ParseInt(p, 10, 64)
 		if err != nil {
-			lx.errorf(pos, "~SEQ: bad number %q", p)
+			lx.errorf(pos, "~SEQ: bad number '%s'", p)
 			return
 		}
 		nums = append(nums, n)

@@ -773,7 +773,10 @@ func (p *parser) statusRange(pos Pos, s string) (StatusRange, bool) {
 		lo, hi = s[:i], s[i+1:]
 	}
 	l, ok1 := p.parseInt(pos, "status_code", lo, 100, 599)
-	h, ok2 := p.parseInt(pos, "status_code", hi, 100, 599)
+	h, ok2 := l, ok1
+	if hi != lo {
+		h, ok2 = p.parseInt(pos, "status_code", hi, 100, 599)
+	}
 	if !ok1 || !ok2 {
 		return StatusRange{}, false
 	}

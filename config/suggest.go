@@ -3,6 +3,9 @@ package config
 // nearest returns the known word closest to w by edit distance, or "" when
 // nothing is close enough to be a plausible misspelling.
 func nearest(w string, known []string) string {
+	if len(w) <= 2 {
+		return "" // too short for a suggestion to mean anything
+	}
 	best, bestD := "", 1<<30
 	limit := len(w)/3 + 1
 	if limit > 3 {
