@@ -140,7 +140,7 @@ type httpResponse struct {
 func (r *httpRequest) do(ctx context.Context) (*httpResponse, error) {
 	conn, err := r.Dialer.DialContext(ctx, "tcp", r.Addr)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || netReason(err) == "timed out" {
 			return nil, fmt.Errorf("HTTP connection timed out")
 		}
 		return nil, fmt.Errorf("HTTP connection failed: %s", netReason(err))

@@ -23,7 +23,7 @@ type Alerter interface {
 type Options struct {
 	Clock  Clock
 	Logger *slog.Logger
-	// Runner runs MISC_CHECK and notify scripts (default ExecRunner).
+	// Runner runs MISC_CHECK and notify scripts (default Scripts{}).
 	Runner ScriptRunner
 	// Alerter receives smtp_alert mails; nil sends none.
 	Alerter Alerter
@@ -104,7 +104,7 @@ func New(opts Options) *Manager {
 		opts.Logger = slog.Default()
 	}
 	if opts.Runner == nil {
-		opts.Runner = ExecRunner{}
+		opts.Runner = Scripts{}
 	}
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = 4096

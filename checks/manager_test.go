@@ -392,30 +392,3 @@ func TestAlertText(t *testing.T) {
 	}
 }
 
-func TestSplitCommandLine(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []string
-		bad  bool
-	}{
-		{in: "/bin/x a b", want: []string{"/bin/x", "a", "b"}},
-		{in: `/bin/x "a b" 'c d'`, want: []string{"/bin/x", "a b", "c d"}},
-		{in: `/bin/x a\ b ""`, want: []string{"/bin/x", "a b", ""}},
-		{in: "  ", want: nil},
-		{in: `/bin/x "a`, bad: true},
-		{in: `/bin/x \`, bad: true},
-	} {
-		got, err := SplitCommandLine(tc.in)
-		if (err != nil) != tc.bad {
-			t.Fatalf("%q: err %v", tc.in, err)
-		}
-		if len(got) != len(tc.want) {
-			t.Fatalf("%q: %q", tc.in, got)
-		}
-		for i := range got {
-			if got[i] != tc.want[i] {
-				t.Fatalf("%q: %q", tc.in, got)
-			}
-		}
-	}
-}

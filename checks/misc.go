@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"hakeep/script"
 )
 
 // miscProber is MISC_CHECK: exit 0 up, 1 down; with misc_dynamic 2-255 up
@@ -15,7 +17,7 @@ type miscProber struct {
 }
 
 func newMiscProber(c Checker, runner ScriptRunner) (*miscProber, error) {
-	if _, err := SplitCommandLine(c.Misc.Path); err != nil {
+	if _, err := script.Split(c.Misc.Path); err != nil {
 		return nil, fmt.Errorf("MISC_CHECK: %w", err)
 	}
 	return &miscProber{c: c, runner: runner}, nil

@@ -137,7 +137,7 @@ func TestMiscCheckTimeoutKillsScript(t *testing.T) {
 	c := Checker{Kind: KindMisc, Connect: rs, DelayLoop: 100 * time.Millisecond,
 		Misc: MiscOptions{Path: s, Timeout: 300 * time.Millisecond}}
 	w := newRealWorld(t, []Spec{{VirtualServer: "vs", RealServer: rs, Checkers: []Checker{c}}},
-		Options{Runner: ExecRunner{KillGrace: 200 * time.Millisecond}})
+		Options{})
 	w.expect("vs", rs.String(), false, "timed out after 300ms (killed)")
 	b, err := os.ReadFile(pidFile)
 	if err != nil {

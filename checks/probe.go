@@ -46,7 +46,7 @@ func NewProber(c Checker, runner ScriptRunner) (Prober, error) {
 		return newHTTPProber(c)
 	case KindMisc:
 		if runner == nil {
-			runner = ExecRunner{}
+			runner = Scripts{}
 		}
 		return newMiscProber(c, runner)
 	case KindSMTP:

@@ -152,13 +152,13 @@ func selfSigned(t *testing.T, dir, name string) (certFile, keyFile string) {
 
 // nginxServer is a private nginx with an HTTP and an HTTPS port.
 type nginxServer struct {
-	dir        string // document root
-	http, tls  netip.AddrPort
-	proc       *proc
-	prefix     string
-	conf       string
-	binary     string
-	t          *testing.T
+	dir       string // document root
+	http, tls netip.AddrPort
+	proc      *proc
+	prefix    string
+	conf      string
+	binary    string
+	t         *testing.T
 }
 
 // startNginx serves dir's files plus /down (503) and /slow (never ends

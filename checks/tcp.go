@@ -10,7 +10,7 @@ type tcpProber struct{ c Checker }
 func (p *tcpProber) Probe(ctx context.Context) Result {
 	conn, err := dialer(&p.c, false).DialContext(ctx, "tcp", target(&p.c))
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || netReason(err) == "timed out" {
 			return failf("TCP connection to %s timed out", FormatAddr(p.c.Connect))
 		}
 		return failf("TCP connection to %s failed: %s", FormatAddr(p.c.Connect), netReason(err))

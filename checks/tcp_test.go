@@ -1,0 +1,65 @@
+package checks
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestTCPCheckAgainstNginx(t *testing.T) {
+	n := startNginx(t)
+	c := fastChecker(KindTCP, n.http)
+	c.Retry = 2
+	w := newRealWorld(t, []Spec{specFor("vs", c)}, Options{})
+	rs := n.http.String()
+	w.quiet("vs", rs, 3)
+	n.stop()
+	w.expect("vs", rs, false, "TCP connection to "+FormatAddr(n.http)+" failed: connect: connection refused")
+	w.quiet("vs", rs, 3)
+	n.start()
+	w.expect("vs", rs, true, "succeeded")
+	w.quiet("vs", rs, 2)
+}
+
+// TestTCPCheckTimeout drops SYNs with iptables inside a private network
+// namespace: the check costs one connect_timeout and goes down.
+func TestTCPCheckTimeout(t *testing.T) {
+	needRoot(t, "network namespace and iptables")
+	socat := needBinary(t, "socat")
+	needBinary(t, "iptables")
+	name := nsName(t, "tcp")
+	ns := newNS(t, name)
+	startProc(t, t.TempDir()+"/socat.log", "ip", "netns", "exec", name, socat,
+		"TCP4-LISTEN:8080,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:true")
+	ap := netip.MustParseAddrPort("127.0.0.1:8080")
+	c := fastChecker(KindTCP, ap)
+	c.ConnectTimeout = 300 * time.Millisecond
+	w := newRealWorld(t, []Spec{specFor("vs", c)}, Options{NewProber: func(c Checker) (Prober, error) {
+		p, err := NewProber(c, nil)
+		if err != nil {
+			return nil, err
+		}
+		return netnsProber(ns, p), nil
+	}})
+	// socat may need a moment: wait for a success first.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := w.checker("vs", ap.String())
+		if s.Runs > 0 && s.Up && s.Retries == 0 && s.Last != "" && s.Failures < s.Runs {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never up: %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Drain a possible early down/up pair while socat was starting.
+	for len(w.m.Transitions()) > 0 {
+		<-w.m.Transitions()
+	}
+	nsRun(t, name, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+	w.expect("vs", ap.String(), false, "TCP connection to [127.0.0.1]:8080 timed out")
+	w.quiet("vs", ap.String(), 2)
+	nsRun(t, name, "iptables", "-D", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+	w.expect("vs", ap.String(), true, "succeeded")
+}
