@@ -1,0 +1,34 @@
+package consensus
+
+import (
+	"hakeep/config"
+)
+
+// CheckPushable checks a configuration text meant for `hactl config push`
+// the way the leader does: parsed as one text (includes refused: they would
+// name files on another machine) and without a cluster { } block, which is
+// node-local. It returns "file:line: message" errors and warnings.
+func CheckPushable(name string, text []byte) (errs, warnings []string) {
+	cfg, diags := config.Parse(name, text, config.Options{NoInclude: true})
+	for _, d := range diags {
+		if d.Severity == config.Error {
+			errs = append(errs, d.String())
+		} else {
+			warnings = append(warnings, d.String())
+		}
+	}
+	if cfg != nil && cfg.Cluster != nil {
+		errs = append(errs, cfg.Cluster.Pos.String()+": a pushed configuration must not contain a cluster { } block: it is node-local (keep it in the file given to hakeepd -f)")
+	}
+	return errs, warnings
+}
+
+// ValidatePushed is the Config.Validate the daemon uses: CheckPushable's
+// errors as a *ValidationError.
+func ValidatePushed(name string, text []byte) error {
+	errs, _ := CheckPushable(name, text)
+	if len(errs) > 0 {
+		return &ValidationError{Diagnostics: errs}
+	}
+	return nil
+}
