@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Alerter sends an e-mail alert (mail.Client implements it). The subject
-// has no "[router_id] " prefix: the mailer adds it.
+// Alerter sends an e-mail alert (mail.Client implements it) without
+// blocking; the subject is complete ("[router_id] Realserver ...").
 type Alerter interface {
 	Alert(subject, body string)
 }
@@ -27,6 +27,8 @@ type Options struct {
 	Runner ScriptRunner
 	// Alerter receives smtp_alert mails; nil sends none.
 	Alerter Alerter
+	// RouterID prefixes alert subjects (global_defs router_id).
+	RouterID string
 	// MaxConcurrent bounds probes in flight (default 4096); beyond it due
 	// checks wait in FIFO order.
 	MaxConcurrent int
@@ -487,16 +489,16 @@ func (m *Manager) publish(emits []emit) {
 			}()
 		}
 		if e.changed && e.spec.SMTPAlert && m.opts.Alerter != nil {
-			subject, body := AlertText(e.spec, t, e.kind)
+			subject, body := AlertText(m.opts.RouterID, e.spec, t, e.kind)
 			m.opts.Alerter.Alert(subject, body)
 		}
 	}
 }
 
-// AlertText is keepalived's real-server alert, without the "[router_id] "
-// prefix: "Realserver [10.0.0.7]:tcp:80 of virtual server
-// [10.0.0.1]:tcp:80 - DOWN" and "=> TCP CHECK failed on service <=".
-func AlertText(s Spec, t Transition, kind Kind) (subject, body string) {
+// AlertText is keepalived's real-server alert: "[router_id] Realserver
+// [10.0.0.7]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN" and
+// "=> TCP CHECK failed on service <=" (plus the reason on a second line).
+func AlertText(routerID string, s Spec, t Transition, kind Kind) (subject, body string) {
 	vs := s.VirtualServerName
 	if vs == "" {
 		vs = s.VirtualServer
@@ -506,6 +508,9 @@ func AlertText(s Spec, t Transition, kind Kind) (subject, body string) {
 		state, verb = "UP", "succeed"
 	}
 	subject = fmt.Sprintf("Realserver %s of virtual server %s - %s", FormatService(s.RealServer, s.Protocol), vs, state)
+	if routerID != "" {
+		subject = "[" + routerID + "] " + subject
+	}
 	name := strings.ReplaceAll(strings.TrimSuffix(strings.TrimSuffix(string(kind), "_CHECK"), "_GET"), "_", " ") + " CHECK"
 	if kind == "" {
 		name = "CHECK"

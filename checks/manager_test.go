@@ -379,16 +379,15 @@ func TestReloadKeepsState(t *testing.T) {
 
 func TestAlertText(t *testing.T) {
 	s := Spec{VirtualServerName: "[10.0.0.1]:tcp:80", Protocol: "TCP", RealServer: netip.MustParseAddrPort("10.0.0.7:80")}
-	subj, body := AlertText(s, Transition{Up: false, Reason: "x"}, KindTCP)
-	if subj != "Realserver [10.0.0.7]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN" {
+	subj, body := AlertText("LVS_1", s, Transition{Up: false, Reason: "x"}, KindTCP)
+	if subj != "[LVS_1] Realserver [10.0.0.7]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN" {
 		t.Fatal(subj)
 	}
 	if body != "=> TCP CHECK failed on service <=\r\nx" {
 		t.Fatalf("%q", body)
 	}
-	_, body = AlertText(s, Transition{Up: true}, KindHTTP)
+	_, body = AlertText("", s, Transition{Up: true}, KindHTTP)
 	if !strings.HasPrefix(body, "=> HTTP CHECK succeed on service <=") {
 		t.Fatalf("%q", body)
 	}
 }
-

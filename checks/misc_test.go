@@ -66,7 +66,7 @@ func TestMiscCheckExitCodesAndNotify(t *testing.T) {
 	spec := Spec{VirtualServer: "vs", VirtualServerName: "[10.0.0.1]:tcp:80", RealServer: rs, Weight: 1,
 		NotifyUp: notify + " up 10.0.0.7", NotifyDown: notify + " down 10.0.0.7", SMTPAlert: true, Checkers: []Checker{c}}
 	al := &recAlerter{}
-	w := newRealWorld(t, []Spec{spec}, Options{Alerter: al})
+	w := newRealWorld(t, []Spec{spec}, Options{Alerter: al, RouterID: "LVS_DEVEL"})
 	const vs, rss = "vs", "10.0.0.7:80"
 
 	w.quiet(vs, rss, 2) // exit 0: up, nothing to say
@@ -93,7 +93,7 @@ func TestMiscCheckExitCodesAndNotify(t *testing.T) {
 		t.Fatalf("%+v", s)
 	}
 	msgs := al.all()
-	if len(msgs) != 2 || !strings.HasPrefix(msgs[0], "Realserver [10.0.0.7]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN|=> MISC CHECK failed on service <=") ||
+	if len(msgs) != 2 || !strings.HasPrefix(msgs[0], "[LVS_DEVEL] Realserver [10.0.0.7]:tcp:80 of virtual server [10.0.0.1]:tcp:80 - DOWN|=> MISC CHECK failed on service <=") ||
 		!strings.Contains(msgs[1], " - UP|=> MISC CHECK succeed on service <=") {
 		t.Fatalf("alerts %q", msgs)
 	}
