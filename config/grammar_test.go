@@ -8,6 +8,8 @@ import (
 	"time"
 )
 
+const vsHead = " protocol TCP\n lb_algo rr\n lb_kind NAT\n "
+
 const minimalInst = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n"
 
 // diagStrings renders diagnostics as "severity file:line: msg".
@@ -19,79 +21,80 @@ func diagStrings(d Diagnostics) []string {
 	return out
 }
 
-// TestDiagnostics: each grammar feature and validation rule, with the
-// exact file:line and message it reports.
+// diagnosticCases: each grammar feature and validation rule, with the
+// exact file:line and message it reports (also run through keepalived -t).
+var diagnosticCases = []struct {
+	name string
+	text string
+	want []string // every diagnostic, in order
+}{
+	{"clean", minimalInst, nil},
+	{"misspelled keyword", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priorty 100\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n",
+		[]string{"warning t.conf:4: unknown keyword 'priorty' in vrrp_instance (did you mean 'priority'?)"}},
+	{"misspelled top-level block is skipped", "vrrp_instanse V {\n priority 1\n}\n",
+		[]string{"warning t.conf:1: unknown keyword 'vrrp_instanse' in the top level (did you mean 'vrrp_instance'?); its block is skipped"}},
+	{"unknown without suggestion", "global_defs {\n frobnicate 1\n}\n",
+		[]string{"warning t.conf:2: unknown keyword 'frobnicate' in global_defs"}},
+	{"unbalanced close", minimalInst + "}\n", []string{"error t.conf:8: unbalanced '}': no block is open"}},
+	{"unclosed block", "global_defs {\n router_id x\n", []string{"warning t.conf:1: block opened here is not closed: missing '}' at end of configuration"}},
+	{"brace without keyword", "{\n}\n", []string{"error t.conf:1: '{' without a keyword before it"}},
+	{"missing value", "global_defs {\n router_id\n}\n", []string{"error t.conf:2: 'router_id' is missing its value"}},
+	{"bad number", strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 1x", 1),
+		[]string{"error t.conf:3: virtual_router_id: bad number '1x'", "error t.conf:1: vrrp_instance V: virtual_router_id is missing"}},
+	{"vrid range", strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 256", 1),
+		[]string{"error t.conf:3: virtual_router_id: 256 is out of range [1, 255]", "error t.conf:1: vrrp_instance V: virtual_router_id is missing"}},
+	{"priority 0", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n priority 0\n", 1),
+		[]string{"error t.conf:3: priority: 0 is out of range [1, 255]"}},
+	{"priority 255 ok", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n priority 255\n", 1), nil},
+	{"advert_int v2 rounded", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n advert_int 1.5\n", 1),
+		[]string{"warning t.conf:1: vrrp_instance V: VRRPv2 advert_int 1.5s must be whole seconds; rounded to 2s (as keepalived does)"}},
+	{"advert_int v3 centiseconds", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n version 3\n advert_int 0.05\n", 1), nil},
+	{"advert_int v3 too long", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n version 3\n advert_int 41\n", 1),
+		[]string{"error t.conf:1: vrrp_instance V: VRRPv3 advert_int 41s is out of range [0.01, 40.95]"}},
+	{"auth_pass truncated", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n authentication {\n  auth_type PASS\n  auth_pass 123456789\n }\n", 1),
+		[]string{"warning t.conf:5: auth_pass is longer than 8 characters; truncated to '12345678' (as keepalived does)"}},
+	{"auth_type bad", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n authentication {\n  auth_type MD5\n }\n", 1),
+		[]string{"error t.conf:4: auth_type: want PASS or AH, got 'MD5'", "error t.conf:3: authentication: auth_type is missing"}},
+	{"script weight range", "vrrp_script s {\n script /bin/true\n weight 254\n}\n",
+		[]string{"error t.conf:3: weight: 254 is out of range [-253, 253]"}},
+	{"track_script missing", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n track_script {\n  chk_ngnix\n }\n", 1) + "vrrp_script chk_nginx {\n script /bin/true\n}\n",
+		[]string{"error t.conf:4: vrrp_instance V: track_script chk_ngnix: no vrrp_script of that name (did you mean 'chk_nginx'?)"}},
+	{"sync group member missing", minimalInst + "vrrp_sync_group G {\n group {\n  V\n  W\n }\n}\n",
+		[]string{"error t.conf:8: vrrp_sync_group G: member W: no vrrp_instance of that name"}},
+	{"duplicate vrid", minimalInst + strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1),
+		[]string{"error t.conf:8: vrrp_instance W: virtual_router_id 1 is already used on eth0 (IPv4) by vrrp_instance V at t.conf:1"}},
+	{"same vrid other family is fine", minimalInst + strings.Replace(strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1), "10.0.0.1", "fd00::1", 1), nil},
+	{"duplicate instance name", minimalInst + strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 2", 1),
+		[]string{"error t.conf:8: vrrp_instance V is already defined at t.conf:1"}},
+	{"bad VIP", strings.Replace(minimalInst, "10.0.0.1", "10.0.0.300", 1),
+		[]string{"error t.conf:5: virtual_ipaddress: bad address '10.0.0.300'", "warning t.conf:1: vrrp_instance V has no virtual_ipaddress; at least one is sensible"}},
+	{"bad VIP scope", strings.Replace(minimalInst, "10.0.0.1", "10.0.0.1/24 scope galaxy", 1),
+		[]string{"error t.conf:5: virtual_ipaddress: unknown scope 'galaxy' (want global, site, link, host or nowhere)"}},
+	{"VIP option typo", strings.Replace(minimalInst, "10.0.0.1", "10.0.0.1/24 lable eth0:1", 1),
+		[]string{"warning t.conf:5: virtual_ipaddress: unknown option 'lable' after the address (did you mean 'label'?)",
+			"warning t.conf:5: virtual_ipaddress: unknown option 'eth0:1' after the address"}},
+	{"mixed families", strings.Replace(minimalInst, "  10.0.0.1\n", "  10.0.0.1\n  fd00::1\n", 1),
+		[]string{"warning t.conf:6: vrrp_instance V: fd00::1/128 is not IPv4 like the instance's first address; moved to virtual_ipaddress_excluded (as keepalived does)"}},
+	{"vs group missing", "virtual_server group G {\n" + vsHead + "}\n", []string{"error t.conf:1: virtual_server group G: no virtual_server_group of that name"}},
+	{"lb_algo typo", "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_kind DR\n lb_algo wrrr\n}\n", []string{"error t.conf:4: lb_algo: unknown scheduler 'wrrr' (did you mean 'wrr'?)"}},
+	{"checker keyword in wrong checker", "virtual_server 10.0.0.1 80 {\n" + vsHead + "real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   misc_path /bin/true\n  }\n }\n}\n",
+		[]string{"warning t.conf:7: unknown keyword 'misc_path' in TCP_CHECK"}},
+	{"status_code range", "virtual_server 10.0.0.1 80 {\n" + vsHead + "real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    path /\n    status_code 700\n   }\n  }\n }\n}\n",
+		[]string{"error t.conf:9: status_code: 700 is out of range [100, 599]"}},
+	{"unterminated quote", "vrrp_script s {\n script \"/bin/true\n}\n", []string{"error t.conf:2: unterminated quoted string"}},
+	{"nopreempt with MASTER", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n state MASTER\n nopreempt\n", 1),
+		[]string{"warning t.conf:1: vrrp_instance V: nopreempt does not work with state MASTER; use state BACKUP on every node"}},
+	{"cluster without bind_addr", "cluster {\n node_name d1\n}\n", []string{"error t.conf:1: cluster: bind_addr is required"}},
+	{"cluster bad key", "cluster {\n bind_addr 10.0.0.1\n gossip_key notbase64!\n}\n",
+		[]string{"error t.conf:3: gossip_key: want a file path or a base64 key of 16, 24 or 32 bytes"}},
+	{"cluster typo", "cluster {\n bind_addr 10.0.0.1\n bootstrap_expec 3\n}\n",
+		[]string{"warning t.conf:3: unknown keyword 'bootstrap_expec' in cluster (did you mean 'bootstrap_expect'?)"}},
+	{"include refused", "include other.conf\n", []string{"error t.conf:1: include other.conf: includes are not allowed here"}},
+	{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
+}
+
 func TestDiagnostics(t *testing.T) {
-	tests := []struct {
-		name string
-		text string
-		want []string // every diagnostic, in order
-	}{
-		{"clean", minimalInst, nil},
-		{"misspelled keyword", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priorty 100\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n",
-			[]string{"warning t.conf:4: unknown keyword 'priorty' in vrrp_instance (did you mean 'priority'?)"}},
-		{"misspelled top-level block is skipped", "vrrp_instanse V {\n priority 1\n}\n",
-			[]string{"warning t.conf:1: unknown keyword 'vrrp_instanse' in the top level (did you mean 'vrrp_instance'?); its block is skipped"}},
-		{"unknown without suggestion", "global_defs {\n frobnicate 1\n}\n",
-			[]string{"warning t.conf:2: unknown keyword 'frobnicate' in global_defs"}},
-		{"unbalanced close", minimalInst + "}\n", []string{"error t.conf:8: unbalanced '}': no block is open"}},
-		{"unclosed block", "global_defs {\n router_id x\n", []string{"warning t.conf:1: block opened here is not closed: missing '}' at end of configuration"}},
-		{"brace without keyword", "{\n}\n", []string{"error t.conf:1: '{' without a keyword before it"}},
-		{"missing value", "global_defs {\n router_id\n}\n", []string{"error t.conf:2: 'router_id' is missing its value"}},
-		{"bad number", strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 1x", 1),
-			[]string{"error t.conf:3: virtual_router_id: bad number '1x'", "error t.conf:1: vrrp_instance V: virtual_router_id is missing"}},
-		{"vrid range", strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 256", 1),
-			[]string{"error t.conf:3: virtual_router_id: 256 is out of range [1, 255]", "error t.conf:1: vrrp_instance V: virtual_router_id is missing"}},
-		{"priority 0", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n priority 0\n", 1),
-			[]string{"error t.conf:3: priority: 0 is out of range [1, 255]"}},
-		{"priority 255 ok", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n priority 255\n", 1), nil},
-		{"advert_int v2 rounded", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n advert_int 1.5\n", 1),
-			[]string{"warning t.conf:1: vrrp_instance V: VRRPv2 advert_int 1.5s must be whole seconds; rounded to 2s (as keepalived does)"}},
-		{"advert_int v3 centiseconds", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n version 3\n advert_int 0.05\n", 1), nil},
-		{"advert_int v3 too long", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n version 3\n advert_int 41\n", 1),
-			[]string{"error t.conf:1: vrrp_instance V: VRRPv3 advert_int 41s is out of range [0.01, 40.95]"}},
-		{"auth_pass truncated", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n authentication {\n  auth_type PASS\n  auth_pass 123456789\n }\n", 1),
-			[]string{"warning t.conf:5: auth_pass is longer than 8 characters; truncated to '12345678' (as keepalived does)"}},
-		{"auth_type bad", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n authentication {\n  auth_type MD5\n }\n", 1),
-			[]string{"error t.conf:4: auth_type: want PASS or AH, got 'MD5'", "error t.conf:3: authentication: auth_type is missing"}},
-		{"script weight range", "vrrp_script s {\n script /bin/true\n weight 254\n}\n",
-			[]string{"error t.conf:3: weight: 254 is out of range [-253, 253]"}},
-		{"track_script missing", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n track_script {\n  chk_ngnix\n }\n", 1) + "vrrp_script chk_nginx {\n script /bin/true\n}\n",
-			[]string{"error t.conf:4: vrrp_instance V: track_script chk_ngnix: no vrrp_script of that name (did you mean 'chk_nginx'?)"}},
-		{"sync group member missing", minimalInst + "vrrp_sync_group G {\n group {\n  V\n  W\n }\n}\n",
-			[]string{"error t.conf:8: vrrp_sync_group G: member W: no vrrp_instance of that name"}},
-		{"duplicate vrid", minimalInst + strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1),
-			[]string{"error t.conf:8: vrrp_instance W: virtual_router_id 1 is already used on eth0 (IPv4) by vrrp_instance V at t.conf:1"}},
-		{"same vrid other family is fine", minimalInst + strings.Replace(strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1), "10.0.0.1", "fd00::1", 1), nil},
-		{"duplicate instance name", minimalInst + strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 2", 1),
-			[]string{"error t.conf:8: vrrp_instance V is already defined at t.conf:1"}},
-		{"bad VIP", strings.Replace(minimalInst, "10.0.0.1", "10.0.0.300", 1),
-			[]string{"error t.conf:5: virtual_ipaddress: bad address '10.0.0.300'", "warning t.conf:1: vrrp_instance V has no virtual_ipaddress; at least one is sensible"}},
-		{"bad VIP scope", strings.Replace(minimalInst, "10.0.0.1", "10.0.0.1/24 scope galaxy", 1),
-			[]string{"error t.conf:5: virtual_ipaddress: unknown scope 'galaxy' (want global, site, link, host or nowhere)"}},
-		{"VIP option typo", strings.Replace(minimalInst, "10.0.0.1", "10.0.0.1/24 lable eth0:1", 1),
-			[]string{"warning t.conf:5: virtual_ipaddress: unknown option 'lable' after the address (did you mean 'label'?)",
-				"warning t.conf:5: virtual_ipaddress: unknown option 'eth0:1' after the address"}},
-		{"mixed families", strings.Replace(minimalInst, "  10.0.0.1\n", "  10.0.0.1\n  fd00::1\n", 1),
-			[]string{"warning t.conf:6: vrrp_instance V: fd00::1/128 is not IPv4 like the instance's first address; moved to virtual_ipaddress_excluded (as keepalived does)"}},
-		{"vs group missing", "virtual_server group G {\n}\n", []string{"error t.conf:1: virtual_server group G: no virtual_server_group of that name"}},
-		{"lb_algo typo", "virtual_server 10.0.0.1 80 {\n lb_algo wrrr\n}\n", []string{"error t.conf:2: lb_algo: unknown scheduler 'wrrr' (did you mean 'wrr'?)"}},
-		{"checker keyword in wrong checker", "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   misc_path /bin/true\n  }\n }\n}\n",
-			[]string{"warning t.conf:4: unknown keyword 'misc_path' in TCP_CHECK"}},
-		{"status_code range", "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    path /\n    status_code 700\n   }\n  }\n }\n}\n",
-			[]string{"error t.conf:6: status_code: 700 is out of range [100, 599]"}},
-		{"unterminated quote", "vrrp_script s {\n script \"/bin/true\n}\n", []string{"error t.conf:2: unterminated quoted string"}},
-		{"nopreempt with MASTER", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n state MASTER\n nopreempt\n", 1),
-			[]string{"warning t.conf:1: vrrp_instance V: nopreempt does not work with state MASTER; use state BACKUP on every node"}},
-		{"cluster without bind_addr", "cluster {\n node_name d1\n}\n", []string{"error t.conf:1: cluster: bind_addr is required"}},
-		{"cluster bad key", "cluster {\n bind_addr 10.0.0.1\n gossip_key notbase64!\n}\n",
-			[]string{"error t.conf:3: gossip_key: want a file path or a base64 key of 16, 24 or 32 bytes"}},
-		{"cluster typo", "cluster {\n bind_addr 10.0.0.1\n bootstrap_expec 3\n}\n",
-			[]string{"warning t.conf:3: unknown keyword 'bootstrap_expec' in cluster (did you mean 'bootstrap_expect'?)"}},
-		{"include refused", "include other.conf\n", []string{"error t.conf:1: include other.conf: includes are not allowed here"}},
-		{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
-	}
-	for _, tc := range tests {
+	for _, tc := range diagnosticCases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, d := Parse("t.conf", []byte(tc.text), Options{NoInclude: true})
 			got := diagStrings(d)
@@ -102,141 +105,145 @@ func TestDiagnostics(t *testing.T) {
 	}
 }
 
-// TestGrammar: each lexical feature yields the right model.
+// grammarCases: each lexical feature yields the right model (also run
+// through keepalived -t, which must find them clean too).
+var grammarCases = []struct {
+	name  string
+	opts  Options
+	text  string
+	check func(t *testing.T, c *Config)
+}{
+	{"comments both kinds and trailing", Options{}, "! top\n# also\nglobal_defs { # c\n router_id a#b ! trailing\n}\n", func(t *testing.T, c *Config) {
+		if c.Global.RouterID != "a#b" {
+			t.Errorf("router_id %q", c.Global.RouterID)
+		}
+	}},
+	{"quoted strings with escapes", Options{}, "vrrp_script s {\n script \"/bin/echo \\\"a b\\\" \\\\ # not a comment\"\n}\n", func(t *testing.T, c *Config) {
+		if got := c.Script("s").Script; got != `/bin/echo "a b" \ # not a comment` {
+			t.Errorf("script %q", got)
+		}
+	}},
+	{"one-line blocks and brace glued to word", Options{}, "global_defs { notification_email { a@b c@d } router_id x }\nvirtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n real_server 10.0.0.2 80{\n  weight 3\n }\n}\n", func(t *testing.T, c *Config) {
+		if strings.Join(c.Global.NotificationEmail, ",") != "a@b,c@d" || c.Global.RouterID != "x" {
+			t.Errorf("global %+v", c.Global)
+		}
+		if c.VirtualServers[0].RealServers[0].Weight != 3 || c.VirtualServers[0].LBAlgo != "rr" {
+			t.Errorf("weight %d", c.VirtualServers[0].RealServers[0].Weight)
+		}
+	}},
+	{"brace on next line", Options{}, "vrrp_script s\n{\n script /bin/true\n}\n", func(t *testing.T, c *Config) {
+		if c.Script("s") == nil {
+			t.Error("script not read")
+		}
+	}},
+	{"non-ASCII separates words like keepalived", Options{}, "global_defs {\n router_id node1 #单个id\n smtp_connect_timeout 20 超时\n}\n", func(t *testing.T, c *Config) {
+		if c.Global.RouterID != "node1" || c.Global.SMTPConnectTimeout != 20*time.Second {
+			t.Errorf("global %+v", c.Global)
+		}
+	}},
+	{"@id lines", Options{ConfigID: "d2"}, "global_defs {\n @d1 router_id one\n @d2 router_id two\n @^d2 smtp_helo_name notd2\n @^d1 notification_email_from x@y\n}\n", func(t *testing.T, c *Config) {
+		if c.Global.RouterID != "two" || c.Global.SMTPHeloName != "" || c.Global.NotificationEmailFrom != "x@y" {
+			t.Errorf("global %+v", c.Global)
+		}
+	}},
+	{"parameters", Options{}, "$IF=eth1\n$VIP=10.1.1.1/24\n$MULTI=10.1.1.2 \\\n 10.1.1.3\n" +
+		"vrrp_instance V {\n interface $IF\n virtual_router_id 9\n virtual_ipaddress {\n  ${VIP} dev ${IF}\n  $MULTI\n }\n notify_master \"/x.sh $1\"\n}\n", func(t *testing.T, c *Config) {
+		i := c.Instance("V")
+		if i.Interface != "eth1" || len(i.VIPs) != 3 || i.VIPs[0].Prefix.String() != "10.1.1.1/24" || i.VIPs[0].Dev != "eth1" || i.VIPs[2].Prefix.String() != "10.1.1.3/32" {
+			t.Errorf("instance %+v", i)
+		}
+		if i.Notify.Master != "/x.sh $1" {
+			t.Errorf("unknown $1 must stay: %q", i.Notify.Master)
+		}
+		if i.VIPs[2].Pos.Line != 10 {
+			t.Errorf("multi-line parameter position: %v", i.VIPs[2].Pos)
+		}
+	}},
+	{"~SEQ", Options{}, "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  ~SEQ(i, 3, 2, 7) 10.0.0.$i\n }\n}\n", func(t *testing.T, c *Config) {
+		var got []string
+		for _, v := range c.Instance("V").VIPs {
+			got = append(got, v.Prefix.Addr().String())
+		}
+		if strings.Join(got, ",") != "10.0.0.3,10.0.0.5,10.0.0.7" {
+			t.Errorf("VIPs %v", got)
+		}
+	}},
+	{"VIP options", Options{}, strings.Replace(minimalInst, "10.0.0.1", "10.0.0.1/24 brd 10.0.0.255 dev eth1 label eth1:0 scope link nodad noprefixroute", 1), func(t *testing.T, c *Config) {
+		v := c.Instance("V").VIPs[0]
+		if v.Brd.String() != "10.0.0.255" || v.Dev != "eth1" || v.Label != "eth1:0" || v.Scope != "link" || !v.NoDAD || !v.NoPrefixRoute {
+			t.Errorf("VIP %+v", v)
+		}
+	}},
+	{"track weights", Options{}, "vrrp_script s {\n script /bin/true\n}\nvrrp_script s2 {\n script /bin/true\n weight -4\n}\n" +
+		strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n track_interface {\n  eth1 weight -10\n  eth2\n }\n track_script {\n  s weight 20 reverse\n  s2\n }\n", 1), func(t *testing.T, c *Config) {
+		i := c.Instance("V")
+		if i.TrackInterfaces[0].Weight != -10 || i.TrackInterfaces[1].Name != "eth2" {
+			t.Errorf("track_interface %+v %+v", i.TrackInterfaces[0], i.TrackInterfaces[1])
+		}
+		if *i.TrackScripts[0].Weight != 20 || !i.TrackScripts[0].Reverse || i.TrackScripts[1].Weight != nil {
+			t.Errorf("track_script %+v %+v", i.TrackScripts[0], i.TrackScripts[1])
+		}
+	}},
+	{"global inheritance", Options{}, "global_defs {\n vrrp_version 3\n vrrp_strict\n vrrp_garp_master_delay 2\n}\n" +
+		strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n garp_master_repeat 7\n", 1), func(t *testing.T, c *Config) {
+		i := c.Instance("V")
+		if i.Version != 3 || i.Accept || i.GARP.MasterDelay != 2*time.Second || i.GARP.MasterRepeat != 7 || i.GARP.LowerPrioRepeat != 7 {
+			t.Errorf("instance %+v", i)
+		}
+	}},
+	{"checker inheritance and defaults", Options{}, "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n delay_loop 7\n connect_timeout 4\n real_server 10.0.0.2 8080 {\n  retry 2\n  TCP_CHECK {\n  }\n  MISC_CHECK {\n   misc_path \"/bin/check a\"\n   misc_dynamic\n   misc_timeout 9\n  }\n }\n}\n", func(t *testing.T, c *Config) {
+		tc, mc := c.VirtualServers[0].RealServers[0].Checkers[0], c.VirtualServers[0].RealServers[0].Checkers[1]
+		if tc.ConnectIP.String() != "10.0.0.2" || tc.ConnectPort != 8080 || tc.ConnectTimeout != 4*time.Second || tc.Retry != 2 || tc.DelayBeforeRetry != time.Second || tc.DelayLoop != 7*time.Second {
+			t.Errorf("TCP_CHECK %+v", tc)
+		}
+		if mc.MiscPath != "/bin/check a" || !mc.MiscDynamic || mc.MiscTimeout != 9*time.Second {
+			t.Errorf("MISC_CHECK %+v", mc)
+		}
+	}},
+	{"every checker kind", Options{}, "virtual_server fwmark 5 {\n lb_algo sh\n lb_kind TUN type gue port 6080\n real_server 10.0.0.2 {\n" +
+		"  DNS_CHECK {\n   connect_port 53\n   type A\n   name example.org\n  }\n  UDP_CHECK {\n   payload 0a0b\n   require_reply 0c\n  }\n  PING_CHECK {\n  }\n" +
+		"  SMTP_CHECK {\n   helo_name me\n   host {\n    connect_ip 10.0.0.9\n    connect_port 2525\n   }\n  }\n  SSL_GET {\n   url {\n    path /h\n    status_code 200-299 301\n   }\n   enable_sni\n  }\n }\n}\n", func(t *testing.T, c *Config) {
+		v := c.VirtualServers[0]
+		if v.FWMark != 5 || v.LBKind != "TUN" || v.TunType != "gue" || v.TunPort != 6080 {
+			t.Errorf("vs %+v", v)
+		}
+		ch := v.RealServers[0].Checkers
+		if len(ch) != 5 || ch[0].DNSType != "A" || ch[0].DNSName != "example.org" || string(ch[1].Payload) != "\x0a\x0b" || string(ch[1].ReplyData) != "\x0c" ||
+			ch[2].Kind != CheckPing || ch[3].HeloName != "me" || len(ch[3].Hosts) != 1 || ch[3].Hosts[0].ConnectPort != 2525 ||
+			ch[4].URLs[0].StatusCodes[1] != (StatusRange{301, 301}) || !ch[4].EnableSNI || !ch[4].URLs[0].StatusCodes[0].Contains(204) {
+			t.Errorf("checkers %+v", ch)
+		}
+	}},
+	{"virtual_server_group", Options{}, "virtual_server_group G {\n 10.0.0.1-10 80\n}\nvirtual_server_group GF {\n fwmark 7\n}\nvirtual_server_group G6 {\n fd00::1-1f 443\n}\n" +
+		"virtual_server group G {\n protocol TCP\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.20 80 {\n }\n}\nvirtual_server group G6 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n real_server fd00::20 443 {\n }\n}\n", func(t *testing.T, c *Config) {
+		m := c.VSGroup("G").Members
+		m6 := c.VSGroup("G6").Members
+		if len(m) != 1 || m[0].LastAddr.String() != "10.0.0.10" || m6[0].LastAddr.String() != "fd00::1f" || c.VSGroup("GF").Members[0].FWMark != 7 {
+			t.Errorf("members %+v %+v", m[0], m6[0])
+		}
+	}},
+	{"static blocks", Options{}, "static_ipaddress {\n 192.168.1.1/24 dev eth0 scope global\n}\nstatic_routes {\n 10.0.0.0/8 via 192.168.1.254 dev eth0\n default via fd00::1 dev eth0\n}\nstatic_rules {\n from 10.0.0.0/8 table 100 priority 5\n}\n", func(t *testing.T, c *Config) {
+		if len(c.StaticAddresses) != 1 || c.StaticRoutes[0].Via.String() != "192.168.1.254" || c.StaticRoutes[1].Dst.String() != "::/0" ||
+			c.StaticRules[0].Table != "100" || c.StaticRules[0].Priority != 5 {
+			t.Errorf("static %+v %+v %+v", c.StaticAddresses, c.StaticRoutes, c.StaticRules)
+		}
+	}},
+	{"cluster block", Options{}, "cluster {\n node_name d1\n bind_addr 10.0.0.11\n raft_port 7301\n gossip_port 7401\n join { 10.0.0.12:7401 10.0.0.13 }\n bootstrap_expect 3\n data_dir /var/lib/hakeep\n lease 0.8\n}\n" + minimalInst, func(t *testing.T, c *Config) {
+		cl := c.Cluster
+		if cl.NodeName != "d1" || cl.BindAddr.String() != "10.0.0.11" || strings.Join(cl.Join, ",") != "10.0.0.12:7401,10.0.0.13:7401" ||
+			cl.BootstrapExpect != 3 || cl.Lease != 800*time.Millisecond || cl.Renew != 200*time.Millisecond || !c.Instance("V").Fenced(c) {
+			t.Errorf("cluster %+v", cl)
+		}
+	}},
+	{"fence off", Options{}, "cluster {\n bind_addr 10.0.0.11\n}\n" + strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n fence off\n", 1), func(t *testing.T, c *Config) {
+		if c.Instance("V").Fenced(c) {
+			t.Error("fence off ignored")
+		}
+	}},
+}
+
 func TestGrammar(t *testing.T) {
-	tests := []struct {
-		name  string
-		opts  Options
-		text  string
-		check func(t *testing.T, c *Config)
-	}{
-		{"comments both kinds and trailing", Options{}, "! top\n# also\nglobal_defs { # c\n router_id a#b ! trailing\n}\n", func(t *testing.T, c *Config) {
-			if c.Global.RouterID != "a#b" {
-				t.Errorf("router_id %q", c.Global.RouterID)
-			}
-		}},
-		{"quoted strings with escapes", Options{}, "vrrp_script s {\n script \"/bin/echo \\\"a b\\\" \\\\ # not a comment\"\n}\n", func(t *testing.T, c *Config) {
-			if got := c.Script("s").Script; got != `/bin/echo "a b" \ # not a comment` {
-				t.Errorf("script %q", got)
-			}
-		}},
-		{"one-line blocks and brace glued to word", Options{}, "global_defs { notification_email { a@b c@d } router_id x }\nvirtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80{\n  weight 3\n }\n}\n", func(t *testing.T, c *Config) {
-			if strings.Join(c.Global.NotificationEmail, ",") != "a@b,c@d" || c.Global.RouterID != "x" {
-				t.Errorf("global %+v", c.Global)
-			}
-			if c.VirtualServers[0].RealServers[0].Weight != 3 {
-				t.Errorf("weight %d", c.VirtualServers[0].RealServers[0].Weight)
-			}
-		}},
-		{"brace on next line", Options{}, "vrrp_script s\n{\n script /bin/true\n}\n", func(t *testing.T, c *Config) {
-			if c.Script("s") == nil {
-				t.Error("script not read")
-			}
-		}},
-		{"non-ASCII separates words like keepalived", Options{}, "global_defs {\n router_id node1 #单个id\n smtp_connect_timeout 20 超时\n}\n", func(t *testing.T, c *Config) {
-			if c.Global.RouterID != "node1" || c.Global.SMTPConnectTimeout != 20*time.Second {
-				t.Errorf("global %+v", c.Global)
-			}
-		}},
-		{"@id lines", Options{ConfigID: "d2"}, "global_defs {\n @d1 router_id one\n @d2 router_id two\n @^d2 smtp_helo_name notd2\n @^d1 notification_email_from x@y\n}\n", func(t *testing.T, c *Config) {
-			if c.Global.RouterID != "two" || c.Global.SMTPHeloName != "" || c.Global.NotificationEmailFrom != "x@y" {
-				t.Errorf("global %+v", c.Global)
-			}
-		}},
-		{"parameters", Options{}, "$IF=eth1\n$VIP=10.1.1.1/24\n$MULTI=10.1.1.2 \\\n 10.1.1.3\n" +
-			"vrrp_instance V {\n interface $IF\n virtual_router_id 9\n virtual_ipaddress {\n  ${VIP} dev ${IF}\n  $MULTI\n }\n notify_master \"/x.sh $1\"\n}\n", func(t *testing.T, c *Config) {
-			i := c.Instance("V")
-			if i.Interface != "eth1" || len(i.VIPs) != 3 || i.VIPs[0].Prefix.String() != "10.1.1.1/24" || i.VIPs[0].Dev != "eth1" || i.VIPs[2].Prefix.String() != "10.1.1.3/32" {
-				t.Errorf("instance %+v", i)
-			}
-			if i.Notify.Master != "/x.sh $1" {
-				t.Errorf("unknown $1 must stay: %q", i.Notify.Master)
-			}
-			if i.VIPs[2].Pos.Line != 10 {
-				t.Errorf("multi-line parameter position: %v", i.VIPs[2].Pos)
-			}
-		}},
-		{"~SEQ", Options{}, "vrrp_instance V {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  ~SEQ(i, 3, 2, 7) 10.0.0.$i\n }\n}\n", func(t *testing.T, c *Config) {
-			var got []string
-			for _, v := range c.Instance("V").VIPs {
-				got = append(got, v.Prefix.Addr().String())
-			}
-			if strings.Join(got, ",") != "10.0.0.3,10.0.0.5,10.0.0.7" {
-				t.Errorf("VIPs %v", got)
-			}
-		}},
-		{"VIP options", Options{}, strings.Replace(minimalInst, "10.0.0.1", "10.0.0.1/24 brd 10.0.0.255 dev eth1 label eth1:0 scope link nodad noprefixroute", 1), func(t *testing.T, c *Config) {
-			v := c.Instance("V").VIPs[0]
-			if v.Brd.String() != "10.0.0.255" || v.Dev != "eth1" || v.Label != "eth1:0" || v.Scope != "link" || !v.NoDAD || !v.NoPrefixRoute {
-				t.Errorf("VIP %+v", v)
-			}
-		}},
-		{"track weights", Options{}, strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n track_interface {\n  eth1 weight -10\n  eth2\n }\n track_script {\n  s weight 20 reverse\n  s2\n }\n", 1) +
-			"vrrp_script s {\n script /bin/true\n}\nvrrp_script s2 {\n script /bin/true\n weight -4\n}\n", func(t *testing.T, c *Config) {
-			i := c.Instance("V")
-			if i.TrackInterfaces[0].Weight != -10 || i.TrackInterfaces[1].Name != "eth2" {
-				t.Errorf("track_interface %+v %+v", i.TrackInterfaces[0], i.TrackInterfaces[1])
-			}
-			if *i.TrackScripts[0].Weight != 20 || !i.TrackScripts[0].Reverse || i.TrackScripts[1].Weight != nil {
-				t.Errorf("track_script %+v %+v", i.TrackScripts[0], i.TrackScripts[1])
-			}
-		}},
-		{"global inheritance", Options{}, "global_defs {\n vrrp_version 3\n vrrp_strict\n vrrp_garp_master_delay 2\n}\n" +
-			strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n garp_master_repeat 7\n", 1), func(t *testing.T, c *Config) {
-			i := c.Instance("V")
-			if i.Version != 3 || i.Accept || i.GARP.MasterDelay != 2*time.Second || i.GARP.MasterRepeat != 7 || i.GARP.LowerPrioRepeat != 7 {
-				t.Errorf("instance %+v", i)
-			}
-		}},
-		{"checker inheritance and defaults", Options{}, "virtual_server 10.0.0.1 80 {\n delay_loop 7\n connect_timeout 4\n real_server 10.0.0.2 8080 {\n  retry 2\n  TCP_CHECK {\n  }\n  MISC_CHECK {\n   misc_path \"/bin/check a\"\n   misc_dynamic\n   connect_timeout 9\n  }\n }\n}\n", func(t *testing.T, c *Config) {
-			tc, mc := c.VirtualServers[0].RealServers[0].Checkers[0], c.VirtualServers[0].RealServers[0].Checkers[1]
-			if tc.ConnectIP.String() != "10.0.0.2" || tc.ConnectPort != 8080 || tc.ConnectTimeout != 4*time.Second || tc.Retry != 2 || tc.DelayBeforeRetry != time.Second || tc.DelayLoop != 7*time.Second {
-				t.Errorf("TCP_CHECK %+v", tc)
-			}
-			if mc.MiscPath != "/bin/check a" || !mc.MiscDynamic || mc.ConnectTimeout != 9*time.Second || mc.MiscTimeout != 7*time.Second {
-				t.Errorf("MISC_CHECK %+v", mc)
-			}
-		}},
-		{"every checker kind", Options{}, "virtual_server fwmark 5 {\n lb_kind TUN type gue port 6080\n real_server 10.0.0.2 53 {\n" +
-			"  DNS_CHECK {\n   type A\n   name example.org\n  }\n  UDP_CHECK {\n   payload 0a0b\n   require_reply 0c\n  }\n  PING_CHECK {\n  }\n" +
-			"  SMTP_CHECK {\n   helo_name me\n   host {\n    connect_ip 10.0.0.9\n    connect_port 2525\n   }\n  }\n  SSL_GET {\n   url {\n    path /h\n    status_code 200-299 301\n   }\n   enable_sni\n  }\n }\n}\n", func(t *testing.T, c *Config) {
-			v := c.VirtualServers[0]
-			if v.FWMark != 5 || v.LBKind != "TUN" || v.TunType != "gue" || v.TunPort != 6080 {
-				t.Errorf("vs %+v", v)
-			}
-			ch := v.RealServers[0].Checkers
-			if len(ch) != 5 || ch[0].DNSType != "A" || ch[0].DNSName != "example.org" || string(ch[1].Payload) != "\x0a\x0b" || string(ch[1].ReplyData) != "\x0c" ||
-				ch[2].Kind != CheckPing || ch[3].HeloName != "me" || len(ch[3].Hosts) != 1 || ch[3].Hosts[0].ConnectPort != 2525 ||
-				ch[4].URLs[0].StatusCodes[1] != (StatusRange{301, 301}) || !ch[4].EnableSNI || !ch[4].URLs[0].StatusCodes[0].Contains(204) {
-				t.Errorf("checkers %+v", ch)
-			}
-		}},
-		{"virtual_server_group", Options{}, "virtual_server_group G {\n 10.0.0.1-10 80\n fd00::1-1f 443\n fwmark 7\n}\nvirtual_server group G {\n}\n", func(t *testing.T, c *Config) {
-			m := c.VSGroup("G").Members
-			if len(m) != 3 || m[0].LastAddr.String() != "10.0.0.10" || m[1].LastAddr.String() != "fd00::1f" || m[2].FWMark != 7 {
-				t.Errorf("members %+v %+v %+v", m[0], m[1], m[2])
-			}
-		}},
-		{"static blocks", Options{}, "static_ipaddress {\n 192.168.1.1/24 dev eth0 scope global\n}\nstatic_routes {\n 10.0.0.0/8 via 192.168.1.254 dev eth0\n default via fd00::1\n}\nstatic_rules {\n from 10.0.0.0/8 table 100 priority 5\n}\n", func(t *testing.T, c *Config) {
-			if len(c.StaticAddresses) != 1 || c.StaticRoutes[0].Via.String() != "192.168.1.254" || c.StaticRoutes[1].Dst.String() != "::/0" ||
-				c.StaticRules[0].Table != "100" || c.StaticRules[0].Priority != 5 {
-				t.Errorf("static %+v %+v %+v", c.StaticAddresses, c.StaticRoutes, c.StaticRules)
-			}
-		}},
-		{"cluster block", Options{}, "cluster {\n node_name d1\n bind_addr 10.0.0.11\n raft_port 7301\n gossip_port 7401\n join { 10.0.0.12:7401 10.0.0.13 }\n bootstrap_expect 3\n data_dir /var/lib/hakeep\n lease 0.8\n}\n" + minimalInst, func(t *testing.T, c *Config) {
-			cl := c.Cluster
-			if cl.NodeName != "d1" || cl.BindAddr.String() != "10.0.0.11" || strings.Join(cl.Join, ",") != "10.0.0.12:7401,10.0.0.13:7401" ||
-				cl.BootstrapExpect != 3 || cl.Lease != 800*time.Millisecond || cl.Renew != 200*time.Millisecond || !c.Instance("V").Fenced(c) {
-				t.Errorf("cluster %+v", cl)
-			}
-		}},
-		{"fence off", Options{}, "cluster {\n bind_addr 10.0.0.11\n}\n" + strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n fence off\n", 1), func(t *testing.T, c *Config) {
-			if c.Instance("V").Fenced(c) {
-				t.Error("fence off ignored")
-			}
-		}},
-	}
-	for _, tc := range tests {
+	for _, tc := range grammarCases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, d := Parse("t.conf", []byte(tc.text), tc.opts)
 			if d.HasErrors() {

@@ -309,6 +309,22 @@ func (p *parser) virtualServer(n *node) {
 		return
 	}
 	dispatch(p, n.block, vsTable, v, "virtual_server")
+	// keepalived 2.2 warns about each of these left to its default.
+	set := map[string]bool{}
+	for _, m := range n.block {
+		if len(m.words) > 0 {
+			set[m.kw()] = true
+		}
+	}
+	if v.FWMark == 0 && !set["protocol"] {
+		p.warnf(n.pos, "virtual_server %s: no protocol set; using TCP (keepalived 2.2 would use UDP: set it explicitly)", v.Key())
+	}
+	if !set["lb_algo"] && !set["lvs_sched"] {
+		p.warnf(n.pos, "virtual_server %s: no lb_algo set; using wlc", v.Key())
+	}
+	if !set["lb_kind"] && !set["lvs_method"] {
+		p.warnf(n.pos, "virtual_server %s: no lb_kind set; using NAT", v.Key())
+	}
 	// keepalived: IPVS can not change ports in DR/TUN, so it resets a
 	// sorry server's port to the virtual server's.
 	if ss := v.SorryServer; ss != nil && v.Addr.IsValid() && v.LBKind != "NAT" && ss.Addr.Port() != v.Addr.Port() && ss.Addr.Addr().IsValid() {
@@ -414,11 +430,22 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 		// keepalived: without a port, the virtual server's.
 		port = v.Addr.Port()
 	}
+	if v.FWMark != 0 && port != 0 {
+		// keepalived clears it too: a fwmark service has no port.
+		p.warnf(n.pos, "real_server %s: a fwmark virtual_server's real servers take no port; port %d is used only for checkers", w[0], port)
+	}
 	r := &RealServer{Pos: n.pos, Addr: netip.AddrPortFrom(a, port), Weight: 1, InhibitOnFailure: v.InhibitOnFailure}
+	checkPort := port
 	start := len(p.checkerOwners)
 	dispatch(p, n.block, rsTable, r, "real_server")
 	for k := start; k < len(p.checkerOwners); k++ {
 		p.checkerOwners[k].vs = v
+		if c := p.checkerOwners[k].c; c.ConnectPort == 0 {
+			c.ConnectPort = checkPort
+		}
+	}
+	if v.FWMark != 0 {
+		r.Addr = netip.AddrPortFrom(r.Addr.Addr(), 0)
 	}
 	kind := v.LBKind
 	if r.LVSMethod != "" {
@@ -458,9 +485,22 @@ var checkerKeywords = map[string][]string{
 	CheckFile: {"track_file", "weight"},
 }
 
-var commonCheckerKeywords = []string{"connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout",
-	"retry", "nb_get_retry", "delay_before_retry", "warmup", "delay_loop", "alpha", "omega", "fwmark", "nb_sock_retry",
-	"ip_family", "log_all_failures", "dynamic"}
+var commonCheckerKeywords = []string{"retry", "nb_get_retry", "delay_before_retry", "warmup", "delay_loop", "alpha", "omega",
+	"nb_sock_retry", "log_all_failures"}
+
+// connKeywords are for checkers that connect somewhere (not MISC_CHECK,
+// FILE_CHECK, BFD_CHECK, as in keepalived).
+var connKeywords = []string{"connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "fwmark", "ip_family"}
+
+func checkerAllowed(kind string) []string {
+	out := append([]string{}, commonCheckerKeywords...)
+	switch kind {
+	case CheckMisc, CheckFile, CheckBFD:
+	default:
+		out = append(out, connKeywords...)
+	}
+	return append(out, checkerKeywords[kind]...)
+}
 
 func init() {
 	t := table[*Checker]{
@@ -657,6 +697,15 @@ func init() {
 	checkerTable = t
 }
 
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *parser) hexBytes(pos Pos, kw, s string) ([]byte, bool) {
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
 	b, err := hex.DecodeString(s)
@@ -671,16 +720,9 @@ func (p *parser) checker(n *node, r *RealServer) {
 	kind := n.kw()
 	c := &Checker{Pos: n.pos, Kind: kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1, Warmup: -1, DelayLoop: -1}
 	if n.hasBlock {
-		allowed := map[string]bool{}
-		for _, k := range commonCheckerKeywords {
-			allowed[k] = true
-		}
-		for _, k := range checkerKeywords[kind] {
-			allowed[k] = true
-		}
+		known := checkerAllowed(kind)
 		for _, m := range n.block {
-			if !allowed[m.kw()] {
-				known := append(append([]string{}, commonCheckerKeywords...), checkerKeywords[kind]...)
+			if !contains(known, m.kw()) {
 				p.unknown(m, known, kind)
 				continue
 			}
@@ -822,6 +864,17 @@ func (p *parser) vsGroup(n *node) {
 			}
 		}
 		g.Members = append(g.Members, mem)
+	}
+	var has4, has6 bool
+	for _, m := range g.Members {
+		if m.Addr.IsValid() {
+			has4, has6 = has4 || m.Addr.Is4(), has6 || m.Addr.Is6()
+		}
+	}
+	if has4 && has6 {
+		// keepalived removes such a group ("cannot have IPv4, IPv6 and
+		// fwmark without family").
+		p.errorf(n.pos, "virtual_server_group %s mixes IPv4 and IPv6 addresses; use one group per family", name)
 	}
 	p.cfg.VSGroups = append(p.cfg.VSGroups, g)
 }
