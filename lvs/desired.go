@@ -1,9 +1,12 @@
 package lvs
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"hakeep/config"
 )
@@ -339,4 +342,57 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		out.Table[k] = svc
 	}
 	return nil
+}
+
+// ScriptRunner runs quorum_up / quorum_down scripts. Implementations must
+// not block the caller for long (the script package runs them with
+// timeouts); the lead wires the script package in.
+type ScriptRunner interface {
+	RunScript(ctx context.Context, script string, reason string)
+}
+
+// Planner computes desired tables over time: it keeps the quorum states
+// between computations (hysteresis needs the previous state) and runs the
+// quorum scripts when a virtual server gains or loses quorum.
+type Planner struct {
+	mu     sync.Mutex
+	quorum map[string]bool
+	runner ScriptRunner
+	log    *slog.Logger
+}
+
+// NewPlanner returns a planner running scripts through runner (nil: none).
+func NewPlanner(runner ScriptRunner, log *slog.Logger) *Planner {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Planner{quorum: map[string]bool{}, runner: runner, log: log.With("component", "lvs")}
+}
+
+// Plan computes the desired table for cfg with in.Quorum taken from the
+// planner's own state, records the new quorum states and runs the scripts
+// of the events.
+func (p *Planner) Plan(ctx context.Context, cfg *config.Config, in Inputs) (Table, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in.Quorum = p.quorum
+	d, err := FromConfig(cfg, in)
+	if err != nil {
+		return nil, err
+	}
+	p.quorum = d.Quorum
+	for _, e := range d.Events {
+		state := "lost"
+		if e.Up {
+			state = "gained"
+		}
+		if e.Initial {
+			state = "starting without"
+		}
+		p.log.Info("ipvs quorum "+state, "vs", e.VS, "weight", e.Weight, "threshold", e.Threshold, "script", e.Script)
+		if e.Script != "" && p.runner != nil {
+			p.runner.RunScript(ctx, e.Script, "quorum "+state+" for "+e.VS)
+		}
+	}
+	return d.Table, nil
 }

@@ -91,7 +91,7 @@ func checkIPVSIn(path string) error {
 		return fmt.Errorf("open network namespace %s: %w", path, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, syscall.NETLINK_GENERIC)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", path, err)
 	}

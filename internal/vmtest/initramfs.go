@@ -126,6 +126,9 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // copyTree copies a directory tree (regular files and dirs; symlinks are
 // followed).
 func copyTree(src, dst string) error {
+	if real, err := filepath.EvalSymlinks(src); err == nil {
+		src = real
+	}
 	return filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
