@@ -1,0 +1,273 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func specNamed(name string, vrid uint8, mod func(*InstanceSpec)) *InstanceSpec {
+	s := testSpec(mod)
+	s.Name, s.VRID = name, vrid
+	return s
+}
+
+func advFor(s *InstanceSpec, prio uint8) *Advert {
+	return &Advert{Version: s.Version, VRID: s.VRID, Priority: prio, Interval: s.Interval, Addrs: s.VIPs,
+		AuthType: s.AuthType, AuthData: PassAuth(s.AuthPass)}
+}
+
+func TestManagerElectionAndShutdown(t *testing.T) {
+	s := specNamed("VI_1", 51, nil)
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, nil)
+	h.waitState("VI_1", "BACKUP")
+	h.clock.Advance(3599 * time.Millisecond)
+	h.sync("VI_1")
+	if st := h.status("VI_1"); st.State != "BACKUP" {
+		t.Fatalf("master before Master_Down: %+v", st)
+	}
+	h.clock.Advance(time.Millisecond)
+	h.waitState("VI_1", "MASTER")
+	h.waitFor("VIPs added", h.addr("VI_1").isUp)
+	h.clock.Advance(2 * time.Second)
+	h.sync("VI_1")
+	if got := h.conn("VI_1").sentPrios(); !reflect.DeepEqual(got, []int{100, 100, 100}) {
+		t.Fatalf("adverts %v", got)
+	}
+	h.stop()
+	if got := h.conn("VI_1").sentPrios(); got[len(got)-1] != 0 {
+		t.Fatalf("no priority 0 on shutdown: %v", got)
+	}
+	if h.addr("VI_1").isUp() {
+		t.Fatal("VIPs left after shutdown")
+	}
+	want := []string{"[INSTANCE VI_1 BACKUP 100]", "[INSTANCE VI_1 MASTER 100]", "[INSTANCE VI_1 STOP 100]"}
+	if got := h.notes.events(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("notify %v want %v", got, want)
+	}
+}
+
+func TestManagerPreemptAndDrops(t *testing.T) {
+	s := specNamed("VI_1", 51, func(s *InstanceSpec) { s.Version, s.AuthType, s.AuthPass = 2, AuthPass, "s3cret" })
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, nil)
+	h.clock.Advance(4 * time.Second)
+	h.waitState("VI_1", "MASTER")
+	bad := advFor(s, 200)
+	bad.AuthData = PassAuth("nope")
+	h.inject("VI_1", bad, peerHigh)
+	if st := h.status("VI_1"); st.State != "MASTER" || st.Counters.Drops["auth"] != 1 {
+		t.Fatalf("wrong password not dropped: %+v", st)
+	}
+	h.inject("VI_1", advFor(s, 200), peerHigh)
+	h.waitState("VI_1", "BACKUP")
+	h.waitFor("VIPs removed", func() bool { return !h.addr("VI_1").isUp() })
+	if st := h.status("VI_1"); st.Master != peerHigh {
+		t.Fatalf("master %v", st.Master)
+	}
+}
+
+// manualGate answers claims when the test says so.
+type manualGate struct {
+	mu       sync.Mutex
+	chans    []chan error
+	released atomic.Int32
+}
+
+func (g *manualGate) Admit(ctx context.Context, c Claim) <-chan error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ch := make(chan error, 2)
+	g.chans = append(g.chans, ch)
+	return ch
+}
+func (g *manualGate) Release(Claim) { g.released.Add(1) }
+func (g *manualGate) last() chan error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.chans[len(g.chans)-1]
+}
+func (g *manualGate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.chans)
+}
+
+func TestManagerGate(t *testing.T) {
+	g := &manualGate{}
+	s := specNamed("VI_1", 51, nil)
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, func(o *Options) { o.Gate = g })
+	h.clock.Advance(3600 * time.Millisecond)
+	h.waitFor("gate asked", func() bool { return g.count() == 1 })
+	h.sync("VI_1")
+	if st := h.status("VI_1"); st.State != "BACKUP" || st.Gate != "pending" {
+		t.Fatalf("pending claim: %+v", st)
+	}
+	g.last() <- errors.New("no quorum")
+	h.waitState("VI_1", "FENCED")
+	h.clock.Advance(3600 * time.Millisecond)
+	h.waitFor("gate asked again", func() bool { return g.count() == 2 })
+	g.last() <- nil
+	h.waitState("VI_1", "MASTER")
+	h.waitFor("VIPs added", h.addr("VI_1").isUp)
+	g.last() <- errors.New("lease lost")
+	h.waitState("VI_1", "FENCED")
+	h.waitFor("VIPs removed", func() bool { return !h.addr("VI_1").isUp() })
+	if p := h.conn("VI_1").sentPrios(); p[len(p)-1] != 0 {
+		t.Fatalf("no priority 0 on revoke: %v", p)
+	}
+}
+
+func TestManagerTracking(t *testing.T) {
+	var scriptOK atomic.Bool
+	scriptOK.Store(true)
+	s := specNamed("VI_1", 51, func(s *InstanceSpec) {
+		s.TrackInterfaces = []TrackInterface{{Name: "eth1", Weight: -30}, {Name: "eth2"}}
+		s.TrackScripts = []TrackScript{{Name: "chk", Script: "x", Interval: 5 * time.Millisecond, Weight: -40, Rise: 2, Fall: 2}}
+	})
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, func(o *Options) {
+		o.Scripts = func(context.Context, TrackScript) bool { return scriptOK.Load() }
+	})
+	h.waitState("VI_1", "BACKUP")
+	h.links.set("eth1", false)
+	h.waitFor("priority 70", func() bool { return h.status("VI_1").Priority == 70 })
+	scriptOK.Store(false)
+	h.waitFor("priority 30", func() bool { return h.status("VI_1").Priority == 30 })
+	scriptOK.Store(true)
+	h.links.set("eth1", true)
+	h.waitFor("priority 100", func() bool { return h.status("VI_1").Priority == 100 })
+	h.links.set("eth2", false)
+	h.waitState("VI_1", "FAULT")
+	if st := h.status("VI_1"); !strings.Contains(st.Fault, "eth2") {
+		t.Fatalf("fault reason %q", st.Fault)
+	}
+	h.links.set("eth2", true)
+	h.waitState("VI_1", "BACKUP")
+	h.links.set("eth0", false) // the instance's own interface
+	h.waitState("VI_1", "FAULT")
+}
+
+func TestEffectivePriority(t *testing.T) {
+	tr := &tracker{links: map[string]bool{"a": false, "b": true}, scripts: map[string]bool{"ok": true, "bad": false},
+		files: map[string]int64{"/f": 3, "/z": 0, "/big": 100}}
+	tests := []struct {
+		name  string
+		spec  InstanceSpec
+		prio  uint8
+		fault bool
+	}{
+		{"plain", InstanceSpec{Priority: 100}, 100, false},
+		{"if down negative weight", InstanceSpec{Priority: 100, TrackInterfaces: []TrackInterface{{Name: "a", Weight: -20}}}, 80, false},
+		{"if up positive weight", InstanceSpec{Priority: 100, TrackInterfaces: []TrackInterface{{Name: "b", Weight: 20}}}, 120, false},
+		{"if down weight 0", InstanceSpec{Priority: 100, TrackInterfaces: []TrackInterface{{Name: "a"}}}, 100, true},
+		{"if up reverse weight 0", InstanceSpec{Priority: 100, TrackInterfaces: []TrackInterface{{Name: "b", Reverse: true}}}, 100, true},
+		{"script fails", InstanceSpec{Priority: 100, TrackScripts: []TrackScript{{Name: "bad", Weight: -50}, {Name: "ok", Weight: 5}}}, 55, false},
+		{"clamp low", InstanceSpec{Priority: 10, TrackScripts: []TrackScript{{Name: "bad", Weight: -50}}}, 1, false},
+		{"clamp high", InstanceSpec{Priority: 250, TrackScripts: []TrackScript{{Name: "ok", Weight: 50}}}, 254, false},
+		{"owner unchanged", InstanceSpec{Priority: 255, TrackScripts: []TrackScript{{Name: "bad", Weight: -50}}}, 255, false},
+		{"file weight", InstanceSpec{Priority: 100, TrackFiles: []TrackFile{{Path: "/f", Weight: -10}}}, 70, false},
+		{"file weight 0 non-zero", InstanceSpec{Priority: 100, TrackFiles: []TrackFile{{Path: "/f"}}}, 100, true},
+		{"file weight 0 zero", InstanceSpec{Priority: 100, TrackFiles: []TrackFile{{Path: "/z"}}}, 100, false},
+		{"file below -253", InstanceSpec{Priority: 100, TrackFiles: []TrackFile{{Path: "/big", Weight: -3}}}, 100, true},
+		{"file reverse", InstanceSpec{Priority: 100, TrackFiles: []TrackFile{{Path: "/f", Weight: -10, Reverse: true}}}, 130, false},
+	}
+	for _, tt := range tests {
+		p, f := tr.effective(&tt.spec)
+		if p != tt.prio || (f != "") != tt.fault {
+			t.Errorf("%s: prio %d fault %q; want %d %v", tt.name, p, f, tt.prio, tt.fault)
+		}
+	}
+}
+
+func TestManagerSyncGroup(t *testing.T) {
+	a := specNamed("VI_A", 51, nil)
+	b := specNamed("VI_B", 52, func(s *InstanceSpec) { s.TrackInterfaces = []TrackInterface{{Name: "eth9"}} })
+	set := &Set{Instances: []*InstanceSpec{a, b}, Groups: []*SyncGroupSpec{{Name: "G1", Members: []string{"VI_A", "VI_B"}}}}
+	h := newHarness(t, set, nil)
+	// B hears a master; A does not: A's timer makes both MASTER.
+	h.clock.Advance(3 * time.Second)
+	h.inject("VI_B", advFor(b, 150), peerHigh)
+	h.clock.Advance(600 * time.Millisecond)
+	h.waitState("VI_A", "MASTER")
+	h.waitState("VI_B", "MASTER")
+	// A higher master on A moves both back.
+	h.inject("VI_A", advFor(a, 150), peerHigh)
+	h.waitState("VI_A", "BACKUP")
+	h.waitState("VI_B", "BACKUP")
+	// A fault on B puts A in FAULT too.
+	h.links.set("eth9", false)
+	h.waitState("VI_B", "FAULT")
+	h.waitState("VI_A", "FAULT")
+	h.waitFor("group notify", func() bool {
+		ev := strings.Join(h.notes.events(), " ")
+		return strings.Contains(ev, "[GROUP G1 MASTER]") && strings.Contains(ev, "[GROUP G1 BACKUP]") && strings.Contains(ev, "[GROUP G1 FAULT]")
+	})
+	h.links.set("eth9", true)
+	h.waitState("VI_A", "BACKUP")
+	h.waitState("VI_B", "BACKUP")
+}
+
+func TestManagerReload(t *testing.T) {
+	a := specNamed("VI_A", 51, nil)
+	b := specNamed("VI_B", 52, nil)
+	c := specNamed("VI_C", 53, nil)
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{a, b, c}}, nil)
+	h.clock.Advance(4 * time.Second)
+	for _, n := range []string{"VI_A", "VI_B", "VI_C"} {
+		h.waitState(n, "MASTER")
+		h.waitFor("VIPs", h.addr(n).isUp)
+	}
+	connA, connB, addrA := h.conn("VI_A"), h.conn("VI_B"), h.addr("VI_A")
+	b2 := specNamed("VI_B", 52, func(s *InstanceSpec) { s.Priority = 120 })
+	d := specNamed("VI_D", 54, nil)
+	a2 := *a
+	a2.Source = "new source is not a change"
+	if err := h.mgr.Reload(context.Background(), &Set{Instances: []*InstanceSpec{&a2, b2, d}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("VI_B", "BACKUP")
+	h.waitState("VI_D", "BACKUP")
+	if st := h.status("VI_A"); st.State != "MASTER" || h.conn("VI_A") != connA {
+		t.Fatalf("unchanged instance restarted: %+v", st)
+	}
+	addrA.mu.Lock()
+	ops := strings.Join(addrA.ops, ",")
+	addrA.mu.Unlock()
+	if ops != "remove,add" {
+		t.Fatalf("unchanged instance's VIPs touched: %s", ops)
+	}
+	if p := connB.sentPrios(); p[len(p)-1] != 0 {
+		t.Fatalf("changed instance did not send priority 0: %v", p)
+	}
+	if len(h.mgr.Status()) != 3 || h.status("VI_C").Name != "" {
+		t.Fatalf("removed instance still there: %+v", h.mgr.Status())
+	}
+	h.waitFor("removed instance's VIPs gone", func() bool { return !h.addr("VI_C").isUp() })
+	if h.status("VI_B").BasePriority != 120 {
+		t.Fatalf("changed instance not restarted with new spec: %+v", h.status("VI_B"))
+	}
+}
+
+func TestSetValidate(t *testing.T) {
+	a := specNamed("VI_A", 51, nil)
+	tests := []struct {
+		name string
+		set  Set
+	}{
+		{"duplicate", Set{Instances: []*InstanceSpec{a, a}}},
+		{"unknown member", Set{Instances: []*InstanceSpec{a}, Groups: []*SyncGroupSpec{{Name: "G", Members: []string{"X"}}}}},
+		{"two groups", Set{Instances: []*InstanceSpec{a}, Groups: []*SyncGroupSpec{{Name: "G", Members: []string{"VI_A"}}, {Name: "H", Members: []string{"VI_A"}}}}},
+		{"bad v2 interval", Set{Instances: []*InstanceSpec{specNamed("X", 1, func(s *InstanceSpec) { s.Version = 2; s.Interval = 1500 * time.Millisecond })}}},
+		{"v6 VIP in v4 instance", Set{Instances: []*InstanceSpec{specNamed("X", 1, func(s *InstanceSpec) { s.VIPs = []netip.Addr{vip6} })}}},
+	}
+	for _, tt := range tests {
+		if err := tt.set.Validate(); err == nil {
+			t.Errorf("%s: accepted", tt.name)
+		}
+	}
+}
