@@ -188,7 +188,7 @@ func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (ApplyResult, error
 		defer cancel()
 	}
 	var last error
-	for {
+	for attempt := 0; ; attempt++ {
 		if n.isClosed() {
 			return ApplyResult{}, ErrClosed
 		}
@@ -201,16 +201,23 @@ func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (ApplyResult, error
 		} else {
 			err = ErrNoLeader
 		}
+		if attempt > 0 && req.Op == opRemove && errors.Is(err, ErrNotMember) {
+			// An earlier attempt removed it but its reply was lost.
+			return res, nil
+		}
+		if err != nil && attempt == 0 {
+			n.log.Debug("leader request failed; retrying", "op", req.Op, "err", err)
+		}
 		if err == nil || !retryable(err) {
 			return res, err
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			if last == nil {
-				last = ctx.Err()
+			if last == nil || errors.Is(last, ErrNoLeader) {
+				return ApplyResult{}, fmt.Errorf("%w (is a majority of the directors up?): %w", ErrNoLeader, ctx.Err())
 			}
-			return ApplyResult{}, fmt.Errorf("%w: gave up after %v: %w", ErrNoLeader, ctx.Err(), last)
+			return ApplyResult{}, fmt.Errorf("%w: gave up (%w); last error: %w", ErrNoLeader, ctx.Err(), last)
 		case <-n.closed:
 			return ApplyResult{}, ErrClosed
 		case <-time.After(25 * time.Millisecond):
