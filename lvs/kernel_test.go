@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"hakeep/config"
 	"hakeep/internal/vmtest"
@@ -266,5 +267,34 @@ func TestKernelStatus(t *testing.T) {
 	st := r.Status()
 	if len(st.Services) != 1 || !st.Services[0].InKernel || len(st.Services[0].Dests) != 1 || !st.Services[0].Dests[0].InKernel || st.LastError != "" {
 		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestKernelRunRepairsDriftWithinAPeriod: keepalived #1018 — after
+// ipvsadm -C or a deleted destination, Run restores the table by itself.
+func TestKernelRunRepairsDriftWithinAPeriod(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	period := 300 * time.Millisecond
+	r, _, ns := kernelRec(t, Options{Period: period})
+	want := table(svc("10.0.0.1", 80, "wrr", dst("10.1.0.1", 80, 1), dst("10.1.0.2", 80, 2)))
+	if _, err := r.SetDesired(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, drift := range [][]string{
+		{"ipvsadm", "-C"},
+		{"ipvsadm", "-d", "-t", "10.0.0.1:80", "-r", "10.1.0.2:80"},
+	} {
+		inNS(t, ns, drift...)
+		deadline := time.Now().Add(20 * period) // generous: TCG is slow
+		for len(Diff(ipvsadmTable(t, ns), want, nil)) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: not repaired:\n%s", strings.Join(drift, " "), inNS(t, ns, "ipvsadm", "-Ln"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
