@@ -73,9 +73,14 @@ func (l *Lab) waitAddr(host string, addr netip.Addr, timeout time.Duration, want
 }
 
 // WhoHas returns the hosts holding addr; more than one is a split brain.
-func (l *Lab) WhoHas(addr netip.Addr) []string {
+// With among given, only those hosts are looked at (e.g. the live ones:
+// a crashed keepalived leaves its VIPs behind).
+func (l *Lab) WhoHas(addr netip.Addr, among ...string) []string {
 	var out []string
 	for _, h := range l.Hosts {
+		if len(among) > 0 && !contains(among, h.Name) {
+			continue
+		}
 		if ok, _ := h.HasAddr(addr); ok {
 			out = append(out, h.Name)
 		}
@@ -84,12 +89,12 @@ func (l *Lab) WhoHas(addr netip.Addr) []string {
 }
 
 // WaitOwner polls every host until exactly want holds addr (want "" means
-// nobody) and keeps failing fast if two hosts ever hold it at once. It
-// returns the time taken.
-func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration) (time.Duration, error) {
+// nobody) and fails at once if two hosts ever hold it together. It
+// returns the time taken. among limits the hosts looked at.
+func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration, among ...string) (time.Duration, error) {
 	start := time.Now()
 	for {
-		who := l.WhoHas(addr)
+		who := l.WhoHas(addr, among...)
 		if len(who) > 1 {
 			return time.Since(start), fmt.Errorf("lab: split brain: %s held by %v", addr, who)
 		}
@@ -105,10 +110,10 @@ func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration) (ti
 
 // StableOwner checks for d that exactly want holds addr the whole time
 // (polling every PollInterval): no flapping, no second owner.
-func (l *Lab) StableOwner(addr netip.Addr, want string, d time.Duration) error {
+func (l *Lab) StableOwner(addr netip.Addr, want string, d time.Duration, among ...string) error {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
-		who := l.WhoHas(addr)
+		who := l.WhoHas(addr, among...)
 		if len(who) != 1 || who[0] != want {
 			return fmt.Errorf("lab: %s held by %v, want only %s", addr, who, want)
 		}
@@ -206,4 +211,31 @@ func (l *Lab) WaitNeighMAC(host string, addr netip.Addr, mac net.HardwareAddr, t
 		}
 		time.Sleep(PollInterval)
 	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// AddVeth creates a veth pair a <-> b inside host, both up: an extra
+// interface to track or cut (there is no dummy module here).
+func (l *Lab) AddVeth(host, a, b string) error {
+	h := l.Host(host)
+	if h == nil {
+		return fmt.Errorf("lab: no host %q", host)
+	}
+	if err := h.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}); err != nil {
+		return fmt.Errorf("lab: add veth %s/%s in %s: %w", a, b, h.NS, err)
+	}
+	for _, n := range []string{a, b} {
+		if err := l.SetLink(host, n, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
