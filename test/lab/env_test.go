@@ -38,13 +38,13 @@ var (
 // env is one scenario's lab: which implementation runs on which host, the
 // daemons started so far.
 type env struct {
-	t      *testing.T
-	l      *lab.Lab
-	impls  map[string]impl
-	d      map[string]*lab.Daemon
-	hosts  []string
-	alive  map[string]bool
-	hkBin  string
+	t     *testing.T
+	l     *lab.Lab
+	impls map[string]impl
+	d     map[string]*lab.Daemon
+	hosts []string
+	alive map[string]bool
+	hkBin string
 }
 
 func newEnv(t *testing.T, impls ...impl) *env {
