@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"hakeep/script"
@@ -328,24 +330,37 @@ func (t *tracker) effective(s *InstanceSpec) (uint8, string) {
 	return uint8(max(min(p, 254), 1)), fault
 }
 
-// NetlinkLinks watches links through netlink in the calling thread's
-// network namespace.
-type NetlinkLinks struct{}
+// NetlinkLinks watches links through netlink, in namespace NS or (nil)
+// the calling thread's.
+type NetlinkLinks struct {
+	NS *netns.NsHandle
+}
 
 // Watch implements LinkWatcher.
-func (NetlinkLinks) Watch(ctx context.Context, names []string, report func(string, bool)) error {
+func (w NetlinkLinks) Watch(ctx context.Context, names []string, report func(string, bool)) error {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
 	ch := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
-	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{}); err != nil {
-		return err
+	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: w.NS}); err != nil {
+		return fmt.Errorf("subscribe to link changes: %w", err)
+	}
+	h := &netlink.Handle{}
+	if w.NS != nil {
+		var err error
+		if h, err = netlink.NewHandleAt(*w.NS); err != nil {
+			close(done)
+			return fmt.Errorf("netlink handle: %w", err)
+		}
 	}
 	for _, n := range names {
-		l, err := netlink.LinkByName(n)
+		l, err := h.LinkByName(n)
 		report(n, err == nil && linkUp(l))
+	}
+	if w.NS != nil {
+		h.Close()
 	}
 	go func() {
 		defer close(done)

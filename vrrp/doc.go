@@ -1,0 +1,27 @@
+// Package vrrp speaks VRRP v2 (RFC 3768) and v3 (RFC 5798) as keepalived
+// does: byte-exact packets, raw sockets, and the state machine with
+// keepalived's extras (skew, preempt_delay, priority 0 on stop, v3 interval
+// adoption, tracking, sync groups, notify scripts). It does not touch
+// addresses: VIPs go through an AddressSet (the vip package).
+//
+// Layout: packet.go is the codec; machine.go the per-instance state
+// machine, driven by explicit times so tables test every transition;
+// manager.go runs all instances on one event loop (timers, sync groups,
+// gate answers, tracking) with everything slow - address changes, scripts,
+// notifications, socket reads - on other goroutines, so an advert is never
+// late because of them (keepalived #2066); socket_linux.go the raw sockets.
+//
+// The Gate is the fencing seam (fencing.md). When an instance's
+// Master_Down timer fires it stays BACKUP (Status shows gate "pending") and
+// calls Gate.Admit, which returns at once with a channel. The first value
+// decides: nil -> MASTER; an error -> FENCED, asked again after another
+// Master_Down_Interval. A later value (or close) revokes: one priority-0
+// advert, VIPs removed, FENCED. The claim's context is cancelled when the
+// instance withdraws it, and Release is called when an admitted instance
+// leaves MASTER. AlwaysAdmit is plain keepalived behaviour.
+//
+// Wiring: set, _ := FromConfig(cfg); m, _ := New(set, Options{Addresses:
+// factory, Notifier: &ScriptNotifier{...}}); go m.Run(ctx); m.Reload(ctx,
+// newSet) on SIGHUP; m.Status() for the API. Cancelling ctx stops like
+// keepalived on SIGTERM.
+package vrrp
