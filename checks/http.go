@@ -190,7 +190,8 @@ func (r *httpRequest) do(ctx context.Context) (*httpResponse, error) {
 	}
 	resp, err := readHTTPResponse(bufio.NewReader(conn), r.KeepBody)
 	if err != nil {
-		if ctx.Err() != nil {
+		// The deadline and ctx race: either way it is a timeout.
+		if ctx.Err() != nil || strings.HasSuffix(err.Error(), "timed out") {
 			return nil, fmt.Errorf("HTTP response timed out")
 		}
 		return nil, err
