@@ -1,0 +1,181 @@
+// Command hakeepd is the hakeep director daemon: keepalived's configuration
+// and flags, VRRP, health checks and IPVS, and (with a cluster { } block)
+// the Raft cluster. It never forks; run it under systemd or in a terminal.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"hakeep/config"
+	"hakeep/director"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes of -t, as keepalived's: clean, warnings only, errors.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitWarnings = 5
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hakeepd: %v\n", err)
+		return exitUsage
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "hakeepd %s\n", version)
+		return exitOK
+	}
+	if o.configID == "" {
+		o.configID, _ = os.Hostname()
+	}
+	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
+	switch {
+	case o.configTest:
+		for _, d := range diags {
+			fmt.Fprintln(stderr, d.String())
+		}
+		if diags.HasErrors() {
+			return exitError
+		}
+		fmt.Fprint(stdout, cfg.Summary())
+		if len(diags) > 0 {
+			return exitWarnings
+		}
+		return exitOK
+	case o.dumpConf:
+		for _, d := range diags {
+			fmt.Fprintln(stderr, d.String())
+		}
+		if diags.HasErrors() {
+			return exitError
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(cfg); err != nil {
+			fmt.Fprintf(stderr, "hakeepd: %v\n", err)
+			return exitError
+		}
+		return exitOK
+	}
+	return daemon(o, cfg, diags, stderr)
+}
+
+// daemon runs until SIGTERM/SIGINT. SIGHUP re-reads the file: an invalid
+// file is reported and the running configuration is kept.
+func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.Writer) int {
+	log, closeLog, err := newLogger(o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "hakeepd: %v\n", err)
+		return exitError
+	}
+	defer closeLog()
+	for _, d := range diags {
+		if d.Severity == config.Error {
+			log.Error("config", "msg", d.String())
+		} else {
+			log.Warn("config", "msg", d.String())
+		}
+	}
+	if diags.HasErrors() {
+		log.Error("configuration has errors, not starting", "file", o.configFile)
+		return exitError
+	}
+	if err := writePidFile(o.pidFile); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError
+	}
+	defer removePidFile(o.pidFile)
+
+	d, err := director.New(director.Options{
+		ConfigFile: o.configFile,
+		ConfigID:   o.configID,
+		VRRP:       !o.checkOnly,
+		Checks:     !o.vrrpOnly,
+		APISocket:  o.apiSocket,
+		Log:        log,
+	}, cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	log.Info("hakeepd started", "version", version, "config", o.configFile, "config_id", o.configID, "pid", os.Getpid())
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Error("stopped", "err", err)
+				return exitError
+			}
+			return exitOK
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGHUP:
+				reload(o, d, log)
+			case syscall.SIGUSR1, syscall.SIGUSR2:
+				dumpState(d, log, s == syscall.SIGUSR2)
+			default:
+				log.Info("stopping", "signal", s.String())
+				cancel()
+			}
+		}
+	}
+}
+
+func reload(o options, d *director.Director, log *slog.Logger) {
+	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
+	for _, dg := range diags {
+		log.Warn("config", "msg", dg.String())
+	}
+	if diags.HasErrors() {
+		log.Error("reload refused: configuration has errors, keeping the running one", "file", o.configFile)
+		return
+	}
+	if err := d.Reload(cfg); err != nil {
+		log.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	log.Info("reload complete", "file", o.configFile)
+}
+
+// dumpState logs the daemon's state (SIGUSR1) or counters (SIGUSR2) as
+// JSON, keepalived's /tmp/keepalived.data and .stats in one log line.
+func dumpState(d *director.Director, log *slog.Logger, stats bool) {
+	b, err := json.Marshal(d.Status())
+	if err != nil {
+		log.Error("state dump", "err", err)
+		return
+	}
+	kind := "state"
+	if stats {
+		kind = "stats"
+	}
+	log.Info("dump", "kind", kind, "data", string(b))
+}
