@@ -292,3 +292,38 @@ func TestLabWrongPassword(t *testing.T) {
 	})
 	l.waitLog(ka, 8*time.Second, "Entering MASTER STATE")
 }
+
+// TestLabIPv6AndUnicast: v3 over IPv6 multicast at advert_int 0.05, and
+// IPv4 unicast peers: election and graceful failover between managers.
+func TestLabIPv6AndUnicast(t *testing.T) {
+	vip6 := netip.MustParseAddr("fd00:77::100")
+	tests := []struct {
+		name string
+		vip  netip.Addr
+		mod  func(i int) func(*InstanceSpec)
+	}{
+		{"IPv6 0.05s", vip6, func(int) func(*InstanceSpec) {
+			return func(s *InstanceSpec) { s.IPv6, s.VIPs = true, []netip.Addr{vip6} }
+		}},
+		{"unicast", netip.MustParseAddr("10.77.0.100"), func(i int) func(*InstanceSpec) {
+			return func(s *InstanceSpec) {
+				s.SrcIP = netip.AddrFrom4([4]byte{10, 77, 0, byte(10 + i)})
+				s.Peers = []netip.Addr{netip.AddrFrom4([4]byte{10, 77, 0, byte(10 + 3 - i)})}
+				s.CheckUnicastSrc = true
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(t, 2)
+			d1 := l.daemon(1, labSpec(150, 50*time.Millisecond, tt.mod(1)), nil)
+			d2 := l.daemon(2, labSpec(100, 50*time.Millisecond, tt.mod(2)), nil)
+			l.poll(5*time.Second, "h1 owns the VIP alone", func() bool { return d1.addrs.has(tt.vip) && !d2.addrs.has(tt.vip) })
+			if st := d2.mgr.Status()[0]; st.State != "BACKUP" || st.Counters.RxAdverts == 0 {
+				t.Fatalf("h2 %+v", st)
+			}
+			d1.stop()
+			l.poll(3*time.Second, "h2 owns the VIP", func() bool { return d2.addrs.has(tt.vip) && !d1.addrs.has(tt.vip) })
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -270,4 +271,29 @@ func TestSetValidate(t *testing.T) {
 			t.Errorf("%s: accepted", tt.name)
 		}
 	}
+}
+
+// TestManagerRealScriptAndFile tracks a real script (through the script
+// package) and a real track file.
+func TestManagerRealScriptAndFile(t *testing.T) {
+	dir := t.TempDir()
+	flag := dir + "/ok"
+	tf := dir + "/prio"
+	os.WriteFile(flag, nil, 0o644)
+	os.WriteFile(tf, []byte("0\n"), 0o644)
+	s := specNamed("VI_1", 51, func(s *InstanceSpec) {
+		s.TrackScripts = []TrackScript{{Name: "chk", Script: "test -e '" + flag + "'", Interval: 10 * time.Millisecond, Weight: -30, Rise: 1, Fall: 1}}
+		s.TrackFiles = []TrackFile{{Name: "tf", Path: tf, Weight: -10}}
+	})
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, func(o *Options) {
+		o.Scripts = nil // the real runner
+		o.FilePoll = 10 * time.Millisecond
+	})
+	h.waitState("VI_1", "BACKUP")
+	os.Remove(flag)
+	h.waitFor("script failure lowers priority", func() bool { return h.status("VI_1").Priority == 70 })
+	os.WriteFile(tf, []byte("2\n"), 0o644)
+	h.waitFor("track file lowers priority", func() bool { return h.status("VI_1").Priority == 50 })
+	os.WriteFile(flag, nil, 0o644)
+	h.waitFor("script success restores", func() bool { return h.status("VI_1").Priority == 80 })
 }
