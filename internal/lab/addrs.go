@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -55,6 +56,9 @@ func (l *Lab) WaitNoAddr(host string, addr netip.Addr, timeout time.Duration) (t
 func (l *Lab) waitAddr(host string, addr netip.Addr, timeout time.Duration, want bool) (time.Duration, error) {
 	start := time.Now()
 	for {
+		if l.isClosed() {
+			return time.Since(start), ErrClosed
+		}
 		has, err := l.HasAddr(host, addr)
 		if err != nil {
 			return time.Since(start), err
@@ -94,6 +98,9 @@ func (l *Lab) WhoHas(addr netip.Addr, among ...string) []string {
 func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration, among ...string) (time.Duration, error) {
 	start := time.Now()
 	for {
+		if l.isClosed() {
+			return time.Since(start), ErrClosed
+		}
 		who := l.WhoHas(addr, among...)
 		if len(who) > 1 {
 			return time.Since(start), fmt.Errorf("lab: split brain: %s held by %v", addr, who)
@@ -113,6 +120,9 @@ func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration, amo
 func (l *Lab) StableOwner(addr netip.Addr, want string, d time.Duration, among ...string) error {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
+		if l.isClosed() {
+			return ErrClosed
+		}
 		who := l.WhoHas(addr, among...)
 		if len(who) != 1 || who[0] != want {
 			return fmt.Errorf("lab: %s held by %v, want only %s", addr, who, want)
@@ -199,6 +209,9 @@ func (l *Lab) SetLink(host, dev string, up bool) error {
 func (l *Lab) WaitNeighMAC(host string, addr netip.Addr, mac net.HardwareAddr, timeout time.Duration) error {
 	start := time.Now()
 	for {
+		if l.isClosed() {
+			return ErrClosed
+		}
 		got, err := l.Neigh(host, addr)
 		if err != nil {
 			return err
@@ -238,4 +251,13 @@ func (l *Lab) AddVeth(host, a, b string) error {
 		}
 	}
 	return nil
+}
+
+// ErrClosed is returned by waits on a lab that was closed meanwhile.
+var ErrClosed = errors.New("lab: closed")
+
+func (l *Lab) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }

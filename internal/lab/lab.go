@@ -73,6 +73,9 @@ type Lab struct {
 	procs    []*Process
 	captures []*Capture
 	closed   bool
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Net4 is the lab's IPv4 /24 and Net6 its IPv6 /64.
@@ -261,11 +264,15 @@ func (l *Lab) HostByMAC(mac net.HardwareAddr) *Host {
 // to call more than once and reports what it could not undo.
 func (l *Lab) Close() error {
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
+	l.closed = true // waits see it at once
+	l.mu.Unlock()
+	// A second caller (a signal handler, a deferred Close) waits for the first.
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Lab) close() error {
+	l.mu.Lock()
 	procs, caps := l.procs, l.captures
 	l.mu.Unlock()
 	var errs []error
