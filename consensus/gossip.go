@@ -47,10 +47,16 @@ type gossip struct {
 	mu    sync.Mutex
 	meta  nodeMeta
 	known map[string]gossipMember // every member ever seen, last state
+	// lastAck is when a probe of each member was last answered; memberlist
+	// does not expose its suspect state, so a live member unanswered for
+	// longer than suspectAfter is shown as suspect.
+	lastAck       map[string]time.Time
+	probeInterval time.Duration
+	down          bool
 }
 
 func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
-	g := &gossip{log: log, meta: nodeMeta{RaftAddr: raftAddr}, known: map[string]gossipMember{}}
+	g := &gossip{log: log, meta: nodeMeta{RaftAddr: raftAddr}, known: map[string]gossipMember{}, lastAck: map[string]time.Time{}}
 	mc := memberlist.DefaultLANConfig()
 	if cfg.GossipTuning != nil {
 		cfg.GossipTuning(mc)
@@ -69,6 +75,8 @@ func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
 	}
 	mc.Delegate = g
 	mc.Events = g
+	mc.Ping = g
+	g.probeInterval = mc.ProbeInterval
 	mc.LogOutput = &logWriter{log: log, subsystem: "gossip"}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -114,9 +122,15 @@ func (g *gossip) members() []gossipMember {
 	for name, m := range g.known {
 		out[name] = m
 	}
+	// Every member is probed about once per len(live) probe intervals.
+	suspectAfter := time.Duration(len(live)+3) * g.probeInterval
+	self := g.ml.LocalNode().Name
 	for _, n := range live {
-		m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: stateName(n.State)}
+		m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: MemberAlive}
 		_ = json.Unmarshal(n.Meta, &m.Meta)
+		if last, ok := g.lastAck[n.Name]; ok && n.Name != self && time.Since(last) > suspectAfter {
+			m.State = MemberSuspect
+		}
 		out[n.Name] = m
 	}
 	list := make([]gossipMember, 0, len(out))
@@ -135,7 +149,22 @@ func (g *gossip) members() []gossipMember {
 	return list
 }
 
+// crash stops gossip without a graceful leave (fault injection in tests).
+func (g *gossip) crash() {
+	g.mu.Lock()
+	g.down = true
+	g.mu.Unlock()
+	_ = g.ml.Shutdown()
+}
+
 func (g *gossip) leave(timeout time.Duration) {
+	g.mu.Lock()
+	down := g.down
+	g.down = true
+	g.mu.Unlock()
+	if down {
+		return
+	}
 	if err := g.ml.Leave(timeout); err != nil {
 		g.log.Debug("gossip leave", "err", err)
 	}
@@ -158,8 +187,10 @@ func stateName(s memberlist.NodeStateType) string {
 	return MemberUnknown
 }
 
-func (g *gossip) record(n *memberlist.Node) {
-	m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: stateName(n.State)}
+// record keeps the last known state of a member; memberlist's Node.State
+// is not kept current, so the caller says what it is.
+func (g *gossip) record(n *memberlist.Node, state string) {
+	m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: state}
 	_ = json.Unmarshal(n.Meta, &m.Meta)
 	g.mu.Lock()
 	g.known[n.Name] = m
@@ -185,14 +216,28 @@ func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
 // memberlist.EventDelegate.
 
 func (g *gossip) NotifyJoin(n *memberlist.Node) {
-	g.record(n)
-	g.log.Info("director joined gossip", "node", n.Name, "addr", n.Address())
+	g.record(n, MemberAlive)
+	g.mu.Lock()
+	g.lastAck[n.Name] = time.Now()
+	g.mu.Unlock()
+	g.log.Info("director joined gossip", "peer", n.Name, "addr", n.Address())
 }
 func (g *gossip) NotifyLeave(n *memberlist.Node) {
-	g.record(n)
-	g.log.Info("director left gossip", "node", n.Name, "state", stateName(n.State))
+	// memberlist calls this for a failed member and for one that left
+	// gracefully alike; both are gone, shown as dead.
+	g.record(n, MemberDead)
+	g.log.Info("director gone from gossip", "peer", n.Name)
 }
-func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, MemberAlive) }
+
+// memberlist.PingDelegate.
+
+func (g *gossip) AckPayload() []byte { return nil }
+func (g *gossip) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	g.mu.Lock()
+	g.lastAck[other.Name] = time.Now()
+	g.mu.Unlock()
+}
 
 // logWriter turns hashicorp "[LEVEL] message" log lines into slog records.
 type logWriter struct {
