@@ -38,7 +38,7 @@ var (
 // env is one scenario's lab: which implementation runs on which host, the
 // daemons started so far.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	l     *lab.Lab
 	impls map[string]impl
 	d     map[string]*lab.Daemon
@@ -47,7 +47,7 @@ type env struct {
 	hkBin string
 }
 
-func newEnv(t *testing.T, impls ...impl) *env {
+func newEnv(t testing.TB, impls ...impl) *env {
 	t.Helper()
 	need := []string{"tcpdump"}
 	for _, im := range impls {
@@ -171,7 +171,7 @@ var (
 // hakeepdBin builds hakeepd once (or takes $HAKEEPD_BIN) and checks that
 // it really runs VRRP: one instance alone in a lab must send adverts. It
 // skips t otherwise, so wiring VRRP into hakeepd enables these rows.
-func hakeepdBin(t *testing.T) string {
+func hakeepdBin(t testing.TB) string {
 	t.Helper()
 	hkOnce.Do(func() {
 		hkPath = os.Getenv("HAKEEPD_BIN")
@@ -188,7 +188,7 @@ func hakeepdBin(t *testing.T) string {
 				return
 			}
 		}
-		hkReason = probeVRRP(t, hkPath)
+		hkReason = probeVRRP(hkPath)
 	})
 	if hkReason != "" {
 		t.Skip(hkReason)
@@ -198,7 +198,7 @@ func hakeepdBin(t *testing.T) string {
 
 // probeVRRP starts hakeepd alone with one instance and reports "" if it
 // sent a VRRP advert within 3 s, else why not.
-func probeVRRP(t *testing.T, bin string) string {
+func probeVRRP(bin string) string {
 	l, err := lab.New(fmt.Sprintf("hkprobe%d-", os.Getpid()%100000), 1, lab.Options{})
 	if err != nil {
 		return "cannot build probe lab: " + err.Error()
