@@ -90,3 +90,22 @@ func (ds Diagnostics) Err() error {
 	}
 	return fmt.Errorf("invalid configuration:\n%s", strings.TrimRight(errs.String(), "\n"))
 }
+
+// maxDiags bounds how many diagnostics are kept: a hostile or badly
+// broken file must not produce millions of them.
+const maxDiags = 1000
+
+// addDiag appends d, or past maxDiags counts it in a final "too many
+// problems" diagnostic (an Error if any dropped one was).
+func addDiag(ds *Diagnostics, d Diagnostic) {
+	if len(*ds) < maxDiags {
+		*ds = append(*ds, d)
+		return
+	}
+	if len(*ds) == maxDiags {
+		*ds = append(*ds, Diagnostic{Pos: d.Pos, Severity: Warning, Msg: fmt.Sprintf("more than %d problems; the rest are not shown", maxDiags)})
+	}
+	if d.Severity == Error {
+		(*ds)[maxDiags].Severity = Error
+	}
+}

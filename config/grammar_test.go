@@ -312,3 +312,20 @@ func TestIncludes(t *testing.T) {
 		t.Errorf("missing file: %v %s", c, d)
 	}
 }
+
+// TestLimits: hostile inputs found by fuzzing end with an error instead of
+// running for ever or exhausting memory.
+func TestLimits(t *testing.T) {
+	_, d := Parse("s.conf", []byte("$A=xx\n"+strings.Repeat("$A=$A$A\n", 40)+"$A\n"), Options{})
+	if got := diagStrings(d); len(got) != 1 || !strings.HasPrefix(got[0], "error s.conf:21: $A is longer than") {
+		t.Errorf("doubling parameter: %q", got)
+	}
+	_, d = Parse("s.conf", []byte(strings.Repeat("~SEQ(i,1,100000) x\n", 5)), Options{})
+	if len(d) != maxDiags+1 || !d.HasErrors() {
+		t.Errorf("diagnostics not capped: %d, last %v", len(d), d[len(d)-1])
+	}
+	_, d = Parse("s.conf", []byte("~SEQ(i,1,1000000) x\n"), Options{})
+	if got := diagStrings(d); len(got) != 1 || got[0] != "error s.conf:1: ~SEQ: step 1 from 1 to 1000000 is not a bounded sequence" {
+		t.Errorf("huge SEQ: %q", got)
+	}
+}

@@ -21,8 +21,15 @@ type token struct {
 // cycle is reported before this is reached; this guards glob fan-out).
 const maxIncludeDepth = 32
 
-// maxSeqLines bounds what one ~SEQ line may expand to.
-const maxSeqLines = 100000
+// Bounds on expansion, so that a small hostile file can not make the
+// reader run for ever or exhaust memory (the real configs we know of,
+// 40,000 real servers, are about 500,000 lines).
+const (
+	maxSeqLines   = 100000  // lines one ~SEQ may produce
+	maxTotalLines = 5000000 // logical lines in the whole configuration
+	maxSeqTotal   = 200000  // lines all ~SEQs together may produce
+	maxLineLen    = 1 << 20 // bytes of one line after $PARAM substitution
+)
 
 // lexer turns files into tokens: it handles comments, quoting, include,
 // @id / @^id lines, $NAME=value parameters and ~SEQ lines, in the order
@@ -36,14 +43,18 @@ type lexer struct {
 	lineNo int
 	stack  []string // files being read, for cycle detection
 	files  []string
+
+	seqLines int  // lines produced by ~SEQ so far
+	tooBig   bool // maxTotalLines was reached (reported once)
+	tooLong  bool // a substitution hit maxLineLen
 }
 
 func (lx *lexer) errorf(pos Pos, format string, args ...any) {
-	*lx.diags = append(*lx.diags, Diagnostic{Pos: pos, Severity: Error, Msg: fmt.Sprintf(format, args...)})
+	addDiag(lx.diags, Diagnostic{Pos: pos, Severity: Error, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (lx *lexer) warnf(pos Pos, format string, args ...any) {
-	*lx.diags = append(*lx.diags, Diagnostic{Pos: pos, Severity: Warning, Msg: fmt.Sprintf(format, args...)})
+	addDiag(lx.diags, Diagnostic{Pos: pos, Severity: Warning, Msg: fmt.Sprintf(format, args...)})
 }
 
 // readFile lexes one file from disk (the main file or an include).
@@ -105,6 +116,11 @@ func (lx *lexer) lexText(name string, data []byte, baseDir string) {
 				lx.params = map[string]string{}
 			}
 			lx.params[name] = lx.substitute(strings.TrimSpace(value), 0)
+			if lx.tooLong {
+				lx.tooLong = false
+				lx.params[name] = ""
+				lx.errorf(pos, "$%s is longer than %d bytes after substitution", name, maxLineLen)
+			}
 			continue
 		}
 		if strings.HasPrefix(trimmed, "~SEQ(") {
@@ -118,8 +134,16 @@ func (lx *lexer) lexText(name string, data []byte, baseDir string) {
 // logicalLine substitutes parameters in one line (which may then become
 // several lines, for multi-line parameters) and lexes the result.
 func (lx *lexer) logicalLine(pos Pos, line, baseDir string) {
+	if lx.tooBig {
+		return
+	}
 	if strings.Contains(line, "$") {
 		line = lx.substitute(line, 0)
+		if lx.tooLong {
+			lx.tooLong = false
+			lx.errorf(pos, "line is longer than %d bytes after $parameter substitution", maxLineLen)
+			return
+		}
 	}
 	for _, l := range strings.Split(line, "\n") {
 		words := lx.split(pos, l)
@@ -131,6 +155,11 @@ func (lx *lexer) logicalLine(pos Pos, line, baseDir string) {
 			continue
 		}
 		lx.lineNo++
+		if lx.lineNo > maxTotalLines {
+			lx.tooBig = true
+			lx.errorf(pos, "configuration is longer than %d lines; the rest is not read", maxTotalLines)
+			return
+		}
 		for _, w := range words {
 			w.line = lx.lineNo
 			lx.toks = append(lx.toks, w)
@@ -231,6 +260,10 @@ func (lx *lexer) substitute(s string, depth int) string {
 		b.WriteString(v)
 		changed = true
 		i = end - 1
+		if b.Len() > maxLineLen {
+			lx.tooLong = true
+			return ""
+		}
 	}
 	if !changed {
 		return s
@@ -271,7 +304,7 @@ func (lx *lexer) seq(pos Pos, t, baseDir string) {
 	case 3:
 		start, step = nums[0], nums[1]
 	}
-	if step == 0 || (end-start)/step > maxSeqLines {
+	if step == 0 || (end-start)/step > maxSeqLines || (end-start)/step < 0 && (start-end)/-step > maxSeqLines {
 		lx.errorf(pos, "~SEQ: step %d from %d to %d is not a bounded sequence", step, start, end)
 		return
 	}
@@ -280,6 +313,10 @@ func (lx *lexer) seq(pos Pos, t, baseDir string) {
 		lx.params = map[string]string{}
 	}
 	for v := start; (step > 0 && v <= end) || (step < 0 && v >= end); v += step {
+		if lx.seqLines++; lx.seqLines > maxSeqTotal {
+			lx.errorf(pos, "~SEQ: more than %d lines in all; the rest is not expanded", maxSeqTotal)
+			break
+		}
 		lx.params[parts[0]] = strconv.FormatInt(v, 10)
 		lx.logicalLine(pos, rest, baseDir)
 	}
@@ -437,17 +474,17 @@ func (b *treeBuilder) block(depth int, open Pos) []*node {
 				b.closedLast = true
 				return out
 			}
-			*b.diags = append(*b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "unbalanced '}': no block is open"})
+			addDiag(b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "unbalanced '}': no block is open"})
 			last = nil
 		case t.text == "{" && !t.quoted:
 			b.i++
 			if depth > 200 {
-				*b.diags = append(*b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "blocks nested too deep"})
+				addDiag(b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "blocks nested too deep"})
 				b.skipRest()
 				return out
 			}
 			if last == nil || last.hasBlock {
-				*b.diags = append(*b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "'{' without a keyword before it"})
+				addDiag(b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "'{' without a keyword before it"})
 				b.block(depth+1, t.pos) // parse and drop
 				continue
 			}
@@ -473,7 +510,7 @@ func (b *treeBuilder) block(depth int, open Pos) []*node {
 		// keepalived only warns about a block left open at the end of the
 		// configuration ("missing '}'"), and uses what it read; so do we,
 		// so that pasted configs that lost their last line still work.
-		*b.diags = append(*b.diags, Diagnostic{Pos: open, Severity: Warning, Msg: "block opened here is not closed: missing '}' at end of configuration"})
+		addDiag(b.diags, Diagnostic{Pos: open, Severity: Warning, Msg: "block opened here is not closed: missing '}' at end of configuration"})
 		b.closedLast = false
 	}
 	return out

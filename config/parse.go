@@ -61,7 +61,7 @@ func finish(lx *lexer, diags *Diagnostics) (cfg *Config, ds Diagnostics) {
 	defer func() {
 		// Never panic on any input: a bug here becomes an error diagnostic.
 		if r := recover(); r != nil {
-			*diags = append(*diags, Diagnostic{Severity: Error, Msg: fmt.Sprintf("internal error reading configuration: %v", r)})
+			addDiag(diags, Diagnostic{Severity: Error, Msg: fmt.Sprintf("internal error reading configuration: %v", r)})
 			if cfg == nil {
 				cfg = &Config{}
 			}
@@ -102,11 +102,11 @@ type checkerOwner struct {
 }
 
 func (p *parser) errorf(pos Pos, format string, args ...any) {
-	*p.diags = append(*p.diags, Diagnostic{Pos: pos, Severity: Error, Msg: fmt.Sprintf(format, args...)})
+	addDiag(p.diags, Diagnostic{Pos: pos, Severity: Error, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) warnf(pos Pos, format string, args ...any) {
-	*p.diags = append(*p.diags, Diagnostic{Pos: pos, Severity: Warning, Msg: fmt.Sprintf(format, args...)})
+	addDiag(p.diags, Diagnostic{Pos: pos, Severity: Warning, Msg: fmt.Sprintf(format, args...)})
 }
 
 // handler applies one keyword to its target.
