@@ -141,7 +141,7 @@ func TestDNSCheck(t *testing.T) {
 func TestUDPCheck(t *testing.T) {
 	socat := needBinary(t, "socat")
 	echo, silent, closed := freePort(t, "udp"), freePort(t, "udp"), freePort(t, "udp")
-	startProc(t, t.TempDir()+"/echo.log", socat, fmt.Sprintf("UDP4-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", echo), "PIPE")
+	startProc(t, t.TempDir()+"/echo.log", socat, fmt.Sprintf("UDP4-RECVFROM:%d,bind=127.0.0.1,fork", echo), "PIPE")
 	startProc(t, t.TempDir()+"/silent.log", socat, "-u", fmt.Sprintf("UDP4-RECV:%d,bind=127.0.0.1", silent), "OPEN:/dev/null,wronly")
 	udp := func(port uint16, o UDPOptions) Checker {
 		c := fastChecker(KindUDP, netip.AddrPortFrom(lo, port))
@@ -149,11 +149,11 @@ func TestUDPCheck(t *testing.T) {
 		c.UDP = o
 		return c
 	}
-	// Wait for the echo server.
+	// Wait for both servers to be bound.
 	deadline := time.Now().Add(10 * time.Second)
-	for !probeOnce(t, udp(echo, UDPOptions{RequireReply: true})).OK {
+	for !probeOnce(t, udp(echo, UDPOptions{RequireReply: true})).OK || !probeOnce(t, udp(silent, UDPOptions{})).OK {
 		if time.Now().After(deadline) {
-			t.Fatal("socat echo never answered")
+			t.Fatal("socat servers never ready")
 		}
 	}
 	for _, tc := range []struct {
