@@ -1,0 +1,281 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"hakeep/checks"
+	"hakeep/config"
+	"hakeep/consensus"
+	"hakeep/lvs"
+)
+
+// replanEvery bounds how long a change the data plane is not told about
+// (a VRRP state change for ha_suspend, a replicated health view) takes to
+// reach the IPVS table.
+const replanEvery = 250 * time.Millisecond
+
+// dataPlane is the health-check and IPVS half of the daemon: checker
+// transitions -> health table (replicated in cluster mode) -> desired IPVS
+// table -> reconciler.
+type dataPlane struct {
+	d   *Director
+	log *slog.Logger
+
+	checks  *checks.Manager
+	planner *lvs.Planner
+	rec     *lvs.Reconciler // nil: no virtual servers, or no IPVS in this kernel
+	noIPVS  error
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	health  map[lvs.HealthKey]lvs.RSHealth // this director's own results
+	desired lvs.Table
+	kick    chan struct{}
+}
+
+func newDataPlane(d *Director) *dataPlane {
+	return &dataPlane{d: d, log: d.log.With("subsystem", "checks+ipvs"), kick: make(chan struct{}, 1)}
+}
+
+// quorumScripts runs quorum_up / quorum_down through the script package.
+type quorumScripts struct {
+	d   *Director
+	log *slog.Logger
+}
+
+func (q quorumScripts) RunScript(ctx context.Context, cmdline, reason string) {
+	q.d.mu.Lock()
+	r := scriptRunner(&q.d.cfg.Global)
+	q.d.mu.Unlock()
+	go func() {
+		res := r.Run(context.Background(), cmdline, nil, time.Minute)
+		if !res.OK() {
+			q.log.Warn("quorum script failed", "script", cmdline, "reason", reason, "exit", res.ExitCode, "timed_out", res.TimedOut, "err", res.Err)
+		}
+	}()
+}
+
+func (p *dataPlane) run(ctx context.Context) error {
+	p.d.mu.Lock()
+	cfg := p.d.cfg
+	p.d.mu.Unlock()
+	g := &cfg.Global
+	opts := checks.Options{
+		Logger:   p.log,
+		Runner:   checks.Scripts{User: g.ScriptUser, Group: g.ScriptGroup, Secure: g.EnableScriptSecurity},
+		RouterID: routerID(g),
+	}
+	if p.d.mail != nil {
+		opts.Alerter = p.d.mail
+	}
+	p.checks = checks.New(opts)
+	specs, warnings := checks.FromConfig(cfg)
+	for _, w := range warnings {
+		p.log.Warn("checks", "msg", w)
+	}
+	p.mu.Lock()
+	p.cfg = cfg
+	p.health = map[lvs.HealthKey]lvs.RSHealth{}
+	p.mu.Unlock()
+	if err := p.checks.Start(specs); err != nil {
+		return fmt.Errorf("start checks: %w", err)
+	}
+	defer p.checks.Stop()
+	p.planner = lvs.NewPlanner(quorumScripts{p.d, p.log}, p.log)
+
+	if len(cfg.VirtualServers) > 0 {
+		if err := p.startIPVS(ctx, cfg); err != nil {
+			// Checks still run (their results are useful in the API and
+			// to peers); the table is programmed once IPVS is there.
+			p.noIPVS = err
+			p.log.Error("virtual servers will not be programmed", "err", err)
+		}
+	}
+	if p.rec != nil {
+		go p.rec.Run(ctx)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := p.rec.Stop(sctx); err != nil {
+				p.log.Error("stopping IPVS", "err", err)
+			}
+		}()
+	}
+	p.replan(ctx)
+	tick := time.NewTicker(replanEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-p.checks.Transitions():
+			p.record(t)
+			// Take what else is queued now, so a burst is planned once.
+			for more := true; more; {
+				select {
+				case t := <-p.checks.Transitions():
+					p.record(t)
+				default:
+					more = false
+				}
+			}
+			p.replan(ctx)
+		case <-p.kick:
+			p.replan(ctx)
+		case <-tick.C:
+			p.replan(ctx)
+		}
+	}
+}
+
+func (p *dataPlane) startIPVS(ctx context.Context, cfg *config.Config) error {
+	if err := lvs.CheckIPVS(); err != nil {
+		return err
+	}
+	k, err := lvs.NewKernel("", 4)
+	if err != nil {
+		return err
+	}
+	rec, err := lvs.NewReconciler(k, lvs.Options{
+		Flush:       cfg.Global.LVSFlush,
+		FlushOnStop: cfg.Global.LVSFlushOnStop,
+		Log:         p.log,
+	})
+	if err != nil {
+		return err
+	}
+	p.rec = rec
+	return nil
+}
+
+// record keeps a transition in this director's health table and, in
+// cluster mode, reports it to the replicated one.
+func (p *dataPlane) record(t checks.Transition) {
+	key := lvs.HealthKey{VS: t.VirtualServer, RS: t.RealServer}
+	p.mu.Lock()
+	p.health[key] = lvs.RSHealth{Up: t.Up, Weight: t.Weight}
+	p.mu.Unlock()
+	if node := p.d.clusterNode(); node != nil {
+		node.ReportHealth([]consensus.HealthEntry{{VS: t.VirtualServer, RS: t.RealServer.String(), Up: t.Up}})
+	}
+}
+
+// effectiveHealth is what the table is built from: the local results, or
+// in cluster mode the replicated verdict (quorum of directors' views, or
+// as the health mode says) where one is known.
+func (p *dataPlane) effectiveHealth() map[lvs.HealthKey]lvs.RSHealth {
+	p.mu.Lock()
+	out := make(map[lvs.HealthKey]lvs.RSHealth, len(p.health))
+	for k, v := range p.health {
+		out[k] = v
+	}
+	p.mu.Unlock()
+	node := p.d.clusterNode()
+	if node == nil {
+		return out
+	}
+	for k, v := range out {
+		if e := node.Healthy(k.VS, k.RS.String()); e.Known {
+			v.Up = e.Up
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (p *dataPlane) replan(ctx context.Context) {
+	p.mu.Lock()
+	cfg := p.cfg
+	p.mu.Unlock()
+	t, err := p.planner.Plan(ctx, cfg, lvs.Inputs{Health: p.effectiveHealth(), Master: p.d.isMasterOf})
+	if err != nil {
+		p.log.Error("cannot compute the IPVS table", "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.desired = t
+	p.mu.Unlock()
+	if p.rec == nil {
+		return
+	}
+	if _, err := p.rec.SetDesired(ctx, t); err != nil && !errors.Is(err, context.Canceled) {
+		p.log.Error("IPVS update failed (retried by the reconciler)", "err", err)
+	}
+}
+
+// reload switches to a new configuration: unchanged checks keep their
+// state, and the table is re-planned as a diff.
+func (p *dataPlane) reload(cfg *config.Config, specs []checks.Spec) error {
+	if p.checks == nil {
+		return nil // not started yet: run() reads the new configuration
+	}
+	if err := p.checks.Reload(specs); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cfg = cfg
+	// Forget results of real servers that are gone.
+	keep := map[lvs.HealthKey]bool{}
+	for _, s := range specs {
+		keep[lvs.HealthKey{VS: s.VirtualServer, RS: s.RealServer}] = true
+	}
+	for k := range p.health {
+		if !keep[k] {
+			delete(p.health, k)
+		}
+	}
+	p.mu.Unlock()
+	if p.rec == nil && len(cfg.VirtualServers) > 0 && p.noIPVS == nil {
+		ctx := context.Background()
+		if err := p.startIPVS(ctx, cfg); err != nil {
+			p.noIPVS = err
+			p.log.Error("virtual servers will not be programmed", "err", err)
+		} else {
+			go p.rec.Run(p.d.runContext())
+		}
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// isMasterOf reports whether a VRRP instance of this director that holds
+// addr is MASTER (ha_suspend). Without VRRP every service is active.
+func (d *Director) isMasterOf(addr netip.Addr) bool {
+	d.mu.Lock()
+	m := d.vrrp
+	d.mu.Unlock()
+	if m == nil {
+		return true
+	}
+	for _, st := range m.Status() {
+		if st.State == "MASTER" && slices.Contains(st.VIPs, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Director) clusterNode() *consensus.Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.node
+}
+
+func (d *Director) runContext() context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runCtx == nil {
+		return context.Background()
+	}
+	return d.runCtx
+}

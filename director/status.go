@@ -1,0 +1,142 @@
+package director
+
+import (
+	"context"
+
+	"hakeep/api"
+	"hakeep/lvs"
+)
+
+// localView is the director's own side of the API: what this node runs.
+type localView struct{ d *Director }
+
+func (l localView) Instances(ctx context.Context) ([]api.Instance, error) {
+	return l.d.instances(), nil
+}
+
+func (d *Director) instances() []api.Instance {
+	d.mu.Lock()
+	m, cfg := d.vrrp, d.cfg
+	d.mu.Unlock()
+	out := []api.Instance{}
+	if m == nil {
+		return out
+	}
+	for _, st := range m.Status() {
+		in := api.Instance{Name: st.Name, VRID: int(st.VRID), State: st.State, Priority: int(st.Priority), Interface: st.Interface, VIPs: []string{}}
+		for _, v := range st.VIPs {
+			in.VIPs = append(in.VIPs, v.String())
+		}
+		if st.Master.IsValid() {
+			in.MasterAddr = st.Master.String()
+		}
+		if i := cfg.Instance(st.Name); i != nil {
+			in.Fenced = i.Fenced(cfg)
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+func (l localView) VirtualServers(ctx context.Context) ([]api.VirtualServer, error) {
+	return l.d.virtualServers(), nil
+}
+
+// virtualServers lists the desired IPVS table with each real server's
+// health (kernel counters when the reconciler runs).
+func (d *Director) virtualServers() []api.VirtualServer {
+	out := []api.VirtualServer{}
+	p := d.data
+	if p == nil {
+		return out
+	}
+	p.mu.Lock()
+	cfg := p.cfg
+	p.mu.Unlock()
+	if cfg == nil {
+		return out
+	}
+	health := p.effectiveHealth()
+	node := d.clusterNode()
+	for _, vs := range cfg.VirtualServers {
+		av := api.VirtualServer{Key: vs.Key(), Protocol: vs.Protocol, Scheduler: vs.LBAlgo, FWMark: vs.FWMark, Persistence: int(vs.PersistenceTimeout.Seconds()), RealServers: []api.RealServer{}}
+		if vs.Addr.IsValid() {
+			av.Address, av.Port = vs.Addr.Addr().String(), vs.Addr.Port()
+		}
+		for _, rs := range vs.RealServers {
+			ar := api.RealServer{Address: rs.Addr.Addr().String(), Port: rs.Addr.Port(), Weight: rs.Weight, Forward: forward(vs.LBKind, rs.LVSMethod), Healthy: true, HealthSource: "local"}
+			key := lvs.HealthKey{VS: vs.Key(), RS: rs.Addr}
+			if h, ok := health[key]; ok {
+				ar.Healthy = h.Up
+				if h.Weight >= 0 {
+					ar.Weight = h.Weight
+				}
+			} else if len(rs.Checkers) > 0 && vs.Alpha {
+				ar.Healthy = false // alpha: down until a first success
+			}
+			if node != nil {
+				e := node.Healthy(vs.Key(), rs.Addr.String())
+				if e.Known {
+					ar.HealthSource, ar.Views = e.Source, e.Views
+				}
+			}
+			av.RealServers = append(av.RealServers, ar)
+		}
+		out = append(out, av)
+	}
+	return out
+}
+
+func forward(vsKind, rsMethod string) string {
+	if rsMethod != "" {
+		return rsMethod
+	}
+	if vsKind == "" {
+		return "NAT"
+	}
+	return vsKind
+}
+
+func (l localView) Checks(ctx context.Context) ([]api.Check, error) {
+	out := []api.Check{}
+	p := l.d.data
+	if p == nil || p.checks == nil {
+		return out, nil
+	}
+	for _, rs := range p.checks.State() {
+		kind := ""
+		if len(rs.Checkers) > 0 {
+			kind = string(rs.Checkers[0].Kind)
+		}
+		c := api.Check{VirtualServer: rs.VirtualServer, RealServer: rs.RealServer, Kind: kind, Up: rs.Up, LastChange: rs.Since}
+		if !rs.Up {
+			c.LastError = rs.Reason
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (l localView) Running(ctx context.Context) (uint64, error) {
+	l.d.mu.Lock()
+	defer l.d.mu.Unlock()
+	return l.d.version, l.d.applyErr
+}
+
+// Status is the whole local snapshot (SIGUSR1/SIGUSR2 dumps).
+func (d *Director) Status() api.Status {
+	ctx := context.Background()
+	st := api.Status{Node: d.opts.ConfigID, Instances: d.instances(), VirtualServers: d.virtualServers()}
+	if node := d.clusterNode(); node != nil {
+		if cs, err := node.API().ClusterStatus(ctx); err == nil {
+			st.Node, st.Raft, st.Config, st.Members, st.Health = cs.Node, cs.Raft, cs.Config, cs.Members, cs.Health
+		}
+	}
+	d.mu.Lock()
+	st.Config.Running = d.version
+	if d.applyErr != nil {
+		st.Config.LocalError = d.applyErr.Error()
+	}
+	d.mu.Unlock()
+	return st
+}
