@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hakeep/api"
+	"hakeep/api/apitest"
+)
+
+func fakeServer(t *testing.T) (string, *apitest.Fake) {
+	t.Helper()
+	f := &apitest.Fake{
+		Node:    "d1",
+		Raft:    api.RaftStatus{State: "Leader", Leader: "d1", Term: 4},
+		Members: []api.Member{{Name: "d1", Status: "alive", Voter: true, Leader: true}, {Name: "d2", Status: "alive", Voter: true}},
+		Health:  api.HealthStatus{Mode: "quorum"},
+		Inst:    []api.Instance{{Name: "VI_1", VRID: 51, State: "MASTER", Priority: 150, Interface: "eth0", VIPs: []string{"10.0.0.100/24"}}},
+		VS: []api.VirtualServer{{Key: "10.0.0.100:80/TCP", Address: "10.0.0.100", Port: 80, Protocol: "TCP", Scheduler: "wrr",
+			RealServers: []api.RealServer{{Address: "192.168.0.10", Port: 80, Weight: 3, Forward: "Masq", Healthy: true, HealthSource: "quorum"},
+				{Address: "192.168.0.11", Port: 80, Weight: 1, Forward: "Masq", Healthy: false, HealthSource: "quorum"}}}},
+		Chk:         []api.Check{{VirtualServer: "10.0.0.100:80/TCP", RealServer: "192.168.0.10:80", Kind: "TCP_CHECK", Up: true}},
+		Voters:      []string{"d1", "d2"},
+		ApplyOnPush: []string{"d1", "d2"},
+	}
+	path := filepath.Join(t.TempDir(), "api.sock")
+	s := api.NewServer(f, nil)
+	if err := s.ServeUnix(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return path, f
+}
+
+func hactl(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const goodConf = `vrrp_instance VI_1 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    @d1 priority 150
+    @d2 priority 120
+    advert_int 1
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+}
+`
+
+const badConf = `vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 300
+    virtual_ipaddress {
+        10.0.0.100/24
+    }
+}
+`
+
+const clusterConf = `cluster {
+    node_name d1
+    bind_addr 127.0.0.1
+}
+` + goodConf
+
+func TestExitCodesAndUsage(t *testing.T) {
+	sock, _ := fakeServer(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string // in stdout or stderr
+	}{
+		{"no command", nil, 2, "no command given"},
+		{"unknown", []string{"--api", sock, "frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"--bogus", "status"}, 2, "flag provided but not defined"},
+		{"missing arg", []string{"--api", sock, "config", "push"}, 2, "usage: hactl config push"},
+		{"extra arg", []string{"--api", sock, "status", "x"}, 2, "usage: hactl status"},
+		{"bad rollback", []string{"--api", sock, "config", "rollback", "abc"}, 2, "positive number"},
+		{"help", []string{"help"}, 0, "commands:"},
+		{"no daemon", []string{"--api", filepath.Join(t.TempDir(), "none.sock"), "status"}, 1, "cannot reach hakeepd"},
+		{"tcp without certs", []string{"--api", "127.0.0.1:1", "status"}, 2, "mutual TLS"},
+		{"status", []string{"--api", sock, "status"}, 0, "raft:    Leader, term 4, leader d1"},
+		{"flags after command", []string{"status", "--api", sock}, 0, "node:    d1"},
+		{"show nothing", []string{"--api", sock, "config", "show"}, 1, "no configuration has been committed"},
+		{"remove unknown", []string{"--api", sock, "cluster", "remove", "d9"}, 1, `no such director "d9"`},
+		{"remove", []string{"--api", sock, "cluster", "remove", "d2"}, 0, "removed d2"},
+		{"join", []string{"--api", sock, "cluster", "join", "10.0.0.2:7401"}, 0, "joined the cluster via 10.0.0.2:7401"},
+		{"init", []string{"--api", sock, "cluster", "init"}, 0, "initialised"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := hactl(tc.args...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.out) {
+				t.Fatalf("hactl %v = %d\nstdout: %s\nstderr: %s\nwant %d and %q", tc.args, code, out, errOut, tc.code, tc.out)
+			}
+		})
+	}
+}
+
+func TestTables(t *testing.T) {
+	sock, _ := fakeServer(t)
+	code, out, _ := hactl("--api", sock, "status")
+	for _, want := range []string{"MEMBER", "d2", "INSTANCE", "VI_1", "51", "MASTER", "150", "10.0.0.100/24",
+		"10.0.0.100:80", "192.168.0.10:80", "Masq", "up (quorum)", "down (quorum)", "health:  quorum"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("status table lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = hactl("--api", sock, "ipvs")
+	if !strings.Contains(out, "Prot") || !strings.Contains(out, "->") || !strings.Contains(out, "Health") {
+		t.Fatalf("ipvs table:\n%s", out)
+	}
+	_, out, _ = hactl("--api", sock, "checks")
+	if !strings.Contains(out, "TCP_CHECK") {
+		t.Fatalf("checks table:\n%s", out)
+	}
+	_, out, _ = hactl("--api", sock, "vrrp")
+	if !strings.Contains(out, "VI_1") {
+		t.Fatalf("vrrp table:\n%s", out)
+	}
+}
+
+func TestJSONOutput(t *testing.T) {
+	sock, _ := fakeServer(t)
+	for _, args := range [][]string{{"status"}, {"vrrp"}, {"ipvs"}, {"checks"}, {"cluster", "members"}, {"config", "history"}} {
+		code, out, errOut := hactl(append([]string{"--api", sock, "--json"}, args...)...)
+		if code != 0 || !json.Valid([]byte(out)) {
+			t.Fatalf("%v --json = %d, %q %q", args, code, out, errOut)
+		}
+	}
+	_, out, _ := hactl("--api", sock, "status", "--json")
+	var st api.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Raft.Leader != "d1" || st.Instances[0].VRID != 51 {
+		t.Fatalf("status json: %v %+v", err, st)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := writeFile(t, "good.conf", goodConf)
+	bad := writeFile(t, "bad.conf", badConf)
+	code, out, _ := hactl("config", "validate", good)
+	if code != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("validate good = %d %q", code, out)
+	}
+	code, _, errOut := hactl("config", "validate", bad)
+	if code != 1 || !strings.Contains(errOut, "bad.conf:3:") {
+		t.Fatalf("validate bad = %d, stderr %q (want file:line)", code, errOut)
+	}
+	code, out, _ = hactl("--json", "config", "validate", bad)
+	var vr api.ValidateResult
+	if code != 1 || json.Unmarshal([]byte(out), &vr) != nil || vr.Valid || len(vr.Errors) == 0 {
+		t.Fatalf("validate --json = %d %q", code, out)
+	}
+	if code, _, errOut := hactl("config", "validate", "/nonexistent.conf"); code != 1 || errOut == "" {
+		t.Fatalf("validate missing file = %d %q", code, errOut)
+	}
+}
+
+func TestConfigPushFlow(t *testing.T) {
+	sock, f := fakeServer(t)
+	bad := writeFile(t, "bad.conf", badConf)
+	withCluster := writeFile(t, "c.conf", clusterConf)
+	// Refused locally: nothing is sent.
+	for _, file := range []string{bad, withCluster} {
+		code, _, errOut := hactl("--api", sock, "config", "push", file)
+		if code != 1 || !strings.Contains(errOut, "nothing was pushed") || !strings.Contains(errOut, filepath.Base(file)+":") {
+			t.Fatalf("push %s = %d %q", file, code, errOut)
+		}
+	}
+	if calls := f.CallsCopy(); len(calls) != 0 {
+		t.Fatalf("refused pushes reached the daemon: %v", calls)
+	}
+	if code, _, errOut := hactl("--api", sock, "config", "push", withCluster); code != 1 || !strings.Contains(errOut, "cluster { } block") {
+		t.Fatalf("cluster block message: %q", errOut)
+	}
+	good := writeFile(t, "good.conf", goodConf)
+	code, out, errOut := hactl("--api", sock, "config", "push", good, "--wait", "--timeout", "5s")
+	if code != 0 || !strings.Contains(out, "committed version 1") || !strings.Contains(out, "applied on: d1, d2") {
+		t.Fatalf("push = %d %q %q", code, out, errOut)
+	}
+	code, out, _ = hactl("--api", sock, "--json", "config", "push", good)
+	var pr api.PushResult
+	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || pr.Version != 2 {
+		t.Fatalf("push --json = %d %q", code, out)
+	}
+	code, out, _ = hactl("--api", sock, "config", "show")
+	if code != 0 || out != goodConf {
+		t.Fatalf("show = %d %q", code, out)
+	}
+	code, out, _ = hactl("--api", sock, "config", "rollback", "1")
+	if code != 0 || !strings.Contains(out, "rolled back to 1 as version 3") {
+		t.Fatalf("rollback = %d %q", code, out)
+	}
+	code, out, _ = hactl("--api", sock, "config", "history")
+	if code != 0 || !strings.Contains(out, "rollback to 1") || strings.Count(out, "\n") != 4 {
+		t.Fatalf("history = %d %q", code, out)
+	}
+	// A director that failed to apply: --wait reports it and exits 1.
+	f.ApplyOnPush = []string{"d1"}
+	f.SetApplied("d2", 4, "interface eth9 missing")
+	code, out, errOut = hactl("--api", sock, "config", "push", good, "--wait", "--timeout", "5s")
+	if code != 1 || !strings.Contains(out, "failed on:  d2 (interface eth9 missing)") || !strings.Contains(errOut, "failed to apply on d2") {
+		t.Fatalf("push with failing director = %d %q %q", code, out, errOut)
+	}
+	// No leader: exit 1 with the reason.
+	f.Unavailable = true
+	code, _, errOut = hactl("--api", sock, "config", "push", good)
+	if code != 1 || !strings.Contains(errOut, "no Raft leader") {
+		t.Fatalf("push without leader = %d %q", code, errOut)
+	}
+}
