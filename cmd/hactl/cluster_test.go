@@ -78,8 +78,10 @@ func startCluster(t *testing.T) []string {
 		cfg := consensus.Config{
 			NodeName: fmt.Sprintf("d%d", i), BindAddr: netip.MustParseAddr("127.0.0.1"), DataDir: filepath.Join(base, fmt.Sprintf("d%d", i)),
 			BootstrapExpect: 3, Validate: consensus.ValidatePushed, Logger: log,
-			Timeouts:     consensus.Timeouts{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 150 * time.Millisecond, Commit: 5 * time.Millisecond},
-			GossipTuning: func(c *memberlist.Config) { c.ProbeInterval, c.GossipInterval = 200*time.Millisecond, 50*time.Millisecond },
+			Timeouts: consensus.Timeouts{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 150 * time.Millisecond, Commit: 5 * time.Millisecond},
+			GossipTuning: func(c *memberlist.Config) {
+				c.ProbeInterval, c.GossipInterval = 200*time.Millisecond, 50*time.Millisecond
+			},
 		}
 		if first != "" {
 			cfg.Join = []string{first}
