@@ -27,7 +27,7 @@ test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 test-ipvs:
-	$(GO) run ./internal/vmtest
+	$(GO) run ./internal/vmtest/cmd/vmtest ./lvs ./test/ipvs
 
 demo: build
 	$(GO) run ./deploy/demo --hakeepd $(BIN)/hakeepd
