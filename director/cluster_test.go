@@ -1,0 +1,200 @@
+package director
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"hakeep/config"
+	"hakeep/consensus"
+)
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
+// uses both).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// startDirectors runs n directors in this process, each with its own
+// cluster { } block on loopback (real Raft and gossip transports), VRRP off
+// (no network namespaces here) and the checks/IPVS side on.
+func startDirectors(t *testing.T, n int, initial string) []*Director {
+	t.Helper()
+	type ports struct{ raft, gossip int }
+	ps := make([]ports, n)
+	for i := range ps {
+		ps[i] = ports{freePort(t), freePort(t)}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var ds []*Director
+	done := make(chan struct{}, n)
+	for i := range n {
+		var join []string
+		for j := range n {
+			if j != i {
+				join = append(join, fmt.Sprintf("127.0.0.1:%d", ps[j].gossip))
+			}
+		}
+		dir := t.TempDir()
+		text := fmt.Sprintf("cluster {\n node_name d%d\n bind_addr 127.0.0.1\n raft_port %d\n gossip_port %d\n join { %s }\n bootstrap_expect %d\n data_dir %s\n}\n%s",
+			i+1, ps[i].raft, ps[i].gossip, strings.Join(join, " "), n, dir, initial)
+		path := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("d%d", i+1)
+		cfg, diags := config.Load(path, config.Options{ConfigID: id})
+		if diags.HasErrors() {
+			t.Fatalf("config: %v", diags)
+		}
+		d, err := New(Options{ConfigFile: path, ConfigID: id, Checks: true, Log: quietLog()}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+		go func() {
+			if err := d.Run(ctx); err != nil {
+				t.Errorf("director %s: %v", id, err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range n {
+			<-done
+		}
+	})
+	return ds
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func leaderOf(ds []*Director) *Director {
+	for _, d := range ds {
+		if n := d.clusterNode(); n != nil && n.IsLeader() {
+			return d
+		}
+	}
+	return nil
+}
+
+const pushedV1 = `
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+@d1 priority 150
+@d2 priority 100
+@d3 priority 50
+    virtual_ipaddress {
+        10.0.0.100
+    }
+}
+virtual_server 10.0.0.100 80 {
+    lb_algo wrr
+    lb_kind DR
+    real_server 192.168.1.11 80 {
+        weight 3
+    }
+}
+`
+
+func TestClusterPushAppliedOnEveryDirector(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node Raft cluster")
+	}
+	ds := startDirectors(t, 3, "")
+	waitFor(t, "a Raft leader", 30*time.Second, func() bool { return leaderOf(ds) != nil })
+
+	// A push through any node (here a follower's or the leader's API).
+	node := ds[0].clusterNode()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := node.Push(ctx, "pushed.conf", []byte(pushedV1), "test", consensus.NewPushID())
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	version := res.Version
+	waitFor(t, "version applied on all three", 20*time.Second, func() bool {
+		for _, d := range ds {
+			d.mu.Lock()
+			v := d.version
+			d.mu.Unlock()
+			if v != version {
+				return false
+			}
+		}
+		return true
+	})
+	// Each director took its own @node priority; the cluster block stayed.
+	for i, d := range ds {
+		d.mu.Lock()
+		cfg := d.cfg
+		d.mu.Unlock()
+		want := []int{150, 100, 50}[i]
+		if got := cfg.Instances[0].Priority; got != want {
+			t.Errorf("d%d priority = %d, want %d", i+1, got, want)
+		}
+		if cfg.Cluster == nil || cfg.Cluster.NodeName != fmt.Sprintf("d%d", i+1) {
+			t.Errorf("d%d lost its node-local cluster block: %+v", i+1, cfg.Cluster)
+		}
+		vss := d.virtualServers()
+		if len(vss) != 1 || vss[0].Scheduler != "wrr" || len(vss[0].RealServers) != 1 || vss[0].RealServers[0].Weight != 3 {
+			t.Errorf("d%d virtual servers = %+v", i+1, vss)
+		}
+	}
+	// Every director reported it applied the version.
+	waitFor(t, "applied records for all three", 10*time.Second, func() bool {
+		recs := node.FSM().AppliedRecords()
+		for i := range ds {
+			if r, ok := recs[fmt.Sprintf("d%d", i+1)]; !ok || r.Version != version || r.Error != "" {
+				return false
+			}
+		}
+		return true
+	})
+
+	// A bad file is refused with file:line and nothing changes.
+	bad := strings.Replace(pushedV1, "lb_algo wrr", "lb_algo wrr\n    }\n  }", 1)
+	if _, err := node.Push(ctx, "bad.conf", []byte(bad), "test", consensus.NewPushID()); err == nil || !strings.Contains(err.Error(), "bad.conf:") {
+		t.Fatalf("bad push: err = %v, want a file:line error", err)
+	}
+	for i, d := range ds {
+		d.mu.Lock()
+		v := d.version
+		d.mu.Unlock()
+		if v != version {
+			t.Errorf("d%d runs version %d after a refused push, want %d", i+1, v, version)
+		}
+	}
+}
