@@ -28,13 +28,13 @@ import (
 var labSeq atomic.Int32
 
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	sw     string
 	hosts  []string
 }
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and raw sockets")
@@ -68,7 +68,7 @@ func sysctl(path, val string) error {
 	return os.WriteFile(filepath.Join("/proc/sys", path), []byte(val), 0o644)
 }
 
-func newLab(t *testing.T, n int) *lab {
+func newLab(t testing.TB, n int) *lab {
 	t.Helper()
 	needRoot(t)
 	l := &lab{t: t, prefix: fmt.Sprintf("vrrp%d-%d-", os.Getpid(), labSeq.Add(1))}
@@ -221,9 +221,11 @@ func (l *lab) listen(i int, spec *InstanceSpec) Conn {
 
 // keepalived is a running Debian keepalived (VRRP only) in a lab host.
 type keepalived struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	out bytes.Buffer
+	cmd  *exec.Cmd
+	dir  string
+	done chan struct{}
+	mu   sync.Mutex
+	out  bytes.Buffer
 }
 
 func (k *keepalived) Write(p []byte) (int, error) {
@@ -249,14 +251,14 @@ func (l *lab) keepalived(i int, conf string) *keepalived {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
-	k := &keepalived{}
+	k := &keepalived{dir: dir, done: make(chan struct{})}
 	k.cmd = exec.Command("ip", "netns", "exec", l.hosts[i-1], bin, "-n", "-l", "-D", "-G", "-P", "-f", cf,
 		"-p", dir+"/keepalived.pid", "-r", dir+"/vrrp.pid", "-c", dir+"/checkers.pid", "-b", dir+"/bfd.pid")
 	k.cmd.Stdout, k.cmd.Stderr = k, k
 	if err := k.cmd.Start(); err != nil {
 		l.t.Fatalf("start keepalived: %v", err)
 	}
-	done := make(chan struct{})
+	done := k.done
 	go func() { k.cmd.Wait(); close(done) }()
 	l.t.Cleanup(func() {
 		k.cmd.Process.Signal(syscallTERM)

@@ -345,6 +345,9 @@ func (m *machine) setFault(now time.Time, fault bool, why string) {
 		return
 	}
 	m.fault = fault
+	if m.state == StateInit {
+		return // start() looks at m.fault
+	}
 	if fault {
 		m.abandonClaim()
 		if m.state == StateMaster {

@@ -177,6 +177,15 @@ func New(set *Set, opt Options) (*Manager, error) {
 // Status returns a snapshot of every instance; safe from any goroutine.
 func (m *Manager) Status() []InstanceStatus { return *m.status.Load() }
 
+// Stats returns each instance's counters by name (SIGUSR2, metrics).
+func (m *Manager) Stats() map[string]Counters {
+	out := map[string]Counters{}
+	for _, s := range m.Status() {
+		out[s.Name] = s.Counters
+	}
+	return out
+}
+
 // Reload replaces the set: unchanged instances keep their state and VIPs,
 // changed ones restart, removed ones stop (priority 0, VIPs removed).
 func (m *Manager) Reload(ctx context.Context, set *Set) error {
@@ -220,7 +229,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.running.Store(true)
 	defer m.running.Store(false)
 
-	if err := m.apply(m.set); err != nil {
+	if err := m.apply(m.set); err != nil && len(m.order) == 0 && len(m.set.Instances) > 0 {
 		m.shutdown()
 		return err
 	}
@@ -319,6 +328,9 @@ func (m *Manager) apply(set *Set) error {
 		if in, ok := m.insts[s.Name]; ok {
 			m.order = append(m.order, in)
 		}
+	}
+	for _, in := range m.order {
+		in.group = nil
 	}
 	for _, g := range m.groups {
 		for _, name := range g.spec.Members {

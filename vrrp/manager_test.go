@@ -297,3 +297,23 @@ func TestManagerRealScriptAndFile(t *testing.T) {
 	os.WriteFile(flag, nil, 0o644)
 	h.waitFor("script success restores", func() bool { return h.status("VI_1").Priority == 80 })
 }
+
+// TestManagerFaultAtStart: a tracked interface already down at start puts
+// the instance straight into FAULT (stale VIPs still removed).
+func TestManagerFaultAtStart(t *testing.T) {
+	fl := &fakeLinks{state: map[string]bool{"eth1": false}}
+	s := specNamed("VI_1", 51, func(s *InstanceSpec) { s.TrackInterfaces = []TrackInterface{{Name: "eth1"}} })
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, func(o *Options) { o.Links = fl })
+	h.waitState("VI_1", "FAULT")
+	h.waitFor("stale VIPs removed", func() bool {
+		a := h.addr("VI_1")
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.ops) == 1 && a.ops[0] == "remove"
+	})
+	fl.set("eth1", true)
+	h.waitState("VI_1", "BACKUP")
+	if got := h.notes.events(); strings.Join(got, " ") != "[INSTANCE VI_1 FAULT 100] [INSTANCE VI_1 BACKUP 100]" {
+		t.Fatalf("notify %v", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -121,11 +122,29 @@ func (t *tracker) configure(insts []*inst) {
 		if w == nil {
 			w = NetlinkLinks{}
 		}
-		if err := w.Watch(ctx, links, func(name string, up bool) {
+		// Reports made while Watch runs are the initial state: taken
+		// directly (the loop cannot receive its own channel sends).
+		var mu sync.Mutex
+		initial, inWatch := map[string]bool{}, true
+		report := func(name string, up bool) {
+			mu.Lock()
+			if inWatch {
+				initial[name] = up
+				mu.Unlock()
+				return
+			}
+			mu.Unlock()
 			t.emit(ctx, trackEvent{kind: trackLink, name: name, ok: up})
-		}); err != nil {
+		}
+		if err := w.Watch(ctx, links, report); err != nil {
 			t.m.log.Error("cannot watch interfaces; track_interface is blind", "err", err)
 		}
+		mu.Lock()
+		inWatch = false
+		for k, v := range initial {
+			t.links[k] = v
+		}
+		mu.Unlock()
 	}
 	for name, r := range t.scriptRun {
 		if def, ok := scripts[name]; !ok || !reflect.DeepEqual(def, r.def) {
