@@ -327,3 +327,26 @@ func TestLabIPv6AndUnicast(t *testing.T) {
 		})
 	}
 }
+
+// TestLabInterfaceDown: the instance's interface going down (real netlink
+// events) puts a master in FAULT and removes its VIPs; back up, it becomes
+// master again.
+func TestLabInterfaceDown(t *testing.T) {
+	l := newLab(t, 1)
+	d := l.daemon(1, labSpec(150, 50*time.Millisecond, nil), nil)
+	vip := netip.MustParseAddr("10.77.0.100")
+	l.poll(5*time.Second, "master with VIP", func() bool { return d.addrs.has(vip) })
+	h, _ := l.handle(1)
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	l.poll(5*time.Second, "FAULT without VIP", func() bool { return d.mgr.Status()[0].State == "FAULT" && !d.addrs.has(vip) })
+	if err := h.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	l.poll(5*time.Second, "master again with VIP", func() bool { return d.mgr.Status()[0].State == "MASTER" && d.addrs.has(vip) })
+}

@@ -132,6 +132,8 @@ type Manager struct {
 	// pending transitions for sync groups; allWorkers for the final wait.
 	pending    []transition
 	allWorkers []*addrWorker
+	// checkScript vets track scripts before they run (default runner only).
+	checkScript func(TrackScript) error
 }
 
 // New checks the set and prepares a manager; Run starts it.
@@ -160,14 +162,19 @@ func New(set *Set, opt Options) (*Manager, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	var check func(TrackScript) error
 	if opt.Scripts == nil {
 		opt.Scripts = defaultScriptExec(opt.ScriptUser, opt.ScriptGroup, opt.ScriptSecurity)
+		check = func(ts TrackScript) error {
+			return scriptRunner(opt.ScriptUser, opt.ScriptGroup, opt.ScriptSecurity, ts).Check(ts.Script)
+		}
 	}
 	m := &Manager{
 		opt: opt, log: opt.Logger, set: set,
 		insts: map[string]*inst{}, groups: map[string]*group{},
 		rxCh: make(chan rxEvent, 256), gateCh: make(chan gateEvent, 16),
 		trackCh: make(chan trackEvent, 64), reqCh: make(chan func()),
+		checkScript: check,
 	}
 	empty := []InstanceStatus{}
 	m.status.Store(&empty)

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"reflect"
@@ -316,4 +317,51 @@ func TestManagerFaultAtStart(t *testing.T) {
 	if got := h.notes.events(); strings.Join(got, " ") != "[INSTANCE VI_1 FAULT 100] [INSTANCE VI_1 BACKUP 100]" {
 		t.Fatalf("notify %v", got)
 	}
+}
+
+// TestManagerInsecureScriptDisabled: under enable_script_security a track
+// script in a world-writable directory is disabled (not tracked), as
+// keepalived does, instead of failing the instance.
+func TestManagerInsecureScriptDisabled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: enable_script_security applies to scripts run as root")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	bad := writeTestScript(t, dir, "bad.sh", "exit 1")
+	safeDir := t.TempDir()
+	good := writeTestScript(t, safeDir, "good.sh", "exit 1")
+	var logs lockedBuf
+	s := specNamed("VI_1", 51, func(s *InstanceSpec) {
+		s.TrackScripts = []TrackScript{
+			{Name: "bad", Script: bad, Interval: 10 * time.Millisecond, Rise: 1, Fall: 1},
+			{Name: "good", Script: good, Interval: 10 * time.Millisecond, Weight: -10, Rise: 1, Fall: 1},
+		}
+	})
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, func(o *Options) {
+		o.Scripts, o.ScriptSecurity = nil, true
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	h.waitFor("secure script tracked", func() bool { return h.status("VI_1").Priority == 90 })
+	h.waitFor("insecure script disabled", func() bool { return strings.Contains(logs.String(), "VRRP script disabled") })
+	if st := h.status("VI_1"); st.State != "BACKUP" {
+		t.Fatalf("insecure script was tracked: %+v", st)
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -30,12 +30,17 @@ type LinkWatcher interface {
 // off the event loop.
 type ScriptExec func(ctx context.Context, ts TrackScript) bool
 
+func scriptRunner(user, group string, secure bool, ts TrackScript) *script.Runner {
+	r := &script.Runner{User: user, Group: group, Secure: secure}
+	if ts.User != "" {
+		r.User, r.Group = ts.User, ts.Group
+	}
+	return r
+}
+
 func defaultScriptExec(user, group string, secure bool) ScriptExec {
 	return func(ctx context.Context, ts TrackScript) bool {
-		r := &script.Runner{User: user, Group: group, Secure: secure}
-		if ts.User != "" {
-			r.User, r.Group = ts.User, ts.Group
-		}
+		r := scriptRunner(user, group, secure, ts)
 		timeout := ts.Timeout
 		if timeout == 0 {
 			timeout = ts.Interval
@@ -192,6 +197,14 @@ func appendUnique(s []string, v string) []string {
 // runScript runs one vrrp_script every interval, applying rise and fall,
 // and reports changes. Scripts never run on the event loop.
 func (t *tracker) runScript(ctx context.Context, def TrackScript) {
+	if t.m.checkScript != nil {
+		// As keepalived: a script that may not run is disabled (and so not
+		// tracked), loudly, instead of failing every interval.
+		if err := t.m.checkScript(def); err != nil {
+			t.m.log.Error("VRRP script disabled", "script", def.Name, "err", err)
+			return
+		}
+	}
 	ok := !def.InitFail
 	count := 0
 	interval := def.Interval
