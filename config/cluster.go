@@ -27,13 +27,17 @@ func (p *parser) cluster(n *node) {
 		return
 	}
 	if p.cfg.Cluster != nil {
-		p.errorf(n.pos, "cluster block is already defined at %s", p.cfg.Cluster.Pos)
+		p.errorf(n.pos(), "cluster block is already defined at %s", p.cfg.Cluster.Pos)
 		return
 	}
-	c := &Cluster{Pos: n.pos, RaftPort: DefaultRaftPort, GossipPort: DefaultGossipPort, DataDir: DefaultDataDir,
+	c := &Cluster{Pos: n.pos(), RaftPort: DefaultRaftPort, GossipPort: DefaultGossipPort, DataDir: DefaultDataDir,
 		HealthMode: HealthLocal, Lease: DefaultLease, ClockDrift: DefaultClockDrift}
 	renewSet := false
-	var joins []token
+	type joinWord struct {
+		pos  Pos
+		text string
+	}
+	var joins []joinWord
 	for _, m := range n.block {
 		switch m.kw() {
 		case "node_name":
@@ -58,17 +62,18 @@ func (p *parser) cluster(n *node) {
 			}
 		case "join":
 			// "join { a b c }" or "join a b c".
-			var words []token
-			if m.hasBlock {
-				for _, x := range m.block {
-					words = append(words, x.words...)
+			n0 := len(joins)
+			for _, w := range m.words[1:] {
+				joins = append(joins, joinWord{m.pos(), w})
+			}
+			for _, x := range m.block {
+				for _, w := range x.words {
+					joins = append(joins, joinWord{x.pos(), w})
 				}
 			}
-			words = append(words, m.words[1:]...)
-			if len(words) == 0 {
-				p.errorf(m.pos, "join: no peer addresses")
+			if len(joins) == n0 {
+				p.errorf(m.pos(), "join: no peer addresses")
 			}
-			joins = append(joins, words...)
 		case "bootstrap_expect":
 			if v, ok := p.intArg(m, 1, 99); ok {
 				c.BootstrapExpect = v
@@ -101,7 +106,7 @@ func (p *parser) cluster(n *node) {
 			}
 			k, err := base64.StdEncoding.DecodeString(s)
 			if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
-				p.errorf(m.pos, "gossip_key: want a file path or a base64 key of 16, 24 or 32 bytes")
+				p.errorf(m.pos(), "gossip_key: want a file path or a base64 key of 16, 24 or 32 bytes")
 				c.GossipKey = ""
 			}
 		case "api_listen":
@@ -110,7 +115,7 @@ func (p *parser) cluster(n *node) {
 				continue
 			}
 			if _, _, err := net.SplitHostPort(s); err != nil {
-				p.errorf(m.pos, "api_listen: want HOST:PORT, got '%s'", s)
+				p.errorf(m.pos(), "api_listen: want HOST:PORT, got '%s'", s)
 				continue
 			}
 			c.APIListen = s
@@ -123,7 +128,7 @@ func (p *parser) cluster(n *node) {
 			case HealthLocal, HealthMaster, HealthQuorum:
 				c.HealthMode = s
 			default:
-				p.errorf(m.pos, "health_mode: want local, master or quorum, got '%s'", s)
+				p.errorf(m.pos(), "health_mode: want local, master or quorum, got '%s'", s)
 			}
 		case "lease":
 			if d, ok := p.secondsArg(m, 0.1, 3600); ok {
@@ -141,7 +146,7 @@ func (p *parser) cluster(n *node) {
 			}
 			f, err := strconv.ParseFloat(s, 64)
 			if err != nil || f < 0 || f > 0.5 {
-				p.errorf(m.pos, "clock_drift: want a fraction in [0, 0.5], got '%s'", s)
+				p.errorf(m.pos(), "clock_drift: want a fraction in [0, 0.5], got '%s'", s)
 				continue
 			}
 			c.ClockDrift = f
@@ -158,7 +163,7 @@ func (p *parser) cluster(n *node) {
 		c.Renew = c.Lease / 4
 	}
 	if c.Renew >= c.Lease {
-		p.errorf(n.pos, "cluster: renew (%s) must be shorter than lease (%s)", c.Renew, c.Lease)
+		p.errorf(n.pos(), "cluster: renew (%s) must be shorter than lease (%s)", c.Renew, c.Lease)
 	}
 	if c.NodeName == "" {
 		c.NodeName = p.opts.ConfigID
@@ -167,22 +172,22 @@ func (p *parser) cluster(n *node) {
 		}
 	}
 	if !c.BindAddr.IsValid() {
-		p.errorf(n.pos, "cluster: bind_addr is required")
+		p.errorf(n.pos(), "cluster: bind_addr is required")
 	}
 	if !c.AdvertiseAddr.IsValid() {
 		c.AdvertiseAddr = c.BindAddr
 	}
 	if c.RaftPort == c.GossipPort {
-		p.errorf(n.pos, "cluster: raft_port and gossip_port are both %d", c.RaftPort)
+		p.errorf(n.pos(), "cluster: raft_port and gossip_port are both %d", c.RaftPort)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
-		p.errorf(n.pos, "cluster: tls_cert and tls_key go together")
+		p.errorf(n.pos(), "cluster: tls_cert and tls_key go together")
 	}
 	if c.APIListen != "" && (c.TLSCert == "" || c.TLSCA == "") {
-		p.errorf(n.pos, "cluster: api_listen needs tls_cert, tls_key and tls_ca (the TCP API is mTLS only)")
+		p.errorf(n.pos(), "cluster: api_listen needs tls_cert, tls_key and tls_ca (the TCP API is mTLS only)")
 	}
 	if c.BootstrapExpect > 0 && c.BootstrapExpect%2 == 0 {
-		p.warnf(n.pos, "cluster: bootstrap_expect %d is even; an odd number of voters tolerates the same failures with fewer nodes", c.BootstrapExpect)
+		p.warnf(n.pos(), "cluster: bootstrap_expect %d is even; an odd number of voters tolerates the same failures with fewer nodes", c.BootstrapExpect)
 	}
 	p.cfg.Cluster = c
 }

@@ -7,14 +7,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
-// token is one word of a logical line; braces are tokens of their own.
-type token struct {
-	text   string
-	quoted bool
-	pos    Pos
-	line   int // sequence number of the logical line (unique across files)
+// A logical line is its words plus where unquoted braces stand between
+// them (a quoted "{" is a plain word), so the parser never sees braces.
+type braceAt struct {
+	before int  // index in words of the word after the brace
+	open   bool // '{' (else '}')
 }
 
 // maxIncludeDepth bounds include nesting (keepalived has no limit, but a
@@ -39,10 +39,16 @@ type lexer struct {
 	opts   Options
 	diags  *Diagnostics
 	params map[string]string
-	toks   []token
-	lineNo int
-	stack  []string // files being read, for cycle detection
-	files  []string
+	// emit receives each logical line's words and braces (the tree
+	// builder); words is the line's own, braces only valid during the call.
+	emit    func(pos Pos, file *string, words []string, braces []braceAt)
+	scratch []string
+	arena   []string
+	braces  []braceAt
+	file    *string // name of the file being read, shared by its nodes
+	lineNo  int
+	stack   []string // files being read, for cycle detection
+	files   []string
 
 	seqLines int  // lines produced by ~SEQ so far
 	tooBig   bool // maxTotalLines was reached (reported once)
@@ -84,28 +90,31 @@ func (lx *lexer) readFile(path string, from Pos) {
 	}
 	lx.stack = append(lx.stack, abs)
 	lx.files = append(lx.files, path)
-	lx.lexText(path, data, filepath.Dir(path))
+	// The bytes are ours and never written again, so the text can share
+	// them instead of copying a possibly large file.
+	lx.lexText(path, unsafe.String(unsafe.SliceData(data), len(data)), filepath.Dir(path))
 	lx.stack = lx.stack[:len(lx.stack)-1]
 }
 
 // lexText lexes the text of one file; baseDir resolves relative includes.
-func (lx *lexer) lexText(name string, data []byte, baseDir string) {
-	text := strings.ReplaceAll(string(data), "\r\n", "\n")
-	lines := strings.Split(text, "\n")
-	for i := 0; i < len(lines); i++ {
-		pos := Pos{File: name, Line: i + 1}
-		line := lines[i]
+func (lx *lexer) lexText(name string, text string, baseDir string) {
+	lines := lineReader{text: text}
+	prev := lx.file
+	lx.file = &name
+	defer func() { lx.file = prev }()
+	for lines.next() {
+		pos := Pos{File: name, Line: lines.n}
+		line := lines.line
 		// @id / @^id: the line applies only to (or to all but) one config_id.
 		line, ok := lx.conditional(line)
 		if !ok {
 			continue
 		}
-		trimmed := strings.TrimLeft(line, " \t")
+		trimmed := trimBlank(line)
 		if name, value, isDef := paramDef(trimmed); isDef {
 			// A definition ending in '\' continues on the next line(s).
-			for strings.HasSuffix(value, "\\") && i+1 < len(lines) {
-				i++
-				next, ok := lx.conditional(lines[i])
+			for strings.HasSuffix(value, "\\") && lines.next() {
+				next, ok := lx.conditional(lines.line)
 				value = strings.TrimRight(strings.TrimSuffix(value, "\\"), " \t")
 				if ok {
 					value += "\n" + strings.TrimSpace(next)
@@ -145,32 +154,55 @@ func (lx *lexer) logicalLine(pos Pos, line, baseDir string) {
 			return
 		}
 	}
-	for _, l := range strings.Split(line, "\n") {
-		words := lx.split(pos, l)
-		if len(words) == 0 {
-			continue
+	for {
+		l, rest, more := strings.Cut(line, "\n")
+		line = rest
+		words, braces, isInclude := lx.split(pos, l)
+		if len(words) > 0 || len(braces) > 0 {
+			if isInclude {
+				lx.include(pos, words[1:], baseDir)
+			} else {
+				lx.lineNo++
+				if lx.lineNo > maxTotalLines {
+					lx.tooBig = true
+					lx.errorf(pos, "configuration is longer than %d lines; the rest is not read", maxTotalLines)
+					return
+				}
+				lx.emit(pos, lx.file, words, braces)
+			}
 		}
-		if words[0].text == "include" && !words[0].quoted {
-			lx.include(pos, words[1:], baseDir)
-			continue
-		}
-		lx.lineNo++
-		if lx.lineNo > maxTotalLines {
-			lx.tooBig = true
-			lx.errorf(pos, "configuration is longer than %d lines; the rest is not read", maxTotalLines)
+		if !more {
 			return
 		}
-		for _, w := range words {
-			w.line = lx.lineNo
-			lx.toks = append(lx.toks, w)
-		}
 	}
+}
+
+// lineReader walks text line by line without splitting it up front.
+type lineReader struct {
+	text string
+	line string
+	n    int // 1-based number of line
+}
+
+func (r *lineReader) next() bool {
+	if r.text == "" {
+		return false
+	}
+	i := strings.IndexByte(r.text, '\n')
+	if i < 0 {
+		r.line, r.text = r.text, ""
+	} else {
+		r.line, r.text = r.text[:i], r.text[i+1:]
+	}
+	r.line = strings.TrimSuffix(r.line, "\r")
+	r.n++
+	return true
 }
 
 // conditional applies an "@id " or "@^id " prefix: it returns the rest of
 // the line and whether the line applies to this config_id.
 func (lx *lexer) conditional(line string) (string, bool) {
-	t := strings.TrimLeft(line, " \t")
+	t := trimBlank(line)
 	if !strings.HasPrefix(t, "@") {
 		return line, true
 	}
@@ -328,27 +360,27 @@ func (lx *lexer) seq(pos Pos, t, baseDir string) {
 }
 
 // include reads the files named by a glob, relative to the including file.
-func (lx *lexer) include(pos Pos, args []token, baseDir string) {
+func (lx *lexer) include(pos Pos, args []string, baseDir string) {
 	if len(args) == 0 {
 		lx.errorf(pos, "include: missing file name")
 		return
 	}
 	if lx.opts.NoInclude {
-		lx.errorf(pos, "include %s: includes are not allowed here", args[0].text)
+		lx.errorf(pos, "include %s: includes are not allowed here", args[0])
 		return
 	}
-	pattern := args[0].text
+	pattern := args[0]
 	if !filepath.IsAbs(pattern) {
 		pattern = filepath.Join(baseDir, pattern)
 	}
 	matches, err := filepath.Glob(pattern)
 	if err != nil {
-		lx.errorf(pos, "include %s: %v", args[0].text, err)
+		lx.errorf(pos, "include %s: %v", args[0], err)
 		return
 	}
 	if len(matches) == 0 {
 		// keepalived only warns when a glob matches nothing.
-		lx.warnf(pos, "include %s: no file matches", args[0].text)
+		lx.warnf(pos, "include %s: no file matches", args[0])
 		return
 	}
 	sort.Strings(matches)
@@ -363,19 +395,24 @@ func (lx *lexer) include(pos Pos, args []token, baseDir string) {
 // split breaks a line into words the way keepalived does: whitespace and
 // non-ASCII bytes separate words, '!' or '#' at the start of a word starts
 // a comment, "..." is one word (with \" \\ \n \t escapes), and '{' '}'
-// are words of their own.
-func (lx *lexer) split(pos Pos, line string) []token {
-	var out []token
+// stand apart from words. It reports whether the line is an include
+// (an unquoted "include" first).
+func (lx *lexer) split(pos Pos, line string) ([]string, []braceAt, bool) {
+	out := lx.scratch[:0]
+	braces := lx.braces[:0]
+	include := false
+	defer func() { lx.scratch, lx.braces = out[:0], braces[:0] }()
 	i := 0
+scan:
 	for i < len(line) {
 		c := line[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c >= 0x80:
 			i++
 		case c == '!' || c == '#':
-			return out
+			break scan
 		case c == '{' || c == '}':
-			out = append(out, token{text: line[i : i+1], pos: pos})
+			braces = append(braces, braceAt{before: len(out), open: c == '{'})
 			i++
 		case c == '"':
 			var b strings.Builder
@@ -408,7 +445,7 @@ func (lx *lexer) split(pos Pos, line string) []token {
 			if !closed {
 				lx.errorf(pos, "unterminated quoted string")
 			}
-			out = append(out, token{text: b.String(), quoted: true, pos: pos})
+			out = append(out, b.String())
 			i = j
 		default:
 			j := i
@@ -419,101 +456,173 @@ func (lx *lexer) split(pos Pos, line string) []token {
 				}
 				j++
 			}
-			out = append(out, token{text: line[i:j], pos: pos})
+			if len(out) == 0 && len(braces) == 0 && line[i:j] == "include" {
+				include = true
+			}
+			out = append(out, line[i:j])
 			i = j
 		}
 	}
-	return out
+	var words []string
+	if len(out) > 0 {
+		// Words are carved out of a shared arena: a large file has one
+		// line per statement, and an allocation per line shows.
+		if len(out) > cap(lx.arena)-len(lx.arena) {
+			lx.arena = make([]string, 0, max(1024, len(out)))
+		}
+		k := len(lx.arena)
+		lx.arena = append(lx.arena, out...)
+		words = lx.arena[k:len(lx.arena):len(lx.arena)]
+	}
+	return words, braces, include
 }
 
-// node is one statement: its words, and its block when it has one.
+// node is one statement: its words, and its block when it has one. It is
+// kept small: a large configuration has one per line.
 type node struct {
-	pos      Pos
-	words    []token // words[0] is the keyword
-	hasBlock bool
+	words    []string // words[0] is the keyword
 	block    []*node
-	closed   bool // block was closed by '}' (false: ran into end of input)
+	file     *string
+	line     int32
+	hasBlock bool
 }
 
-func (n *node) kw() string { return n.words[0].text }
+func (n *node) pos() Pos { return Pos{File: *n.file, Line: int(n.line)} }
+
+func (n *node) kw() string { return n.words[0] }
 
 // args returns the words after the keyword.
-func (n *node) args() []string {
-	out := make([]string, 0, len(n.words)-1)
-	for _, w := range n.words[1:] {
-		out = append(out, w.text)
-	}
-	return out
-}
+func (n *node) args() []string { return n.words[1:] }
 
-// buildTree turns tokens into statements with nested blocks. A '{' opens
-// the block of the statement before it (on the same or an earlier line);
-// words after a '{' or '}' on the same line start a new statement.
-func buildTree(toks []token, diags *Diagnostics) []*node {
-	b := treeBuilder{toks: toks, diags: diags}
-	root := b.block(0, Pos{})
-	return root
-}
-
+// treeBuilder turns lines of words into statements with nested blocks,
+// as they arrive. A '{' opens the block of the statement before it (on the
+// same or an earlier line); words after a '{' or '}' on the same line
+// start a new statement. Each complete top-level statement goes to onTop
+// at once, so the whole tree of a large file is never held in memory.
 type treeBuilder struct {
-	toks       []token
-	i          int
-	diags      *Diagnostics
-	closedLast bool // the block just parsed ended with '}'
+	diags *Diagnostics
+	onTop func(*node)
+	nodes []node // arena the nodes are carved from
+	stack []frame // stack[0] is the top level; values, reused
 }
 
-func (b *treeBuilder) block(depth int, open Pos) []*node {
-	var out []*node
-	var last *node
-	for b.i < len(b.toks) {
-		t := b.toks[b.i]
-		switch {
-		case t.text == "}" && !t.quoted:
-			b.i++
-			if depth > 0 {
-				b.closedLast = true
-				return out
-			}
-			addDiag(b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "unbalanced '}': no block is open"})
-			last = nil
-		case t.text == "{" && !t.quoted:
-			b.i++
-			if depth > 200 {
-				addDiag(b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "blocks nested too deep"})
-				b.skipRest()
-				return out
-			}
-			if last == nil || last.hasBlock {
-				addDiag(b.diags, Diagnostic{Pos: t.pos, Severity: Error, Msg: "'{' without a keyword before it"})
-				b.block(depth+1, t.pos) // parse and drop
-				continue
-			}
-			last.hasBlock = true
-			last.block = b.block(depth+1, t.pos)
-			last.closed = b.closedLast
-		default:
-			n := &node{pos: t.pos}
-			line := t.line
-			for b.i < len(b.toks) && b.toks[b.i].line == line {
-				w := b.toks[b.i]
-				if !w.quoted && (w.text == "{" || w.text == "}") {
-					break
-				}
-				n.words = append(n.words, w)
-				b.i++
-			}
-			out = append(out, n)
-			last = n
+type frame struct {
+	owner    *node // nil for the top level and for dropped blocks
+	open     Pos
+	children []*node
+	last     *node
+}
+
+func newTreeBuilder(diags *Diagnostics, onTop func(*node)) *treeBuilder {
+	return &treeBuilder{diags: diags, onTop: onTop, stack: make([]frame, 1, 16)}
+}
+
+const maxDepth = 200
+
+func (b *treeBuilder) line(pos Pos, file *string, words []string, braces []braceAt) {
+	wi := 0
+	for bi := 0; bi <= len(braces); bi++ {
+		end := len(words)
+		if bi < len(braces) {
+			end = braces[bi].before
+		}
+		if end > wi {
+			b.statement(pos, file, words[wi:end:end])
+			wi = end
+		}
+		if bi < len(braces) {
+			b.brace(pos, braces[bi].open)
 		}
 	}
-	if depth > 0 {
+}
+
+func (b *treeBuilder) statement(pos Pos, file *string, words []string) {
+	top := &b.stack[len(b.stack)-1]
+	if len(b.nodes) == cap(b.nodes) {
+		b.nodes = make([]node, 0, 512)
+	}
+	b.nodes = append(b.nodes, node{words: words, file: file, line: int32(pos.Line)})
+	n := &b.nodes[len(b.nodes)-1]
+	if len(b.stack) == 1 {
+		b.flushTop()
+		top.last = n
+		return
+	}
+	top.children = append(top.children, n)
+	top.last = n
+}
+
+func (b *treeBuilder) brace(pos Pos, open bool) {
+	top := &b.stack[len(b.stack)-1]
+	if !open {
+		if len(b.stack) == 1 {
+			addDiag(b.diags, Diagnostic{Pos: pos, Severity: Error, Msg: "unbalanced '}': no block is open"})
+			b.flushTop()
+			top.last = nil
+			return
+		}
+		b.pop()
+		return
+	}
+	if len(b.stack) > maxDepth {
+		addDiag(b.diags, Diagnostic{Pos: pos, Severity: Error, Msg: "blocks nested too deep"})
+		b.stack = append(b.stack, frame{open: pos}) // dropped
+		return
+	}
+	if top.last == nil || top.last.hasBlock {
+		addDiag(b.diags, Diagnostic{Pos: pos, Severity: Error, Msg: "'{' without a keyword before it"})
+		b.stack = append(b.stack, frame{open: pos}) // parsed and dropped
+		return
+	}
+	top.last.hasBlock = true
+	b.stack = append(b.stack, frame{owner: top.last, open: pos})
+}
+
+// flushTop hands a finished top-level statement without a block to onTop
+// (it had to wait: its '{' could have come on the next line).
+func (b *treeBuilder) flushTop() {
+	root := &b.stack[0]
+	if root.last != nil && !root.last.hasBlock {
+		n := root.last
+		root.last = &node{hasBlock: true} // emitted; a '{' now has no owner
+		b.onTop(n)
+	}
+}
+
+func (b *treeBuilder) pop() {
+	f := b.stack[len(b.stack)-1]
+	b.stack[len(b.stack)-1] = frame{} // drop references
+	b.stack = b.stack[:len(b.stack)-1]
+	if f.owner == nil {
+		return
+	}
+	f.owner.block = f.children
+	if len(b.stack) == 1 {
+		b.onTop(f.owner)
+	}
+}
+
+// finish closes what is still open at the end of the input.
+func (b *treeBuilder) finish() {
+	for len(b.stack) > 1 {
+		f := &b.stack[len(b.stack)-1]
 		// keepalived only warns about a block left open at the end of the
 		// configuration ("missing '}'"), and uses what it read; so do we,
 		// so that pasted configs that lost their last line still work.
-		addDiag(b.diags, Diagnostic{Pos: open, Severity: Warning, Msg: "block opened here is not closed: missing '}' at end of configuration"})
-		b.closedLast = false
+		if f.owner != nil {
+			addDiag(b.diags, Diagnostic{Pos: f.open, Severity: Warning, Msg: "block opened here is not closed: missing '}' at end of configuration"})
+		}
+		b.pop()
 	}
-	return out
+	b.flushTop()
 }
 
-func (b *treeBuilder) skipRest() { b.i = len(b.toks) }
+// trimBlank drops leading spaces and tabs (strings.TrimLeft with a cutset
+// costs a tenth of the time on large files).
+func trimBlank(s string) string {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return s[i:]
+}

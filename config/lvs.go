@@ -26,7 +26,7 @@ func lbKindHandler(set func(*VirtualServer, string)) handler[*VirtualServer] {
 		}
 		k := strings.ToUpper(s)
 		if !lbKinds[k] {
-			p.errorf(n.pos, "%s: want NAT, DR or TUN, got '%s'", n.kw(), s)
+			p.errorf(n.pos(), "%s: want NAT, DR or TUN, got '%s'", n.kw(), s)
 			return
 		}
 		set(v, k)
@@ -47,7 +47,7 @@ func (p *parser) tunOptions(n *node, v *VirtualServer) {
 			}
 		case "port":
 			if k+1 < len(w) {
-				if port, ok := p.portArg(n.pos, "TUN port", w[k+1]); ok {
+				if port, ok := p.portArg(n.pos(), "TUN port", w[k+1]); ok {
 					v.TunPort = port
 				}
 				k++
@@ -55,7 +55,7 @@ func (p *parser) tunOptions(n *node, v *VirtualServer) {
 		case "nocsum", "csum", "remcsum":
 			v.TunCsum = w[k]
 		default:
-			p.warnf(n.pos, "%s TUN: unknown option '%s'", n.kw(), w[k])
+			p.warnf(n.pos(), "%s TUN: unknown option '%s'", n.kw(), w[k])
 		}
 	}
 }
@@ -77,7 +77,7 @@ func init() {
 				if near := nearest(s, keysOfBool(schedulers)); near != "" {
 					msg += " (did you mean '" + near + "'?)"
 				}
-				p.errorf(n.pos, msg, n.kw(), s)
+				p.errorf(n.pos(), msg, n.kw(), s)
 				return
 			}
 			v.LBAlgo = s
@@ -105,7 +105,7 @@ func init() {
 				v.PersistenceGranularity = prefixMask(bits)
 				return
 			}
-			if a, ok := p.parseAddr(n.pos, n.kw(), s); ok {
+			if a, ok := p.parseAddr(n.pos(), n.kw(), s); ok {
 				v.PersistenceGranularity = a
 			}
 		},
@@ -117,7 +117,7 @@ func init() {
 		"nat_mask": func(p *parser, n *node, v *VirtualServer) {
 			// keepalived 2.x no longer knows nat_mask and warns: so do we,
 			// but keep the value.
-			p.warnf(n.pos, "nat_mask is obsolete and has no effect")
+			p.warnf(n.pos(), "nat_mask is obsolete and has no effect")
 			if s, ok := p.arg(n, 1); ok {
 				if a, err := netip.ParseAddr(s); err == nil {
 					v.NatMask = a
@@ -133,26 +133,26 @@ func init() {
 			case ProtoTCP, ProtoUDP, ProtoSCTP:
 				v.Protocol = u
 			default:
-				p.errorf(n.pos, "protocol: want TCP, UDP or SCTP, got '%s'", s)
+				p.errorf(n.pos(), "protocol: want TCP, UDP or SCTP, got '%s'", s)
 			}
 		},
 		"sorry_server": func(p *parser, n *node, v *VirtualServer) {
 			p.noBlock(n)
 			if len(n.words) < 2 {
-				p.errorf(n.pos, "sorry_server: want IP [PORT]")
+				p.errorf(n.pos(), "sorry_server: want IP [PORT]")
 				return
 			}
-			a, ok := p.parseAddr(n.pos, "sorry_server", n.words[1].text)
+			a, ok := p.parseAddr(n.pos(), "sorry_server", n.words[1])
 			if !ok {
 				return
 			}
 			port := uint16(0)
 			if len(n.words) > 2 {
-				if port, ok = p.portArg(n.pos, "sorry_server port", n.words[2].text); !ok {
+				if port, ok = p.portArg(n.pos(), "sorry_server port", n.words[2]); !ok {
 					return
 				}
 			}
-			ss := &SorryServer{Pos: n.pos, Addr: netip.AddrPortFrom(a, port)}
+			ss := &SorryServer{Pos: n.pos(), Addr: netip.AddrPortFrom(a, port)}
 			if v.SorryServer != nil {
 				ss.LVSMethod = v.SorryServer.LVSMethod
 			}
@@ -165,11 +165,11 @@ func init() {
 				return
 			}
 			if !lbKinds[strings.ToUpper(s)] {
-				p.errorf(n.pos, "sorry_server_lvs_method: want NAT, DR or TUN, got '%s'", s)
+				p.errorf(n.pos(), "sorry_server_lvs_method: want NAT, DR or TUN, got '%s'", s)
 				return
 			}
 			if v.SorryServer == nil {
-				v.SorryServer = &SorryServer{Pos: n.pos}
+				v.SorryServer = &SorryServer{Pos: n.pos()}
 			}
 			v.SorryServer.LVSMethod = strings.ToUpper(s)
 		},
@@ -266,18 +266,18 @@ func (p *parser) virtualServer(n *node) {
 	if !p.needBlock(n) {
 		return
 	}
-	v := &VirtualServer{Pos: n.pos, Protocol: ProtoTCP, DelayLoop: 60 * time.Second, LBAlgo: "wlc", LBKind: "NAT", Quorum: 1}
+	v := &VirtualServer{Pos: n.pos(), Protocol: ProtoTCP, DelayLoop: 60 * time.Second, LBAlgo: "wlc", LBKind: "NAT", Quorum: 1}
 	w := n.args()
 	switch {
 	case len(w) >= 2 && w[0] == "fwmark":
-		x, ok := p.parseInt(n.pos, "virtual_server fwmark", w[1], 1, 1<<32-1)
+		x, ok := p.parseInt(n.pos(), "virtual_server fwmark", w[1], 1, 1<<32-1)
 		if !ok {
 			return
 		}
 		v.FWMark = uint32(x)
 		if len(w) > 2 {
 			if w[2] != "inet" && w[2] != "inet6" {
-				p.errorf(n.pos, "virtual_server fwmark: want inet or inet6 after the mark, got '%s'", w[2])
+				p.errorf(n.pos(), "virtual_server fwmark: want inet or inet6 after the mark, got '%s'", w[2])
 				return
 			}
 			v.FWMarkFamily = w[2]
@@ -285,30 +285,40 @@ func (p *parser) virtualServer(n *node) {
 	case len(w) >= 2 && w[0] == "group":
 		v.Group = w[1]
 	case len(w) >= 2:
-		a, ok := p.parseAddr(n.pos, "virtual_server", w[0])
+		a, ok := p.parseAddr(n.pos(), "virtual_server", w[0])
 		if !ok {
 			return
 		}
-		port, ok := p.portArg(n.pos, "virtual_server port", w[1])
+		port, ok := p.portArg(n.pos(), "virtual_server port", w[1])
 		if !ok {
 			return
 		}
 		v.Addr = netip.AddrPortFrom(a, port)
 		if len(w) > 2 {
-			p.warnf(n.pos, "virtual_server: unexpected '%s' after the port", w[2])
+			p.warnf(n.pos(), "virtual_server: unexpected '%s' after the port", w[2])
 		}
 	case len(w) == 1:
 		if ap, err := netip.ParseAddrPort(w[0]); err == nil {
 			v.Addr = ap
 			break
 		}
-		p.errorf(n.pos, "virtual_server: want IP PORT, fwmark N or group NAME")
+		p.errorf(n.pos(), "virtual_server: want IP PORT, fwmark N or group NAME")
 		return
 	default:
-		p.errorf(n.pos, "virtual_server: want IP PORT, fwmark N or group NAME")
+		p.errorf(n.pos(), "virtual_server: want IP PORT, fwmark N or group NAME")
 		return
 	}
 	dispatch(p, n.block, vsTable, v, "virtual_server")
+	// The whole block is read: checkers can inherit from it now.
+	for _, r := range v.RealServers {
+		for _, c := range r.Checkers {
+			inheritChecker(c, r, v)
+			for _, h := range c.Hosts {
+				inheritChecker(h, r, v)
+				h.DelayLoop, h.Warmup = c.DelayLoop, c.Warmup
+			}
+		}
+	}
 	// keepalived 2.2 warns about each of these left to its default.
 	set := map[string]bool{}
 	for _, m := range n.block {
@@ -317,13 +327,13 @@ func (p *parser) virtualServer(n *node) {
 		}
 	}
 	if v.FWMark == 0 && !set["protocol"] {
-		p.warnf(n.pos, "virtual_server %s: no protocol set; using TCP (keepalived 2.2 would use UDP: set it explicitly)", v.Key())
+		p.warnf(n.pos(), "virtual_server %s: no protocol set; using TCP (keepalived 2.2 would use UDP: set it explicitly)", v.Key())
 	}
 	if !set["lb_algo"] && !set["lvs_sched"] {
-		p.warnf(n.pos, "virtual_server %s: no lb_algo set; using wlc", v.Key())
+		p.warnf(n.pos(), "virtual_server %s: no lb_algo set; using wlc", v.Key())
 	}
 	if !set["lb_kind"] && !set["lvs_method"] {
-		p.warnf(n.pos, "virtual_server %s: no lb_kind set; using NAT", v.Key())
+		p.warnf(n.pos(), "virtual_server %s: no lb_kind set; using NAT", v.Key())
 	}
 	// keepalived: IPVS can not change ports in DR/TUN, so it resets a
 	// sorry server's port to the virtual server's.
@@ -367,7 +377,7 @@ func init() {
 				return
 			}
 			if !lbKinds[strings.ToUpper(s)] {
-				p.errorf(n.pos, "lvs_method: want NAT, DR or TUN, got '%s'", s)
+				p.errorf(n.pos(), "lvs_method: want NAT, DR or TUN, got '%s'", s)
 				return
 			}
 			r.LVSMethod = strings.ToUpper(s)
@@ -414,16 +424,16 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 	}
 	w := n.args()
 	if len(w) < 1 {
-		p.errorf(n.pos, "real_server: want IP PORT")
+		p.errorf(n.pos(), "real_server: want IP PORT")
 		return
 	}
-	a, ok := p.parseAddr(n.pos, "real_server", w[0])
+	a, ok := p.parseAddr(n.pos(), "real_server", w[0])
 	if !ok {
 		return
 	}
 	port := uint16(0)
 	if len(w) > 1 {
-		if port, ok = p.portArg(n.pos, "real_server port", w[1]); !ok {
+		if port, ok = p.portArg(n.pos(), "real_server port", w[1]); !ok {
 			return
 		}
 	} else if v.Addr.IsValid() {
@@ -432,15 +442,13 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 	}
 	if v.FWMark != 0 && port != 0 {
 		// keepalived clears it too: a fwmark service has no port.
-		p.warnf(n.pos, "real_server %s: a fwmark virtual_server's real servers take no port; port %d is used only for checkers", w[0], port)
+		p.warnf(n.pos(), "real_server %s: a fwmark virtual_server's real servers take no port; port %d is used only for checkers", w[0], port)
 	}
-	r := &RealServer{Pos: n.pos, Addr: netip.AddrPortFrom(a, port), Weight: 1, InhibitOnFailure: v.InhibitOnFailure}
+	r := &RealServer{Pos: n.pos(), Addr: netip.AddrPortFrom(a, port), Weight: 1, InhibitOnFailure: v.InhibitOnFailure}
 	checkPort := port
-	start := len(p.checkerOwners)
 	dispatch(p, n.block, rsTable, r, "real_server")
-	for k := start; k < len(p.checkerOwners); k++ {
-		p.checkerOwners[k].vs = v
-		if c := p.checkerOwners[k].c; c.ConnectPort == 0 {
+	for _, c := range r.Checkers {
+		if c.ConnectPort == 0 {
 			c.ConnectPort = checkPort
 		}
 	}
@@ -452,13 +460,13 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 		kind = r.LVSMethod
 	}
 	if v.Addr.IsValid() && kind != "NAT" && r.Addr.Port() != v.Addr.Port() {
-		p.warnf(n.pos, "real_server %s: port differs from the virtual server's port %d with lb_kind %s; using %d (as keepalived does)",
+		p.warnf(n.pos(), "real_server %s: port differs from the virtual server's port %d with lb_kind %s; using %d (as keepalived does)",
 			r.Addr, v.Addr.Port(), kind, v.Addr.Port())
 		r.Addr = netip.AddrPortFrom(r.Addr.Addr(), v.Addr.Port())
 	}
 	for _, o := range v.RealServers {
 		if o.Addr == r.Addr {
-			p.errorf(n.pos, "real_server %s is already defined at %s in this virtual_server", r.Addr, o.Pos)
+			p.errorf(n.pos(), "real_server %s is already defined at %s in this virtual_server", r.Addr, o.Pos)
 			return
 		}
 	}
@@ -492,7 +500,19 @@ var commonCheckerKeywords = []string{"retry", "nb_get_retry", "delay_before_retr
 // FILE_CHECK, BFD_CHECK, as in keepalived).
 var connKeywords = []string{"connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "fwmark", "ip_family"}
 
-func checkerAllowed(kind string) []string {
+// checkerAllowedByKind caches checkerAllowed (one lookup per checker in
+// configurations with tens of thousands of them).
+var checkerAllowedByKind = map[string][]string{}
+
+func init() {
+	for _, k := range []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckBFD, CheckFile} {
+		checkerAllowedByKind[k] = buildCheckerAllowed(k)
+	}
+}
+
+func checkerAllowed(kind string) []string { return checkerAllowedByKind[kind] }
+
+func buildCheckerAllowed(kind string) []string {
 	out := append([]string{}, commonCheckerKeywords...)
 	switch kind {
 	case CheckMisc, CheckFile, CheckBFD:
@@ -511,7 +531,7 @@ func init() {
 		},
 		"connect_port": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				if port, ok := p.portArg(n.pos, n.kw(), s); ok {
+				if port, ok := p.portArg(n.pos(), n.kw(), s); ok {
 					c.ConnectPort = port
 				}
 			}
@@ -523,7 +543,7 @@ func init() {
 		},
 		"bind_port": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				if port, ok := p.portArg(n.pos, n.kw(), s); ok {
+				if port, ok := p.portArg(n.pos(), n.kw(), s); ok {
 					c.BindPort = port
 				}
 			}
@@ -576,7 +596,7 @@ func init() {
 			case "1.0", "1.1", "1.0C", "1.0K":
 				c.HTTPProtocol = s
 			default:
-				p.errorf(n.pos, "http_protocol: want 1.0, 1.0C, 1.0K or 1.1, got '%s'", s)
+				p.errorf(n.pos(), "http_protocol: want 1.0, 1.0C, 1.0K or 1.1, got '%s'", s)
 			}
 		},
 		"virtualhost": func(p *parser, n *node, c *Checker) {
@@ -603,7 +623,7 @@ func init() {
 			if s, ok := p.arg(n, 1); ok {
 				c.User = s
 				if len(n.words) > 2 {
-					c.Group = n.words[2].text
+					c.Group = n.words[2]
 				}
 			}
 		},
@@ -617,7 +637,7 @@ func init() {
 			if !p.needBlock(n) {
 				return
 			}
-			h := &Checker{Pos: n.pos, Kind: c.Kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1}
+			h := &Checker{Pos: n.pos(), Kind: c.Kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1}
 			hostKw := []string{"connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "fwmark"}
 			for _, m := range n.block {
 				ok := false
@@ -644,7 +664,7 @@ func init() {
 			case "A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA":
 				c.DNSType = u
 			default:
-				p.errorf(n.pos, "type: unknown DNS type '%s' (want A, NS, CNAME, SOA, MX, TXT or AAAA)", s)
+				p.errorf(n.pos(), "type: unknown DNS type '%s' (want A, NS, CNAME, SOA, MX, TXT or AAAA)", s)
 			}
 		},
 		"name": func(p *parser, n *node, c *Checker) {
@@ -659,7 +679,7 @@ func init() {
 		// UDP_CHECK
 		"payload": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				if b, ok := p.hexBytes(n.pos, "payload", s); ok {
+				if b, ok := p.hexBytes(n.pos(), "payload", s); ok {
 					c.Payload = b
 				}
 			}
@@ -668,7 +688,7 @@ func init() {
 			p.noBlock(n)
 			c.RequireReply = true
 			if len(n.words) > 1 {
-				if b, ok := p.hexBytes(n.pos, "require_reply", n.words[1].text); ok {
+				if b, ok := p.hexBytes(n.pos(), "require_reply", n.words[1]); ok {
 					c.ReplyData = b
 				}
 			}
@@ -718,7 +738,7 @@ func (p *parser) hexBytes(pos Pos, kw, s string) ([]byte, bool) {
 
 func (p *parser) checker(n *node, r *RealServer) {
 	kind := n.kw()
-	c := &Checker{Pos: n.pos, Kind: kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1, Warmup: -1, DelayLoop: -1}
+	c := &Checker{Pos: n.pos(), Kind: kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1, Warmup: -1, DelayLoop: -1}
 	if n.hasBlock {
 		known := checkerAllowed(kind)
 		for _, m := range n.block {
@@ -734,24 +754,23 @@ func (p *parser) checker(n *node, r *RealServer) {
 		if c.MiscPath == "" {
 			// keepalived: "No script path has been specified for
 			// MISC_CHECKER - skipping".
-			p.warnf(n.pos, "MISC_CHECK without misc_path; the checker is ignored")
+			p.warnf(n.pos(), "MISC_CHECK without misc_path; the checker is ignored")
 			return
 		}
 	case CheckBFD, CheckFile:
 		if c.Name == "" {
-			p.warnf(n.pos, "%s without a name; the checker is ignored", kind)
+			p.warnf(n.pos(), "%s without a name; the checker is ignored", kind)
 			return
 		}
 	}
 	r.Checkers = append(r.Checkers, c)
-	p.checkerOwners = append(p.checkerOwners, checkerOwner{c: c, rs: r})
 }
 
 func (p *parser) url(n *node, c *Checker) {
 	if !p.needBlock(n) {
 		return
 	}
-	u := &URL{Pos: n.pos}
+	u := &URL{Pos: n.pos()}
 	for _, m := range n.block {
 		switch m.kw() {
 		case "path":
@@ -764,14 +783,14 @@ func (p *parser) url(n *node, c *Checker) {
 				continue
 			}
 			if _, err := hex.DecodeString(s); err != nil || len(s) != 32 {
-				p.errorf(m.pos, "digest: want 32 hex digits (an MD5 sum), got '%s'", s)
+				p.errorf(m.pos(), "digest: want 32 hex digits (an MD5 sum), got '%s'", s)
 				continue
 			}
 			u.Digest = strings.ToLower(s)
 		case "status_code":
 			p.noBlock(m)
 			if len(m.words) < 2 {
-				p.errorf(m.pos, "status_code is missing its value")
+				p.errorf(m.pos(), "status_code is missing its value")
 				continue
 			}
 			for _, w := range m.args() {
@@ -779,7 +798,7 @@ func (p *parser) url(n *node, c *Checker) {
 					if part == "" {
 						continue
 					}
-					if r, ok := p.statusRange(m.pos, part); ok {
+					if r, ok := p.statusRange(m.pos(), part); ok {
 						u.StatusCodes = append(u.StatusCodes, r)
 					}
 				}
@@ -803,7 +822,7 @@ func (p *parser) url(n *node, c *Checker) {
 		}
 	}
 	if u.Path == "" {
-		p.errorf(n.pos, "url without a path")
+		p.errorf(n.pos(), "url without a path")
 		return
 	}
 	c.URLs = append(c.URLs, u)
@@ -837,29 +856,29 @@ func (p *parser) vsGroup(n *node) {
 		return
 	}
 	if old := p.cfg.VSGroup(name); old != nil {
-		p.errorf(n.pos, "virtual_server_group %s is already defined at %s", name, old.Pos)
+		p.errorf(n.pos(), "virtual_server_group %s is already defined at %s", name, old.Pos)
 		return
 	}
-	g := &VirtualServerGroup{Pos: n.pos, Name: name}
+	g := &VirtualServerGroup{Pos: n.pos(), Name: name}
 	for _, m := range n.block {
 		w := m.args0()
 		if w[0] == "fwmark" {
 			if len(w) < 2 {
-				p.errorf(m.pos, "virtual_server_group: fwmark is missing its value")
+				p.errorf(m.pos(), "virtual_server_group: fwmark is missing its value")
 				continue
 			}
-			if x, ok := p.parseInt(m.pos, "fwmark", w[1], 1, 1<<32-1); ok {
-				g.Members = append(g.Members, &VSGMember{Pos: m.pos, FWMark: uint32(x)})
+			if x, ok := p.parseInt(m.pos(), "fwmark", w[1], 1, 1<<32-1); ok {
+				g.Members = append(g.Members, &VSGMember{Pos: m.pos(), FWMark: uint32(x)})
 			}
 			continue
 		}
-		first, last, ok := p.addrRange(m.pos, w[0])
+		first, last, ok := p.addrRange(m.pos(), w[0])
 		if !ok {
 			continue
 		}
-		mem := &VSGMember{Pos: m.pos, Addr: first, LastAddr: last}
+		mem := &VSGMember{Pos: m.pos(), Addr: first, LastAddr: last}
 		if len(w) > 1 {
-			if mem.Port, ok = p.portArg(m.pos, "virtual_server_group port", w[1]); !ok {
+			if mem.Port, ok = p.portArg(m.pos(), "virtual_server_group port", w[1]); !ok {
 				continue
 			}
 		}
@@ -874,7 +893,7 @@ func (p *parser) vsGroup(n *node) {
 	if has4 && has6 {
 		// keepalived removes such a group ("cannot have IPv4, IPv6 and
 		// fwmark without family").
-		p.errorf(n.pos, "virtual_server_group %s mixes IPv4 and IPv6 addresses; use one group per family", name)
+		p.errorf(n.pos(), "virtual_server_group %s mixes IPv4 and IPv6 addresses; use one group per family", name)
 	}
 	p.cfg.VSGroups = append(p.cfg.VSGroups, g)
 }

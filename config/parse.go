@@ -31,12 +31,16 @@ type Options struct {
 // read at all.
 func Load(path string, opts Options) (*Config, Diagnostics) {
 	var diags Diagnostics
-	lx := &lexer{opts: opts, diags: &diags}
-	lx.readFile(path, Pos{})
+	lx, p, tb := newPipeline(opts, &diags)
+	cfg, ds := run(p, &diags, func() {
+		lx.readFile(path, Pos{})
+		tb.finish()
+	})
 	if len(lx.files) == 0 {
-		return nil, diags
+		return nil, ds
 	}
-	return finish(lx, &diags)
+	cfg.Files = lx.files
+	return cfg, ds
 }
 
 // Parse parses and validates configuration text held in memory; name is
@@ -44,7 +48,7 @@ func Load(path string, opts Options) (*Config, Diagnostics) {
 // directory when empty) unless opts.NoInclude.
 func Parse(name string, data []byte, opts Options) (*Config, Diagnostics) {
 	var diags Diagnostics
-	lx := &lexer{opts: opts, diags: &diags}
+	lx, p, tb := newPipeline(opts, &diags)
 	base := opts.BaseDir
 	if base == "" {
 		base = "."
@@ -53,11 +57,24 @@ func Parse(name string, data []byte, opts Options) (*Config, Diagnostics) {
 		lx.stack = []string{abs}
 	}
 	lx.files = []string{name}
-	lx.lexText(name, data, base)
-	return finish(lx, &diags)
+	cfg, ds := run(p, &diags, func() {
+		lx.lexText(name, string(data), base)
+		tb.finish()
+	})
+	cfg.Files = lx.files
+	return cfg, ds
 }
 
-func finish(lx *lexer, diags *Diagnostics) (cfg *Config, ds Diagnostics) {
+// newPipeline connects lexer -> tree builder -> parser: each top-level
+// statement is parsed as soon as it is complete.
+func newPipeline(opts Options, diags *Diagnostics) (*lexer, *parser, *treeBuilder) {
+	p := &parser{diags: diags, opts: opts, cfg: &Config{Global: defaultGlobal()}}
+	tb := newTreeBuilder(diags, p.topNode)
+	lx := &lexer{opts: opts, diags: diags, emit: tb.line}
+	return lx, p, tb
+}
+
+func run(p *parser, diags *Diagnostics, read func()) (cfg *Config, ds Diagnostics) {
 	defer func() {
 		// Never panic on any input: a bug here becomes an error diagnostic.
 		if r := recover(); r != nil {
@@ -68,11 +85,7 @@ func finish(lx *lexer, diags *Diagnostics) (cfg *Config, ds Diagnostics) {
 			ds = *diags
 		}
 	}()
-	tree := buildTree(lx.toks, diags)
-	lx.toks = nil
-	p := &parser{diags: diags, opts: lx.opts, cfg: &Config{Files: lx.files}}
-	p.cfg.Global = defaultGlobal()
-	p.top(tree)
+	read()
 	p.finalize()
 	p.validate()
 	return p.cfg, *diags
@@ -89,16 +102,9 @@ type parser struct {
 	instVersion   map[*VRRPInstance]bool
 	instAccept    map[*VRRPInstance]bool
 	advertRaw     map[*VRRPInstance]float64
-	checkerOwners []checkerOwner
 	removedScript map[string]bool
 	vsSeen        map[string]Pos
 	hasGlobal     bool
-}
-
-type checkerOwner struct {
-	c  *Checker
-	rs *RealServer
-	vs *VirtualServer
 }
 
 func (p *parser) errorf(pos Pos, format string, args ...any) {
@@ -119,16 +125,20 @@ type table[T any] map[string]handler[T]
 // are warnings naming the nearest known keyword.
 func dispatch[T any](p *parser, nodes []*node, tab table[T], t T, where string) {
 	for _, n := range nodes {
-		if len(n.words) == 0 {
-			continue
-		}
-		h, ok := tab[n.kw()]
-		if !ok {
-			p.unknown(n, keysOf(tab), where)
-			continue
-		}
-		h(p, n, t)
+		dispatchOne(p, n, tab, t, where)
 	}
+}
+
+func dispatchOne[T any](p *parser, n *node, tab table[T], t T, where string) {
+	if len(n.words) == 0 {
+		return
+	}
+	h, ok := tab[n.kw()]
+	if !ok {
+		p.unknown(n, keysOf(tab), where)
+		return
+	}
+	h(p, n, t)
 }
 
 func keysOf[T any](tab table[T]) []string {
@@ -148,7 +158,7 @@ func (p *parser) unknown(n *node, known []string, where string) {
 	if n.hasBlock {
 		msg += "; its block is skipped"
 	}
-	p.warnf(n.pos, "%s", msg)
+	p.warnf(n.pos(), "%s", msg)
 }
 
 // --- argument helpers ---------------------------------------------------
@@ -156,14 +166,14 @@ func (p *parser) unknown(n *node, known []string, where string) {
 // noBlock warns when a simple keyword is followed by a block.
 func (p *parser) noBlock(n *node) {
 	if n.hasBlock {
-		p.warnf(n.pos, "'%s' takes no block; the block is ignored", n.kw())
+		p.warnf(n.pos(), "'%s' takes no block; the block is ignored", n.kw())
 	}
 }
 
 // needBlock reports whether n has a block, with an error if not.
 func (p *parser) needBlock(n *node) bool {
 	if !n.hasBlock {
-		p.errorf(n.pos, "'%s' needs a { } block", n.kw())
+		p.errorf(n.pos(), "'%s' needs a { } block", n.kw())
 		return false
 	}
 	return true
@@ -173,21 +183,21 @@ func (p *parser) needBlock(n *node) bool {
 func (p *parser) arg(n *node, i int) (string, bool) {
 	p.noBlock(n)
 	if len(n.words) <= i {
-		p.errorf(n.pos, "'%s' is missing its value", n.kw())
+		p.errorf(n.pos(), "'%s' is missing its value", n.kw())
 		return "", false
 	}
-	return n.words[i].text, true
+	return n.words[i], true
 }
 
 // rest returns all arguments joined by spaces (script command lines).
 func (p *parser) rest(n *node) (string, bool) {
 	p.noBlock(n)
 	if len(n.words) < 2 {
-		p.errorf(n.pos, "'%s' is missing its value", n.kw())
+		p.errorf(n.pos(), "'%s' is missing its value", n.kw())
 		return "", false
 	}
 	if len(n.words) == 2 {
-		return n.words[1].text, true
+		return n.words[1], true
 	}
 	return strings.Join(n.args(), " "), true
 }
@@ -197,7 +207,7 @@ func (p *parser) intArg(n *node, lo, hi int) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	return p.parseInt(n.pos, n.kw(), s, lo, hi)
+	return p.parseInt(n.pos(), n.kw(), s, lo, hi)
 }
 
 func (p *parser) parseInt(pos Pos, kw, s string, lo, hi int) (int, bool) {
@@ -220,7 +230,7 @@ func (p *parser) secondsArg(n *node, lo, hi float64) (time.Duration, bool) {
 	if !ok {
 		return 0, false
 	}
-	f, ok := p.parseSeconds(n.pos, n.kw(), s, lo, hi)
+	f, ok := p.parseSeconds(n.pos(), n.kw(), s, lo, hi)
 	return time.Duration(math.Round(f * float64(time.Second))), ok
 }
 
@@ -244,13 +254,13 @@ func (p *parser) flag(n *node) bool {
 	if len(n.words) < 2 {
 		return true
 	}
-	switch strings.ToLower(n.words[1].text) {
+	switch strings.ToLower(n.words[1]) {
 	case "on", "yes", "true", "1":
 		return true
 	case "off", "no", "false", "0":
 		return false
 	}
-	p.errorf(n.pos, "%s: want on or off, got '%s'", n.kw(), n.words[1].text)
+	p.errorf(n.pos(), "%s: want on or off, got '%s'", n.kw(), n.words[1])
 	return true
 }
 
@@ -259,7 +269,7 @@ func (p *parser) addrArg(n *node, i int) (netip.Addr, bool) {
 	if !ok {
 		return netip.Addr{}, false
 	}
-	return p.parseAddr(n.pos, n.kw(), s)
+	return p.parseAddr(n.pos(), n.kw(), s)
 }
 
 func (p *parser) parseAddr(pos Pos, kw, s string) (netip.Addr, bool) {
@@ -324,15 +334,15 @@ func init() {
 }
 
 func acceptedBlock(p *parser, n *node, _ *Config) {
-	p.warnf(n.pos, "'%s' is accepted but not supported by hakeep; ignored", n.kw())
+	p.warnf(n.pos(), "'%s' is accepted but not supported by hakeep; ignored", n.kw())
 }
 
 func acceptedSimple(p *parser, n *node, _ *Config) {
-	p.warnf(n.pos, "'%s' is accepted but not supported by hakeep; ignored", n.kw())
+	p.warnf(n.pos(), "'%s' is accepted but not supported by hakeep; ignored", n.kw())
 }
 
-func (p *parser) top(nodes []*node) {
-	dispatch(p, nodes, topTable, p.cfg, "the top level")
+func (p *parser) topNode(n *node) {
+	dispatchOne(p, n, topTable, p.cfg, "the top level")
 }
 
 // --- helpers used by several blocks ----------------------------------------

@@ -69,13 +69,6 @@ func (p *parser) finalize() {
 			fixWeight(&t.Weight)
 		}
 	}
-	for _, o := range p.checkerOwners {
-		inheritChecker(o.c, o.rs, o.vs)
-		for _, h := range o.c.Hosts {
-			inheritChecker(h, o.rs, o.vs)
-			h.DelayLoop, h.Warmup = o.c.DelayLoop, o.c.Warmup
-		}
-	}
 }
 
 func setDur(dst *time.Duration, src *time.Duration) {

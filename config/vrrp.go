@@ -89,7 +89,7 @@ func init() {
 				srv.Host, srv.Port = a.Addr().String(), a.Port()
 			}
 			if len(n.words) > 2 {
-				port, ok := p.portArg(n.pos, "smtp_server port", n.words[2].text)
+				port, ok := p.portArg(n.pos(), "smtp_server port", n.words[2])
 				if !ok {
 					return
 				}
@@ -110,7 +110,7 @@ func init() {
 		"vrrp_mcast_group4": func(p *parser, n *node, g *GlobalDefs) {
 			if a, ok := p.addrArg(n, 1); ok {
 				if !a.Is4() || !a.IsMulticast() {
-					p.errorf(n.pos, "vrrp_mcast_group4: %s is not an IPv4 multicast address", a)
+					p.errorf(n.pos(), "vrrp_mcast_group4: %s is not an IPv4 multicast address", a)
 					return
 				}
 				g.VRRPMcastGroup4 = a
@@ -119,7 +119,7 @@ func init() {
 		"vrrp_mcast_group6": func(p *parser, n *node, g *GlobalDefs) {
 			if a, ok := p.addrArg(n, 1); ok {
 				if !a.Is6() || !a.IsMulticast() {
-					p.errorf(n.pos, "vrrp_mcast_group6: %s is not an IPv6 multicast address", a)
+					p.errorf(n.pos(), "vrrp_mcast_group6: %s is not an IPv6 multicast address", a)
 					return
 				}
 				g.VRRPMcastGroup6 = a
@@ -129,7 +129,7 @@ func init() {
 			if s, ok := p.arg(n, 1); ok {
 				g.ScriptUser = s
 				if len(n.words) > 2 {
-					g.ScriptGroup = n.words[2].text
+					g.ScriptGroup = n.words[2]
 				}
 			}
 		},
@@ -249,13 +249,13 @@ func init() {
 				}
 				switch m.kw() {
 				case "ca":
-					g.SSLCA = m.words[1].text
+					g.SSLCA = m.words[1]
 				case "certificate":
-					g.SSLCertificate = m.words[1].text
+					g.SSLCertificate = m.words[1]
 				case "key":
-					g.SSLKey = m.words[1].text
+					g.SSLKey = m.words[1]
 				case "password":
-					g.SSLPassword = m.words[1].text
+					g.SSLPassword = m.words[1]
 				default:
 					p.unknown(m, []string{"ca", "certificate", "key", "password"}, "SSL")
 				}
@@ -272,20 +272,14 @@ func init() {
 }
 
 // args0 returns every word of a list-block line.
-func (n *node) args0() []string {
-	out := make([]string, 0, len(n.words))
-	for _, w := range n.words {
-		out = append(out, w.text)
-	}
-	return out
-}
+func (n *node) args0() []string { return n.words }
 
 func (p *parser) globalDefs(n *node) {
 	if !p.needBlock(n) {
 		return
 	}
 	if !p.hasGlobal {
-		p.cfg.Global.Pos = n.pos
+		p.cfg.Global.Pos = n.pos()
 		p.hasGlobal = true
 	}
 	dispatch(p, n.block, globalTable, &p.cfg.Global, "global_defs")
@@ -317,10 +311,10 @@ func init() {
 				s.Weight = v
 			}
 			if len(n.words) > 2 {
-				if n.words[2].text == "reverse" {
+				if n.words[2] == "reverse" {
 					s.WeightReverse = true
 				} else {
-					p.errorf(n.pos, "weight: unexpected '%s' (only 'reverse' may follow)", n.words[2].text)
+					p.errorf(n.pos(), "weight: unexpected '%s' (only 'reverse' may follow)", n.words[2])
 				}
 			}
 		},
@@ -338,7 +332,7 @@ func init() {
 			if v, ok := p.arg(n, 1); ok {
 				s.User = v
 				if len(n.words) > 2 {
-					s.Group = n.words[2].text
+					s.Group = n.words[2]
 				}
 			}
 		},
@@ -348,10 +342,10 @@ func init() {
 
 func (p *parser) name(n *node) string {
 	if len(n.words) < 2 {
-		p.errorf(n.pos, "'%s' needs a name", n.kw())
+		p.errorf(n.pos(), "'%s' needs a name", n.kw())
 		return ""
 	}
-	return n.words[1].text
+	return n.words[1]
 }
 
 func (p *parser) vrrpScript(n *node) {
@@ -359,11 +353,11 @@ func (p *parser) vrrpScript(n *node) {
 	if !p.needBlock(n) || name == "" {
 		return
 	}
-	s := &VRRPScript{Pos: n.pos, Name: name, Interval: time.Second, Rise: 1, Fall: 1}
+	s := &VRRPScript{Pos: n.pos(), Name: name, Interval: time.Second, Rise: 1, Fall: 1}
 	dispatch(p, n.block, scriptTable, s, "vrrp_script")
 	if s.Script == "" {
 		// keepalived: "No script set for vrrp_script X - removing".
-		p.warnf(n.pos, "vrrp_script %s has no script; it is ignored", name)
+		p.warnf(n.pos(), "vrrp_script %s has no script; it is ignored", name)
 		if p.removedScript == nil {
 			p.removedScript = map[string]bool{}
 		}
@@ -371,7 +365,7 @@ func (p *parser) vrrpScript(n *node) {
 		return
 	}
 	if old := p.cfg.Script(name); old != nil {
-		p.errorf(n.pos, "vrrp_script %s is already defined at %s", name, old.Pos)
+		p.errorf(n.pos(), "vrrp_script %s is already defined at %s", name, old.Pos)
 		return
 	}
 	p.cfg.Scripts = append(p.cfg.Scripts, s)
@@ -382,7 +376,7 @@ func (p *parser) trackFileDef(n *node) {
 	if !p.needBlock(n) || name == "" {
 		return
 	}
-	t := &TrackFileDef{Pos: n.pos, Name: name}
+	t := &TrackFileDef{Pos: n.pos(), Name: name}
 	for _, m := range n.block {
 		switch m.kw() {
 		case "file":
@@ -393,7 +387,7 @@ func (p *parser) trackFileDef(n *node) {
 			if v, ok := p.intArg(m, -254, 254); ok {
 				t.Weight = v
 			}
-			t.Reverse = len(m.words) > 2 && m.words[2].text == "reverse"
+			t.Reverse = len(m.words) > 2 && m.words[2] == "reverse"
 		case "init_file":
 			t.InitFile = true
 		default:
@@ -401,7 +395,7 @@ func (p *parser) trackFileDef(n *node) {
 		}
 	}
 	if t.File == "" {
-		p.errorf(n.pos, "vrrp_track_file %s has no file", name)
+		p.errorf(n.pos(), "vrrp_track_file %s has no file", name)
 		return
 	}
 	p.cfg.TrackFileDefs = append(p.cfg.TrackFileDefs, t)
@@ -453,13 +447,13 @@ func init() {
 			case StateMaster, StateBackup:
 				i.State = s
 			default:
-				p.errorf(n.pos, "state: want MASTER or BACKUP, got '%s'", s)
+				p.errorf(n.pos(), "state: want MASTER or BACKUP, got '%s'", s)
 			}
 		},
 		"interface": func(p *parser, n *node, i *VRRPInstance) {
 			if s, ok := p.arg(n, 1); ok {
 				if len(s) > 15 {
-					p.errorf(n.pos, "interface: name '%s' is longer than 15 characters", s)
+					p.errorf(n.pos(), "interface: name '%s' is longer than 15 characters", s)
 					return
 				}
 				i.Interface = s
@@ -480,7 +474,7 @@ func init() {
 			if !ok {
 				return
 			}
-			f, ok := p.parseSeconds(n.pos, "advert_int", s, 0.01, 255)
+			f, ok := p.parseSeconds(n.pos(), "advert_int", s, 0.01, 255)
 			if !ok {
 				return
 			}
@@ -513,7 +507,7 @@ func init() {
 			if !p.needBlock(n) {
 				return
 			}
-			a := &Auth{Pos: n.pos}
+			a := &Auth{Pos: n.pos()}
 			for _, m := range n.block {
 				switch m.kw() {
 				case "auth_type":
@@ -525,7 +519,7 @@ func init() {
 					case "PASS", "AH":
 						a.Type = s
 					default:
-						p.errorf(m.pos, "auth_type: want PASS or AH, got '%s'", s)
+						p.errorf(m.pos(), "auth_type: want PASS or AH, got '%s'", s)
 					}
 				case "auth_pass":
 					s, ok := p.arg(m, 1)
@@ -533,7 +527,7 @@ func init() {
 						continue
 					}
 					if len(s) > 8 {
-						p.warnf(m.pos, "auth_pass is longer than 8 characters; truncated to '%s' (as keepalived does)", s[:8])
+						p.warnf(m.pos(), "auth_pass is longer than 8 characters; truncated to '%s' (as keepalived does)", s[:8])
 						s = s[:8]
 					}
 					a.Pass = s
@@ -542,11 +536,11 @@ func init() {
 				}
 			}
 			if a.Type == "" {
-				p.errorf(n.pos, "authentication: auth_type is missing")
+				p.errorf(n.pos(), "authentication: auth_type is missing")
 				return
 			}
 			if a.Type == "PASS" && a.Pass == "" {
-				p.errorf(n.pos, "authentication: auth_type PASS needs an auth_pass")
+				p.errorf(n.pos(), "authentication: auth_type PASS needs an auth_pass")
 				return
 			}
 			i.Auth = a
@@ -604,16 +598,16 @@ func init() {
 				return
 			}
 			for _, m := range n.block {
-				peer := &UnicastPeer{Pos: m.pos}
-				a, ok := p.parseAddr(m.pos, "unicast_peer", m.kw())
+				peer := &UnicastPeer{Pos: m.pos()}
+				a, ok := p.parseAddr(m.pos(), "unicast_peer", m.kw())
 				if !ok {
 					continue
 				}
 				peer.Addr = a
 				for k := 1; k < len(m.words); k++ {
-					w := m.words[k].text
+					w := m.words[k]
 					if (w == "min_ttl" || w == "max_ttl") && k+1 < len(m.words) {
-						v, ok := p.parseInt(m.pos, w, m.words[k+1].text, 0, 255)
+						v, ok := p.parseInt(m.pos(), w, m.words[k+1], 0, 255)
 						if ok && w == "min_ttl" {
 							peer.MinTTL = v
 						} else if ok {
@@ -624,10 +618,10 @@ func init() {
 					}
 					// Several peers on one line: each word an address.
 					if a, err := netip.ParseAddr(w); err == nil {
-						i.UnicastPeers = append(i.UnicastPeers, &UnicastPeer{Pos: m.pos, Addr: a})
+						i.UnicastPeers = append(i.UnicastPeers, &UnicastPeer{Pos: m.pos(), Addr: a})
 						continue
 					}
-					p.errorf(m.pos, "unicast_peer: unexpected '%s'", w)
+					p.errorf(m.pos(), "unicast_peer: unexpected '%s'", w)
 				}
 				i.UnicastPeers = append(i.UnicastPeers, peer)
 			}
@@ -644,11 +638,11 @@ func init() {
 				if strings.Contains(w, ":") {
 					// keepalived 2.2 reads "use_vmac [NAME] [MAC]"; a
 					// custom MAC is not supported here.
-					p.warnf(n.pos, "use_vmac: custom MAC address '%s' ignored; the RFC VMAC 00:00:5e:00:01:VRID is used", w)
+					p.warnf(n.pos(), "use_vmac: custom MAC address '%s' ignored; the RFC VMAC 00:00:5e:00:01:VRID is used", w)
 					continue
 				}
 				if len(w) > 15 {
-					p.errorf(n.pos, "use_vmac: interface name '%s' is longer than 15 characters", w)
+					p.errorf(n.pos(), "use_vmac: interface name '%s' is longer than 15 characters", w)
 					continue
 				}
 				i.VMACName = w
@@ -740,7 +734,7 @@ func (p *parser) vrrpInstance(n *node) {
 	if !p.needBlock(n) || name == "" {
 		return
 	}
-	i := &VRRPInstance{Pos: n.pos, Name: name, State: StateBackup, Priority: 100,
+	i := &VRRPInstance{Pos: n.pos(), Name: name, State: StateBackup, Priority: 100,
 		AdvertInt: time.Second, Preempt: true, Accept: true}
 	dispatch(p, n.block, instanceTable, i, "vrrp_instance")
 	p.cfg.Instances = append(p.cfg.Instances, i)
@@ -753,21 +747,21 @@ func (p *parser) trackInterfaces(nodes []*node) []*TrackInterface {
 	for _, m := range nodes {
 		var cur *TrackInterface
 		for k := 0; k < len(m.words); k++ {
-			w := m.words[k].text
+			w := m.words[k]
 			switch {
 			case w == "weight" && cur != nil:
 				if k+1 >= len(m.words) {
-					p.errorf(m.pos, "track_interface: weight is missing its value")
+					p.errorf(m.pos(), "track_interface: weight is missing its value")
 					continue
 				}
-				if v, ok := p.parseInt(m.pos, "track_interface weight", m.words[k+1].text, -254, 254); ok {
+				if v, ok := p.parseInt(m.pos(), "track_interface weight", m.words[k+1], -254, 254); ok {
 					cur.Weight = v
 				}
 				k++
 			case w == "reverse" && cur != nil:
 				cur.Reverse = true
 			default:
-				cur = &TrackInterface{Pos: m.pos, Name: w}
+				cur = &TrackInterface{Pos: m.pos(), Name: w}
 				out = append(out, cur)
 			}
 		}
@@ -782,14 +776,14 @@ func (p *parser) trackRefs(nodes []*node, kw string, add func(pos Pos, name stri
 		var w *int
 		var rev *bool
 		for k := 0; k < len(m.words); k++ {
-			s := m.words[k].text
+			s := m.words[k]
 			switch {
 			case s == "weight" && w != nil:
 				if k+1 >= len(m.words) {
-					p.errorf(m.pos, "%s: weight is missing its value", kw)
+					p.errorf(m.pos(), "%s: weight is missing its value", kw)
 					continue
 				}
-				if v, ok := p.parseInt(m.pos, kw+" weight", m.words[k+1].text, -254, 254); ok {
+				if v, ok := p.parseInt(m.pos(), kw+" weight", m.words[k+1], -254, 254); ok {
 					*w = v
 					*rev = false
 				}
@@ -797,7 +791,7 @@ func (p *parser) trackRefs(nodes []*node, kw string, add func(pos Pos, name stri
 			case s == "reverse" && rev != nil:
 				*rev = true
 			default:
-				w, rev = add(m.pos, s)
+				w, rev = add(m.pos(), s)
 			}
 		}
 	}
@@ -877,23 +871,23 @@ var errZone = zoneError{}
 var scopes = map[string]bool{"global": true, "site": true, "link": true, "host": true, "nowhere": true}
 
 func (p *parser) vip(m *node, kw string) *VIP {
-	v := &VIP{Pos: m.pos}
+	v := &VIP{Pos: m.pos()}
 	pf, err := parsePrefixOrAddr(m.kw())
 	if err != nil {
-		p.errorf(m.pos, "%s: bad address '%s'", kw, m.kw())
+		p.errorf(m.pos(), "%s: bad address '%s'", kw, m.kw())
 		return nil
 	}
 	v.Prefix = pf
 	w := m.words
 	val := func(k int) (string, bool) {
 		if k+1 >= len(w) {
-			p.errorf(m.pos, "%s: '%s' is missing its value", kw, w[k].text)
+			p.errorf(m.pos(), "%s: '%s' is missing its value", kw, w[k])
 			return "", false
 		}
-		return w[k+1].text, true
+		return w[k+1], true
 	}
 	for k := 1; k < len(w); k++ {
-		switch opt := w[k].text; opt {
+		switch opt := w[k]; opt {
 		case "brd", "broadcast":
 			s, ok := val(k)
 			k++
@@ -906,7 +900,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 			}
 			a, err := netip.ParseAddr(s)
 			if err != nil || a.Is4() != pf.Addr().Is4() {
-				p.errorf(m.pos, "%s: bad broadcast address '%s'", kw, s)
+				p.errorf(m.pos(), "%s: bad broadcast address '%s'", kw, s)
 				continue
 			}
 			v.Brd = a
@@ -915,7 +909,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 			k++
 			if ok {
 				if len(s) > 15 {
-					p.errorf(m.pos, "%s: interface name '%s' is longer than 15 characters", kw, s)
+					p.errorf(m.pos(), "%s: interface name '%s' is longer than 15 characters", kw, s)
 				}
 				v.Dev = s
 			}
@@ -924,7 +918,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 			k++
 			if ok {
 				if len(s) > 15 {
-					p.errorf(m.pos, "%s: label '%s' is longer than 15 characters", kw, s)
+					p.errorf(m.pos(), "%s: label '%s' is longer than 15 characters", kw, s)
 				}
 				v.Label = s
 			}
@@ -935,7 +929,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 				continue
 			}
 			if _, err := strconv.ParseUint(s, 10, 8); err != nil && !scopes[s] {
-				p.errorf(m.pos, "%s: unknown scope '%s' (want global, site, link, host or nowhere)", kw, s)
+				p.errorf(m.pos(), "%s: unknown scope '%s' (want global, site, link, host or nowhere)", kw, s)
 				continue
 			}
 			v.Scope = s
@@ -947,7 +941,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 			}
 			pp, err := parsePrefixOrAddr(s)
 			if err != nil {
-				p.errorf(m.pos, "%s: bad peer address '%s'", kw, s)
+				p.errorf(m.pos(), "%s: bad peer address '%s'", kw, s)
 				continue
 			}
 			v.Peer = pp.Addr()
@@ -962,7 +956,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 			k++
 			if ok {
 				if s != "0" {
-					p.errorf(m.pos, "%s: preferred_lft only accepts 0", kw)
+					p.errorf(m.pos(), "%s: preferred_lft only accepts 0", kw)
 					continue
 				}
 				b := true
@@ -983,7 +977,7 @@ func (p *parser) vip(m *node, kw string) *VIP {
 			if s := nearest(opt, vipOptions); s != "" {
 				msg += " (did you mean '" + s + "'?)"
 			}
-			p.warnf(m.pos, msg, kw, opt)
+			p.warnf(m.pos(), msg, kw, opt)
 		}
 	}
 	return v
@@ -1004,11 +998,11 @@ func (p *parser) routeList(nodes []*node) []*Route {
 var routeTypes = map[string]bool{"unicast": true, "blackhole": true, "unreachable": true, "prohibit": true, "throw": true, "local": true, "broadcast": true, "anycast": true, "multicast": true, "nat": true}
 
 func (p *parser) route(m *node) *Route {
-	r := &Route{Pos: m.pos, Args: m.args0()}
+	r := &Route{Pos: m.pos(), Args: m.args0()}
 	w := m.args0()
 	val := func(k int) (string, bool) {
 		if k+1 >= len(w) {
-			p.errorf(m.pos, "route: '%s' is missing its value", w[k])
+			p.errorf(m.pos(), "route: '%s' is missing its value", w[k])
 			return "", false
 		}
 		return w[k+1], true
@@ -1018,7 +1012,7 @@ func (p *parser) route(m *node) *Route {
 		switch w[k] {
 		case "src":
 			if s, ok := val(k); ok {
-				if a, ok := p.parseAddr(m.pos, "route src", s); ok {
+				if a, ok := p.parseAddr(m.pos(), "route src", s); ok {
 					r.Src = a
 				}
 			}
@@ -1029,7 +1023,7 @@ func (p *parser) route(m *node) *Route {
 					k++
 					s = w[k+1]
 				}
-				if a, ok := p.parseAddr(m.pos, "route via", s); ok {
+				if a, ok := p.parseAddr(m.pos(), "route via", s); ok {
 					r.Via = a
 				}
 			}
@@ -1046,7 +1040,7 @@ func (p *parser) route(m *node) *Route {
 			k++
 		case "metric", "priority", "preference":
 			if s, ok := val(k); ok {
-				if v, ok := p.parseInt(m.pos, "route metric", s, 0, 1<<31-1); ok {
+				if v, ok := p.parseInt(m.pos(), "route metric", s, 0, 1<<31-1); ok {
 					r.Metric = v
 				}
 			}
@@ -1077,7 +1071,7 @@ func (p *parser) route(m *node) *Route {
 				continue
 			}
 			if dstSet {
-				p.warnf(m.pos, "route: unknown word '%s'", w[k])
+				p.warnf(m.pos(), "route: unknown word '%s'", w[k])
 				continue
 			}
 			s := w[k]
@@ -1088,17 +1082,17 @@ func (p *parser) route(m *node) *Route {
 			}
 			pf, err := parsePrefixOrAddr(s)
 			if err != nil {
-				p.errorf(m.pos, "route: bad destination '%s'", s)
+				p.errorf(m.pos(), "route: bad destination '%s'", s)
 				return nil
 			}
 			r.Dst, dstSet = pf.Masked(), true
 		}
 	}
 	if !dstSet {
-		p.errorf(m.pos, "route: no destination")
+		p.errorf(m.pos(), "route: no destination")
 		return nil
 	}
-	if w := m.words[0].text; w == "default" && r.Via.Is6() {
+	if w := m.words[0]; w == "default" && r.Via.Is6() {
 		r.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 	}
 	return r
@@ -1107,7 +1101,7 @@ func (p *parser) route(m *node) *Route {
 func (p *parser) ruleList(nodes []*node) []*Rule {
 	var out []*Rule
 	for _, m := range nodes {
-		r := &Rule{Pos: m.pos, Args: m.args0()}
+		r := &Rule{Pos: m.pos(), Args: m.args0()}
 		w := r.Args
 		ok := true
 		for k := 0; k < len(w) && ok; k++ {
@@ -1119,7 +1113,7 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 				continue
 			}
 			if k+1 >= len(w) {
-				p.errorf(m.pos, "rule: '%s' is missing its value", w[k])
+				p.errorf(m.pos(), "rule: '%s' is missing its value", w[k])
 				ok = false
 				break
 			}
@@ -1132,7 +1126,7 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 					continue
 				}
 				if err != nil {
-					p.errorf(m.pos, "rule: bad %s address '%s'", w[k], s)
+					p.errorf(m.pos(), "rule: bad %s address '%s'", w[k], s)
 					ok = false
 					continue
 				}
@@ -1144,7 +1138,7 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 			case "table", "lookup":
 				r.Table = s
 			case "priority", "preference", "pref":
-				if v, good := p.parseInt(m.pos, "rule priority", s, 0, 1<<32-1); good {
+				if v, good := p.parseInt(m.pos(), "rule priority", s, 0, 1<<32-1); good {
 					r.Priority = v
 				}
 			case "fwmark":
@@ -1172,7 +1166,7 @@ func (p *parser) syncGroup(n *node) {
 	if !p.needBlock(n) || name == "" {
 		return
 	}
-	g := &SyncGroup{Pos: n.pos, Name: name}
+	g := &SyncGroup{Pos: n.pos(), Name: name}
 	for _, m := range n.block {
 		if h, ok := notifyKeywords[m.kw()]; ok {
 			h(p, m, &g.Notify)

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// largeConfig generates vs virtual servers with rs real servers each, every
+// real server with an HTTP_GET check (the size keepalived's tracker
+// reports it dying near), plus one vrrp_instance.
+func largeConfig(vs, rs int) []byte {
+	var b strings.Builder
+	b.WriteString("global_defs {\n  router_id bench\n}\n")
+	b.WriteString("vrrp_instance VI_1 {\n  state MASTER\n  interface eth0\n  virtual_router_id 51\n  priority 150\n  advert_int 1\n")
+	b.WriteString("  authentication {\n    auth_type PASS\n    auth_pass s3cret\n  }\n  virtual_ipaddress {\n    10.99.0.100/24 dev eth0\n  }\n}\n")
+	for v := 0; v < vs; v++ {
+		fmt.Fprintf(&b, "virtual_server 10.%d.%d.1 80 {\n  delay_loop 6\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", 100+v/250, v%250)
+		for r := 0; r < rs; r++ {
+			fmt.Fprintf(&b, "  real_server 172.16.%d.%d 8080 {\n    weight %d\n    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n", v/250, r+1+(v%10)*20, 1+r%5)
+			b.WriteString("      connect_timeout 3\n      retry 3\n      delay_before_retry 2\n    }\n  }\n")
+		}
+		b.WriteString("}\n")
+	}
+	return []byte(b.String())
+}
+
+func writeLarge(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "large.conf")
+	if p := os.Getenv("HAKEEP_LARGE_CONF"); p != "" {
+		path = p // keep it, e.g. to time keepalived -t on the same file
+	}
+	if err := os.WriteFile(path, largeConfig(2000, 20), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkLoadLarge: read, parse and validate 2,000 virtual servers x 20
+// real servers with HTTP_GET checks from disk.
+func BenchmarkLoadLarge(b *testing.B) {
+	path := writeLarge(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, d := Load(path, Options{})
+		if d.HasErrors() || len(c.VirtualServers) != 2000 {
+			b.Fatalf("bad result: %d virtual servers\n%s", len(c.VirtualServers), d)
+		}
+	}
+}
+
+// TestLoadLargeMemory: the large config loads correctly with under 100 MB
+// allocated in all (a budget on bytes, not on time).
+func TestLoadLargeMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	path := writeLarge(t)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c, d := Load(path, Options{})
+	runtime.ReadMemStats(&after)
+	if d.HasErrors() || len(d) != 0 {
+		t.Fatalf("diagnostics:\n%s", d)
+	}
+	n := 0
+	for _, v := range c.VirtualServers {
+		for _, r := range v.RealServers {
+			if len(r.Checkers) != 1 || r.Checkers[0].URLs[0].StatusCodes[0].Lo != 200 || r.Checkers[0].Retry != 3 {
+				t.Fatalf("real server %s: %+v", r.Addr, r.Checkers)
+			}
+			n++
+		}
+	}
+	if n != 40000 {
+		t.Fatalf("%d real servers, want 40000", n)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 100<<20 {
+		t.Errorf("allocated %d MB, budget 100 MB", alloc>>20)
+	} else {
+		t.Logf("allocated %d MB", alloc>>20)
+	}
+}
