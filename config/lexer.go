@@ -502,7 +502,7 @@ func (n *node) args() []string { return n.words[1:] }
 type treeBuilder struct {
 	diags *Diagnostics
 	onTop func(*node)
-	nodes []node // arena the nodes are carved from
+	nodes []node  // arena the nodes are carved from
 	stack []frame // stack[0] is the top level; values, reused
 }
 
