@@ -57,6 +57,7 @@ type Manager struct {
 	stopped  bool
 
 	wake   chan struct{}
+	work   chan *job // idle workers wait here
 	out    chan Transition
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -124,6 +125,7 @@ func New(opts Options) *Manager {
 		jobs:    map[string]*job{},
 		servers: map[RSKey]*rsState{},
 		wake:    make(chan struct{}, 1),
+		work:    make(chan *job),
 		out:     make(chan Transition, 256),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
@@ -279,6 +281,14 @@ func (m *Manager) poke() {
 	}
 }
 
+// wakeTick is the scheduler's timer granularity.
+const wakeTick = 2 * time.Millisecond
+
+// workerIdle is how long an idle probe goroutine waits for more work; it
+// keeps its grown stack, so a busy scheduler does not re-grow stacks for
+// every probe.
+const workerIdle = 5 * time.Second
+
 // loop is the one scheduler: it dispatches due jobs and sleeps until the
 // next one.
 func (m *Manager) loop() {
@@ -296,12 +306,19 @@ func (m *Manager) loop() {
 			next = m.queue[0].due
 		}
 		m.mu.Unlock()
-		if !next.IsZero() && !next.Equal(armed) {
-			if stop != nil {
-				stop()
+		if !next.IsZero() {
+			// Wake on a tick grid: thousands of checks a second then cost
+			// a few hundred wakeups, not one each (lag <= wakeTick).
+			if d := next.Sub(now); d > 0 {
+				next = now.Add((d + wakeTick - 1) / wakeTick * wakeTick)
 			}
-			armed = next
-			stop = m.opts.Clock.AfterFunc(next.Sub(now), m.poke)
+			if armed.IsZero() || next.Before(armed) {
+				if stop != nil {
+					stop()
+				}
+				armed = next
+				stop = m.opts.Clock.AfterFunc(next.Sub(now), m.poke)
+			}
 		}
 		select {
 		case <-m.wake:
@@ -327,12 +344,34 @@ func (m *Manager) dispatchLocked(j *job) {
 	}
 	m.inflight++
 	j.running = true
-	m.probes.Add(1)
-	go m.probe(j)
+	select {
+	case m.work <- j: // an idle worker took it
+	default:
+		m.probes.Add(1)
+		go m.worker(j)
+	}
+}
+
+// worker runs probes: its first, then whatever dispatch hands it while it
+// waits idle.
+func (m *Manager) worker(j *job) {
+	defer m.probes.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		m.probe(j)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-m.work:
+		case <-idle.C:
+			return
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 func (m *Manager) probe(j *job) {
-	defer m.probes.Done()
 	start := m.opts.Clock.Now()
 	lag := start.Sub(j.due)
 	res := j.prober.Probe(m.ctx)
