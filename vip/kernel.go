@@ -176,6 +176,9 @@ func nlRoute(r Route, dev Link) *netlink.Route {
 		nr.Type = unix.RTN_BLACKHOLE
 	} else if dev.Index != 0 {
 		nr.LinkIndex = dev.Index
+		if !r.Via.IsValid() && r.Scope == ScopeGlobal {
+			nr.Scope = netlink.SCOPE_LINK // as ip(8) does for a direct route
+		}
 	}
 	return nr
 }

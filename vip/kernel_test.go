@@ -197,7 +197,7 @@ func TestKernelAddRemove(t *testing.T) {
 	if r := findRoute(unix.RT_TABLE_MAIN, "198.51.100.0/24"); r == nil || r.Type != unix.RTN_BLACKHOLE {
 		t.Errorf("blackhole route: %+v", r)
 	}
-	if r := findRoute(100, "203.0.113.0/24"); r == nil || r.Src.String() != "10.99.0.100" {
+	if r := findRoute(100, "203.0.113.0/24"); r == nil || r.Src.String() != "10.99.0.100" || r.Scope != netlink.SCOPE_LINK {
 		t.Errorf("table 100 route: %+v", r)
 	}
 	hasRule := func() bool {

@@ -92,18 +92,45 @@ func (l *Lab) WhoHas(addr netip.Addr, among ...string) []string {
 	return out
 }
 
+// HandoverGrace is how long two hosts may hold an address together before
+// WaitOwner and StableOwner call it a split brain. At a preemption the new
+// master adds the VIP and adverts, and the old one removes the VIP when
+// that advert arrives, so a real VRRP handover overlaps by a moment
+// (keepalived's too); a split brain lasts advert intervals. Set it to 0
+// for a strict check (fencing).
+var HandoverGrace = 50 * time.Millisecond
+
+// overlap tracks how long several owners have been seen together.
+type overlap struct{ since time.Time }
+
+func (o *overlap) check(addr netip.Addr, who []string) error {
+	if len(who) < 2 {
+		o.since = time.Time{}
+		return nil
+	}
+	if o.since.IsZero() {
+		o.since = time.Now()
+	}
+	if d := time.Since(o.since); d > HandoverGrace || HandoverGrace == 0 {
+		return fmt.Errorf("lab: split brain: %s held by %v for %s", addr, who, d.Round(time.Millisecond))
+	}
+	return nil
+}
+
 // WaitOwner polls every host until exactly want holds addr (want "" means
-// nobody) and fails at once if two hosts ever hold it together. It
-// returns the time taken. among limits the hosts looked at.
+// nobody) and fails if two hosts hold it together for longer than
+// HandoverGrace. It returns the time taken. among limits the hosts looked
+// at.
 func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration, among ...string) (time.Duration, error) {
 	start := time.Now()
+	var ov overlap
 	for {
 		if l.isClosed() {
 			return time.Since(start), ErrClosed
 		}
 		who := l.WhoHas(addr, among...)
-		if len(who) > 1 {
-			return time.Since(start), fmt.Errorf("lab: split brain: %s held by %v", addr, who)
+		if err := ov.check(addr, who); err != nil {
+			return time.Since(start), err
 		}
 		if (want == "" && len(who) == 0) || (len(who) == 1 && who[0] == want) {
 			return time.Since(start), nil
@@ -116,15 +143,20 @@ func (l *Lab) WaitOwner(addr netip.Addr, want string, timeout time.Duration, amo
 }
 
 // StableOwner checks for d that exactly want holds addr the whole time
-// (polling every PollInterval): no flapping, no second owner.
+// (polling every PollInterval): no flapping, no second owner (beyond
+// HandoverGrace while want holds it too).
 func (l *Lab) StableOwner(addr netip.Addr, want string, d time.Duration, among ...string) error {
 	end := time.Now().Add(d)
+	var ov overlap
 	for time.Now().Before(end) {
 		if l.isClosed() {
 			return ErrClosed
 		}
 		who := l.WhoHas(addr, among...)
-		if len(who) != 1 || who[0] != want {
+		if err := ov.check(addr, who); err != nil {
+			return err
+		}
+		if !contains(who, want) {
 			return fmt.Errorf("lab: %s held by %v, want only %s", addr, who, want)
 		}
 		time.Sleep(PollInterval)
@@ -174,12 +206,18 @@ func (l *Lab) Exec(ctx context.Context, host string, name string, args ...string
 	return out, nil
 }
 
-// Ping sends one ping from host to addr (waiting at most 1 s), which also
-// refreshes host's neighbour entry for addr.
+// Ping pings addr from host until one reply comes back (up to 3 tries of
+// 1 s), which also refreshes host's neighbour entry for addr.
 func (l *Lab) Ping(host string, addr netip.Addr) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	_, err := l.Exec(ctx, host, "ping", "-n", "-q", "-c", "1", "-W", "1", addr.String())
+	var err error
+	for try := 0; try < 3; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err = l.Exec(ctx, host, "ping", "-n", "-q", "-c", "1", "-W", "1", addr.String())
+		cancel()
+		if err == nil || l.isClosed() {
+			return err
+		}
+	}
 	return err
 }
 

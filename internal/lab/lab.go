@@ -96,8 +96,15 @@ func New(prefix string, hosts int, opts Options) (l *Lab, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("lab: needs root (network namespaces)")
 	}
-	if prefix == "" || len(prefix) > 20 || strings.ContainsAny(prefix, "/ \t") {
-		return nil, fmt.Errorf("lab: bad prefix %q", prefix)
+	// The prefix ends in "-" and host names have none, so removing a stale
+	// lab can never touch another lab's (or anyone's) namespaces.
+	if !validName(strings.TrimSuffix(prefix, "-"), true) || !strings.HasSuffix(prefix, "-") || len(prefix) > 24 {
+		return nil, fmt.Errorf("lab: bad prefix %q: want letters, digits and dashes, ending in a dash", prefix)
+	}
+	for _, n := range opts.Extra {
+		if !validName(n, false) || n == "sw" || (len(n) > 1 && n[0] == 'h' && strings.Trim(n[1:], "0123456789") == "") {
+			return nil, fmt.Errorf("lab: bad extra host name %q: want letters and digits, not sw or hN", n)
+		}
 	}
 	if hosts < 0 || hosts+len(opts.Extra) > 180 {
 		return nil, fmt.Errorf("lab: bad host count %d", hosts)
@@ -155,8 +162,41 @@ func New(prefix string, hosts int, opts Options) (l *Lab, err error) {
 		}
 		l.Hosts = append(l.Hosts, h)
 	}
+	if err := l.waitUp(5 * time.Second); err != nil {
+		return l, err
+	}
 	l.logger.Info("lab up", "hosts", len(l.Hosts), "dir", l.Dir)
 	return l, nil
+}
+
+// waitUp polls until the bridge, every port and every eth0 are
+// operationally up, so the first packet of a test is not lost.
+func (l *Lab) waitUp(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		down := ""
+		check := func(h *Host, name string) {
+			if down != "" {
+				return
+			}
+			link, err := h.nl.LinkByName(name)
+			if err != nil || link.Attrs().OperState != netlink.OperUp {
+				down = h.NS + "/" + name
+			}
+		}
+		check(l.Switch, Bridge)
+		for _, h := range l.Hosts {
+			check(l.Switch, fmt.Sprintf("port%d", h.Index))
+			check(h, "eth0")
+		}
+		if down == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %s not up after %s", down, timeout)
+		}
+		time.Sleep(PollInterval)
+	}
 }
 
 func (l *Lab) newNS(name string, index int) (*Host, error) {
@@ -306,9 +346,9 @@ func (l *Lab) close() error {
 	return errors.Join(errs...)
 }
 
-// RemoveStale kills every process in, and deletes, the namespaces whose
-// name is prefix+"sw" or prefix+<host> (anything under /run/netns starting
-// with prefix).
+// RemoveStale kills every process in, and deletes, the namespaces named
+// prefix+<name> where name has only letters and digits: a lab's switch and
+// hosts.
 func RemoveStale(prefix string) error {
 	ents, err := os.ReadDir("/run/netns")
 	if errors.Is(err, os.ErrNotExist) {
@@ -319,7 +359,8 @@ func RemoveStale(prefix string) error {
 	}
 	var errs []error
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), prefix) {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !validName(rest, false) {
 			continue
 		}
 		killNS(e.Name())
@@ -416,4 +457,17 @@ func writeFile(path, value string) error {
 
 func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func validName(s string, dashes bool) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || dashes && c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -67,7 +67,7 @@ func TestKeepalivedElectionAndCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gap, err := pk.WireGap(51, l.Host("h1").Addr4.Addr(), l.Host("h2").Addr4.Addr(), killed.Add(-time.Second))
+	gap, err := pk.WireGap(51, l.Host("h1").Addr4.Addr(), l.Host("h2").Addr4.Addr(), killed)
 	if err != nil {
 		t.Fatal(err)
 	}

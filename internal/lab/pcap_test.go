@@ -147,3 +147,21 @@ func FuzzReadPcap(f *testing.F) {
 		}
 	})
 }
+
+func TestOverlapGrace(t *testing.T) {
+	a := netip.MustParseAddr("10.99.0.100")
+	var ov overlap
+	if err := ov.check(a, []string{"h1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ov.check(a, []string{"h1", "h2"}); err != nil {
+		t.Fatalf("first sight of an overlap: %v", err)
+	}
+	ov.since = ov.since.Add(-2 * HandoverGrace) // the overlap has lasted too long
+	if err := ov.check(a, []string{"h1", "h2"}); err == nil || !strings.Contains(err.Error(), "split brain") {
+		t.Fatalf("long overlap: %v", err)
+	}
+	if err := ov.check(a, []string{"h2"}); err != nil || !ov.since.IsZero() {
+		t.Fatalf("overlap not reset: %v", err)
+	}
+}
