@@ -32,6 +32,7 @@ func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
 				VirtualServer: vs.Key(), VirtualServerName: name, Protocol: strings.ToLower(vs.Protocol),
 				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.NotifyUp, NotifyDown: rs.NotifyDown,
 				SMTPAlert: rs.SMTPAlert || vs.SMTPAlert || alertDefault,
+				Omega:     vs.Omega,
 			}
 			for _, c := range rs.Checkers {
 				switch c.Kind {
@@ -52,6 +53,7 @@ func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
 					continue
 				}
 				s.Checkers = append(s.Checkers, mapChecker(cfg, vs, rs, c))
+				s.Omega = s.Omega || c.Omega
 			}
 			for i := range s.Checkers {
 				if err := s.Checkers[i].Validate(); err != nil {

@@ -159,6 +159,7 @@ func (m *Manager) Start(specs []Spec) error {
 }
 
 // Stop cancels probes in flight, waits for them and closes Transitions.
+// Real servers with omega that are up get their notify_down first.
 func (m *Manager) Stop() {
 	m.mu.Lock()
 	if m.stopped {
@@ -166,8 +167,25 @@ func (m *Manager) Stop() {
 		return
 	}
 	m.stopped = true
+	var omega []string
+	for _, rs := range m.servers {
+		if rs.spec.Omega && rs.up && rs.spec.NotifyDown != "" {
+			omega = append(omega, rs.spec.NotifyDown)
+		}
+	}
 	m.mu.Unlock()
 	m.cancel()
+	var wg sync.WaitGroup
+	for _, cmd := range omega {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := m.opts.Runner.RunScript(context.Background(), cmd, "", "", m.opts.NotifyTimeout); r.Err != nil {
+				m.log.Warn("omega notify_down failed", "script", cmd, "exit", r.ExitCode, "err", r.Err)
+			}
+		}()
+	}
+	wg.Wait()
 	m.probes.Wait()
 	m.mu.Lock()
 	m.tqCond.Broadcast()

@@ -153,3 +153,25 @@ func TestMiscCheckTimeoutKillsScript(t *testing.T) {
 	}
 	w.quiet("vs", rs.String(), 1)
 }
+
+func TestOmegaNotifiesDownOnStop(t *testing.T) {
+	dir := t.TempDir()
+	notify := filepath.Join(dir, "notify.sh")
+	writeScript(t, notify, "echo \"$@\" >> "+filepath.Join(dir, "notified")+"\n")
+	mk := func(rs string, omega bool) Spec {
+		s := tcpSpec("vs", rs, 0)
+		s.Checkers[0].Kind = KindMisc
+		s.Checkers[0].Misc.Path = "/bin/true"
+		s.NotifyDown, s.Omega = notify+" down "+rs, omega
+		return s
+	}
+	m := New(Options{})
+	if err := m.Start([]Spec{mk("10.0.0.20:80", true), mk("10.0.0.21:80", false)}); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	b, _ := os.ReadFile(filepath.Join(dir, "notified"))
+	if strings.TrimSpace(string(b)) != "down 10.0.0.20:80" {
+		t.Fatalf("omega notified %q", b)
+	}
+}

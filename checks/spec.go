@@ -156,7 +156,9 @@ type Spec struct {
 	NotifyUp          string         `json:"notify_up,omitempty"`
 	NotifyDown        string         `json:"notify_down,omitempty"`
 	SMTPAlert         bool           `json:"smtp_alert,omitempty"`
-	Checkers          []Checker      `json:"checkers,omitempty"`
+	// Omega: on shutdown, run notify_down for a real server that is up.
+	Omega    bool      `json:"omega,omitempty"`
+	Checkers []Checker `json:"checkers,omitempty"`
 }
 
 // RSKey identifies a real server within a virtual server.
