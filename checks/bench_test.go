@@ -2,6 +2,7 @@ package checks
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -185,5 +186,68 @@ func BenchmarkChecks12k(b *testing.B) {
 		st.LagP50, st.LagP99, st.LagMax, failures, down, runtime.NumGoroutine())
 	if failures > 0 || down > 0 {
 		b.Errorf("%d failed probes, %d real servers down: the benchmark measured failures", failures, down)
+	}
+}
+
+// BenchmarkProbeTCP and BenchmarkProbeHTTP: the cost of one check against
+// a loopback listener in this process (client and server side both).
+func BenchmarkProbeTCP(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	p, _ := NewProber(Checker{Kind: KindTCP, Connect: l.Addr().(*net.TCPAddr).AddrPort(), ConnectTimeout: time.Second, DelayLoop: time.Second}, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := p.Probe(ctx); !r.OK {
+			b.Fatal(r)
+		}
+	}
+}
+
+func BenchmarkProbeHTTP(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+			}()
+		}
+	}()
+	p, _ := NewProber(Checker{Kind: KindHTTP, Connect: l.Addr().(*net.TCPAddr).AddrPort(), ConnectTimeout: time.Second,
+		DelayLoop: time.Second, HTTP: HTTPOptions{URLs: []URL{{Path: "/", Digest: md5hex("ok\n")}}}}, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := p.Probe(ctx); !r.OK {
+			b.Fatal(r)
+		}
 	}
 }
