@@ -90,6 +90,15 @@ var diagnosticCases = []struct {
 	{"cluster typo", "cluster {\n bind_addr 10.0.0.1\n bootstrap_expec 3\n}\n",
 		[]string{"warning t.conf:3: unknown keyword 'bootstrap_expec' in cluster (did you mean 'bootstrap_expect'?)"}},
 	{"include refused", "include other.conf\n", []string{"error t.conf:1: include other.conf: includes are not allowed here"}},
+	{"preempt_delay with nopreempt", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n nopreempt\n preempt_delay 10\n", 1),
+		[]string{"warning t.conf:1: vrrp_instance V: preempt_delay does nothing with nopreempt; ignored (as keepalived does)"}},
+	{"tracking own interface", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n track_interface {\n  eth0\n }\n", 1),
+		[]string{"warning t.conf:4: vrrp_instance V: track_interface eth0 is the instance's own interface, which is always tracked; ignored"}},
+	{"weighted tracking in a sync group", "vrrp_script s {\n script /bin/true\n weight 5\n}\n" + strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n track_script {\n  s\n }\n", 1) +
+		strings.Replace(strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1), "virtual_router_id 1", "virtual_router_id 2", 1) + "vrrp_sync_group G {\n group {\n  V\n  W\n }\n}\n",
+		[]string{"warning t.conf:8: vrrp_instance V: track_script s with weight 5 ignored because the instance is in vrrp_sync_group G (as keepalived does; set sync_group_tracking_weight in the group to keep it)"}},
+	{"rule without priority", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n virtual_rules {\n  from 10.0.0.1 table 5\n }\n", 1),
+		[]string{"warning t.conf:4: rule: no priority (preference) given; using 16384, which is probably not what you want"}},
 	{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
 }
 
@@ -233,6 +242,153 @@ var grammarCases = []struct {
 		if cl.NodeName != "d1" || cl.BindAddr.String() != "10.0.0.11" || strings.Join(cl.Join, ",") != "10.0.0.12:7401,10.0.0.13:7401" ||
 			cl.BootstrapExpect != 3 || cl.Lease != 800*time.Millisecond || cl.Renew != 200*time.Millisecond || !c.Instance("V").Fenced(c) {
 			t.Errorf("cluster %+v", cl)
+		}
+	}},
+	{"sync group, unicast, routes, rules, vmac, notify", Options{}, `global_defs {
+  script_user root
+  enable_script_security
+}
+vrrp_script chk {
+  script "/bin/true"
+  interval 2
+  timeout 3
+  weight 10
+  rise 2
+  fall 3
+  user root
+}
+vrrp_track_file tf {
+  file /run/hakeep.tf
+  weight -5
+}
+vrrp_instance A {
+  state BACKUP
+  interface eth0
+  virtual_router_id 10
+  priority 120
+  advert_int 2
+  preempt_delay 30
+  unicast_src_ip 10.0.0.11
+  unicast_peer {
+    10.0.0.12
+    10.0.0.13
+  }
+  virtual_ipaddress {
+    10.0.0.100/24 dev eth0
+  }
+  virtual_ipaddress_excluded {
+    10.0.1.100/24 dev eth0
+  }
+  virtual_routes {
+    10.9.0.0/16 via 10.0.0.1 dev eth0
+    src 10.0.0.100 to 10.8.0.0/16 via 10.0.0.1 dev eth0
+  }
+  virtual_rules {
+    from 10.0.0.100/32 table 100 priority 100
+  }
+  track_interface {
+    eth1 weight 5
+  }
+  track_file {
+    tf weight 2
+  }
+  use_vmac vrrp.10
+  vmac_xmit_base
+  garp_master_delay 1
+  garp_master_refresh 60
+  notify_master "/bin/echo master"
+  notify_backup /bin/echo
+  notify_fault "/bin/echo fault"
+  notify_stop "/bin/echo stop"
+  notify /bin/echo
+  smtp_alert
+}
+vrrp_instance B {
+  interface eth0
+  virtual_router_id 11
+  virtual_ipaddress {
+    10.0.0.101/24 dev eth0
+  }
+}
+vrrp_sync_group G {
+  group {
+    A
+    B
+  }
+  notify_master "/bin/echo group"
+  sync_group_tracking_weight
+}
+`, func(t *testing.T, c *Config) {
+		a := c.Instance("A")
+		if !a.Preempt || a.PreemptDelay != 30*time.Second || a.AdvertInt != 2*time.Second || a.UnicastSrcIP.String() != "10.0.0.11" || len(a.UnicastPeers) != 2 ||
+			a.UnicastPeers[1].Addr.String() != "10.0.0.13" || len(a.ExcludedVIPs) != 1 || len(a.Routes) != 2 || a.Routes[1].Src.String() != "10.0.0.100" ||
+			a.Routes[1].Dst.String() != "10.8.0.0/16" || a.Rules[0].Table != "100" || a.TrackInterfaces[0].Weight != 5 || *a.TrackFiles[0].Weight != 2 ||
+			!a.UseVMAC || a.VMACName != "vrrp.10" || !a.VMACXmitBase || a.GARP.MasterDelay != time.Second || a.GARP.MasterRefresh != time.Minute ||
+			a.Notify.Backup != "/bin/echo" || a.Notify.Any != "/bin/echo" || !a.SMTPAlert || a.SyncGroup != "G" {
+			t.Errorf("A = %+v", a)
+		}
+		s := c.Script("chk")
+		if s.Timeout != 3*time.Second || s.User != "root" || s.Rise != 2 || s.Fall != 3 || s.Weight != 10 {
+			t.Errorf("chk = %+v", s)
+		}
+		if g := c.SyncGroups[0]; strings.Join(g.Group, ",") != "A,B" || g.Notify.Master != "/bin/echo group" || c.Instance("B").SyncGroup != "G" {
+			t.Errorf("G = %+v", g)
+		}
+		if c.TrackFileDefs[0].File != "/run/hakeep.tf" || c.TrackFileDefs[0].Weight != -5 {
+			t.Errorf("track file = %+v", c.TrackFileDefs[0])
+		}
+	}},
+	{"IPv6 instance and virtual server, sorry server, quorum", Options{}, `vrrp_instance V6 {
+  interface eth0
+  virtual_router_id 60
+  version 3
+  advert_int 0.5
+  virtual_ipaddress {
+    fd00:1::100/64 dev eth0
+  }
+}
+virtual_server fd00:1::100 443 {
+  delay_loop 10
+  lb_algo mh
+  lb_kind NAT
+  protocol TCP
+  persistence_timeout 300
+  quorum 2
+  hysteresis 1
+  quorum_up "/bin/echo up"
+  quorum_down "/bin/echo down"
+  alpha
+  omega
+  ha_suspend
+  inhibit_on_failure
+  sorry_server fd00:1::200 443
+  mh-port
+  real_server fd00:1::21 8443 {
+    weight 3
+    inhibit_on_failure
+    SSL_GET {
+      url {
+        path /healthz
+        digest 9b3a0c85a887a256d6939da88aabd8cd
+      }
+      connect_timeout 2
+    }
+  }
+}
+`, func(t *testing.T, c *Config) {
+		i := c.Instance("V6")
+		if i.Family != 6 || i.Version != 3 || i.AdvertInt != 500*time.Millisecond {
+			t.Errorf("V6 = %+v", i)
+		}
+		v := c.VirtualServers[0]
+		if v.Addr.String() != "[fd00:1::100]:443" || v.LBAlgo != "mh" || v.PersistenceTimeout != 5*time.Minute || v.Quorum != 2 || v.Hysteresis != 1 ||
+			!v.Alpha || !v.Omega || !v.HASuspend || v.SorryServer.Addr.String() != "[fd00:1::200]:443" || strings.Join(v.SchedFlags, ",") != "mh-port" {
+			t.Errorf("vs = %+v", v)
+		}
+		r := v.RealServers[0]
+		if r.Addr.String() != "[fd00:1::21]:8443" || r.Weight != 3 || !r.InhibitOnFailure || r.Checkers[0].URLs[0].Digest != "9b3a0c85a887a256d6939da88aabd8cd" ||
+			r.Checkers[0].ConnectPort != 8443 {
+			t.Errorf("rs = %+v %+v", r, r.Checkers[0])
 		}
 	}},
 	{"fence off", Options{}, "cluster {\n bind_addr 10.0.0.11\n}\n" + strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n fence off\n", 1), func(t *testing.T, c *Config) {

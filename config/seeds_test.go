@@ -147,7 +147,7 @@ func TestSeed000Template(t *testing.T) {
 		t.Errorf("no misspelling warning for SMTP_CHEKC:\n%s", d.Warnings())
 	}
 	i := c.Instance("VI_1")
-	if i == nil || len(i.VIPs) != 2 || i.VIPs[0].Dev != "eth1" || len(i.TrackInterfaces) != 2 || i.TrackInterfaces[1].Name != "ens33" ||
+	if i == nil || len(i.VIPs) != 2 || i.VIPs[0].Dev != "eth1" || len(i.TrackInterfaces) != 1 || i.TrackInterfaces[0].Name != "eth0" ||
 		len(i.Routes) != 1 || i.Routes[0].Dst.String() != "192.168.110.0/24" || i.Routes[0].Dev != "eth2" {
 		t.Errorf("VI_1 = %+v", i)
 	}

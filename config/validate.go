@@ -277,6 +277,19 @@ func (p *parser) validate() {
 		if len(i.VIPs) == 0 {
 			p.warnf(i.Pos, "vrrp_instance %s has no virtual_ipaddress; at least one is sensible", i.Name)
 		}
+		if !i.Preempt && i.PreemptDelay > 0 {
+			p.warnf(i.Pos, "vrrp_instance %s: preempt_delay does nothing with nopreempt; ignored (as keepalived does)", i.Name)
+			i.PreemptDelay = 0
+		}
+		kept := i.TrackInterfaces[:0]
+		for _, ti := range i.TrackInterfaces {
+			if ti.Name == i.Interface {
+				p.warnf(ti.Pos, "vrrp_instance %s: track_interface %s is the instance's own interface, which is always tracked; ignored", i.Name, ti.Name)
+				continue
+			}
+			kept = append(kept, ti)
+		}
+		i.TrackInterfaces = kept
 		if !i.Preempt && i.State == StateMaster {
 			p.warnf(i.Pos, "vrrp_instance %s: nopreempt does not work with state MASTER; use state BACKUP on every node", i.Name)
 		}
@@ -319,6 +332,9 @@ func (p *parser) validate() {
 			}
 			inGroup[m] = g
 			inst.SyncGroup = g.Name
+			if !g.SyncGroupTrackingWeight {
+				p.dropWeightedTracking(inst)
+			}
 		}
 		checkTracks("vrrp_sync_group "+g.Name, g.TrackScripts, g.TrackFiles)
 	}
@@ -352,4 +368,54 @@ func instanceNames(c *Config) []string {
 		out = append(out, i.Name)
 	}
 	return out
+}
+
+// dropWeightedTracking: in a sync group, keepalived ignores tracking with
+// a weight (a member's priority change would not move the group) unless
+// the group sets sync_group_tracking_weight. Those trackers are dropped
+// here with the same warning.
+func (p *parser) dropWeightedTracking(i *VRRPInstance) {
+	scripts := i.TrackScripts[:0]
+	for _, t := range i.TrackScripts {
+		w := 0
+		if t.Weight != nil {
+			w = *t.Weight
+		} else if s := p.cfg.Script(t.Name); s != nil {
+			w = s.Weight
+		}
+		if w != 0 {
+			p.warnf(t.Pos, "vrrp_instance %s: track_script %s with weight %d ignored because the instance is in vrrp_sync_group %s (as keepalived does; set sync_group_tracking_weight in the group to keep it)", i.Name, t.Name, w, i.SyncGroup)
+			continue
+		}
+		scripts = append(scripts, t)
+	}
+	i.TrackScripts = scripts
+	ifs := i.TrackInterfaces[:0]
+	for _, t := range i.TrackInterfaces {
+		if t.Weight != 0 {
+			p.warnf(t.Pos, "vrrp_instance %s: track_interface %s with weight %d ignored because the instance is in vrrp_sync_group %s (as keepalived does; set sync_group_tracking_weight in the group to keep it)", i.Name, t.Name, t.Weight, i.SyncGroup)
+			continue
+		}
+		ifs = append(ifs, t)
+	}
+	i.TrackInterfaces = ifs
+	files := i.TrackFiles[:0]
+	for _, t := range i.TrackFiles {
+		w := 0
+		if t.Weight != nil {
+			w = *t.Weight
+		} else {
+			for _, d := range p.cfg.TrackFileDefs {
+				if d.Name == t.Name {
+					w = d.Weight
+				}
+			}
+		}
+		if w != 0 {
+			p.warnf(t.Pos, "vrrp_instance %s: track_file %s with weight %d ignored because the instance is in vrrp_sync_group %s (as keepalived does; set sync_group_tracking_weight in the group to keep it)", i.Name, t.Name, w, i.SyncGroup)
+			continue
+		}
+		files = append(files, t)
+	}
+	i.TrackFiles = files
 }

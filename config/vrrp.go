@@ -1152,6 +1152,12 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 			}
 			k++
 		}
+		if ok && r.Priority == 0 {
+			// keepalived: "Rule has no preference specified - setting to
+			// 16384. This is probably not what you want."
+			p.warnf(m.pos(), "rule: no priority (preference) given; using 16384, which is probably not what you want")
+			r.Priority = 16384
+		}
 		if ok {
 			out = append(out, r)
 		}
