@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"hakeep/config"
 	"hakeep/director"
@@ -127,6 +128,10 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	log.Info("hakeepd started", "version", version, "config", o.configFile, "config_id", o.configID, "pid", os.Getpid())
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("cannot tell systemd we are ready", "err", err)
+	}
+	go runWatchdog(ctx, func() bool { return answers(d) })
 	for {
 		select {
 		case err := <-done:
@@ -138,14 +143,33 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGHUP:
+				sdNotify("RELOADING=1")
 				reload(o, d, log)
+				sdNotify("READY=1")
 			case syscall.SIGUSR1, syscall.SIGUSR2:
 				dumpState(d, log, s == syscall.SIGUSR2)
 			default:
 				log.Info("stopping", "signal", s.String())
+				sdNotify("STOPPING=1")
 				cancel()
 			}
 		}
+	}
+}
+
+// answers reports whether the director's event loops answer a status
+// query in time (the systemd watchdog's health test).
+func answers(d *director.Director) bool {
+	done := make(chan struct{})
+	go func() {
+		d.Status()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
 	}
 }
 
