@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // regexWindow is how much of a body the regex sees (keepalived also
@@ -208,7 +209,9 @@ func readHTTPResponse(br *bufio.Reader, keep int) (*httpResponse, error) {
 	defer resp.Body.Close()
 	h := md5.New()
 	kb := &keepBuf{max: keep}
-	if _, err := io.Copy(io.MultiWriter(h, kb), resp.Body); err != nil {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if _, err := io.CopyBuffer(io.MultiWriter(h, kb), resp.Body, *bp); err != nil {
 		return nil, fmt.Errorf("HTTP body unreadable: %s", netReason(err))
 	}
 	return &httpResponse{
@@ -216,6 +219,9 @@ func readHTTPResponse(br *bufio.Reader, keep int) (*httpResponse, error) {
 		Digest: hex.EncodeToString(h.Sum(nil)), Body: kb.b,
 	}, nil
 }
+
+// copyBufs saves io.Copy's 32 KiB buffer per check.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
 
 type keepBuf struct {
 	b   []byte

@@ -41,7 +41,7 @@ func NewProber(c Checker, runner ScriptRunner) (Prober, error) {
 	}
 	switch c.Kind {
 	case KindTCP:
-		return &tcpProber{c: c}, nil
+		return newTCPProber(c), nil
 	case KindHTTP, KindSSL:
 		return newHTTPProber(c)
 	case KindMisc:

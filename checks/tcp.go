@@ -6,10 +6,20 @@ import (
 )
 
 // tcpProber is TCP_CHECK: success is a completed TCP handshake.
-type tcpProber struct{ c Checker }
+type tcpProber struct {
+	c      Checker
+	dialer *net.Dialer
+	addr   string // to dial
+	ok     string // the success reason, built once
+}
+
+func newTCPProber(c Checker) *tcpProber {
+	return &tcpProber{c: c, dialer: dialer(&c, false), addr: target(&c),
+		ok: "TCP connection to " + FormatAddr(c.Connect) + " succeeded"}
+}
 
 func (p *tcpProber) Probe(ctx context.Context) Result {
-	conn, err := dialer(&p.c, false).DialContext(ctx, "tcp", target(&p.c))
+	conn, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		if ctx.Err() != nil || netReason(err) == "timed out" {
 			return failf("TCP connection to %s timed out", FormatAddr(p.c.Connect))
@@ -22,5 +32,5 @@ func (p *tcpProber) Probe(ctx context.Context) Result {
 		tc.SetLinger(0)
 	}
 	conn.Close()
-	return okResult("TCP connection to " + FormatAddr(p.c.Connect) + " succeeded")
+	return okResult(p.ok)
 }
