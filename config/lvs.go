@@ -29,6 +29,9 @@ func lbKindHandler(set func(*VirtualServer, string)) handler[*VirtualServer] {
 			p.errorf(n.pos(), "%s: want NAT, DR or TUN, got '%s'", n.kw(), s)
 			return
 		}
+		if k != s {
+			p.warnf(n.pos(), "%s: '%s' taken as %s; keepalived only knows upper case and would use NAT", n.kw(), s, k)
+		}
 		set(v, k)
 		if k == "TUN" {
 			p.tunOptions(n, v)
@@ -71,6 +74,10 @@ func init() {
 			s, ok := p.arg(n, 1)
 			if !ok {
 				return
+			}
+			if l := strings.ToLower(s); l != s && schedulers[l] {
+				p.warnf(n.pos(), "%s: '%s' taken as %s; keepalived only knows lower case and would use wlc", n.kw(), s, l)
+				s = l
 			}
 			if !schedulers[s] {
 				msg := "%s: unknown scheduler '%s'"
@@ -466,7 +473,7 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 	}
 	for _, o := range v.RealServers {
 		if o.Addr == r.Addr {
-			p.errorf(n.pos(), "real_server %s is already defined at %s in this virtual_server", r.Addr, o.Pos)
+			p.warnf(n.pos(), "real_server %s is already defined at %s in this virtual_server; this one is ignored (as keepalived does)", r.Addr, o.Pos)
 			return
 		}
 	}
@@ -755,6 +762,13 @@ func (p *parser) checker(n *node, r *RealServer) {
 			// keepalived: "No script path has been specified for
 			// MISC_CHECKER - skipping".
 			p.warnf(n.pos(), "MISC_CHECK without misc_path; the checker is ignored")
+			return
+		}
+	case CheckHTTP, CheckSSL:
+		if len(c.URLs) == 0 {
+			// keepalived: "HTTP/SSL_GET checker has no urls specified -
+			// ignoring".
+			p.warnf(n.pos(), "%s without a url block; the checker is ignored", kind)
 			return
 		}
 	case CheckBFD, CheckFile:

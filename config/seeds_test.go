@@ -156,10 +156,12 @@ func TestSeed000Template(t *testing.T) {
 	for _, ch := range rs.Checkers {
 		kinds = append(kinds, ch.Kind)
 	}
-	if strings.Join(kinds, ",") != "TCP_CHECK,SSL_GET,HTTP_GET" {
+	// The empty "SSL_GET {}" has no url: ignored with a warning, as
+	// keepalived does.
+	if strings.Join(kinds, ",") != "TCP_CHECK,HTTP_GET" {
 		t.Errorf("checkers = %v", kinds)
 	}
-	h := rs.Checkers[2]
+	h := rs.Checkers[1]
 	if len(h.URLs) != 3 || h.URLs[0].Digest != "640205b7b0fc66c1ea91c463fac6334d" || h.URLs[0].StatusCodes[0].Lo != 200 || h.Retry != 3 {
 		t.Errorf("HTTP_GET = %+v", h)
 	}
