@@ -118,7 +118,7 @@ func (p *dnsProber) Probe(ctx context.Context) Result {
 		case errors.Is(err, errNotOurs):
 			continue
 		case err != nil:
-			return failf("DNS_CHECK %s: %s %s: %v", addr, p.typ.String()[4:], p.name.String(), err)
+			return failf("DNS_CHECK %s: %s %s: %v", addr, strings.TrimPrefix(p.typ.String(), "Type"), p.name.String(), err)
 		default:
 			return okResult("DNS_CHECK " + addr + " answered NOERROR")
 		}

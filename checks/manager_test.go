@@ -391,3 +391,51 @@ func TestAlertText(t *testing.T) {
 		t.Fatalf("%q", body)
 	}
 }
+
+// logRec captures log records.
+type logRec struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (l *logRec) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRec) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := r.Message
+	r.Attrs(func(a slog.Attr) bool { s += " " + a.Key + "=" + a.Value.String(); return true })
+	l.recs = append(l.recs, s)
+	return nil
+}
+func (l *logRec) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRec) WithGroup(string) slog.Handler      { return l }
+
+func TestTransitionLogLine(t *testing.T) {
+	w := newFakeWorld(t, 0)
+	rec := &logRec{}
+	w.m.log = slog.New(rec)
+	const vs, rs = "10.0.0.1:80/TCP", "10.0.0.7:80"
+	if err := w.m.Start([]Spec{tcpSpec(vs, rs, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	w.runs(vs, rs, 1)
+	w.get(rs).set(false, -1, "TCP connection to [10.0.0.7]:80 failed: connect: connection refused")
+	w.clock.Advance(10 * time.Second)
+	w.next()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := len(rec.recs)
+		rec.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	want := "real server down vs=10.0.0.1:80/TCP rs=10.0.0.7:80 checker=TCP_CHECK [10.0.0.7]:80 weight=-1 reason=TCP connection to [10.0.0.7]:80 failed: connect: connection refused"
+	if len(rec.recs) != 1 || rec.recs[0] != want {
+		t.Fatalf("log %q", rec.recs)
+	}
+}
