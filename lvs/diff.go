@@ -1,6 +1,9 @@
 package lvs
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // OpKind is one kind of IPVS change.
 type OpKind uint8
@@ -53,14 +56,33 @@ func (o Op) String() string {
 // weight or method is an update, never a delete and add, so connections
 // survive. The result is ordered by service key.
 func Diff(current, desired Table, owned func(ServiceKey) bool) []Op {
+	return diff(current, desired, owned, nil)
+}
+
+// diff is Diff where known(k, s) reports that s is already in current as
+// it is (the reconciler's record of what it applied), so it need not be
+// compared destination by destination.
+func diff(current, desired Table, owned func(ServiceKey) bool, known func(ServiceKey, *Service) bool) []Op {
 	var ops []Op
-	for _, k := range desired.Keys() {
+	var keys []ServiceKey
+	for k, s := range desired {
+		if known == nil || !known(k, s) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, ServiceKey.compare)
+	for _, k := range keys {
 		ops = appendServiceDiff(ops, current[k], desired[k])
 	}
-	for _, k := range current.Keys() {
+	var gone []ServiceKey
+	for k := range current {
 		if _, ok := desired[k]; !ok && owned != nil && owned(k) {
-			ops = append(ops, Op{Kind: DelService, Service: current[k]})
+			gone = append(gone, k)
 		}
+	}
+	slices.SortFunc(gone, ServiceKey.compare)
+	for _, k := range gone {
+		ops = append(ops, Op{Kind: DelService, Service: current[k]})
 	}
 	return ops
 }
@@ -77,6 +99,8 @@ func appendServiceDiff(ops []Op, cur, want *Service) []Op {
 	}
 	if !cur.sameKernel(want) {
 		ops = append(ops, Op{Kind: UpdateService, Service: want})
+	} else if sameDests(cur, want) {
+		return ops // the common case on a reload: nothing to sort or copy
 	}
 	for _, d := range cur.SortedDests() {
 		if _, ok := want.Dests[d.Key()]; !ok {
@@ -120,4 +144,18 @@ func applyOp(t Table, op Op) {
 			delete(s.Dests, op.Dest.Key())
 		}
 	}
+}
+
+// sameDests reports whether two services hold the same destinations.
+func sameDests(a, b *Service) bool {
+	if len(a.Dests) != len(b.Dests) {
+		return false
+	}
+	for k, d := range a.Dests {
+		o, ok := b.Dests[k]
+		if !ok || !d.sameKernel(o) {
+			return false
+		}
+	}
+	return true
 }

@@ -17,7 +17,7 @@ var nsSeq atomic.Int32
 
 // newNS creates a network namespace of its own (IPVS tables are per
 // namespace) and returns its name and path; it is deleted at cleanup.
-func newNS(t *testing.T) (name, path string) {
+func newNS(t testing.TB) (name, path string) {
 	t.Helper()
 	vmtest.RequireIPVS(t)
 	name = fmt.Sprintf("lvs%d-%d", os.Getpid(), nsSeq.Add(1))
@@ -44,7 +44,7 @@ func newNS(t *testing.T) (name, path string) {
 }
 
 // inNS runs a command in the namespace and returns its output.
-func inNS(t *testing.T, ns string, args ...string) string {
+func inNS(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
 	if err != nil {

@@ -56,6 +56,11 @@ type Kernel struct {
 	pool chan *ipvs.Handle
 	all  []*ipvs.Handle
 	once sync.Once
+
+	nsPath  string
+	readers chan *batchWriter
+	batchMu sync.Mutex
+	batch   *batchWriter
 }
 
 // NewKernel opens sockets to the IPVS of the network namespace at nsPath
@@ -68,7 +73,7 @@ func NewKernel(nsPath string, sockets int) (*Kernel, error) {
 	if err := checkIPVSIn(nsPath); err != nil {
 		return nil, err
 	}
-	k := &Kernel{pool: make(chan *ipvs.Handle, sockets)}
+	k := &Kernel{pool: make(chan *ipvs.Handle, sockets), nsPath: nsPath, readers: make(chan *batchWriter, sockets)}
 	for range sockets {
 		h, err := ipvs.New(nsPath)
 		if err != nil {
@@ -109,6 +114,14 @@ func (k *Kernel) Close() {
 		for _, h := range k.all {
 			h.Close()
 		}
+		for len(k.readers) > 0 {
+			(<-k.readers).close()
+		}
+		k.batchMu.Lock()
+		if k.batch != nil {
+			k.batch.close()
+		}
+		k.batchMu.Unlock()
 	})
 }
 
@@ -197,8 +210,88 @@ func destFromIPVS(d *ipvs.Destination) Dest {
 	}
 }
 
-// Dump reads the whole table.
+// reader borrows a read socket (own netlink codec, less overhead than
+// moby's per request), opening one when none is idle.
+func (k *Kernel) reader() (*batchWriter, error) {
+	select {
+	case w := <-k.readers:
+		return w, nil
+	default:
+		return newBatchWriter(k.nsPath)
+	}
+}
+
+// putReader returns a healthy read socket to the pool (or closes it).
+func (k *Kernel) putReader(w *batchWriter, ok bool) {
+	if ok {
+		select {
+		case k.readers <- w:
+			return
+		default:
+		}
+	}
+	w.close()
+}
+
+// Dump reads the whole table: the service list, then each service's
+// destinations, spread over several sockets.
 func (k *Kernel) Dump() (Table, error) {
+	w, err := k.reader()
+	if err != nil {
+		return nil, err
+	}
+	svcs, err := w.dumpServices()
+	k.putReader(w, err == nil)
+	if err != nil {
+		return nil, fmt.Errorf("read IPVS table: %w", err)
+	}
+	t := make(Table, len(svcs))
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	work := make(chan *Service)
+	for range min(cap(k.readers), max(1, len(svcs)/16)) {
+		wg.Go(func() {
+			w, err := k.reader()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				for range work {
+				}
+				return
+			}
+			ok := true
+			for s := range work {
+				err := w.dumpDests(s)
+				mu.Lock()
+				switch {
+				case err == nil:
+					t[s.Key] = s
+				case errors.Is(err, ErrNoService): // deleted meanwhile
+				default:
+					ok = false
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+			k.putReader(w, ok)
+		})
+	}
+	for _, s := range svcs {
+		work <- s
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("read IPVS table: %w", errors.Join(errs...))
+	}
+	return t, nil
+}
+
+// dumpMoby reads the whole table through moby/ipvs, one request per
+// service (kept to cross-check the fast dump in tests).
+func (k *Kernel) dumpMoby() (Table, error) {
 	var svcs []*ipvs.Service
 	if err := k.with(func(h *ipvs.Handle) (err error) {
 		svcs, err = h.GetServices()
@@ -305,4 +398,24 @@ func (k *Kernel) Flush() error {
 		return fmt.Errorf("flush IPVS table: %w", err)
 	}
 	return nil
+}
+
+// Batch applies many changes in order over one netlink socket, a few
+// hundred per write. It returns one error slot per op; err is for the
+// socket itself (then the state of the ops without an error is unknown).
+func (k *Kernel) Batch(ops []Op) (errs []error, err error) {
+	k.batchMu.Lock()
+	defer k.batchMu.Unlock()
+	if k.batch == nil {
+		if k.batch, err = newBatchWriter(k.nsPath); err != nil {
+			return nil, err
+		}
+	}
+	errs, err = k.batch.write(ops)
+	if err != nil {
+		// The socket may hold stale acks now: start over with a new one.
+		k.batch.close()
+		k.batch = nil
+	}
+	return errs, err
 }

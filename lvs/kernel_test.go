@@ -60,7 +60,7 @@ func requireKernelEquals(t *testing.T, ns string, want Table, foreign ...Service
 }
 
 func TestKernelEverySchedulerMethodAndFamily(t *testing.T) {
-	r, _, ns := kernelRec(t, Options{})
+	r, k, ns := kernelRec(t, Options{})
 	var vss []*config.VirtualServer
 	for i, s := range Schedulers {
 		v := vsConf("10.0.0.1:"+itoa(1000+i), rs("10.1.0.1:80", 1, false), rs("10.1.0.2:8080", 3, false))
@@ -113,6 +113,19 @@ func TestKernelEverySchedulerMethodAndFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireKernelEquals(t, ns, d.Table)
+	// The batched dump reads what moby/ipvs reads.
+	fast, err := k.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := k.dumpMoby()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func(ServiceKey) bool { return true }
+	if len(fast) != len(slow) || len(Diff(fast, slow, all)) > 0 || len(Diff(slow, fast, all)) > 0 {
+		t.Fatalf("fast dump differs from moby's: %q", opKinds(Diff(fast, slow, all)))
+	}
 	// Applying again changes nothing.
 	if st, err := r.Resync(context.Background()); err != nil || st.Ops != 0 {
 		t.Fatalf("second pass: %+v %v", st, err)

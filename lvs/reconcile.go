@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -54,6 +57,10 @@ type Reconciler struct {
 	desired Table
 	owned   map[ServiceKey]bool // desired now or before: ours to delete
 	cache   Table               // the kernel as last read or written; nil: unknown
+	// applied records desired services known to be in cache as they are
+	// (same pointer: unchanged since), so a reload that reuses them skips
+	// comparing their destinations.
+	applied map[ServiceKey]*Service
 	lastErr error
 	lastOK  time.Time
 	total   Stats
@@ -175,9 +182,12 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 			return st, r.fail(fmt.Errorf("read kernel IPVS table: %w", err))
 		}
 		r.cache = cur
+		r.applied = nil // compare everything against what was read
 	}
-	ops := Diff(r.cache, r.desired, func(k ServiceKey) bool { return r.owned[k] })
+	ops := diff(r.cache, r.desired, func(k ServiceKey) bool { return r.owned[k] },
+		func(k ServiceKey, s *Service) bool { return r.applied[k] == s })
 	if len(ops) == 0 {
+		r.markApplied()
 		r.ok()
 		return st, nil
 	}
@@ -199,6 +209,7 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 		r.cache = nil
 		return st, r.fail(err)
 	}
+	r.markApplied()
 	for k := range r.owned {
 		if _, ok := r.desired[k]; !ok {
 			if _, inKernel := r.cache[k]; !inKernel {
@@ -211,7 +222,13 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 	return st, nil
 }
 
+// markApplied records the desired services as present in the kernel.
+func (r *Reconciler) markApplied() {
+	r.applied = maps.Clone(map[ServiceKey]*Service(r.desired))
+}
+
 func (r *Reconciler) fail(err error) error {
+	r.applied = nil
 	r.lastErr = err
 	return err
 }
@@ -221,10 +238,61 @@ func (r *Reconciler) ok() {
 	r.lastOK = time.Now()
 }
 
+// Batcher is implemented by clients that can apply many changes in one
+// go (Kernel does, over netlink). It returns one error slot per op.
+type Batcher interface {
+	Batch(ops []Op) ([]error, error)
+}
+
+// batchMin is the number of changes from which a Batcher is used; fewer
+// go one by one (a single change is one round trip either way).
+const batchMin = 16
+
+// applyBatch applies ops through b in order and updates the cache.
+func (r *Reconciler) applyBatch(b Batcher, ops []Op) ([]ServiceKey, []error) {
+	var keys []ServiceKey
+	for i, op := range ops {
+		if i == 0 || op.Service.Key != ops[i-1].Service.Key {
+			keys = append(keys, op.Service.Key)
+		}
+	}
+	slots, err := b.Batch(ops)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var done changeLog
+	for i, op := range ops {
+		if i > 0 && op.Service.Key != ops[i-1].Service.Key {
+			done.flush(r.log)
+		}
+		var e error
+		if i < len(slots) {
+			e = slots[i]
+		} else {
+			e = errors.New("not applied")
+		}
+		if e != nil {
+			if err == nil {
+				errs = append(errs, e)
+				r.log.Error("ipvs change failed", opAttrs(op, "err", e)...)
+			}
+			continue
+		}
+		applyOp(r.cache, op)
+		done.add(op)
+	}
+	done.flush(r.log)
+	return keys, errs
+}
+
 // apply runs the ops: the ops of one service in order, different services
-// in parallel. It updates the cache with what succeeded and returns the
+// in parallel (or all in one ordered batch when the client can). It updates the cache with what succeeded and returns the
 // touched service keys.
 func (r *Reconciler) apply(ctx context.Context, ops []Op) ([]ServiceKey, []error) {
+	if b, ok := r.c.(Batcher); ok && len(ops) >= batchMin {
+		return r.applyBatch(b, ops)
+	}
 	var groups [][]Op
 	var keys []ServiceKey
 	for i := 0; i < len(ops); {
@@ -245,6 +313,7 @@ func (r *Reconciler) apply(ctx context.Context, ops []Op) ([]ServiceKey, []error
 	for range min(r.opt.Workers, len(groups)) {
 		wg.Go(func() {
 			for g := range work {
+				var done changeLog
 				for _, op := range g {
 					if ctx.Err() != nil {
 						mu.Lock()
@@ -261,9 +330,10 @@ func (r *Reconciler) apply(ctx context.Context, ops []Op) ([]ServiceKey, []error
 						break // the rest of this service depends on it
 					}
 					applyOp(r.cache, op)
-					r.log.Info("ipvs change", opAttrs(op)...)
 					mu.Unlock()
+					done.add(op)
 				}
+				done.flush(r.log)
 			}
 		})
 	}
@@ -273,6 +343,51 @@ func (r *Reconciler) apply(ctx context.Context, ops []Op) ([]ServiceKey, []error
 	close(work)
 	wg.Wait()
 	return keys, errs
+}
+
+// changeLog collects the applied changes of one service into one log
+// line: every change is logged, at a cost that a 42,000-change start can
+// afford (one formatted record per change costs more than the change).
+type changeLog struct {
+	vs  *Service
+	n   int
+	buf []byte
+}
+
+func (c *changeLog) add(op Op) {
+	if c.n > 0 {
+		c.buf = append(c.buf, "; "...)
+	}
+	c.vs = op.Service
+	c.n++
+	c.buf = append(c.buf, op.Kind.String()...)
+	switch op.Kind {
+	case AddService, UpdateService:
+		c.buf = append(c.buf, ' ')
+		c.buf = append(c.buf, op.Service.Scheduler...)
+		c.buf = append(c.buf, " flags "...)
+		c.buf = strconv.AppendUint(c.buf, uint64(op.Service.Flags&flagsCompared), 16)
+		c.buf = append(c.buf, " timeout "...)
+		c.buf = strconv.AppendUint(c.buf, uint64(op.Service.Timeout), 10)
+	case AddDest, UpdateDest:
+		c.buf = append(c.buf, ' ')
+		c.buf = netip.AddrPortFrom(op.Dest.Addr, op.Dest.Port).AppendTo(c.buf)
+		c.buf = append(c.buf, ' ')
+		c.buf = append(c.buf, op.Dest.Method.String()...)
+		c.buf = append(c.buf, " weight "...)
+		c.buf = strconv.AppendInt(c.buf, int64(op.Dest.Weight), 10)
+	case DelDest:
+		c.buf = append(c.buf, ' ')
+		c.buf = netip.AddrPortFrom(op.Dest.Addr, op.Dest.Port).AppendTo(c.buf)
+	}
+}
+
+func (c *changeLog) flush(log *slog.Logger) {
+	if c.n == 0 {
+		return
+	}
+	log.Info("ipvs change", "vs", c.vs.Key.String(), "count", c.n, "changes", string(c.buf))
+	c.n, c.buf = 0, c.buf[:0]
 }
 
 // opAttrs are the log attributes of a change, with stable keys.
