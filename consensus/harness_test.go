@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -38,13 +39,13 @@ func fastGossip(c *memberlist.Config) {
 // tnode is one director of a test cluster; it can be stopped and started
 // again on the same data dir and ports.
 type tnode struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  Config
 	node *Node
 }
 
 type tcluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*tnode
 }
 
@@ -56,9 +57,10 @@ type clusterOpts struct {
 	mode     string
 	validate func(string, []byte) error
 	snapshot uint64
+	timeouts Timeouts
 }
 
-func newCluster(t *testing.T, o clusterOpts) *tcluster {
+func newCluster(t testing.TB, o clusterOpts) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t}
 	base := t.TempDir()
@@ -66,7 +68,7 @@ func newCluster(t *testing.T, o clusterOpts) *tcluster {
 		cfg := Config{
 			NodeName: fmt.Sprintf("d%d", i+1), BindAddr: netip.MustParseAddr("127.0.0.1"),
 			DataDir: filepath.Join(base, fmt.Sprintf("d%d", i+1)), BootstrapExpect: o.expect,
-			Timeouts: testTimeouts, GossipKey: o.key, HealthMode: o.mode, Validate: o.validate,
+			Timeouts: cmp.Or(o.timeouts, testTimeouts), GossipKey: o.key, HealthMode: o.mode, Validate: o.validate,
 			SnapshotThreshold: o.snapshot, GossipTuning: fastGossip, Logger: testLogger(),
 		}
 		if o.tls != nil {
@@ -109,7 +111,7 @@ func (tn *tnode) stop() {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -169,7 +171,7 @@ func (c *tcluster) waitVersion(v uint64) {
 	})
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -41,9 +41,12 @@ type Timeouts struct {
 
 // LANTimeouts are tuned for directors on one LAN: a dead leader is replaced
 // in about a second, far below the VRRP master-down interval with the
-// default advert_int.
+// default advert_int. Commit is short because followers learn the commit
+// index only with the next append (raft sends one per Commit interval when
+// idle: a few hundred tiny RPCs a second, cheap on a LAN, and it halves
+// push-to-applied latency compared with 5 ms).
 func LANTimeouts() Timeouts {
-	return Timeouts{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 5 * time.Millisecond}
+	return Timeouts{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 2 * time.Millisecond}
 }
 
 // Config is what a Node needs; ConfigFromCluster builds it from the
