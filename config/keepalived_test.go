@@ -169,3 +169,51 @@ func TestAgainstKeepalived(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivedSamples runs the sample configurations shipped with
+// Debian's keepalived through both readers (read in place: they are
+// keepalived's files, not ours) and compares the verdicts.
+func TestKeepalivedSamples(t *testing.T) {
+	bin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("keepalived not installed (apt-get install keepalived)")
+	}
+	files, _ := filepath.Glob("/usr/share/doc/keepalived/samples/keepalived.conf.*")
+	if len(files) == 0 {
+		t.Skip("no keepalived samples in /usr/share/doc/keepalived/samples")
+	}
+	known := map[string][3]string{
+		// "to 192.168.100./24" is not an address: keepalived skips the
+		// rule with a warning, hakeep refuses the file.
+		"keepalived.conf.vrrp.rules": {"warn", "error", "bad address"},
+		// hakeep runs in the namespace it is started in.
+		"keepalived.conf.conditional_conf@high": {"clean", "warn", "net_namespace is not supported"},
+		"keepalived.conf.conditional_conf@low":  {"clean", "warn", "net_namespace is not supported"},
+	}
+	for _, f := range files {
+		for _, id := range []string{"", "high", "low"} {
+			if id != "" && !strings.HasSuffix(f, "conditional_conf") {
+				continue
+			}
+			name := filepath.Base(f) + "@" + id
+			t.Run(name, func(t *testing.T) {
+				_, d := Load(f, Options{ConfigID: id})
+				k, lines := keepalivedOutcome(t, bin, f, id)
+				o := ourOutcome(d)
+				exp, ok := known[filepath.Base(f)]
+				if !ok {
+					exp, ok = known[name]
+				}
+				if ok {
+					if k != exp[0] || o != exp[1] {
+						t.Errorf("keepalived %s, hakeep %s; recorded %s/%s (%s)\nkeepalived: %s\nhakeep: %s", k, o, exp[0], exp[1], exp[2], strings.Join(lines, "\n"), d)
+					}
+					return
+				}
+				if k != o {
+					t.Errorf("keepalived %s, hakeep %s\nkeepalived: %s\nhakeep: %s", k, o, strings.Join(lines, "\n"), d)
+				}
+			})
+		}
+	}
+}

@@ -333,6 +333,9 @@ func (p *parser) virtualServer(n *node) {
 			set[m.kw()] = true
 		}
 	}
+	if v.FWMark != 0 && set["protocol"] {
+		p.warnf(n.pos(), "virtual_server fwmark %d: protocol is ignored for a fwmark service (as keepalived does)", v.FWMark)
+	}
 	if v.FWMark == 0 && !set["protocol"] {
 		p.warnf(n.pos(), "virtual_server %s: no protocol set; using TCP (keepalived 2.2 would use UDP: set it explicitly)", v.Key())
 	}

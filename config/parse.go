@@ -105,6 +105,7 @@ type parser struct {
 	removedScript map[string]bool
 	vsSeen        map[string]Pos
 	hasGlobal     bool
+	nextRulePref  int // keepalived's default rule preferences count down
 }
 
 func (p *parser) errorf(pos Pos, format string, args ...any) {

@@ -50,6 +50,12 @@ func (p *parser) finalize() {
 			}
 			i.Interface = def
 		}
+		if i.Auth != nil && i.Auth.Type == "AH" && i.State == StateMaster {
+			// keepalived: "Initial state master is incompatible with AH
+			// authentication - clearing".
+			p.warnf(i.Pos, "vrrp_instance %s: state MASTER does not work with AH authentication; starting as BACKUP (as keepalived does)", i.Name)
+			i.State = StateBackup
+		}
 		if i.Auth != nil && i.Version == 3 {
 			p.warnf(i.Auth.Pos, "vrrp_instance %s: authentication is not part of VRRPv3; ignored (as keepalived does)", i.Name)
 			i.Auth = nil
@@ -305,6 +311,7 @@ func (p *parser) validate() {
 	}
 	inGroup := map[string]*SyncGroup{}
 	sgNames := map[string]*SyncGroup{}
+	groups := c.SyncGroups[:0]
 	for _, g := range c.SyncGroups {
 		if old := sgNames[g.Name]; old != nil {
 			p.errorf(g.Pos, "vrrp_sync_group %s is already defined at %s", g.Name, old.Pos)
@@ -312,8 +319,11 @@ func (p *parser) validate() {
 		}
 		sgNames[g.Name] = g
 		if len(g.Group) == 0 {
-			p.errorf(g.Pos, "vrrp_sync_group %s has no group { } members", g.Name)
-		} else if len(g.Group) == 1 {
+			p.warnf(g.Pos, "vrrp_sync_group %s has no group { } members; ignored", g.Name)
+			continue
+		}
+		groups = append(groups, g)
+		if len(g.Group) == 1 {
 			p.warnf(g.Pos, "vrrp_sync_group %s has only one member; this is probably not what you want", g.Name)
 		}
 		for _, m := range g.Group {
@@ -338,6 +348,7 @@ func (p *parser) validate() {
 		}
 		checkTracks("vrrp_sync_group "+g.Name, g.TrackScripts, g.TrackFiles)
 	}
+	c.SyncGroups = groups
 	vsKeys := map[string]*VirtualServer{}
 	for _, v := range c.VirtualServers {
 		if v.Group != "" && c.VSGroup(v.Group) == nil {

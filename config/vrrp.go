@@ -653,6 +653,7 @@ func init() {
 		"smtp_alert":         func(p *parser, n *node, i *VRRPInstance) { i.SMTPAlert = p.flag(n) },
 		"lvs_sync_daemon_interface": func(p *parser, n *node, i *VRRPInstance) {
 			if s, ok := p.arg(n, 1); ok {
+				p.warnf(n.pos(), "lvs_sync_daemon_interface in a vrrp_instance is deprecated; use lvs_sync_daemon in global_defs (as keepalived says)")
 				i.LVSSyncDaemonInterface = s
 			}
 		},
@@ -1017,7 +1018,16 @@ func (p *parser) route(m *node) *Route {
 				}
 			}
 			k++
-		case "via", "gw":
+		case "via", "gw", "or":
+			if w[k] != "via" {
+				alt := map[string]string{"gw": "via", "or": "nexthop"}[w[k]]
+				p.warnf(m.pos(), "route: '%s' is deprecated; use '%s' (as keepalived says)", w[k], alt)
+			}
+			if w[k] == "or" {
+				// An alternative next hop: kept in Args only.
+				k++
+				continue
+			}
 			if s, ok := val(k); ok {
 				if k+2 < len(w) && (s == "inet" || s == "inet6") {
 					k++
@@ -1095,6 +1105,11 @@ func (p *parser) route(m *node) *Route {
 	if w := m.words[0]; w == "default" && r.Via.Is6() {
 		r.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 	}
+	if r.Dev == "" && !r.NoTrack {
+		// keepalived: "cannot track route X with no interface specified".
+		p.warnf(m.pos(), "route %s: no dev given, so it is not tracked (as keepalived does); add dev or no_track", r.Dst)
+		r.NoTrack = true
+	}
 	return r
 }
 
@@ -1155,8 +1170,13 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 		if ok && r.Priority == 0 {
 			// keepalived: "Rule has no preference specified - setting to
 			// 16384. This is probably not what you want."
-			p.warnf(m.pos(), "rule: no priority (preference) given; using 16384, which is probably not what you want")
-			r.Priority = 16384
+			// keepalived counts down from 16384 for each such rule.
+			if p.nextRulePref == 0 {
+				p.nextRulePref = 16384
+			}
+			p.warnf(m.pos(), "rule: no priority (preference) given; using %d, which is probably not what you want", p.nextRulePref)
+			r.Priority = p.nextRulePref
+			p.nextRulePref--
 		}
 		if ok {
 			out = append(out, r)
