@@ -238,7 +238,7 @@ func init() {
 	for _, f := range []string{"sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"} {
 		t[f] = func(p *parser, n *node, v *VirtualServer) { p.noBlock(n); v.SchedFlags = append(v.SchedFlags, n.kw()) }
 	}
-	for _, k := range []string{"ip_family", "lb_kind_mh_port", "lvs_timeouts"} {
+	for _, k := range []string{"ip_family", "lb_kind_mh_port", "lvs_timeouts", "quorum_max"} {
 		t[k] = func(p *parser, n *node, v *VirtualServer) { other(&v.Other, n) }
 	}
 	vsTable = t
@@ -832,7 +832,7 @@ func (p *parser) url(n *node, c *Checker) {
 			u.RegexNoMatch = p.flag(m)
 		case "regex_options":
 			u.RegexOptions = strings.Join(m.args(), " ")
-		case "regex_stop", "regex_min_offset", "regex_max_offset":
+		case "regex_stop", "regex_min_offset", "regex_max_offset", "regex_stack":
 			// accepted; offsets of keepalived's PCRE matcher.
 		default:
 			p.unknown(m, []string{"path", "digest", "status_code", "virtualhost", "regex", "regex_no_match", "regex_options", "regex_stop", "regex_min_offset", "regex_max_offset"}, "url")

@@ -329,6 +329,7 @@ func init() {
 		"bfd_instance":        acceptedBlock,
 		"linkbeat_interfaces": acceptedBlock,
 		"garp_group":          acceptedBlock,
+		"vrrp_track_process":  acceptedBlock,
 		"net_namespace":       acceptedSimple,
 		"instance":            acceptedSimple,
 	}

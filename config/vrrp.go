@@ -57,6 +57,13 @@ var globalAccepted = []string{
 	"checker_no_swap", "vrrp_dont_track_primary_v6", "random_seed", "reload_check_config",
 	"reload_time_file", "reload_repeat", "reload_file", "data_use_instance", "tmp_config_directory",
 	"config_save_dir", "vrrp_socket_priority",
+	"bfd_cpu_affinity", "bfd_process_name", "checker_cpu_affinity", "checker_log_all_failures", "checker_process_name",
+	"dbus_service_name", "disable_local_igmp", "enable_dbus", "fifo_write_vrrp_states_on_reload",
+	"lvs_netlink_cmd_rcv_bufs_force", "lvs_netlink_monitor_rcv_bufs_force", "net_namespace_ipvs", "nftables_ipvs",
+	"nftables_ipvs_priority", "nftables_ipvs_start_fwmark", "no_checker_emails", "process_monitor_rcv_bufs_force",
+	"rs_init_notifies", "smtp_alert_checker", "smtp_alert_vrrp", "snmp_name", "vrrp_cpu_affinity", "vrrp_down_timer_adverts",
+	"vrrp_garp_extra_if", "vrrp_netlink_cmd_rcv_bufs_force", "vrrp_netlink_monitor_rcv_bufs_force", "vrrp_process_name",
+	"log_unknown_vrids", "vmac_prefix", "vmac_addr_prefix", "process_names", "enable_snmp_checker_rfc",
 }
 
 func init() {
@@ -714,7 +721,8 @@ func init() {
 	for _, k := range []string{"native_ipv6", "unicast_fault_no_peer", "check_unicast_src", "kernel_rx_buf_size",
 		"higher_prio_send_advert", "skip_check_adv_addr", "track_process", "track_bfd", "notify_priority_changes",
 		"no_accept_vmac", "old_unicast_checksum", "vmac_xmit_base_v6", "linkbeat_use_polling", "promote_secondaries",
-		"mcast_ttl"} {
+		"mcast_ttl", "down_timer_adverts", "garp_extra_if", "lower_prio_no_advert", "use_ipvlan", "use_vmac_addr",
+		"track_src_ip", "mcast_dst_ip", "interface_up_down_delays"} {
 		t[k] = func(p *parser, n *node, i *VRRPInstance) { other(&i.Other, n) }
 	}
 	for k, h := range notifyKeywords {
