@@ -112,6 +112,15 @@ func TestHTTPProbeOptions(t *testing.T) {
 			c.HTTP.Virtualhost = "www.example.test"
 			c.HTTP.URLs = []URL{{Path: "/vhost", Digest: md5hex("host=www.example.test sni=www.example.test\n")}}
 		}, true, ""},
+		{"ssl client certificate", KindSSL, func(c *Checker) {
+			c.Connect = n.tls
+			c.HTTP.CertFile, c.HTTP.KeyFile = selfSigned(t, t.TempDir(), "client.test")
+			c.HTTP.URLs = []URL{{Path: "/clientcert", Digest: md5hex("dn=CN=client.test\n")}}
+		}, true, ""},
+		{"ssl without client certificate", KindSSL, func(c *Checker) {
+			c.Connect = n.tls
+			c.HTTP.URLs = []URL{{Path: "/clientcert", Digest: md5hex("dn=\n")}}
+		}, true, ""},
 		{"ssl to plain port", KindSSL, func(c *Checker) {
 			c.HTTP.URLs = []URL{{Path: "/page.html"}}
 		}, false, "SSL handshake failed"},

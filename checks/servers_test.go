@@ -199,7 +199,9 @@ http {
     ssl_certificate_key %[5]s;
     root %[6]s;
     location = /down { return 503; }
+    ssl_verify_client optional_no_ca;
     location = /vhost { return 200 "host=$host sni=$ssl_server_name\n"; }
+    location = /clientcert { return 200 "dn=$ssl_client_s_dn\n"; }
   }
 }
 `, prefix, n.http, n.tls, cert, key, docroot)

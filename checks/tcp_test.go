@@ -1,7 +1,9 @@
 package checks
 
 import (
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,4 +64,48 @@ func TestTCPCheckTimeout(t *testing.T) {
 	w.quiet("vs", ap.String(), 2)
 	nsRun(t, name, "iptables", "-D", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
 	w.expect("vs", ap.String(), true, "succeeded")
+}
+
+// TestTCPProbeBindAndIPv6: bindto/bind_port choose the source, and IPv6
+// targets work; the kernel's view of the peer proves it.
+func TestTCPProbeBindAndIPv6(t *testing.T) {
+	for _, tc := range []struct {
+		name, listen string
+		bind         netip.Addr
+		bindPort     bool
+	}{
+		{"v4 bindto", "127.0.0.1:0", netip.MustParseAddr("127.0.0.5"), true},
+		{"v6", "[::1]:0", netip.Addr{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", tc.listen)
+			if err != nil {
+				t.Skipf("listen %s: %v", tc.listen, err)
+			}
+			defer l.Close()
+			peers := make(chan netip.AddrPort, 1)
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+				c.Close()
+			}()
+			ap := l.Addr().(*net.TCPAddr).AddrPort()
+			c := fastChecker(KindTCP, ap)
+			c.BindTo = tc.bind
+			if tc.bindPort {
+				c.BindPort = freePort(t, "tcp")
+			}
+			r := probeOnce(t, c)
+			if !r.OK || !strings.Contains(r.Reason, FormatAddr(ap)) {
+				t.Fatalf("%+v", r)
+			}
+			peer := <-peers
+			if tc.bind.IsValid() && (peer.Addr() != tc.bind || peer.Port() != c.BindPort) {
+				t.Fatalf("peer %s, want %s:%d", peer, tc.bind, c.BindPort)
+			}
+		})
+	}
 }
