@@ -276,3 +276,16 @@ func TestServeTLSMutual(t *testing.T) {
 		t.Fatalf("client without certificate: %v", err)
 	}
 }
+
+func TestStandalone(t *testing.T) {
+	f := fake()
+	path, _ := serveUnix(t, api.Compose(f, api.Standalone("lb1")))
+	c := api.NewClient(path)
+	st, err := c.Status(ctx(t))
+	if err != nil || st.Node != "lb1" || st.Raft.State != "" || len(st.Instances) != 1 {
+		t.Fatalf("standalone status = %+v, %v", st, err)
+	}
+	if _, err := c.ConfigPush(ctx(t), api.PushRequest{Text: "x"}); !isCode(err, api.CodeUnavailable) || !strings.Contains(err.Error(), "without a cluster") {
+		t.Fatalf("standalone push: %v", err)
+	}
+}

@@ -2,6 +2,8 @@ package consensus
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -11,9 +13,11 @@ func TestBootstrapExpectAndPush(t *testing.T) {
 	c := newCluster(t, clusterOpts{n: 3, expect: 3})
 	l := c.leader()
 	for _, tn := range c.nodes {
-		if got := tn.node.Voters(); !slices.Equal(got, []string{"d1", "d2", "d3"}) {
-			t.Fatalf("%s voters = %v", tn.cfg.NodeName, got)
-		}
+		// A follower may hear the leader's heartbeat before it stores the
+		// configuration entry.
+		waitFor(t, tn.cfg.NodeName+" knows all three voters", 10*time.Second, func() bool {
+			return slices.Equal(tn.node.Voters(), []string{"d1", "d2", "d3"})
+		})
 	}
 	// Push through a follower: forwarded to the leader.
 	var f *tnode
@@ -71,4 +75,33 @@ func TestManualInitJoinRemove(t *testing.T) {
 	}
 	waitFor(t, "3 voters again", 10*time.Second, func() bool { return len(d1.node.Voters()) == 3 })
 	c.waitVersion(1)
+}
+
+// TestManualRestartFindsPeers: a director joined by hand (no join list)
+// finds its gossip peers again after a restart, from the peers it saved.
+func TestManualRestartFindsPeers(t *testing.T) {
+	c := newCluster(t, clusterOpts{n: 2})
+	d1, d2 := c.nodes[0], c.nodes[1]
+	d2.cfg.Join = nil
+	if err := d1.node.Init(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.node.Join(ctxT(t, 10*time.Second), d1.node.GossipAddr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "d2 saved its peers", 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(d2.cfg.DataDir, peersFile))
+		return err == nil
+	})
+	d2.stop()
+	d2.start()
+	waitFor(t, "d2 sees d1 alive again", 10*time.Second, func() bool {
+		for _, m := range d2.node.Members() {
+			if m.Name == "d1" && m.Status == MemberAlive {
+				return true
+			}
+		}
+		return false
+	})
+	c.leader()
 }

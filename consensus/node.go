@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -263,14 +264,15 @@ func (n *Node) start() error {
 	if hasState {
 		n.log.Info("resuming cluster state from disk", "data_dir", cfg.DataDir)
 	}
-	if len(cfg.Join) > 0 {
-		if _, err := g.join(cfg.Join); err != nil {
+	if join := n.joinAddrs(); len(join) > 0 {
+		if _, err := g.join(join); err != nil {
 			n.log.Warn("initial gossip join failed; retrying in the background", "err", err)
 		}
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.bootstrapLoop(hasState)
 	go n.reportLoop()
+	go n.gossipLoop()
 	return nil
 }
 
@@ -369,9 +371,9 @@ func (n *Node) bootstrapLoop(hasState bool) {
 			n.gossip.setHasState(true)
 			return
 		}
-		if len(n.cfg.Join) > 0 && n.gossip.ml.NumMembers() <= 1 && time.Since(lastJoin) > time.Second {
+		if join := n.joinAddrs(); len(join) > 0 && n.gossip.ml.NumMembers() <= 1 && time.Since(lastJoin) > time.Second {
 			lastJoin = time.Now()
-			if _, err := n.gossip.join(n.cfg.Join); err != nil {
+			if _, err := n.gossip.join(join); err != nil {
 				n.log.Debug("gossip join retry failed", "err", err)
 			}
 		}
@@ -793,4 +795,65 @@ func (n *Node) cutOff() (bool, string) {
 		return true, fmt.Sprintf("no contact with the leader for %s", time.Since(lc).Round(time.Millisecond))
 	}
 	return false, ""
+}
+
+// peersFile keeps the gossip addresses of the members last seen, so a
+// director restarted without join addresses (joined by hand) finds its
+// peers again.
+const peersFile = "gossip-peers.json"
+
+// joinAddrs is the configured join list plus the peers remembered on disk.
+func (n *Node) joinAddrs() []string {
+	addrs := slices.Clone(n.cfg.Join)
+	if b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile)); err == nil {
+		var saved []string
+		if json.Unmarshal(b, &saved) == nil {
+			for _, a := range saved {
+				if a != n.gossip.addr() && !slices.Contains(addrs, a) {
+					addrs = append(addrs, a)
+				}
+			}
+		}
+	}
+	return addrs
+}
+
+// gossipLoop rejoins gossip when this director finds itself alone (it was
+// restarted, or the network healed after everyone declared it dead), and
+// remembers the peers it sees.
+func (n *Node) gossipLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var saved []string
+	for {
+		select {
+		case <-n.closed:
+			return
+		case <-tick.C:
+		}
+		if n.gossip.ml.NumMembers() <= 1 {
+			if join := n.joinAddrs(); len(join) > 0 {
+				if _, err := n.gossip.join(join); err != nil {
+					n.log.Debug("gossip rejoin failed", "err", err)
+				}
+			}
+			continue
+		}
+		var peers []string
+		for _, m := range n.gossip.members() {
+			if m.State == MemberAlive && m.Name != n.cfg.NodeName {
+				peers = append(peers, m.Addr)
+			}
+		}
+		slices.Sort(peers)
+		if len(peers) > 0 && !slices.Equal(peers, saved) {
+			b, _ := json.Marshal(peers)
+			if err := os.WriteFile(filepath.Join(n.cfg.DataDir, peersFile), b, 0o600); err != nil {
+				n.log.Warn("save gossip peers", "err", err)
+			} else {
+				saved = peers
+			}
+		}
+	}
 }
