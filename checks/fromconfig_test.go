@@ -2,6 +2,7 @@ package checks
 
 import (
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +141,39 @@ func TestFromConfig(t *testing.T) {
 	}
 	if st := m.State(); len(st) != 3 || st[0].Checkers[0].SharedBy != 2 {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// TestSeedConfigsMap: every seed configuration (the users' keepalived.conf
+// files, copied from the blog posts) maps to specs a Manager accepts.
+func TestSeedConfigsMap(t *testing.T) {
+	files, _ := filepath.Glob("testdata/seeds/*.conf")
+	if len(files) == 0 {
+		t.Fatal("no seed configurations in testdata/seeds")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, diags := config.Load(f, config.Options{NoInclude: true})
+			if cfg == nil || diags.HasErrors() {
+				t.Fatalf("parse: %v", diags)
+			}
+			specs, warns := FromConfig(cfg)
+			for _, w := range warns {
+				t.Log("warning:", w)
+			}
+			if len(specs) == 0 {
+				t.Fatal("no real servers")
+			}
+			m := New(Options{NewProber: func(c Checker) (Prober, error) {
+				if _, err := NewProber(c, nil); err != nil {
+					return nil, err
+				}
+				return ProberFunc(nil), nil
+			}})
+			if err := m.Reload(specs); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d real servers, %d distinct checks", len(specs), m.Stats().Jobs)
+		})
 	}
 }
