@@ -63,7 +63,6 @@ func Diff(current, desired Table, owned func(ServiceKey) bool) []Op {
 // it is (the reconciler's record of what it applied), so it need not be
 // compared destination by destination.
 func diff(current, desired Table, owned func(ServiceKey) bool, known func(ServiceKey, *Service) bool) []Op {
-	var ops []Op
 	var keys []ServiceKey
 	for k, s := range desired {
 		if known == nil || !known(k, s) {
@@ -71,6 +70,14 @@ func diff(current, desired Table, owned func(ServiceKey) bool, known func(Servic
 		}
 	}
 	slices.SortFunc(keys, ServiceKey.compare)
+	var ops []Op
+	if len(keys) > 0 && len(current) == 0 {
+		n := len(keys)
+		for _, k := range keys {
+			n += len(desired[k].Dests)
+		}
+		ops = make([]Op, 0, n) // a full apply: size known
+	}
 	for _, k := range keys {
 		ops = appendServiceDiff(ops, current[k], desired[k])
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -137,5 +138,45 @@ func TestReconcilerFlushOptions(t *testing.T) {
 	}
 	if len(f.t) != 1 {
 		t.Fatalf("stop with lvs_flush_on_stop: %v, want only the foreign service", f.t.Keys())
+	}
+}
+
+// batchFake is a fake client that also takes batches (as Kernel does).
+type batchFake struct{ *fakeClient }
+
+func (b batchFake) Batch(ops []Op) ([]error, error) {
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		errs[i] = b.Do(op)
+	}
+	return errs, nil
+}
+
+func TestReconcilerBatchPath(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	fails := 1
+	f.failOn = func(op Op) error {
+		if op.Kind == AddDest && op.Dest.Weight == 3 && fails > 0 {
+			fails--
+			return errors.New("ENOMEM")
+		}
+		return nil
+	}
+	r := newRec(t, batchFake{f}, Options{})
+	want := Table{}
+	for i := range 10 {
+		s := svc("10.0.0."+strconv.Itoa(i+1), 80, "wrr", dst("10.1.0.1", 80, 1), dst("10.1.0.2", 80, 3))
+		want[s.Key] = s
+	}
+	if _, err := r.SetDesired(ctx, want); err == nil || !strings.Contains(err.Error(), "ENOMEM") {
+		t.Fatalf("batch failure not reported: %v", err)
+	}
+	if _, err := r.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.Dump()
+	if rest := Diff(got, want, nil); len(rest) != 0 {
+		t.Fatalf("after retry: %q", opKinds(rest))
 	}
 }
