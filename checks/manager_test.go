@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -438,4 +439,56 @@ func TestTransitionLogLine(t *testing.T) {
 	if len(rec.recs) != 1 || rec.recs[0] != want {
 		t.Fatalf("log %q", rec.recs)
 	}
+}
+
+// TestAllCheckersMustBeUp: a real server with two checkers is up only when
+// both are; each change of the aggregate is one transition.
+func TestAllCheckersMustBeUp(t *testing.T) {
+	w := newFakeWorld(t, 0)
+	rs := netip.MustParseAddrPort("10.0.0.30:80")
+	c1 := Checker{Kind: KindTCP, Connect: rs, ConnectTimeout: time.Second, DelayBeforeRetry: time.Second, DelayLoop: 10 * time.Second}
+	c2 := c1
+	c2.Connect = netip.MustParseAddrPort("10.0.0.30:8080") // e.g. connect_port 8080
+	spec := Spec{VirtualServer: "vs", RealServer: rs, Weight: 1, Checkers: []Checker{c1, c2}}
+	if err := w.m.Start([]Spec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	runs := func(n uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s := w.state("vs", rs.String())
+			if s.Checkers[0].Runs == n && s.Checkers[1].Runs == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("runs %+v", s.Checkers)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	runs(1)
+	p1, p2 := w.get("10.0.0.30:80"), w.get("10.0.0.30:8080")
+	step := func(n uint64, ok1, ok2 bool) {
+		p1.set(ok1, -1, fmt.Sprint("c1 ok=", ok1))
+		p2.set(ok2, -1, fmt.Sprint("c2 ok=", ok2))
+		w.clock.Advance(10 * time.Second)
+		runs(n)
+	}
+	step(2, false, true)
+	if tr := w.next(); tr.Up || tr.Reason != "c1 ok=false" {
+		t.Fatalf("%+v", tr)
+	}
+	step(3, false, false)
+	w.none()
+	step(4, true, false)
+	w.none()
+	if s := w.state("vs", rs.String()); s.Up {
+		t.Fatal("up with a failing checker")
+	}
+	step(5, true, true)
+	if tr := w.next(); !tr.Up || tr.Reason != "c2 ok=true" {
+		t.Fatalf("%+v", tr)
+	}
+	w.none()
 }
