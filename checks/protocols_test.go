@@ -119,6 +119,21 @@ func TestDNSCheck(t *testing.T) {
 		c.DNS = DNSOptions{Type: tc.typ, Name: tc.name}
 		wantResult(t, probeOnce(t, c), tc.ok, tc.reason)
 	}
+	// A server that never answers: one connect_timeout.
+	silent := freePort(t, "udp")
+	startProc(t, t.TempDir()+"/silent.log", needBinary(t, "socat"), "-u", fmt.Sprintf("UDP4-RECV:%d,bind=127.0.0.1", silent), "OPEN:/dev/null,wronly")
+	sc := fastChecker(KindDNS, netip.AddrPortFrom(lo, silent))
+	sc.ConnectTimeout = 300 * time.Millisecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := probeOnce(t, sc)
+		if strings.Contains(r.Reason, "no answer (timed out)") {
+			break
+		}
+		if time.Now().After(deadline) { // socat not bound yet: refused
+			t.Fatalf("silent DNS server: %+v", r)
+		}
+	}
 	if _, err := NewProber(Checker{Kind: KindDNS, Connect: ap, DelayLoop: time.Second, DNS: DNSOptions{Type: "BOGUS"}}, nil); err == nil {
 		t.Fatal("bad type accepted")
 	}

@@ -17,6 +17,9 @@ func TestTCPCheckAgainstNginx(t *testing.T) {
 	w.quiet("vs", rs, 3)
 	n.stop()
 	w.expect("vs", rs, false, "TCP connection to "+FormatAddr(n.http)+" failed: connect: connection refused")
+	if s := w.checker("vs", rs); s.Failures < 3 {
+		t.Fatalf("down after %d failures, want retry+1 = 3", s.Failures)
+	}
 	w.quiet("vs", rs, 3)
 	n.start()
 	w.expect("vs", rs, true, "succeeded")
