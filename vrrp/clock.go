@@ -14,6 +14,8 @@ type Timer interface {
 	C() <-chan time.Time
 	Reset(d time.Duration)
 	Stop()
+	// Close releases the timer for good.
+	Close()
 }
 
 // RealClock is the system clock.
@@ -22,11 +24,18 @@ type RealClock struct{}
 // Now returns time.Now().
 func (RealClock) Now() time.Time { return time.Now() }
 
-// NewTimer returns a stopped-or-running system timer.
-func (RealClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+// NewTimer returns a precise timer (timerfd on Linux), falling back to a
+// Go timer.
+func (RealClock) NewTimer(d time.Duration) Timer {
+	if t, err := newFDTimer(d); err == nil {
+		return t
+	}
+	return realTimer{time.NewTimer(d)}
+}
 
 type realTimer struct{ t *time.Timer }
 
 func (r realTimer) C() <-chan time.Time   { return r.t.C }
 func (r realTimer) Reset(d time.Duration) { r.t.Reset(d) }
 func (r realTimer) Stop()                 { r.t.Stop() }
+func (r realTimer) Close()                { r.t.Stop() }

@@ -60,6 +60,7 @@ func (t *fakeTimer) Reset(d time.Duration) {
 	t.c.cond.Broadcast()
 	t.c.mu.Unlock()
 }
+func (t *fakeTimer) Close() { t.Stop() }
 func (t *fakeTimer) Stop() {
 	t.c.mu.Lock()
 	t.active, t.fired = false, false

@@ -199,7 +199,11 @@ func (m *Manager) Reload(ctx context.Context, set *Set) error {
 	if err := set.Validate(); err != nil {
 		return err
 	}
-	return m.do(ctx, func() { m.apply(set) })
+	var err error
+	if derr := m.do(ctx, func() { err = m.apply(set) }); derr != nil {
+		return derr
+	}
+	return err
 }
 
 // do runs f on the event loop and waits for it.
@@ -241,7 +245,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	timer := m.opt.Clock.NewTimer(time.Hour)
-	defer timer.Stop()
+	defer timer.Close()
 	for {
 		next := m.nextDeadline()
 		if next.IsZero() {
@@ -509,12 +513,12 @@ func (m *Manager) retrack() {
 			}
 		}
 		in.m.setPriority(now, in.prio)
-		in.m.setFault(now, fault != "", faultWhy(fault, in.m.fault))
+		in.m.setFault(now, fault != "", faultWhy(fault))
 		in.faultWhy = fault
 	}
 }
 
-func faultWhy(f string, was bool) string {
+func faultWhy(f string) string {
 	if f != "" {
 		return f
 	}
