@@ -272,3 +272,18 @@ func pingCase(t *testing.T, v6, dgram bool) {
 	nsRun(t, b, "ip", fam, "addr", "del", addrB+"/"+plen, "dev", "vb")
 	w.expect("vs", rs, false, "PING_CHECK "+addrB)
 }
+
+func TestUDPCheckRecovery(t *testing.T) {
+	socat := needBinary(t, "socat")
+	port := freePort(t, "udp")
+	ap := netip.AddrPortFrom(lo, port)
+	c := fastChecker(KindUDP, ap)
+	c.ConnectTimeout = 300 * time.Millisecond
+	c.UDP = UDPOptions{Payload: []byte("hello"), RequireReply: true, ReplyData: []byte("hello")}
+	w := newRealWorld(t, []Spec{specFor("vs", c)}, Options{})
+	w.expect("vs", ap.String(), false, "port unreachable")
+	w.quiet("vs", ap.String(), 2)
+	startProc(t, t.TempDir()+"/echo.log", socat, fmt.Sprintf("UDP4-RECVFROM:%d,bind=127.0.0.1,fork", port), "PIPE")
+	w.expect("vs", ap.String(), true, "expected reply")
+	w.quiet("vs", ap.String(), 2)
+}
