@@ -105,3 +105,18 @@ func TestManualRestartFindsPeers(t *testing.T) {
 	})
 	c.leader()
 }
+
+// TestBootstrapExpectExtraDirector: a fourth director started with
+// bootstrap_expect 3 does not bootstrap a second cluster: it joins the one
+// the first three formed.
+func TestBootstrapExpectExtraDirector(t *testing.T) {
+	c := newCluster(t, clusterOpts{n: 4, expect: 3})
+	c.leader()
+	for _, tn := range c.nodes {
+		waitFor(t, tn.cfg.NodeName+" in one 4-voter cluster", 15*time.Second, func() bool {
+			return slices.Equal(tn.node.Voters(), []string{"d1", "d2", "d3", "d4"})
+		})
+	}
+	mustPush(t, c.nodes[3].node, "from d4")
+	c.waitVersion(1)
+}

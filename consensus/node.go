@@ -407,6 +407,12 @@ func (n *Node) bootstrapLoop(hasState bool) {
 		if len(alive) < n.cfg.BootstrapExpect {
 			continue
 		}
+		// Exactly the first bootstrap_expect names: a director beyond them
+		// waits for the cluster to exist and then asks to join it.
+		alive = alive[:n.cfg.BootstrapExpect]
+		if !slices.ContainsFunc(alive, func(m gossipMember) bool { return m.Name == n.cfg.NodeName }) {
+			continue
+		}
 		var servers []raft.Server
 		for _, m := range alive {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.RaftAddr)})
