@@ -503,7 +503,11 @@ type treeBuilder struct {
 	diags *Diagnostics
 	onTop func(*node)
 	nodes []node  // arena the nodes are carved from
-	stack []frame // stack[0] is the top level; values, reused
+	ptrs  []*node // arena the blocks' child lists are carved from
+	// scratch[d] collects the children of the open block at depth d,
+	// reused from block to block.
+	scratch [][]*node
+	stack   []frame // stack[0] is the top level; values, reused
 }
 
 type frame struct {
@@ -575,7 +579,11 @@ func (b *treeBuilder) brace(pos Pos, open bool) {
 		return
 	}
 	top.last.hasBlock = true
-	b.stack = append(b.stack, frame{owner: top.last, open: pos})
+	d := len(b.stack)
+	for len(b.scratch) <= d {
+		b.scratch = append(b.scratch, nil)
+	}
+	b.stack = append(b.stack, frame{owner: top.last, open: pos, children: b.scratch[d][:0]})
 }
 
 // flushTop hands a finished top-level statement without a block to onTop
@@ -596,7 +604,15 @@ func (b *treeBuilder) pop() {
 	if f.owner == nil {
 		return
 	}
-	f.owner.block = f.children
+	b.scratch[len(b.stack)] = f.children[:0]
+	if n := len(f.children); n > 0 {
+		if n > cap(b.ptrs)-len(b.ptrs) {
+			b.ptrs = make([]*node, 0, max(4096, n))
+		}
+		k := len(b.ptrs)
+		b.ptrs = append(b.ptrs, f.children...)
+		f.owner.block = b.ptrs[k:len(b.ptrs):len(b.ptrs)]
+	}
 	if len(b.stack) == 1 {
 		b.onTop(f.owner)
 	}
