@@ -430,3 +430,47 @@ func TestPushWithoutQuorum(t *testing.T) {
 		t.Fatalf("push committed %d times (result %+v)", count, r)
 	}
 }
+
+// TestPushOnPartitionedLeader: a push accepted by a leader that has just
+// been cut off cannot commit; it fails clearly, the same push retried on
+// the majority side commits, and after healing it is in every director's
+// history exactly once.
+func TestPushOnPartitionedLeader(t *testing.T) {
+	c := newCluster(t, clusterOpts{n: 3, expect: 3})
+	l := c.leader()
+	mustPush(t, l.node, "v1")
+	c.waitVersion(1)
+	l.node.mux.setCut(true)
+	_, err := l.node.Push(ctxT(t, 1500*time.Millisecond), "k.conf", []byte("v2"), "op", "cut-push")
+	if err == nil {
+		t.Fatal("push on a partitioned leader succeeded")
+	}
+	t.Logf("push on partitioned leader: %v", err)
+	var nl *tnode
+	waitFor(t, "a new leader on the majority side", 15*time.Second, func() bool {
+		for _, tn := range followers(c, l) {
+			if tn.node.IsLeader() {
+				nl = tn
+				return true
+			}
+		}
+		return false
+	})
+	r, err := nl.node.Push(ctxT(t, 10*time.Second), "k.conf", []byte("v2"), "op", "cut-push")
+	if err != nil || r.Version != 2 {
+		t.Fatalf("retry on majority: %+v %v", r, err)
+	}
+	l.node.mux.setCut(false)
+	c.waitVersion(2)
+	for _, tn := range c.nodes {
+		n := 0
+		for _, h := range tn.node.FSM().History() {
+			if h.PushID == "cut-push" {
+				n++
+			}
+		}
+		if n != 1 || len(tn.node.FSM().History()) != 2 {
+			t.Fatalf("%s: push in history %d times, %d versions", tn.cfg.NodeName, n, len(tn.node.FSM().History()))
+		}
+	}
+}
