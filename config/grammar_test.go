@@ -122,6 +122,9 @@ var diagnosticCases = []struct {
 		[]string{"error t.conf:6: virtual_server 10.0.0.1:80/TCP is already defined at t.conf:1"}},
 	{"advert_int v2 below a second", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n advert_int 0.5\n", 1),
 		[]string{"warning t.conf:1: vrrp_instance V: VRRPv2 advert_int 0.5s must be whole seconds; rounded to 1s (as keepalived does)"}},
+	{"missing brace swallows the next block", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n}\n" + strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1),
+		[]string{"warning t.conf:1: block opened here is not closed: missing '}' at end of configuration",
+			"error t.conf:7: 'vrrp_instance' can not be inside vrrp_instance: is a '}' missing before this line?"}},
 	{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
 }
 
@@ -483,6 +486,13 @@ func TestIncludes(t *testing.T) {
 	_, d = Parse("p.conf", []byte("include nothing/*.conf\n"), Options{BaseDir: dir})
 	if got := diagStrings(d); len(got) != 1 || got[0] != "warning p.conf:1: include nothing/*.conf: no file matches" {
 		t.Errorf("empty glob: %q", got)
+	}
+
+	// An empty file is a clean, empty configuration.
+	write("empty.conf", "")
+	c, d = Load(filepath.Join(dir, "empty.conf"), Options{})
+	if c == nil || len(d) != 0 || len(c.Instances) != 0 {
+		t.Errorf("empty file: %v %s", c, d)
 	}
 
 	// A missing main file is an error and no config.

@@ -152,6 +152,13 @@ func keysOf[T any](tab table[T]) []string {
 }
 
 func (p *parser) unknown(n *node, known []string, where string) {
+	if _, top := topTable[n.kw()]; top && where != "the top level" {
+		// A top-level block inside another one: almost always a '}'
+		// missing above. keepalived only warns and drops the block; that
+		// silently loses e.g. a whole vrrp_instance, so this is an error.
+		p.errorf(n.pos(), "'%s' can not be inside %s: is a '}' missing before this line?", n.kw(), where)
+		return
+	}
 	msg := fmt.Sprintf("unknown keyword '%s' in %s", n.kw(), where)
 	if s := nearest(n.kw(), known); s != "" {
 		msg += fmt.Sprintf(" (did you mean '%s'?)", s)
