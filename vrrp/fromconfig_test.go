@@ -32,6 +32,7 @@ vrrp_sync_group G1 {
     VI_6
   }
   notify "/etc/keepalived/group.sh"
+  sync_group_tracking_weight
 }
 vrrp_instance VI_1 {
   state MASTER
