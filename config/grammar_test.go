@@ -125,6 +125,14 @@ var diagnosticCases = []struct {
 	{"missing brace swallows the next block", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n}\n" + strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1),
 		[]string{"warning t.conf:1: block opened here is not closed: missing '}' at end of configuration",
 			"error t.conf:7: 'vrrp_instance' can not be inside vrrp_instance: is a '}' missing before this line?"}},
+	{"CentOS default global_defs", "global_defs {\n vrrp_skip_check_adv_addr\n vrrp_strict\n vrrp_garp_interval 0\n vrrp_gna_interval 0\n}\n" +
+		strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n state MASTER\n authentication {\n  auth_type PASS\n  auth_pass 1111\n }\n", 1),
+		[]string{"warning t.conf:4: vrrp_garp_interval 0: keepalived warns that 0 is out of range; it is the default anyway, so the line can go",
+			"warning t.conf:5: vrrp_gna_interval 0: keepalived warns that 0 is out of range; it is the default anyway, so the line can go",
+			"warning t.conf:7: vrrp_instance V: with vrrp_strict, state MASTER goes with priority 255 (address owner) and only with it; starting as BACKUP (as keepalived does)",
+			"warning t.conf:10: vrrp_instance V: vrrp_strict does not allow authentication; ignored (as keepalived does)"}},
+	{"nopreempt with priority 255", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n nopreempt\n priority 255\n", 1),
+		[]string{"warning t.conf:1: vrrp_instance V: nopreempt does not work with priority 255 (the address owner always preempts); ignored (as keepalived does)"}},
 	{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
 }
 

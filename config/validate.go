@@ -50,6 +50,25 @@ func (p *parser) finalize() {
 			}
 			i.Interface = def
 		}
+		if !i.Preempt && i.Priority == 255 {
+			p.warnf(i.Pos, "vrrp_instance %s: nopreempt does not work with priority 255 (the address owner always preempts); ignored (as keepalived does)", i.Name)
+			i.Preempt = true
+		}
+		if g.VRRPStrict {
+			// RFC 5798 strictly: only the address owner starts as MASTER.
+			if owner := i.Priority == 255; owner != (i.State == StateMaster) {
+				want := StateBackup
+				if owner {
+					want = StateMaster
+				}
+				p.warnf(i.Pos, "vrrp_instance %s: with vrrp_strict, state MASTER goes with priority 255 (address owner) and only with it; starting as %s (as keepalived does)", i.Name, want)
+				i.State = want
+			}
+			if i.Auth != nil {
+				p.warnf(i.Auth.Pos, "vrrp_instance %s: vrrp_strict does not allow authentication; ignored (as keepalived does)", i.Name)
+				i.Auth = nil
+			}
+		}
 		if i.Auth != nil && i.Auth.Type == "AH" && i.State == StateMaster {
 			// keepalived: "Initial state master is incompatible with AH
 			// authentication - clearing".

@@ -165,11 +165,21 @@ func init() {
 		},
 		"vrrp_garp_interval": func(p *parser, n *node, g *GlobalDefs) {
 			if d, ok := p.secondsArg(n, 0, 1); ok {
+				if d == 0 {
+					// keepalived 2.2 refuses 0 with a warning and keeps
+					// its default, which is also 0: same effect.
+					p.warnf(n.pos(), "vrrp_garp_interval 0: keepalived warns that 0 is out of range; it is the default anyway, so the line can go")
+				}
 				g.GARP.Interval = d
 			}
 		},
 		"vrrp_gna_interval": func(p *parser, n *node, g *GlobalDefs) {
 			if d, ok := p.secondsArg(n, 0, 1); ok {
+				if d == 0 {
+					// keepalived 2.2 refuses 0 with a warning and keeps
+					// its default, which is also 0: same effect.
+					p.warnf(n.pos(), "vrrp_gna_interval 0: keepalived warns that 0 is out of range; it is the default anyway, so the line can go")
+				}
 				g.GARP.GNAInterval = d
 			}
 		},
