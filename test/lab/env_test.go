@@ -246,3 +246,29 @@ func (e *env) clientView(addr netip.Addr) string {
 	}
 	return fmt.Sprint(mac)
 }
+
+// waitNotify polls until host's notify log holds every one of lines.
+func (e *env) waitNotify(host string, lines ...string) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		have := map[string]bool{}
+		for _, l := range e.notifications(host) {
+			have[l] = true
+		}
+		missing := ""
+		for _, l := range lines {
+			if !have[l] {
+				missing = l
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: notify %q not called within 5 s (calls: %q)", host, missing, e.notifications(host))
+		}
+		time.Sleep(lab.PollInterval)
+	}
+}

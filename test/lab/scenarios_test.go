@@ -258,8 +258,13 @@ var scenarios = []scenario{
 			}))
 		}
 		e.owner(vip4, "h1", deadline(v.masterDown(150)+time.Second))
+		// Notify scripts run asynchronously: let the transitions' scripts
+		// finish before the next transition, or their lines race.
+		e.waitNotify("h1", "INSTANCE VI_1 MASTER 150", "master")
+		e.waitNotify("h2", "INSTANCE VI_1 BACKUP 100", "backup")
 		e.stop("h1")
 		e.owner(vip4, "h2", deadline(2*time.Second))
+		e.waitNotify("h2", "INSTANCE VI_1 MASTER 100", "master")
 		e.stop("h2")
 		want := map[string][]string{
 			"h1": {"INSTANCE VI_1 BACKUP 150", "INSTANCE VI_1 MASTER 150", "INSTANCE VI_1 STOP 150"},
