@@ -297,6 +297,8 @@ func TestSubscribeApplyPerNode(t *testing.T) {
 func TestHealthQuorumAndFallback(t *testing.T) {
 	c := newCluster(t, clusterOpts{n: 3, expect: 3, mode: HealthQuorum})
 	c.leader()
+	watch, cancelWatch := c.nodes[2].node.Watch()
+	defer cancelWatch()
 	report := func(tn *tnode, up bool) {
 		tn.node.ReportHealth([]HealthEntry{{VS: "10.0.0.1:80/TCP", RS: "192.168.0.10:80", Up: up}})
 	}
@@ -316,6 +318,14 @@ func TestHealthQuorumAndFallback(t *testing.T) {
 		report(tn, true)
 	}
 	everywhere("up everywhere", true, c.nodes...)
+	select {
+	case ch := <-watch:
+		if ch&ChangeHealth == 0 {
+			t.Fatalf("watch got %b, want the health bit", ch)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no health change notified")
+	}
 	// One director sees it down: under quorum it stays up everywhere,
 	// including on that director.
 	report(c.nodes[0], false)

@@ -114,7 +114,21 @@ type FSM struct {
 	historyLimit int
 	// onConfig is called (outside the lock) after a new version is applied.
 	onConfig func(ConfigVersion)
+	// onChange is called (outside the lock) with what an entry changed.
+	onChange func(Change)
 }
+
+// Change says which parts of the state an applied entry changed.
+type Change uint8
+
+// Change bits.
+const (
+	ChangeConfig  Change = 1 << iota // a new configuration version
+	ChangeApplied                    // a director's applied report
+	ChangeHealth                     // a director's health views
+	ChangeOwners                     // VIP ownership
+	ChangeAll     = ChangeConfig | ChangeApplied | ChangeHealth | ChangeOwners
+)
 
 // NewFSM returns an empty state machine keeping historyLimit versions
 // (DefaultHistoryLimit when <= 0).
@@ -151,7 +165,22 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if changed != nil && f.onConfig != nil {
 		f.onConfig(*changed)
 	}
+	if f.onChange != nil && res.Error == "" {
+		f.onChange(changeOf(c.Type))
+	}
 	return res
+}
+
+func changeOf(t CommandType) Change {
+	switch t {
+	case CmdPushConfig, CmdRollback:
+		return ChangeConfig
+	case CmdApplied:
+		return ChangeApplied
+	case CmdHealth:
+		return ChangeHealth
+	}
+	return ChangeOwners
 }
 
 // apply mutates the state; it returns the new configuration version when
@@ -369,6 +398,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	if cur != nil && f.onConfig != nil {
 		f.onConfig(*cur)
+	}
+	if f.onChange != nil {
+		f.onChange(ChangeAll)
 	}
 	return nil
 }

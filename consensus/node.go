@@ -134,8 +134,9 @@ type Node struct {
 
 	raftAddr string
 
-	subMu sync.Mutex
-	subs  map[chan ConfigVersion]struct{}
+	subMu   sync.Mutex
+	subs    map[chan ConfigVersion]struct{}
+	watches map[*watch]struct{}
 
 	repMu    sync.Mutex
 	applied  *Applied           // pending applied report
@@ -189,6 +190,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, fsm: NewFSM(cfg.HistoryLimit), subs: map[chan ConfigVersion]struct{}{},
 		local: map[healthKey]bool{}, dirty: map[healthKey]bool{}, kick: make(chan struct{}, 1), closed: make(chan struct{})}
 	n.fsm.onConfig = n.notify
+	n.fsm.onChange = n.notifyChange
 	if err := n.start(); err != nil {
 		n.shutdown()
 		return nil, err
@@ -861,5 +863,45 @@ func (n *Node) gossipLoop() {
 				saved = peers
 			}
 		}
+	}
+}
+
+type watch struct {
+	ch chan Change
+}
+
+// Watch returns a channel that receives what changed in the replicated
+// state (config, applied reports, health views, VIP owners), coalesced:
+// a slow reader gets one value with every bit that changed meanwhile. The
+// director recomputes effective health on ChangeHealth; it should also
+// poll HealthState now and then, since losing the quorum changes no state.
+func (n *Node) Watch() (<-chan Change, func()) {
+	w := &watch{ch: make(chan Change, 1)}
+	n.subMu.Lock()
+	if n.watches == nil {
+		n.watches = map[*watch]struct{}{}
+	}
+	n.watches[w] = struct{}{}
+	n.subMu.Unlock()
+	return w.ch, func() {
+		n.subMu.Lock()
+		delete(n.watches, w)
+		n.subMu.Unlock()
+	}
+}
+
+func (n *Node) notifyChange(c Change) {
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
+	// Only this function sends, under subMu: after the drain the send
+	// cannot block.
+	for w := range n.watches {
+		v := c
+		select {
+		case old := <-w.ch:
+			v |= old
+		default:
+		}
+		w.ch <- v
 	}
 }
