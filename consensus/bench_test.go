@@ -3,8 +3,11 @@ package consensus
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"hakeep/config"
 )
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -122,3 +125,46 @@ const goodBenchConf = `vrrp_instance VI_1 {
     }
 }
 `
+
+// BenchmarkPushAppliedOnAll: push on the leader until every director has
+// parsed the version with its own config id and its applied report is
+// committed (what `hactl config push --wait` waits for), kernel work aside.
+func BenchmarkPushAppliedOnAll(b *testing.B) {
+	c := newCluster(b, clusterOpts{n: 3, expect: 3, timeouts: LANTimeouts(), validate: ValidatePushed})
+	l := c.leader()
+	for _, tn := range c.nodes {
+		ch, cancel := tn.node.Subscribe()
+		b.Cleanup(cancel)
+		go func(n *Node) {
+			for cv := range ch {
+				_, diags := config.Parse(cv.Source, []byte(cv.Text), config.Options{ConfigID: n.Name(), NoInclude: true})
+				n.ReportApplied(cv.Version, diags.Err())
+			}
+		}(tn.node)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		text := []byte(strings.Replace(goodBenchConf, "priority 100", fmt.Sprintf("priority %d", 1+i%200), 1))
+		res, err := l.node.Push(ctxT(b, 10*time.Second), "k.conf", text, "bench", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			recs := l.node.FSM().AppliedRecords()
+			done := len(recs) == 3
+			for _, r := range recs {
+				done = done && r.Version >= res.Version
+			}
+			if done {
+				break
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}

@@ -666,8 +666,15 @@ func (n *Node) reportLoop() {
 			return
 		case <-n.kick:
 			pending = true
-			// Gather more for a short while: batching is the point.
-			continue
+			n.repMu.Lock()
+			urgent := n.applied != nil
+			n.repMu.Unlock()
+			if !urgent {
+				// Health: gather more until the tick; batching is the point.
+				continue
+			}
+			// An applied report is what `hactl config push --wait` waits
+			// for: send it (and whatever health is pending) now.
 		case <-tick.C:
 			if !pending {
 				continue
