@@ -299,8 +299,8 @@ func (m *Manager) apply(set *Set) error {
 	// Stop removed and changed instances first (their VRID may be reused).
 	for _, in := range slices.Clone(m.order) {
 		s, ok := want[in.spec.Name]
-		if ok && sameRun(s, in.spec) {
-			in.spec.Source = s.Source
+		if ok && sameRun(s, in.given) {
+			m.update(in, s)
 			continue
 		}
 		why := "removed"
@@ -379,7 +379,7 @@ func (m *Manager) startInst(s *InstanceSpec, now time.Time) error {
 	if !spec.SrcIP.IsValid() {
 		spec.SrcIP = conn.Source()
 	}
-	in := &inst{mgr: m, spec: &spec, conn: conn, done: make(chan struct{})}
+	in := &inst{mgr: m, given: s, spec: &spec, conn: conn, done: make(chan struct{})}
 	in.m = newMachine(&spec, in)
 	in.m.primary = conn.Source()
 	in.aw = newAddrWorker(m, in, addrs)
@@ -390,6 +390,29 @@ func (m *Manager) startInst(s *InstanceSpec, now time.Time) error {
 	m.log.Info("VRRP instance started", "instance", s.Name, "vrid", s.VRID, "interface", s.Interface,
 		"version", s.Version, "priority", s.Priority, "source", conn.Source())
 	return nil
+}
+
+// update applies a reload's soft changes to a running instance in place;
+// a changed address configuration swaps its AddressSet (VIPs moved from the
+// old to the new one if held).
+func (m *Manager) update(in *inst, s *InstanceSpec) {
+	old := in.given
+	in.given = s
+	spec := *s
+	if !spec.SrcIP.IsValid() {
+		spec.SrcIP = in.conn.Source()
+	}
+	*in.spec = spec // shared with the machine
+	if sameSource(old.Source, s.Source) {
+		return
+	}
+	addrs, err := m.opt.Addresses(*s)
+	if err != nil {
+		m.log.Error("VRRP instance keeps its old addresses", "instance", s.Name, "err", err)
+		return
+	}
+	m.log.Info("VRRP instance address configuration changed", "instance", s.Name)
+	in.aw.swap(addrs)
 }
 
 // stopInst stops one instance: priority 0 if master, VIPs removed,
@@ -680,6 +703,7 @@ type gateEvent struct {
 // those of the read loop and address worker.
 type inst struct {
 	mgr   *Manager
+	given *InstanceSpec // as configured (spec has SrcIP filled in)
 	spec  *InstanceSpec
 	m     *machine
 	conn  Conn
@@ -784,8 +808,9 @@ type addrWorker struct {
 	in   *inst
 	as   AddressSet
 	mu   sync.Mutex
-	want int8 // 1 up, 0 down
-	have int8 // -1 unknown
+	next AddressSet // set by swap
+	want int8       // 1 up, 0 down
+	have int8       // -1 unknown
 	kick chan struct{}
 	quit chan struct{}
 	done chan struct{}
@@ -819,17 +844,52 @@ func (w *addrWorker) run() {
 		case <-w.kick:
 		case <-w.quit:
 			w.apply() // the final want (VIPs removed on stop)
+			closeSet(w.as)
 			return
 		}
 		w.apply()
 	}
 }
 
+// swap replaces the address set: the old one's VIPs are removed if held,
+// then the want is applied to the new one.
+func (w *addrWorker) swap(set AddressSet) {
+	w.mu.Lock()
+	w.next = set
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func closeSet(s AddressSet) {
+	if c, ok := s.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
 func (w *addrWorker) apply() {
 	for {
 		w.mu.Lock()
-		want, have := w.want, w.have
+		want, have, next := w.want, w.have, w.next
+		w.next = nil
 		w.mu.Unlock()
+		if next != nil {
+			if have == 1 {
+				ctx, cancel := context.WithTimeout(context.Background(), w.mgr.opt.AddrTimeout)
+				if err := w.as.Remove(ctx); err != nil {
+					w.mgr.log.Error("VIPs not removed from the old address set", "instance", w.in.spec.Name, "err", err)
+				}
+				cancel()
+				have = 0
+			}
+			closeSet(w.as)
+			w.mu.Lock()
+			w.as, w.have = next, have
+			w.mu.Unlock()
+			continue
+		}
 		if want == have {
 			return
 		}

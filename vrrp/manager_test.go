@@ -215,43 +215,83 @@ func TestManagerSyncGroup(t *testing.T) {
 }
 
 func TestManagerReload(t *testing.T) {
-	a := specNamed("VI_A", 51, nil)
+	a := specNamed("VI_A", 51, func(s *InstanceSpec) { s.SrcIP = netip.Addr{}; s.Source = "vips v1" })
 	b := specNamed("VI_B", 52, nil)
 	c := specNamed("VI_C", 53, nil)
-	h := newHarness(t, &Set{Instances: []*InstanceSpec{a, b, c}}, nil)
+	e := specNamed("VI_E", 55, nil)
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{a, b, c, e}}, nil)
 	h.clock.Advance(4 * time.Second)
-	for _, n := range []string{"VI_A", "VI_B", "VI_C"} {
+	for _, n := range []string{"VI_A", "VI_B", "VI_C", "VI_E"} {
 		h.waitState(n, "MASTER")
 		h.waitFor("VIPs", h.addr(n).isUp)
 	}
-	connA, connB, addrA := h.conn("VI_A"), h.conn("VI_B"), h.addr("VI_A")
-	b2 := specNamed("VI_B", 52, func(s *InstanceSpec) { s.Priority = 120 })
-	d := specNamed("VI_D", 54, nil)
+	connA, connB, connE, addrA, addrE := h.conn("VI_A"), h.conn("VI_B"), h.conn("VI_E"), h.addr("VI_A"), h.addr("VI_E")
+	// A: soft changes (priority, notify) and a new address configuration.
 	a2 := *a
-	a2.Source = "new source is not a change"
-	if err := h.mgr.Reload(context.Background(), &Set{Instances: []*InstanceSpec{&a2, b2, d}}); err != nil {
+	a2.Priority, a2.Notify, a2.Source = 120, NotifySpec{Any: "/bin/true"}, "vips v2"
+	// B: the VRID's wire identity changes (interval): restart.
+	b2 := specNamed("VI_B", 52, func(s *InstanceSpec) { s.Interval = 2 * time.Second })
+	// E: the same spec again (a fresh pointer, as after re-reading the file).
+	e2 := *e
+	d := specNamed("VI_D", 54, nil)
+	if err := h.mgr.Reload(context.Background(), &Set{Instances: []*InstanceSpec{&a2, b2, d, &e2}}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitState("VI_B", "BACKUP")
 	h.waitState("VI_D", "BACKUP")
-	if st := h.status("VI_A"); st.State != "MASTER" || h.conn("VI_A") != connA {
-		t.Fatalf("unchanged instance restarted: %+v", st)
+	if st := h.status("VI_A"); st.State != "MASTER" || h.conn("VI_A") != connA || h.conn("VI_E") != connE {
+		t.Fatalf("soft-changed instance restarted: %+v", st)
 	}
-	addrA.mu.Lock()
-	ops := strings.Join(addrA.ops, ",")
-	addrA.mu.Unlock()
-	if ops != "remove,add" {
+	h.waitFor("new priority advertised", func() bool {
+		p := connA.sentPrios()
+		return p[len(p)-1] == 120 && h.status("VI_A").Priority == 120
+	})
+	h.waitFor("VIPs moved to the new address set", func() bool { return !addrA.isUp() && h.addr("VI_A").isUp() && h.addr("VI_A") != addrA })
+	addrE.mu.Lock()
+	ops := strings.Join(addrE.ops, ",")
+	addrE.mu.Unlock()
+	if ops != "remove,add" || h.addr("VI_E") != addrE {
 		t.Fatalf("unchanged instance's VIPs touched: %s", ops)
 	}
 	if p := connB.sentPrios(); p[len(p)-1] != 0 {
 		t.Fatalf("changed instance did not send priority 0: %v", p)
 	}
-	if len(h.mgr.Status()) != 3 || h.status("VI_C").Name != "" {
+	if len(h.mgr.Status()) != 4 || h.status("VI_C").Name != "" {
 		t.Fatalf("removed instance still there: %+v", h.mgr.Status())
 	}
 	h.waitFor("removed instance's VIPs gone", func() bool { return !h.addr("VI_C").isUp() })
-	if h.status("VI_B").BasePriority != 120 {
-		t.Fatalf("changed instance not restarted with new spec: %+v", h.status("VI_B"))
+}
+
+func TestSameRun(t *testing.T) {
+	base := specNamed("X", 1, nil)
+	tests := []struct {
+		name string
+		mod  func(*InstanceSpec)
+		same bool
+	}{
+		{"identical", func(*InstanceSpec) {}, true},
+		{"priority", func(s *InstanceSpec) { s.Priority = 50 }, true},
+		{"to owner", func(s *InstanceSpec) { s.Priority = 255 }, false},
+		{"nopreempt", func(s *InstanceSpec) { s.Preempt = false }, true},
+		{"tracking", func(s *InstanceSpec) { s.TrackInterfaces = []TrackInterface{{Name: "eth1"}} }, true},
+		{"vrid", func(s *InstanceSpec) { s.VRID = 2 }, false},
+		{"vips", func(s *InstanceSpec) { s.VIPs = nil }, false},
+		{"peers", func(s *InstanceSpec) { s.Peers = []netip.Addr{peerHigh} }, false},
+		{"auth", func(s *InstanceSpec) { s.AuthPass = "x" }, false},
+	}
+	for _, tt := range tests {
+		s := *base
+		tt.mod(&s)
+		if got := sameRun(base, &s); got != tt.same {
+			t.Errorf("%s: sameRun %v want %v", tt.name, got, tt.same)
+		}
+	}
+	type vip struct {
+		Pos  int    `json:"pos"`
+		Addr string `json:"addr"`
+	}
+	if !sameSource([]vip{{1, "a"}}, []vip{{9, "a"}}) || sameSource([]vip{{1, "a"}}, []vip{{1, "b"}}) {
+		t.Error("sameSource must ignore positions only")
 	}
 }
 

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -132,10 +133,49 @@ func (s *InstanceSpec) Validate() error {
 	return nil
 }
 
-// sameRun reports whether two specs can keep one running instance across a
-// reload (everything but Source is equal).
+// sameRun reports whether a running instance started from a can take b
+// without a restart: what the socket and the wire identity depend on is
+// equal. Priority (except to or from 255), preemption, tracking, notify
+// and the address configuration (Source) are applied in place.
 func sameRun(a, b *InstanceSpec) bool {
 	x, y := *a, *b
-	x.Source, y.Source = nil, nil
-	return reflect.DeepEqual(x, y)
+	for _, s := range []*InstanceSpec{&x, &y} {
+		s.Source = nil
+		s.Priority = 0
+		s.Preempt, s.PreemptDelay = false, 0
+		s.TrackInterfaces, s.TrackScripts, s.TrackFiles = nil, nil, nil
+		s.Notify, s.SMTPAlert, s.SyncGroup = NotifySpec{}, false, ""
+		s.SkipCheckAdvAddr = false
+	}
+	return reflect.DeepEqual(x, y) && (a.Priority == 255) == (b.Priority == 255)
+}
+
+// sameSource compares two address configurations (Source) ignoring
+// source positions, so moving lines in the file changes nothing.
+func sameSource(a, b any) bool {
+	norm := func(v any) any {
+		j, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Sprintf("%#v", v)
+		}
+		var out any
+		json.Unmarshal(j, &out)
+		return stripPos(out)
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
+}
+
+func stripPos(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		delete(t, "pos")
+		for k, x := range t {
+			t[k] = stripPos(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = stripPos(x)
+		}
+	}
+	return v
 }
