@@ -396,3 +396,53 @@ func (p *Planner) Plan(ctx context.Context, cfg *config.Config, in Inputs) (Tabl
 	}
 	return d.Table, nil
 }
+
+// Shutdown runs, for the virtual servers with omega set whose quorum is
+// up, their quorum_down script: keepalived's omega runs the down
+// notifiers when the daemon stops.
+func (p *Planner) Shutdown(ctx context.Context, cfg *config.Config) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cfg == nil {
+		return
+	}
+	for _, vs := range cfg.VirtualServers {
+		k := vs.Key()
+		if !vs.Omega || !p.quorum[k] {
+			continue
+		}
+		p.quorum[k] = false
+		p.log.Info("ipvs quorum down at shutdown (omega)", "vs", k, "script", vs.QuorumDown)
+		if vs.QuorumDown != "" && p.runner != nil {
+			p.runner.RunScript(ctx, vs.QuorumDown, "shutdown (omega) of "+k)
+		}
+	}
+}
+
+// MasterOf builds Inputs.Master for ha_suspend from the configuration's
+// VRRP instances: a VIP is served while isMaster(instance name) is true
+// for an instance that lists it in virtual_ipaddress. A VIP that no
+// instance holds counts as served.
+func MasterOf(cfg *config.Config, isMaster func(instance string) bool) func(netip.Addr) bool {
+	owners := map[netip.Addr][]string{}
+	if cfg != nil {
+		for _, in := range cfg.Instances {
+			for _, v := range in.VIPs {
+				a := v.Prefix.Addr().Unmap()
+				owners[a] = append(owners[a], in.Name)
+			}
+		}
+	}
+	return func(vip netip.Addr) bool {
+		names, ok := owners[vip.Unmap()]
+		if !ok {
+			return true
+		}
+		for _, n := range names {
+			if isMaster(n) {
+				return true
+			}
+		}
+		return false
+	}
+}

@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -223,5 +224,37 @@ func TestFromConfigErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+type calls struct{ got []string }
+
+func (c *calls) RunScript(_ context.Context, script, _ string) { c.got = append(c.got, script) }
+
+func TestPlannerOmegaAndMasterOf(t *testing.T) {
+	v := vsConf("10.0.0.1:80", rs("10.1.0.1:80", 1, false))
+	v.Omega, v.QuorumDown = true, "/bin/down"
+	w := vsConf("10.0.0.2:80", rs("10.1.0.1:80", 1, false))
+	w.QuorumDown = "/bin/other"
+	w.HASuspend = true
+	cfg := &config.Config{VirtualServers: []*config.VirtualServer{v, w},
+		Instances: []*config.VRRPInstance{{Name: "VI_1", VIPs: []*config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.2/32")}}}}}
+	c := &calls{}
+	p := NewPlanner(c, nil)
+	master := false
+	tab, err := p.Plan(context.Background(), cfg, Inputs{Master: MasterOf(cfg, func(n string) bool { return n == "VI_1" && master })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tab) != 1 {
+		t.Fatalf("BACKUP of VI_1: %v", tab.Keys())
+	}
+	master = true
+	if tab, _ = p.Plan(context.Background(), cfg, Inputs{Master: MasterOf(cfg, func(n string) bool { return n == "VI_1" && master })}); len(tab) != 2 {
+		t.Fatalf("MASTER of VI_1: %v", tab.Keys())
+	}
+	p.Shutdown(context.Background(), cfg)
+	if !slices.Equal(c.got, []string{"/bin/down"}) {
+		t.Fatalf("omega scripts at shutdown: %q", c.got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -527,4 +528,36 @@ func (r *Reconciler) Status() Status {
 		st.Services = append(st.Services, ss)
 	}
 	return st
+}
+
+// Format renders the status like `ipvsadm -Ln`, with a health column and
+// a mark for what the kernel lacks (drift not yet repaired).
+func (st Status) Format() string {
+	var b strings.Builder
+	b.WriteString("Prot LocalAddress:Port Scheduler Flags\n")
+	b.WriteString("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health\n")
+	for _, s := range st.Services {
+		fmt.Fprintf(&b, "%s %s", s.Service, s.Scheduler)
+		if s.Persist > 0 {
+			fmt.Fprintf(&b, " persistent %d", s.Persist)
+		}
+		if !s.QuorumUp {
+			b.WriteString(" [quorum down]")
+		}
+		if !s.InKernel {
+			b.WriteString(" [missing in kernel]")
+		}
+		b.WriteByte('\n')
+		for _, d := range s.Dests {
+			h := d.Health
+			if !d.InKernel {
+				h += " [missing in kernel]"
+			}
+			fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %-9d %s\n", d.Addr, d.Method, d.Weight, d.ActiveConn, d.InActConn, h)
+		}
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(&b, "last error: %s\n", st.LastError)
+	}
+	return b.String()
 }

@@ -101,8 +101,12 @@ func TestReconcilerReportsAndRetriesErrors(t *testing.T) {
 	if rest := Diff(got, want, nil); len(rest) != 0 {
 		t.Fatalf("after retry: %q", opKinds(rest))
 	}
-	if st := r.Status(); st.LastError != "" || !st.Services[0].Dests[0].InKernel {
+	st := r.Status()
+	if st.LastError != "" || !st.Services[0].Dests[0].InKernel {
 		t.Fatalf("status after retry: %+v", st)
+	}
+	if out := st.Format(); !strings.Contains(out, "TCP 10.0.0.1:80 rr") || !strings.Contains(out, "10.1.0.1:80") || strings.Contains(out, "missing") {
+		t.Fatalf("formatted status:\n%s", out)
 	}
 }
 
