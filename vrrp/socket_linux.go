@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -63,7 +64,14 @@ func Listen(spec *InstanceSpec) (Conn, error) {
 	src := spec.SrcIP
 	if !src.IsValid() {
 		if src, err = primaryAddr(ifi, spec.IPv6); err != nil {
-			return nil, fmt.Errorf("open VRRP socket for %s: %w", spec.Name, err)
+			// A VMAC (macvlan) has no address of its own: keepalived sends
+			// from its base interface's.
+			if base := parentInterface(ifi); base != nil {
+				src, err = primaryAddr(base, spec.IPv6)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("open VRRP socket for %s: %w", spec.Name, err)
+			}
 		}
 	}
 	group := spec.Group
@@ -308,4 +316,18 @@ func primaryAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
 		fam = "IPv6 link-local"
 	}
 	return netip.Addr{}, fmt.Errorf("interface %s has no %s address", ifi.Name, fam)
+}
+
+// parentInterface is the lower device of a macvlan (or other stacked link),
+// nil if none.
+func parentInterface(ifi *net.Interface) *net.Interface {
+	l, err := netlink.LinkByIndex(ifi.Index)
+	if err != nil || l.Attrs().ParentIndex == 0 {
+		return nil
+	}
+	p, err := net.InterfaceByIndex(l.Attrs().ParentIndex)
+	if err != nil {
+		return nil
+	}
+	return p
 }

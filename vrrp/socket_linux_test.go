@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 )
 
@@ -230,5 +231,53 @@ func TestKeepalivedInterop(t *testing.T) {
 			}()
 			l.waitLog(ka, 5*time.Second, "Entering BACKUP STATE")
 		})
+	}
+}
+
+// TestSocketVMAC: an instance on a VMAC (macvlan 00:00:5e:00:01:VRID, no
+// address of its own) sends from its base interface's address and hears
+// its peers.
+func TestSocketVMAC(t *testing.T) {
+	l := newLab(t, 2)
+	err := inNS(t, l.hosts[0], func() error {
+		parent, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		mac, _ := net.ParseMAC("00:00:5e:00:01:33")
+		mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: "vrrp.51", ParentIndex: parent.Attrs().Index, HardwareAddr: mac},
+			Mode: netlink.MACVLAN_MODE_PRIVATE}
+		if err := netlink.LinkAdd(mv); err != nil {
+			return fmt.Errorf("add macvlan: %w", err)
+		}
+		return netlink.LinkSetUp(mv)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(ifname string) *InstanceSpec {
+		return &InstanceSpec{Name: "VI", Interface: ifname, VRID: 51, Version: 3, Priority: 100, Interval: time.Second, VIPs: []netip.Addr{vip4}}
+	}
+	a, b := l.listen(1, spec("vrrp.51")), l.listen(2, spec("eth0"))
+	if a.Source() != l.addr(1) {
+		t.Fatalf("VMAC source %s, want the base interface's %s", a.Source(), l.addr(1))
+	}
+	for _, dir := range []struct{ from, to Conn }{{a, b}, {b, a}} {
+		stop := make(chan struct{})
+		go func(c Conn) {
+			for {
+				c.Send(&Advert{Version: 3, VRID: 51, Priority: 150, Interval: time.Second, Addrs: []netip.Addr{vip4}})
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}(dir.from)
+		p, drops := recvOne(t, dir.to, 5*time.Second)
+		close(stop)
+		if p == nil || p.Src != dir.from.Source() {
+			t.Fatalf("no advert from %s; got %+v drops %v", dir.from.Source(), p, drops)
+		}
 	}
 }
