@@ -84,36 +84,50 @@ func BenchmarkHealthTransitions(b *testing.B) {
 	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "transitions/s")
 }
 
-// BenchmarkLeaderFailover: stop the leader (LAN timeouts) and measure until
-// the two others agree on a new one; the old leader then rejoins.
+// BenchmarkLeaderFailover (LAN timeouts) measures until the two others
+// agree on a new leader: "stop" is a graceful Close (leadership handed
+// over), "crash" cuts the leader's transport (like kill -9 or a pulled
+// cable: an election timeout has to pass first).
 func BenchmarkLeaderFailover(b *testing.B) {
-	c := newCluster(b, clusterOpts{n: 3, expect: 3, timeouts: LANTimeouts()})
-	var lat []time.Duration
-	for i := 0; i < b.N; i++ {
-		l := c.leader()
-		start := time.Now()
-		l.stop()
-		for {
-			ok := true
-			name := ""
-			for _, tn := range c.running() {
-				ln := tn.node.Leader()
-				if ln == "" || ln == l.cfg.NodeName || (name != "" && ln != name) {
-					ok = false
+	for _, mode := range []string{"stop", "crash"} {
+		b.Run(mode, func(b *testing.B) {
+			c := newCluster(b, clusterOpts{n: 3, expect: 3, timeouts: LANTimeouts()})
+			var lat []time.Duration
+			for i := 0; i < b.N; i++ {
+				l := c.leader()
+				start := time.Now()
+				if mode == "stop" {
+					l.stop()
+				} else {
+					l.node.mux.setCut(true)
 				}
-				name = ln
+				for {
+					ok := true
+					name := ""
+					for _, tn := range followers(c, l) {
+						ln := tn.node.Leader()
+						if ln == "" || ln == l.cfg.NodeName || (name != "" && ln != name) {
+							ok = false
+						}
+						name = ln
+					}
+					if ok {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				lat = append(lat, time.Since(start))
+				if mode == "stop" {
+					l.start()
+				} else {
+					l.node.mux.setCut(false)
+				}
+				c.leader()
 			}
-			if ok {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		lat = append(lat, time.Since(start))
-		l.start()
-		c.leader()
+			b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(slices.Max(lat).Milliseconds()), "max-ms")
+		})
 	}
-	b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(slices.Max(lat).Milliseconds()), "max-ms")
 }
 
 const goodBenchConf = `vrrp_instance VI_1 {

@@ -312,6 +312,13 @@ func (n *Node) Close() error {
 
 func (n *Node) shutdown() error {
 	var errs []error
+	if n.raft != nil && n.raft.State() == raft.Leader && len(n.Voters()) > 1 {
+		// A planned stop hands leadership over at once instead of making
+		// the others wait for an election timeout.
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before stop failed", "err", err)
+		}
+	}
 	if n.gossip != nil {
 		n.gossip.leave(200 * time.Millisecond)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -17,6 +18,10 @@ const (
 	opJoin   = "join"
 	opRemove = "remove"
 )
+
+// maxRPCBody bounds one forwarded request (a configuration text fits
+// many times over).
+const maxRPCBody = 64 << 20
 
 type rpcRequest struct {
 	Op   string `json:"op"`
@@ -48,7 +53,7 @@ func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	var req rpcRequest
-	if err := json.NewDecoder(c).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(c, maxRPCBody)).Decode(&req); err != nil {
 		n.log.Warn("bad cluster rpc request", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
