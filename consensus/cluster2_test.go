@@ -484,3 +484,21 @@ func TestPushOnPartitionedLeader(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthMasterMode(t *testing.T) {
+	c := newCluster(t, clusterOpts{n: 3, expect: 3, mode: HealthMaster})
+	l := c.leader()
+	for _, tn := range c.nodes {
+		tn.node.ReportHealth([]HealthEntry{{VS: "vs", RS: "rs", Up: tn != l}})
+	}
+	// Only the leader sees it down: in master mode that decides everywhere.
+	waitFor(t, "leader's view everywhere", 10*time.Second, func() bool {
+		for _, tn := range c.nodes {
+			e := tn.node.Healthy("vs", "rs")
+			if e.Up || e.Source != HealthMaster {
+				return false
+			}
+		}
+		return true
+	})
+}

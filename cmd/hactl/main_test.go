@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -224,5 +226,38 @@ func TestConfigPushFlow(t *testing.T) {
 	code, _, errOut = hactl("--api", sock, "config", "push", good)
 	if code != 1 || !strings.Contains(errOut, "no Raft leader") {
 		t.Fatalf("push without leader = %d %q", code, errOut)
+	}
+}
+
+// TestBinaryExitCodes runs the built binary: exit statuses are what
+// scripts see.
+func TestBinaryExitCodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "hactl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	sock, _ := fakeServer(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--api", sock, "status"}, 0},
+		{[]string{"--api", sock, "config", "show"}, 1},
+		{[]string{"--api", sock, "bogus"}, 2},
+	} {
+		err := exec.Command(bin, tc.args...).Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("hactl %v exit %d, want %d", tc.args, code, tc.code)
+		}
 	}
 }
