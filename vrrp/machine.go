@@ -108,6 +108,10 @@ func (m *machine) start(now time.Time) {
 		return
 	}
 	m.toBackup(now, "init")
+	if m.spec.PreemptDelay > 0 {
+		// keepalived: no preemption within preempt_delay of startup either.
+		m.preemptAt = now.Add(m.spec.PreemptDelay)
+	}
 	if m.spec.Priority == 255 {
 		m.claim(now) // the address owner does not wait (RFC 5798 6.4.1)
 	}

@@ -161,6 +161,13 @@ func TestMachineTransitions(t *testing.T) {
 			// last followed advert at 4 s (delay ends at 6 s): down at 7.6 s
 			wantState: StateBackup, wantDown: 7600 * ms,
 			wantLog: "addrs false; INIT->BACKUP"},
+		{name: "preempt_delay also runs from startup",
+			spec: func(s *InstanceSpec) { s.PreemptDelay = 5 * time.Second },
+			steps: []step{{at: 4 * time.Second, adv: adv(50)}, {at: 5 * time.Second, adv: adv(50)}},
+			// 4 s: within the startup delay, followed (down at 7.6 s); 5 s:
+			// delay over, ignored.
+			wantState: StateBackup, wantDown: 7600 * ms,
+			wantLog: "addrs false; INIT->BACKUP"},
 		{name: "owner 255 is master at once",
 			spec:      func(s *InstanceSpec) { s.Priority = 255 },
 			wantState: StateMaster, wantAdver: time.Second,
