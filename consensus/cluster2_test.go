@@ -289,7 +289,7 @@ func TestSubscribeApplyPerNode(t *testing.T) {
 		if cv.Version != 1 {
 			t.Fatalf("late subscriber got %d", cv.Version)
 		}
-	case <-time.After(time.Second):
+	case <-time.After(5 * time.Second):
 		t.Fatal("late subscriber got nothing")
 	}
 }
@@ -337,6 +337,9 @@ func TestHealthQuorumAndFallback(t *testing.T) {
 	// Two of three: down everywhere, also on the director that sees it up.
 	report(c.nodes[1], false)
 	everywhere("down everywhere with 2 of 3 down", false, c.nodes...)
+	if e := c.nodes[2].node.EffectiveAll()["10.0.0.1:80/TCP"]["192.168.0.10:80"]; e.Up || e.Source != HealthQuorum {
+		t.Fatalf("EffectiveAll on d3 = %+v", e)
+	}
 
 	// Partition d3: it falls back to its own view and says so.
 	d3 := c.nodes[2]

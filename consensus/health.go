@@ -179,3 +179,36 @@ func (n *Node) Status() Status {
 	}
 	return st
 }
+
+// EffectiveAll returns the effective health of every real server that
+// this director or any other has a view of: vs -> rs -> Effective. It is
+// Healthy for each, computed against one reading of the cluster state.
+func (n *Node) EffectiveAll() map[string]map[string]Effective {
+	hs := n.HealthState()
+	leader, voters := n.Leader(), n.Voters()
+	table := n.fsm.HealthTable()
+	n.repMu.Lock()
+	local := make(map[healthKey]bool, len(n.local))
+	for k, v := range n.local {
+		local[k] = v
+	}
+	n.repMu.Unlock()
+	for k := range local {
+		if table[k.vs] == nil {
+			table[k.vs] = map[string]map[string]View{}
+		}
+		if table[k.vs][k.rs] == nil {
+			table[k.vs][k.rs] = map[string]View{}
+		}
+	}
+	out := make(map[string]map[string]Effective, len(table))
+	for vs, rss := range table {
+		m := make(map[string]Effective, len(rss))
+		for rs, views := range rss {
+			l, ok := local[healthKey{vs, rs}]
+			m[rs] = decide(hs, n.cfg.NodeName, leader, voters, views, l, ok)
+		}
+		out[vs] = m
+	}
+	return out
+}
