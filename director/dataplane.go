@@ -88,6 +88,9 @@ func (p *dataPlane) run(ctx context.Context) error {
 		return fmt.Errorf("start checks: %w", err)
 	}
 	defer p.checks.Stop()
+	// Transitions carry changes only: start from each real server's
+	// initial state (down for a checker with alpha).
+	p.seedHealth()
 	p.planner = lvs.NewPlanner(quorumScripts{p.d, p.log}, p.log)
 
 	if len(cfg.VirtualServers) > 0 {
@@ -153,6 +156,23 @@ func (p *dataPlane) startIPVS(ctx context.Context, cfg *config.Config) error {
 	}
 	p.rec = rec
 	return nil
+}
+
+// seedHealth records the checkers' current view of every real server.
+func (p *dataPlane) seedHealth() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, rs := range p.checks.State() {
+		ap, err := netip.ParseAddrPort(rs.RealServer)
+		if err != nil {
+			p.log.Error("checker state with a bad real server address", "rs", rs.RealServer, "err", err)
+			continue
+		}
+		key := lvs.HealthKey{VS: rs.VirtualServer, RS: ap}
+		if _, ok := p.health[key]; !ok {
+			p.health[key] = lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
+		}
+	}
 }
 
 // record keeps a transition in this director's health table and, in
@@ -232,6 +252,7 @@ func (p *dataPlane) reload(cfg *config.Config, specs []checks.Spec) error {
 		}
 	}
 	p.mu.Unlock()
+	p.seedHealth()
 	if p.rec == nil && len(cfg.VirtualServers) > 0 && p.noIPVS == nil {
 		ctx := context.Background()
 		if err := p.startIPVS(ctx, cfg); err != nil {
