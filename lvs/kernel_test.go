@@ -311,3 +311,32 @@ func TestKernelRunRepairsDriftWithinAPeriod(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelRestartKeepsTable: a new reconciler (hakeepd restarted without
+// lvs_flush_on_stop) adopts the table it finds and changes nothing when
+// the configuration is the same; connections and counters stay.
+func TestKernelRestartKeepsTable(t *testing.T) {
+	ctx := context.Background()
+	r, _, ns := kernelRec(t, Options{})
+	want := table(svc("10.0.0.1", 80, "wrr", dst("10.1.0.1", 80, 1), dst("10.1.0.2", 80, 2)))
+	if _, err := r.SetDesired(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := NewKernel("/run/netns/"+ns, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k2.Close()
+	r2, err := NewReconciler(k2, Options{Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := r2.SetDesired(ctx, want)
+	if err != nil || st.Ops != 0 {
+		t.Fatalf("restart with the same configuration: %+v %v, want no change", st, err)
+	}
+	requireKernelEquals(t, ns, want)
+}

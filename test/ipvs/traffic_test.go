@@ -196,7 +196,7 @@ func trafficCase(t *testing.T, inhibit bool) {
 		s.start(t)
 		defer s.stop()
 	}
-	vs := &config.VirtualServer{Addr: netip.MustParseAddrPort("10.10.0.100:80"), Protocol: "TCP", LBAlgo: "rr", LBKind: "NAT",
+	vs := &config.VirtualServer{Addr: netip.MustParseAddrPort("10.10.0.100:80"), Protocol: "TCP", LBAlgo: "wrr", LBKind: "NAT",
 		Quorum: 1, InhibitOnFailure: inhibit}
 	for _, s := range srvs {
 		vs.RealServers = append(vs.RealServers, &config.RealServer{Addr: netip.MustParseAddrPort(s.addr), Weight: 1,
@@ -250,7 +250,7 @@ func trafficCase(t *testing.T, inhibit bool) {
 		return strings.Contains(out, "10.20.1.2:80") && strings.Contains(out, "10.20.2.2:80")
 	})
 	if got := get(t, l.c, 10); got["rs1"] != 5 || got["rs2"] != 5 {
-		t.Fatalf("rr over two servers: %v, want 5 each", got)
+		t.Fatalf("wrr 1:1 over two servers: %v, want 5 each", got)
 	}
 
 	// A connection held open across a weight change keeps working: the
@@ -272,9 +272,12 @@ func trafficCase(t *testing.T, inhibit bool) {
 	waitFor(t, "the held connection in IPVS", func() bool { return activeConns(rec.Status()) == 1 })
 	before := rec.Status()
 	cfgMu.Lock()
-	vs.RealServers[0].Weight, vs.RealServers[1].Weight = 3, 3
+	vs.RealServers[0].Weight, vs.RealServers[1].Weight = 2, 6
 	cfgMu.Unlock()
-	waitFor(t, "weights 3", func() bool { return strings.Count(ipvsadm(), "Masq    3") == 2 })
+	waitFor(t, "weights 2 and 6", func() bool {
+		out := ipvsadm()
+		return strings.Contains(out, "Masq    2") && strings.Contains(out, "Masq    6")
+	})
 	after := rec.Status()
 	if d := after.Changes - before.Changes; d != 2 {
 		t.Errorf("weight change took %d IPVS changes, want 2 updates", d)
@@ -286,6 +289,10 @@ func trafficCase(t *testing.T, inhibit bool) {
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if b, err := io.ReadAll(conn); err != nil || !strings.Contains(string(b), "rs") {
 		t.Errorf("held connection after the weight change: %q %v", b, err)
+	}
+	// wrr 2:6 — any 40 consecutive picks hold exactly 10 whole cycles.
+	if got := get(t, l.c, 40); got["rs1"] != 10 || got["rs2"] != 30 {
+		t.Fatalf("wrr 2:6: %v, want 10 and 30", got)
 	}
 
 	// rs1 stops: its check fails, IPVS drops it (or weight 0), no request reaches it.
@@ -305,8 +312,8 @@ func trafficCase(t *testing.T, inhibit bool) {
 
 	// rs1 back: checked up, back in IPVS, traffic spreads again.
 	srvs[0].start(t)
-	waitFor(t, "rs1 back at weight 3", func() bool { return strings.Count(ipvsadm(), "Masq    3") == 2 })
-	if got := get(t, l.c, 10); got["rs1"] != 5 || got["rs2"] != 5 {
-		t.Fatalf("after rs1 returned: %v, want 5 each", got)
+	waitFor(t, "rs1 back at weight 2", func() bool { return strings.Contains(ipvsadm(), "10.20.1.2:80                 Masq    2") })
+	if got := get(t, l.c, 40); got["rs1"] != 10 || got["rs2"] != 30 {
+		t.Fatalf("after rs1 returned: %v, want 10 and 30", got)
 	}
 }
