@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 GO ?= go
 BIN := bin
 
-.PHONY: all build test deps vet test-unit test-ipvs demo bench fuzz clean
+.PHONY: all build test deps vet test-unit test-ipvs demo bench bench-ipvs fuzz clean
 
 all: build
 
@@ -27,7 +27,7 @@ test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 test-ipvs:
-	$(GO) run ./internal/vmtest/cmd/vmtest ./lvs ./test/ipvs
+	$(GO) run ./internal/vmtest/cmd/vmtest ./internal/vmtest ./lvs ./test/ipvs
 
 demo: build
 	$(GO) run ./deploy/demo --hakeepd $(BIN)/hakeepd
@@ -40,3 +40,7 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# IPVS benchmarks in the VM, keepalived side by side (see BENCHMARKS.md).
+bench-ipvs:
+	$(GO) run ./internal/vmtest/cmd/vmtest -mem 4096 -bin /usr/sbin/keepalived -env HAKEEP_BENCH_KEEPALIVED=1 -run SideBySide -bench . -benchtime 3x ./lvs ./test/ipvs

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -101,6 +100,12 @@ func (p *dataPlane) run(ctx context.Context) error {
 			p.log.Error("virtual servers will not be programmed", "err", err)
 		}
 	}
+	defer func() {
+		p.mu.Lock()
+		cfg := p.cfg
+		p.mu.Unlock()
+		p.planner.Shutdown(context.Background(), cfg) // omega: quorum_down at stop
+	}()
 	if p.rec != nil {
 		go p.rec.Run(ctx)
 		defer func() {
@@ -214,7 +219,7 @@ func (p *dataPlane) replan(ctx context.Context) {
 	p.mu.Lock()
 	cfg := p.cfg
 	p.mu.Unlock()
-	t, err := p.planner.Plan(ctx, cfg, lvs.Inputs{Health: p.effectiveHealth(), Master: p.d.isMasterOf})
+	t, err := p.planner.Plan(ctx, cfg, lvs.Inputs{Health: p.effectiveHealth(), Master: lvs.MasterOf(cfg, p.d.isMaster)})
 	if err != nil {
 		p.log.Error("cannot compute the IPVS table", "err", err)
 		return
@@ -269,9 +274,9 @@ func (p *dataPlane) reload(cfg *config.Config, specs []checks.Spec) error {
 	return nil
 }
 
-// isMasterOf reports whether a VRRP instance of this director that holds
-// addr is MASTER (ha_suspend). Without VRRP every service is active.
-func (d *Director) isMasterOf(addr netip.Addr) bool {
+// isMaster reports whether this director's VRRP instance name is MASTER
+// (ha_suspend). Without VRRP (-C) every service is active.
+func (d *Director) isMaster(name string) bool {
 	d.mu.Lock()
 	m := d.vrrp
 	d.mu.Unlock()
@@ -279,8 +284,8 @@ func (d *Director) isMasterOf(addr netip.Addr) bool {
 		return true
 	}
 	for _, st := range m.Status() {
-		if st.State == "MASTER" && slices.Contains(st.VIPs, addr) {
-			return true
+		if st.Name == name {
+			return st.State == "MASTER"
 		}
 	}
 	return false
