@@ -53,6 +53,8 @@ type gossip struct {
 	lastAck       map[string]time.Time
 	probeInterval time.Duration
 	down          bool
+	self          string // this node's name
+	selfAddr      string // this node's gossip host:port
 }
 
 func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
@@ -83,14 +85,14 @@ func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
 	g.ml = ml
+	g.self = mc.Name
+	n := ml.LocalNode()
+	g.selfAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	return g, nil
 }
 
 // addr returns the gossip address this node advertises.
-func (g *gossip) addr() string {
-	n := g.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (g *gossip) addr() string { return g.selfAddr }
 
 func (g *gossip) setHasState(v bool) {
 	g.mu.Lock()
@@ -115,37 +117,29 @@ func (g *gossip) join(addrs []string) (int, error) {
 // members returns the gossip view, sorted by name: live members from
 // memberlist (alive, suspect) plus the last state of those it dropped.
 func (g *gossip) members() []gossipMember {
-	live := g.ml.Members()
+	// Built only from what the event delegate copied: the *Node values
+	// memberlist.Members returns are updated under its lock, so reading
+	// them here would race.
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := map[string]gossipMember{}
-	for name, m := range g.known {
-		out[name] = m
-	}
-	// Every member is probed about once per len(live) probe intervals.
-	suspectAfter := time.Duration(len(live)+3) * g.probeInterval
-	self := g.ml.LocalNode().Name
-	for _, n := range live {
-		m := gossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: MemberAlive}
-		_ = json.Unmarshal(n.Meta, &m.Meta)
-		if last, ok := g.lastAck[n.Name]; ok && n.Name != self && time.Since(last) > suspectAfter {
-			m.State = MemberSuspect
+	alive := 0
+	for _, m := range g.known {
+		if m.State == MemberAlive {
+			alive++
 		}
-		out[n.Name] = m
 	}
-	list := make([]gossipMember, 0, len(out))
-	for _, m := range out {
+	// Every member is probed about once per `alive` probe intervals.
+	suspectAfter := time.Duration(alive+3) * g.probeInterval
+	list := make([]gossipMember, 0, len(g.known))
+	for name, m := range g.known {
+		if m.State == MemberAlive && name != g.self {
+			if last, ok := g.lastAck[name]; ok && time.Since(last) > suspectAfter {
+				m.State = MemberSuspect
+			}
+		}
 		list = append(list, m)
 	}
-	slices.SortFunc(list, func(a, b gossipMember) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list, func(a, b gossipMember) int { return strings.Compare(a.Name, b.Name) })
 	return list
 }
 
@@ -171,20 +165,6 @@ func (g *gossip) leave(timeout time.Duration) {
 	if err := g.ml.Shutdown(); err != nil {
 		g.log.Debug("gossip shutdown", "err", err)
 	}
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return MemberAlive
-	case memberlist.StateSuspect:
-		return MemberSuspect
-	case memberlist.StateDead:
-		return MemberDead
-	case memberlist.StateLeft:
-		return MemberLeft
-	}
-	return MemberUnknown
 }
 
 // record keeps the last known state of a member; memberlist's Node.State
