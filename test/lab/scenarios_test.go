@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -246,6 +247,52 @@ var scenarios = []scenario{
 				e.t.Errorf("%s does not log the bad password: %v", h, err)
 			}
 		}
+	}},
+	{"VRRP dropped one way: plain VRRP double-owns", func(e *env) {
+		if _, err := exec.LookPath("iptables"); err != nil {
+			e.t.Skip("needs iptables (Debian package iptables)")
+		}
+		v := fastV3
+		e.startAll(v, nil)
+		// h2 stops hearing h1; without a quorum nothing stops h2 claiming
+		// the VIP while h1 keeps it: the split brain fencing.md is about.
+		if err := e.l.DropVRRP("h2", true); err != nil {
+			e.t.Fatal(err)
+		}
+		for _, h := range []string{"h1", "h2"} {
+			if _, err := e.l.WaitAddr(h, vip4, deadline(v.masterDown(100))); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+		if err := e.l.DropVRRP("h2", false); err != nil {
+			e.t.Fatal(err)
+		}
+		// Healed: h2 hears the higher priority again (within an advert
+		// interval: both own until then) and yields once.
+		if _, err := e.l.WaitNoAddr("h2", vip4, deadline(v.masterDown(100))); err != nil {
+			e.t.Fatal(err)
+		}
+		e.owner(vip4, "h1", time.Second)
+		e.stable(vip4, "h1", 500*time.Millisecond)
+	}},
+	{"SIGSTOP master: backup takes over, the paused one keeps its VIP", func(e *env) {
+		v := fastV3
+		e.startAll(v, nil)
+		if err := e.d["h1"].Pause(); err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := e.l.WaitAddr("h2", vip4, deadline(v.masterDown(100))); err != nil {
+			e.t.Fatal(err)
+		}
+		// Plain VRRP: nothing removes the hung master's VIP (kernel
+		// lifetimes do, with fencing).
+		if ok, _ := e.l.HasAddr("h1", vip4); !ok {
+			e.t.Error("the paused master lost its VIP without fencing")
+		}
+		if err := e.d["h1"].Resume(); err != nil {
+			e.t.Fatal(err)
+		}
+		e.owner(vip4, "h1", deadline(v.masterDown(100)+time.Second))
 	}},
 	{"notify scripts: arguments and order", func(e *env) {
 		v := fastV3
