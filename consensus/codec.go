@@ -82,6 +82,9 @@ type HealthEntry struct {
 	VS string `json:"vs"`
 	RS string `json:"rs"`
 	Up bool   `json:"up"`
+	// Gone removes this director's view (the real server is no longer
+	// configured here).
+	Gone bool `json:"gone,omitempty"`
 }
 
 // Claim asks for ownership of a VRID: accepted only when PrevEpoch is the

@@ -224,6 +224,16 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 	case CmdHealth:
 		h := c.Health
 		for _, e := range h.Entries {
+			if e.Gone {
+				delete(st.Health[e.VS][e.RS], h.Node)
+				if len(st.Health[e.VS][e.RS]) == 0 {
+					delete(st.Health[e.VS], e.RS)
+				}
+				if len(st.Health[e.VS]) == 0 {
+					delete(st.Health, e.VS)
+				}
+				continue
+			}
 			rss := st.Health[e.VS]
 			if rss == nil {
 				rss = map[string]map[string]View{}

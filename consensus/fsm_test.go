@@ -120,6 +120,12 @@ func TestFSMSnapshotRestoreAll(t *testing.T) {
 	applyCmd(t, f, 5, Command{Type: CmdHealth, Health: &Health{Node: "d1", At: t0, Entries: []HealthEntry{{VS: "v", RS: "r1", Up: true}, {VS: "v", RS: "r2", Up: false}}}})
 	applyCmd(t, f, 6, Command{Type: CmdClaim, Claim: &Claim{VRID: 7, Node: "d1", At: t0}})
 
+	// A view that is gone leaves no empty maps behind.
+	applyCmd(t, f, 7, Command{Type: CmdHealth, Health: &Health{Node: "d2", At: t0, Entries: []HealthEntry{{VS: "old", RS: "r", Up: true}}}})
+	applyCmd(t, f, 8, Command{Type: CmdHealth, Health: &Health{Node: "d2", At: t0, Entries: []HealthEntry{{VS: "old", RS: "r", Gone: true}}}})
+	if _, ok := f.HealthTable()["old"]; ok {
+		t.Fatal("gone view left in the table")
+	}
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)

@@ -139,9 +139,9 @@ type Node struct {
 	watches map[*watch]struct{}
 
 	repMu    sync.Mutex
-	applied  *Applied           // pending applied report
-	local    map[healthKey]bool // this director's own view
-	dirty    map[healthKey]bool // views not yet committed
+	applied  *Applied                  // pending applied report
+	local    map[healthKey]bool        // this director's own view
+	dirty    map[healthKey]HealthEntry // views not yet committed (Gone: drop it)
 	kick     chan struct{}
 	lastOK   time.Time // last successful report commit
 	members  []string  // raft voters, cached
@@ -188,7 +188,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: log, fsm: NewFSM(cfg.HistoryLimit), subs: map[chan ConfigVersion]struct{}{},
-		local: map[healthKey]bool{}, dirty: map[healthKey]bool{}, kick: make(chan struct{}, 1), closed: make(chan struct{})}
+		local: map[healthKey]bool{}, dirty: map[healthKey]HealthEntry{}, kick: make(chan struct{}, 1), closed: make(chan struct{})}
 	n.fsm.onConfig = n.notify
 	n.fsm.onChange = n.notifyChange
 	if err := n.start(); err != nil {
@@ -637,18 +637,20 @@ func (n *Node) ReportHealth(entries []HealthEntry) {
 	for _, e := range entries {
 		k := healthKey{e.VS, e.RS}
 		n.local[k] = e.Up
-		n.dirty[k] = e.Up
+		n.dirty[k] = HealthEntry{VS: e.VS, RS: e.RS, Up: e.Up}
 	}
 	n.repMu.Unlock()
 	n.kickReport()
 }
 
-// ForgetHealth drops this director's local view of real servers that are no
-// longer configured.
+// ForgetHealth drops this director's view of a real server that is no
+// longer configured, locally and (in the background) in the replicated
+// table.
 func (n *Node) ForgetHealth(vs, rs string) {
 	n.repMu.Lock()
 	delete(n.local, healthKey{vs, rs})
-	delete(n.dirty, healthKey{vs, rs})
+	// Replicate the removal so the table does not keep stale views.
+	n.dirty[healthKey{vs, rs}] = HealthEntry{VS: vs, RS: rs, Gone: true}
 	n.repMu.Unlock()
 }
 
@@ -697,11 +699,11 @@ func (n *Node) flushReports() bool {
 	n.repMu.Lock()
 	applied := n.applied
 	batch := make([]HealthEntry, 0, min(len(n.dirty), maxHealthBatch))
-	for k, up := range n.dirty {
+	for _, e := range n.dirty {
 		if len(batch) == maxHealthBatch {
 			break
 		}
-		batch = append(batch, HealthEntry{VS: k.vs, RS: k.rs, Up: up})
+		batch = append(batch, e)
 	}
 	n.repMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -727,7 +729,7 @@ func (n *Node) flushReports() bool {
 			n.repMu.Lock()
 			for _, e := range batch {
 				k := healthKey{e.VS, e.RS}
-				if v, still := n.dirty[k]; still && v == e.Up {
+				if v, still := n.dirty[k]; still && v == e {
 					delete(n.dirty, k)
 				}
 			}
