@@ -297,10 +297,19 @@ func BenchmarkLabJitter(b *testing.B) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		b.Skip("needs tcpdump (Debian package tcpdump)")
 	}
-	for _, impl := range []string{"hakeep", "keepalived"} {
+	for _, impl := range []string{"hakeep", "hakeep-rt", "keepalived"} {
 		b.Run(impl, func(b *testing.B) {
 			l := newLab(b, 3)
-			if impl == "hakeep" {
+			if impl == "hakeep-rt" {
+				// The whole test process at SCHED_RR 10, as hakeepd would run
+				// with vrrp_rt_priority 10; busy loops and tcpdump are started
+				// under chrt -o so they stay SCHED_OTHER.
+				if err := SetRealtime(10); err != nil {
+					b.Skipf("cannot use SCHED_RR: %v", err)
+				}
+				defer SetRealtime(0)
+			}
+			if impl != "keepalived" {
 				l.daemon(1, labSpec(150, 100*time.Millisecond, nil), nil)
 			} else {
 				l.startKA(1, strings.Replace(fmt.Sprintf(kaConf, "BACKUP", 150, "0.1", "version 3"), "10.99.0.100/32", "10.77.0.100/32", 1))
@@ -311,7 +320,7 @@ func BenchmarkLabJitter(b *testing.B) {
 				nb = n
 			}
 			for i := 0; i < nb; i++ {
-				c := exec.Command("sh", "-c", "while :; do :; done")
+				c := exec.Command("chrt", "-o", "0", "sh", "-c", "while :; do :; done")
 				c.Start()
 				burners = append(burners, c)
 			}
@@ -322,7 +331,7 @@ func BenchmarkLabJitter(b *testing.B) {
 				}
 			}()
 			var out strings.Builder
-			td := exec.Command("ip", "netns", "exec", l.sw, "tcpdump", "-i", "br0", "-n", "-tt", "--immediate-mode", "-l",
+			td := exec.Command("chrt", "-o", "0", "ip", "netns", "exec", l.sw, "tcpdump", "-i", "br0", "-n", "-tt", "--immediate-mode", "-l",
 				"ip proto 112 and src 10.77.0.11")
 			td.Stdout = &out
 			if err := td.Start(); err != nil {

@@ -35,7 +35,7 @@ vrrp_sync_group G1 {
   sync_group_tracking_weight
 }
 vrrp_instance VI_1 {
-  state MASTER
+  state BACKUP
   interface eth0
   virtual_router_id 51
   priority 150

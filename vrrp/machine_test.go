@@ -162,7 +162,7 @@ func TestMachineTransitions(t *testing.T) {
 			wantState: StateBackup, wantDown: 7600 * ms,
 			wantLog: "addrs false; INIT->BACKUP"},
 		{name: "preempt_delay also runs from startup",
-			spec: func(s *InstanceSpec) { s.PreemptDelay = 5 * time.Second },
+			spec:  func(s *InstanceSpec) { s.PreemptDelay = 5 * time.Second },
 			steps: []step{{at: 4 * time.Second, adv: adv(50)}, {at: 5 * time.Second, adv: adv(50)}},
 			// 4 s: within the startup delay, followed (down at 7.6 s); 5 s:
 			// delay over, ignored.
