@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,6 +192,10 @@ func TestKeepalivedInterop(t *testing.T) {
 			s.SrcIP = netip.MustParseAddr("10.77.0.12")
 			s.Peers = []netip.Addr{netip.MustParseAddr("10.77.0.11")}
 		}},
+		{"v3 IPv6", 3, "version 3", "0.1", func(s *InstanceSpec) {
+			s.Interval = 100 * time.Millisecond
+			s.IPv6, s.VIPs = true, []netip.Addr{netip.MustParseAddr("fd00:77::100")}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,13 +204,21 @@ func TestKeepalivedInterop(t *testing.T) {
 				VIPs: []netip.Addr{vip4}, Preempt: true}
 			tt.spec(spec)
 			c := l.listen(2, spec)
-			ka := l.keepalived(1, fmt.Sprintf(kaConf, "BACKUP", 100, tt.intv, tt.extra))
+			conf := fmt.Sprintf(kaConf, "BACKUP", 100, tt.intv, tt.extra)
+			if spec.IPv6 {
+				conf = strings.Replace(conf, "10.99.0.100/32", "fd00:77::100/128", 1)
+			}
+			ka := l.keepalived(1, conf)
 			l.waitLog(ka, 10*time.Second, "Entering MASTER STATE")
 			p, drops := recvOne(t, c, 5*time.Second)
 			if p == nil {
 				t.Fatalf("no keepalived advert; drops %v", drops)
 			}
-			if p.Src != l.addr(1) || p.Advert.Priority != 100 || p.Advert.Interval != spec.Interval {
+			want := l.addr(1)
+			if spec.IPv6 {
+				want = netip.MustParseAddr("fe80::ff:fe00:b") // EUI-64 of 02:00:00:00:00:0b
+			}
+			if p.Src != want || p.Advert.Priority != 100 || p.Advert.Interval != spec.Interval {
 				t.Fatalf("keepalived advert %+v from %s", p.Advert, p.Src)
 			}
 			m := newMachine(spec, &recFx{})
