@@ -160,8 +160,7 @@ type VIP struct {
 	Preferred     *bool  `json:"preferred_lft_zero,omitempty"` // "-preferred_lft 0" style; as written
 	TrackGroup    string `json:"track_group,omitempty"`
 	NoTrack       bool   `json:"no_track,omitempty"`
-	// Excluded: from virtual_ipaddress_excluded, or moved there because its
-	// family differs from the instance's (keepalived's behaviour).
+	// Excluded: from virtual_ipaddress_excluded.
 	Excluded bool `json:"excluded,omitempty"`
 }
 
@@ -270,11 +269,13 @@ type VRRPInstance struct {
 	Interface string `json:"interface"`
 	// VRID: virtual_router_id, 1..255 (required).
 	VRID int `json:"virtual_router_id"`
-	// Priority defaults to 100; 255 means address owner.
+	// Priority defaults to 100, or to 255 with state MASTER (keepalived);
+	// 255 means address owner, which always starts as MASTER.
 	Priority int `json:"priority"`
 	// AdvertInt defaults to 1 s.
 	AdvertInt time.Duration `json:"advert_int"`
-	// Version: 2 or 3; defaults to global vrrp_version.
+	// Version: 2 or 3; defaults to global vrrp_version; always 3 for IPv6
+	// instances (as keepalived).
 	Version int `json:"version"`
 	// Family is 4 or 6, from the first VIP (4 when there are none).
 	Family int `json:"family"`

@@ -101,6 +101,7 @@ type parser struct {
 	instGARP      map[*VRRPInstance]*garpOverride
 	instVersion   map[*VRRPInstance]bool
 	instAccept    map[*VRRPInstance]bool
+	instPrio      map[*VRRPInstance]bool
 	advertRaw     map[*VRRPInstance]float64
 	removedScript map[string]bool
 	vsSeen        map[string]Pos

@@ -38,8 +38,21 @@ func (p *parser) finalize() {
 			setDur(&i.GARP.LowerPrioDelay, o.lowerPrioDelay)
 			setInt(&i.GARP.LowerPrioRepeat, o.lowerPrioRepeat)
 		}
-		p.finalizeAdvert(i)
+		// keepalived: state MASTER without a priority means the address
+		// owner (255), and the address owner always starts as MASTER.
+		if i.State == StateMaster && !p.instPrio[i] {
+			i.Priority = 255
+		}
+		if i.Priority == 255 {
+			i.State = StateMaster
+		}
 		p.finalizeFamily(i)
+		if i.Family == 6 {
+			// VRRPv2 has no IPv6: keepalived runs IPv6 instances as
+			// VRRPv3, silently, whatever version says.
+			i.Version = 3
+		}
+		p.finalizeAdvert(i)
 		if i.Interface == "" {
 			def := g.DefaultInterface
 			if def == "" {
@@ -209,7 +222,7 @@ func (p *parser) finalizeAdvert(i *VRRPInstance) {
 }
 
 // finalizeFamily sets the instance's address family from its first VIP and
-// moves VIPs of the other family to the excluded list, as keepalived does.
+// drops VIPs of the other family, as keepalived 2.2 does.
 func (p *parser) finalizeFamily(i *VRRPInstance) {
 	i.Family = 4
 	if len(i.VIPs) > 0 && i.VIPs[0].Prefix.Addr().Is6() {
@@ -224,9 +237,9 @@ func (p *parser) finalizeFamily(i *VRRPInstance) {
 	kept := i.VIPs[:0]
 	for _, v := range i.VIPs {
 		if family(v.Prefix.Addr().Is6()) != i.Family {
-			p.warnf(v.Pos, "vrrp_instance %s: %s is not IPv%d like the instance's first address; moved to virtual_ipaddress_excluded (as keepalived does)", i.Name, v.Prefix, i.Family)
-			v.Excluded = true
-			i.ExcludedVIPs = append(i.ExcludedVIPs, v)
+			// keepalived 2.2: "address family must match VRRP instance
+			// - ignoring" (older versions moved it to the excluded list).
+			p.warnf(v.Pos, "vrrp_instance %s: %s is not IPv%d like the instance's first address; ignored (as keepalived does; put it in virtual_ipaddress_excluded or its own instance)", i.Name, v.Prefix, i.Family)
 			continue
 		}
 		kept = append(kept, v)
@@ -316,7 +329,8 @@ func (p *parser) validate() {
 		}
 		i.TrackInterfaces = kept
 		if !i.Preempt && i.State == StateMaster {
-			p.warnf(i.Pos, "vrrp_instance %s: nopreempt does not work with state MASTER; use state BACKUP on every node", i.Name)
+			p.warnf(i.Pos, "vrrp_instance %s: nopreempt does not work with state MASTER; ignored (as keepalived does): use state BACKUP on every node", i.Name)
+			i.Preempt = true
 		}
 		for _, u := range i.UnicastPeers {
 			if family(u.Addr.Is6()) != i.Family {

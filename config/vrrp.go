@@ -484,6 +484,10 @@ func init() {
 		"priority": func(p *parser, n *node, i *VRRPInstance) {
 			if v, ok := p.intArg(n, 1, 255); ok {
 				i.Priority = v
+				if p.instPrio == nil {
+					p.instPrio = map[*VRRPInstance]bool{}
+				}
+				p.instPrio[i] = true
 			}
 		},
 		"advert_int": func(p *parser, n *node, i *VRRPInstance) {

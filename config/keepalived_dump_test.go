@@ -1,0 +1,463 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestKeepalivedDump compares what hakeep reads with what keepalived
+// itself reads, value by value: each configuration runs under Debian's
+// keepalived with -d (dump configuration) in a network namespace of its
+// own, with a veth for every interface the file names, and the VRRP part
+// of the dump (state, interface, VRID, priority, advert interval, preempt,
+// authentication, VIPs with brd/dev/scope/label, excluded VIPs, unicast
+// peers, tracked scripts and interfaces with their weights) must equal
+// hakeep's model. Virtual servers are not dumped here: keepalived's
+// checker needs kernel IPVS, which this kernel lacks (the lvs package
+// tests IPVS in a VM).
+func TestKeepalivedDump(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: keepalived runs in network namespaces")
+	}
+	bin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("keepalived not installed (apt-get install keepalived)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip (iproute2) not installed")
+	}
+	type input struct {
+		name, file, id string
+	}
+	var inputs []input
+	dir := t.TempDir()
+	addText := func(name, text, id string) {
+		f := filepath.Join(dir, fmt.Sprintf("c%d.conf", len(inputs)))
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, input{name, f, id})
+	}
+	seeds, _ := filepath.Glob("testdata/seeds/*.conf")
+	for _, f := range seeds {
+		inputs = append(inputs, input{"seed " + filepath.Base(f), f, ""})
+	}
+	for _, tc := range grammarCases {
+		addText("grammar "+tc.name, tc.text, tc.opts.ConfigID)
+	}
+	for _, tc := range diagnosticCases {
+		addText("diagnostic "+tc.name, tc.text, "")
+	}
+	samples, _ := filepath.Glob("/usr/share/doc/keepalived/samples/keepalived.conf.*")
+	for _, f := range samples {
+		inputs = append(inputs, input{"sample " + filepath.Base(f), f, ""})
+	}
+
+	// keepalived runs mostly wait: run several at once (t.Parallel would
+	// be held to GOMAXPROCS).
+	type result struct {
+		name, got, want string
+		err             error
+	}
+	var results []*result
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for n, in := range inputs {
+		c, d := Load(in.file, Options{ConfigID: in.id})
+		if c == nil || d.HasErrors() || len(c.Instances) == 0 || c.Cluster != nil || needsIPVS(c) {
+			continue // nothing keepalived would run the same way here
+		}
+		r := &result{name: in.name, want: ourView(c)}
+		results = append(results, r)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r.got, r.err = keepalivedView(bin, in.file, in.id, fmt.Sprintf("hkcfg%d-%d", os.Getpid()%100000, n), interfacesOf(c))
+		}()
+	}
+	wg.Wait()
+	if len(results) < 20 {
+		t.Errorf("only %d configurations to compare", len(results))
+	}
+	for _, r := range results {
+		t.Run(r.name, func(t *testing.T) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.got != r.want {
+				t.Errorf("keepalived read:\n%s\nhakeep read:\n%s", r.got, r.want)
+			}
+		})
+	}
+}
+
+// interfacesOf lists the interface names a configuration uses.
+func interfacesOf(c *Config) []string {
+	seen := map[string]bool{"lo": true}
+	var out []string
+	add := func(s string) {
+		if s != "" && !seen[s] && len(s) <= 15 {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, i := range c.Instances {
+		add(i.Interface)
+		for _, v := range append(append([]*VIP{}, i.VIPs...), i.ExcludedVIPs...) {
+			add(v.Dev)
+		}
+		for _, ti := range i.TrackInterfaces {
+			add(ti.Name)
+		}
+		for _, r := range i.Routes {
+			add(r.Dev)
+		}
+	}
+	for _, g := range c.SyncGroups {
+		for _, ti := range g.TrackInterfaces {
+			add(ti.Name)
+		}
+	}
+	for _, v := range c.StaticAddresses {
+		add(v.Dev)
+	}
+	for _, r := range c.StaticRoutes {
+		add(r.Dev)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var dumpStamp = regexp.MustCompile(`^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}: ?`)
+
+// keepalivedView runs keepalived -d in a fresh namespace and renders the
+// VRRP part of its dump in ourView's format.
+func keepalivedView(bin, file, id, ns string, ifaces []string) (string, error) {
+	run := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := run("netns", "add", ns); err != nil {
+		return "", err
+	}
+	defer func() { _ = exec.Command("ip", "netns", "del", ns).Run() }()
+	if err := run("-n", ns, "link", "set", "lo", "up"); err != nil {
+		return "", err
+	}
+	for k, name := range ifaces {
+		// Up, with a carrier and an address, so that no instance goes to
+		// FAULT (which would change what keepalived dumps).
+		peer := fmt.Sprintf("hkpeer%d", k)
+		for _, args := range [][]string{
+			{"-n", ns, "link", "add", name, "type", "veth", "peer", "name", peer},
+			{"-n", ns, "addr", "add", fmt.Sprintf("198.18.%d.1/32", k), "dev", name},
+			{"-n", ns, "link", "set", peer, "up"},
+			{"-n", ns, "link", "set", name, "up"},
+		} {
+			if err := run(args...); err != nil {
+				return "", err
+			}
+		}
+	}
+	dir, err := os.MkdirTemp("", "hkcfg")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	// keepalived dumps its configuration when it stops; a second is
+	// plenty to have started, even on a busy machine.
+	args := []string{"-s", "TERM", "-k", "5", "1", "ip", "netns", "exec", ns, bin, "-n", "-l", "-D", "-d", "-P", "-f", file,
+		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-c", filepath.Join(dir, "c.pid"), "-b", filepath.Join(dir, "b.pid")}
+	if id != "" {
+		args = append(args, "-i", id)
+	}
+	out, _ := exec.Command("timeout", args...).CombinedOutput()
+	var lines []string
+	in := false
+	for _, l := range strings.Split(string(out), "\n") {
+		l = dumpStamp.ReplaceAllString(l, "")
+		if strings.HasPrefix(l, "------<") {
+			in = strings.Contains(l, "VRRP Topology")
+			continue
+		}
+		if in && strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return "", fmt.Errorf("no VRRP dump from keepalived:\n%s", out)
+	}
+	return renderKeepalivedDump(lines), nil
+}
+
+// needsIPVS: keepalived stops at once without kernel IPVS when the
+// configuration asks for the IPVS sync daemon.
+func needsIPVS(c *Config) bool {
+	if len(c.Global.LVSSyncDaemon) > 0 {
+		return true
+	}
+	for _, i := range c.Instances {
+		if i.LVSSyncDaemonInterface != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func indentOf(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
+
+// renderKeepalivedDump turns keepalived's "VRRP Topology" dump lines into
+// ourView's format.
+func renderKeepalivedDump(lines []string) string {
+	var b strings.Builder
+	var preempt, prDelay, auth, pass, vmac string
+	skipState := false
+	flush := func() {
+		if preempt != "" {
+			fmt.Fprintf(&b, "  preempt %s delay %s auth %s%s\n", preempt, prDelay, auth, pass)
+		}
+		preempt, prDelay, auth, pass = "", "0s", "none", ""
+	}
+	for k := 0; k < len(lines); k++ {
+		l := strings.TrimSpace(lines[k])
+		key, val, _ := strings.Cut(l, " = ")
+		// The list that starts here: its items are the following lines
+		// indented deeper than this one.
+		list := func(prefix string, fix func(string) string) {
+			ind := indentOf(lines[k])
+			var items []string
+			for k+1 < len(lines) && indentOf(lines[k+1]) > ind {
+				k++
+				items = append(items, prefix+fix(strings.TrimSpace(lines[k])))
+			}
+			sort.Strings(items)
+			for _, it := range items {
+				b.WriteString("  " + it + "\n")
+			}
+		}
+		switch {
+		case key == "VRRP Instance":
+			flush()
+			vmac, skipState = "", false
+			fmt.Fprintf(&b, "instance %s\n", val)
+			// The state is compared only where run time can not change it
+			// (see runtimeState).
+			for _, x := range lines[k+1:] {
+				x = strings.TrimSpace(x)
+				if strings.HasPrefix(x, "VRRP Instance = ") {
+					break
+				}
+				if strings.HasPrefix(x, "Sync group = ") || strings.HasPrefix(x, "Tracked scripts") || strings.HasPrefix(x, "Tracked files") {
+					skipState = true
+				}
+			}
+		case key == "VRRP Version":
+			fmt.Fprintf(&b, "  version %s\n", val)
+		case key == "Wantstate":
+			if !skipState {
+				fmt.Fprintf(&b, "  state %s\n", val)
+			}
+		case key == "Interface":
+			// "vrrp.10, vmac on eth0, xmit base i/f": the base interface.
+			if name, rest, ok := strings.Cut(val, ", vmac on "); ok {
+				vmac = name
+				val, _, _ = strings.Cut(rest, ",")
+			}
+			fmt.Fprintf(&b, "  interface %s\n", val)
+		case key == "Virtual Router ID":
+			fmt.Fprintf(&b, "  vrid %s\n", val)
+		case key == "Priority":
+			fmt.Fprintf(&b, "  priority %s\n", val)
+		case key == "Advert interval":
+			num, unit, _ := strings.Cut(val, " ")
+			v, _ := strconv.ParseFloat(num, 64)
+			d := time.Duration(v * float64(time.Second))
+			if strings.HasPrefix(unit, "milli") {
+				d = time.Duration(v * float64(time.Millisecond))
+			}
+			fmt.Fprintf(&b, "  advert %s\n", d)
+		case key == "Preempt":
+			preempt = map[string]string{"enabled": "true", "disabled": "false"}[val]
+		case key == "Preempt delay":
+			secs, _ := strconv.Atoi(strings.Fields(val)[0])
+			prDelay = (time.Duration(secs) * time.Second).String()
+		case key == "Authentication type":
+			auth = map[string]string{"none": "none", "SIMPLE_PASSWORD": "PASS", "IPSEC_AH": "AH"}[val]
+		case key == "Password":
+			pass = ":" + val
+		case strings.HasPrefix(l, "Virtual IP Excluded"):
+			list("excluded ", func(s string) string { return vipFix(s, vmac) })
+		case strings.HasPrefix(l, "Virtual IP ("):
+			list("vip ", func(s string) string { return vipFix(s, vmac) })
+		case strings.HasPrefix(l, "Unicast Peer"):
+			list("peer ", func(s string) string { return strings.Fields(s)[0] })
+		case strings.HasPrefix(l, "Tracked scripts"):
+			list("track_script ", func(s string) string { return s })
+		case strings.HasPrefix(l, "Tracked interfaces"):
+			list("track_interface ", func(s string) string { return s })
+		}
+	}
+	flush()
+	return b.String()
+}
+
+// vipFix drops what keepalived adds to an address line on its own (run
+// time flags; the VMAC it puts the address on).
+func vipFix(s, vmac string) string {
+	s = strings.TrimSuffix(s, " preferred_lft forever")
+	s = strings.TrimSuffix(s, " deprecated")
+	if vmac != "" {
+		if i := strings.Index(s, " dev "+vmac+"@"); i >= 0 {
+			s = s[:i] + " dev " + s[i+len(" dev "+vmac+"@"):]
+		}
+	}
+	return s
+}
+
+// ourView renders the same facts from hakeep's model.
+func ourView(c *Config) string {
+	var b strings.Builder
+	for _, i := range c.Instances {
+		fmt.Fprintf(&b, "instance %s\n  version %d\n", i.Name, i.Version)
+		if !runtimeState(c, i) {
+			fmt.Fprintf(&b, "  state %s\n", i.State)
+		}
+		fmt.Fprintf(&b, "  interface %s\n  vrid %d\n  priority %d\n  advert %s\n", i.Interface, i.VRID, i.Priority, i.AdvertInt)
+		list := func(items []string) {
+			sort.Strings(items)
+			for _, it := range items {
+				b.WriteString("  " + it + "\n")
+			}
+		}
+		var vips, excl, peers, scripts, ifs []string
+		for _, v := range i.VIPs {
+			vips = append(vips, "vip "+vipLine(v, i.Interface))
+		}
+		for _, v := range i.ExcludedVIPs {
+			excl = append(excl, "excluded "+vipLine(v, i.Interface))
+		}
+		list(vips)
+		list(excl)
+		for _, u := range i.UnicastPeers {
+			peers = append(peers, "peer "+u.Addr.String())
+		}
+		list(peers)
+		for _, ts := range i.TrackScripts {
+			s := c.Script(ts.Name)
+			if s == nil || !scriptRunnable(s.Script) {
+				continue // keepalived drops scripts it can not find here
+			}
+			w, rev := s.Weight, s.WeightReverse
+			if ts.Weight != nil {
+				w, rev = *ts.Weight, ts.Reverse
+			}
+			line := fmt.Sprintf("track_script %s weight %d", ts.Name, w)
+			if rev {
+				line += " reverse"
+			}
+			scripts = append(scripts, line)
+		}
+		for _, ti := range i.TrackInterfaces {
+			line := fmt.Sprintf("track_interface %s weight %d", ti.Name, ti.Weight)
+			if ti.Reverse {
+				line += " reverse"
+			}
+			ifs = append(ifs, line)
+		}
+		list(ifs)
+		list(scripts)
+		auth, pass := "none", ""
+		if i.Auth != nil {
+			auth = i.Auth.Type
+			if i.Auth.Type == "PASS" {
+				pass = ":" + i.Auth.Pass
+			}
+		}
+		delay := i.PreemptDelay
+		if !i.Preempt {
+			delay = 0
+		}
+		fmt.Fprintf(&b, "  preempt %v delay %s auth %s%s\n", i.Preempt, delay, auth, pass)
+	}
+	return b.String()
+}
+
+// runtimeState: keepalived's dumped state of a sync group member or of an
+// instance with track scripts or files follows what happened at run time
+// (a failing script, a member in FAULT), not only the configuration.
+func runtimeState(c *Config, i *VRRPInstance) bool {
+	if i.SyncGroup != "" || len(i.TrackFiles) > 0 {
+		return true
+	}
+	for _, ts := range i.TrackScripts {
+		if s := c.Script(ts.Name); s != nil && scriptRunnable(s.Script) {
+			return true
+		}
+	}
+	return false
+}
+
+// vipLine renders a VIP as keepalived's dump does.
+func vipLine(v *VIP, iface string) string {
+	s := v.Prefix.String()
+	if v.Prefix.Bits() == v.Prefix.Addr().BitLen() {
+		s = v.Prefix.Addr().String()
+	}
+	if v.Brd.IsValid() {
+		s += " brd " + v.Brd.String()
+	} else if v.BrdAuto == "+" && v.Prefix.Addr().Is4() {
+		s += " brd " + broadcastOf(v.Prefix).String()
+	}
+	dev := v.Dev
+	if dev == "" {
+		dev = iface
+	}
+	scope := v.Scope
+	if scope == "" {
+		scope = "global"
+	}
+	s += " dev " + dev + " scope " + scope
+	if v.Label != "" {
+		s += " label " + v.Label
+	}
+	if v.NoPrefixRoute {
+		s += " noprefixroute"
+	}
+	return s
+}
+
+func broadcastOf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	for i := p.Bits(); i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom4(b)
+}
+
+// scriptRunnable reports whether keepalived would find the script's
+// program on this machine (it drops track scripts it can not find).
+func scriptRunnable(cmd string) bool {
+	f := strings.Fields(cmd)
+	if len(f) == 0 {
+		return false
+	}
+	if !strings.HasPrefix(f[0], "/") {
+		return true // searched for at run time
+	}
+	_, err := os.Stat(f[0])
+	return err == nil
+}
