@@ -132,6 +132,7 @@ type Manager struct {
 	// pending transitions for sync groups; allWorkers for the final wait.
 	pending    []transition
 	allWorkers []*addrWorker
+	dirty      bool // the status snapshot is stale
 	// checkScript vets track scripts before they run (default runner only).
 	checkScript func(TrackScript) error
 }
@@ -181,8 +182,17 @@ func New(set *Set, opt Options) (*Manager, error) {
 	return m, nil
 }
 
-// Status returns a snapshot of every instance; safe from any goroutine.
-func (m *Manager) Status() []InstanceStatus { return *m.status.Load() }
+// Status returns the state of every instance, fresh from the event loop
+// while it runs (within 1 s, else the last snapshot); safe from any
+// goroutine except the loop's own callbacks (Notifier, Gate).
+func (m *Manager) Status() []InstanceStatus {
+	if m.running.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		m.do(ctx, m.publish)
+		cancel()
+	}
+	return *m.status.Load()
+}
 
 // Stats returns each instance's counters by name (SIGUSR2, metrics).
 func (m *Manager) Stats() map[string]Counters {
@@ -268,14 +278,21 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.onRx(ev)
 		case ev := <-m.gateCh:
 			m.onGate(ev)
+			m.dirty = true
 		case ev := <-m.trackCh:
 			m.track.apply(ev)
 			m.retrack()
+			m.dirty = true
 		case f := <-m.reqCh:
 			f()
 		}
 		m.settle()
-		m.publish()
+		// Adverts alone only move counters: Status refreshes those on
+		// demand, so the snapshot is rebuilt here only on real changes.
+		if m.dirty {
+			m.dirty = false
+			m.publish()
+		}
 	}
 }
 
@@ -771,6 +788,7 @@ func (in *inst) transition(from, to State, why string) {
 	m.log.Info("("+in.spec.Name+") Entering "+to.String()+" STATE", "instance", in.spec.Name, "vrid", in.spec.VRID,
 		"from", from.String(), "state", to.String(), "priority", in.m.prio, "reason", why)
 	m.pending = append(m.pending, transition{in: in, from: from, to: to})
+	m.dirty = true
 	if m.opt.Notifier != nil && to != StateInit {
 		m.opt.Notifier.Notify(Event{Name: in.spec.Name, State: to, Priority: in.m.prio, Scripts: in.spec.Notify, SMTPAlert: in.spec.SMTPAlert})
 	}
