@@ -168,6 +168,17 @@ func TestHactlAgainstRealCluster(t *testing.T) {
 	if code, out, _ := hactl("--api", socks[1], "config", "show"); code != 0 || !strings.Contains(out, "VI_2") {
 		t.Fatalf("show after rollback = %q", out)
 	}
+	// d1's copy of the log may trail the one --wait asked by a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, out, _ = hactl("--api", socks[0], "status")
+		if code == 0 && strings.Contains(out, "applied: d1 v3, d2 v3, d3 v3") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after rollback:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	code, out, _ = hactl("--api", socks[0], "cluster", "members")
 	if code != 0 || strings.Count(out, "alive") != 3 {
 		t.Fatalf("members = %q", out)

@@ -70,6 +70,17 @@ func (e *env) status() error {
 	} else {
 		fmt.Fprintf(e.out, "config:  version %d, sha256 %s, running %d\n", st.Config.Version, short(st.Config.SHA256), st.Config.Running)
 	}
+	if len(st.Config.Applied) > 0 {
+		var parts []string
+		for _, a := range st.Config.Applied {
+			p := fmt.Sprintf("%s v%d", a.Node, a.Version)
+			if a.Error != "" {
+				p += " (failed: " + a.Error + ")"
+			}
+			parts = append(parts, p)
+		}
+		fmt.Fprintf(e.out, "applied: %s\n", strings.Join(parts, ", "))
+	}
 	if st.Config.LocalError != "" {
 		fmt.Fprintf(e.out, "         apply failed here: %s\n", st.Config.LocalError)
 	}
