@@ -396,7 +396,7 @@ func (m *Manager) startInst(s *InstanceSpec, now time.Time) error {
 	if !spec.SrcIP.IsValid() {
 		spec.SrcIP = conn.Source()
 	}
-	in := &inst{mgr: m, given: s, spec: &spec, conn: conn, done: make(chan struct{})}
+	in := &inst{mgr: m, name: s.Name, given: s, spec: &spec, conn: conn, done: make(chan struct{})}
 	in.m = newMachine(&spec, in)
 	in.m.primary = conn.Source()
 	in.aw = newAddrWorker(m, in, addrs)
@@ -720,6 +720,7 @@ type gateEvent struct {
 // those of the read loop and address worker.
 type inst struct {
 	mgr   *Manager
+	name  string        // immutable: other goroutines log with it
 	given *InstanceSpec // as configured (spec has SrcIP filled in)
 	spec  *InstanceSpec
 	m     *machine
@@ -743,11 +744,27 @@ type inst struct {
 
 func (in *inst) readLoop() {
 	defer in.mgr.wg.Done()
+	var lastErr string
 	for {
 		p, err := in.conn.Recv()
 		if err != nil && errors.Is(err, net.ErrClosed) {
 			return
 		}
+		var de *DropError
+		if err != nil && !errors.As(err, &de) {
+			// A failing socket: say so once, and do not spin.
+			if err.Error() != lastErr {
+				in.mgr.log.Warn("VRRP socket read failed", "instance", in.name, "err", err)
+				lastErr = err.Error()
+			}
+			select {
+			case <-in.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		lastErr = ""
 		select {
 		case in.mgr.rxCh <- rxEvent{in: in, p: p, err: err}:
 		case <-in.done:
@@ -897,7 +914,7 @@ func (w *addrWorker) apply() {
 			if have == 1 {
 				ctx, cancel := context.WithTimeout(context.Background(), w.mgr.opt.AddrTimeout)
 				if err := w.as.Remove(ctx); err != nil {
-					w.mgr.log.Error("VIPs not removed from the old address set", "instance", w.in.spec.Name, "err", err)
+					w.mgr.log.Error("VIPs not removed from the old address set", "instance", w.in.name, "err", err)
 				}
 				cancel()
 				have = 0
@@ -922,7 +939,7 @@ func (w *addrWorker) apply() {
 			err = w.as.Remove(ctx)
 		}
 		cancel()
-		name := w.in.spec.Name
+		name := w.in.name
 		if err != nil {
 			w.mgr.log.Error("VIPs not changed", "instance", name, "op", op, "err", err)
 		} else {
@@ -940,6 +957,6 @@ func (w *addrWorker) wait(d time.Duration) {
 	select {
 	case <-w.done:
 	case <-time.After(d):
-		w.mgr.log.Warn("VIP removal still running at exit", "instance", w.in.spec.Name)
+		w.mgr.log.Warn("VIP removal still running at exit", "instance", w.in.name)
 	}
 }

@@ -9,12 +9,16 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
+
+// sendTimeout bounds one advert write.
+const sendTimeout = 20 * time.Millisecond
 
 // Packet is one received advert that passed the socket's checks.
 type Packet struct {
@@ -187,6 +191,13 @@ func (rc *rawConn) Close() error {
 // Send writes one advert to the group, or one per unicast peer (each with
 // its own v3 checksum).
 func (rc *rawConn) Send(a *Advert) error {
+	// Never block the event loop on a full socket buffer.
+	dl := time.Now().Add(sendTimeout)
+	if rc.c4 != nil {
+		rc.c4.SetWriteDeadline(dl)
+	} else {
+		rc.c6.SetWriteDeadline(dl)
+	}
 	var errs []error
 	for _, dst := range rc.dsts {
 		b, err := Encode(a, rc.src, dst, EncodeOptions{ChecksumAsV2: rc.spec.ChecksumAsV2})
@@ -221,7 +232,7 @@ func (rc *rawConn) Send(a *Advert) error {
 
 // Recv reads the next packet: TTL / hop limit must be 255, the message must
 // decode, and it must carry the instance's VRID (others are dropped with
-// DropVRID, which callers do not log).
+// DropVRID, which callers do not log). A failed read returns a plain error.
 func (rc *rawConn) Recv() (*Packet, error) {
 	var (
 		payload  []byte
@@ -234,7 +245,7 @@ func (rc *rawConn) Recv() (*Packet, error) {
 			if errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
-			return nil, dropf(DropTooShort, "read: %v", err)
+			return nil, fmt.Errorf("read VRRP socket: %w", err)
 		}
 		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != rc.ifi.Index {
 			return nil, dropf(DropFamily, "wrong interface %d", cm.IfIndex)
@@ -252,7 +263,7 @@ func (rc *rawConn) Recv() (*Packet, error) {
 			if errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
-			return nil, dropf(DropTooShort, "read: %v", err)
+			return nil, fmt.Errorf("read VRRP socket: %w", err)
 		}
 		if cm == nil {
 			return nil, dropf(DropTTL, "no hop limit control message")
