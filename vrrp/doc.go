@@ -11,6 +11,14 @@
 // notifications, socket reads - on other goroutines, so an advert is never
 // late because of them (keepalived #2066); socket_linux.go the raw sockets.
 //
+// keepalived's behaviours kept (checked against Debian's 2.2.7 in a
+// namespace lab): `state MASTER` starts like BACKUP and waits
+// Master_Down_Interval (only priority 255 starts as MASTER); a master that
+// hears a lower priority sends an advert at once; equal priorities go to
+// the higher primary address; v3 backups adopt the master's interval, v2
+// drops a different interval; skew is truncated to centiseconds in v3;
+// preempt_delay counts from startup and from first seeing a lower master.
+//
 // The Gate is the fencing seam (fencing.md). When an instance's
 // Master_Down timer fires it stays BACKUP (Status shows gate "pending") and
 // calls Gate.Admit, which returns at once with a channel. The first value
