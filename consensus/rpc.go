@@ -202,7 +202,11 @@ func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (ApplyResult, error
 		if n.raft.State() == raft.Leader {
 			res, err = n.handleLocal(ctx, req)
 		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
-			res, err = n.callRPC(ctx, string(addr), req)
+			// Bound each attempt, so a leader that hangs or dies mid-call is
+			// given up on while there is still time to retry with the next.
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			res, err = n.callRPC(actx, string(addr), req)
+			cancel()
 		} else {
 			err = ErrNoLeader
 		}
