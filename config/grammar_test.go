@@ -115,7 +115,9 @@ var diagnosticCases = []struct {
 	{"real server weight negative", "virtual_server 10.0.0.1 80 {\n" + vsHead + "real_server 10.0.0.2 80 {\n  weight -1\n }\n}\n",
 		[]string{"error t.conf:6: weight: -1 is out of range [0, 65535]"}},
 	{"script interval 0", "vrrp_script s {\n script /bin/true\n interval 0\n}\n",
-		[]string{"error t.conf:3: interval: 0 is out of range [1e-06, 86400] seconds"}},
+		[]string{"error t.conf:3: interval: 0 is out of range [1, 4294]"}},
+	{"script interval fraction", "vrrp_script s {\n script /bin/true\n interval 2.5\n}\n",
+		[]string{"error t.conf:3: interval: bad number '2.5'"}},
 	{"PASS without auth_pass", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n authentication {\n  auth_type PASS\n }\n", 1),
 		[]string{"error t.conf:3: authentication: auth_type PASS needs an auth_pass"}},
 	{"duplicate virtual server", "virtual_server 10.0.0.1 80 {\n" + vsHead + "}\nvirtual_server 10.0.0.1 80 {\n" + vsHead + "}\n",
@@ -232,7 +234,7 @@ var grammarCases = []struct {
 	{"global inheritance", Options{}, "global_defs {\n vrrp_version 3\n vrrp_strict\n vrrp_garp_master_delay 2\n}\n" +
 		strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n garp_master_repeat 7\n", 1), func(t *testing.T, c *Config) {
 		i := c.Instance("V")
-		if i.Version != 3 || i.Accept || i.GARP.MasterDelay != 2*time.Second || i.GARP.MasterRepeat != 7 || i.GARP.LowerPrioRepeat != 7 {
+		if i.Version != 3 || i.Accept || i.GARP.MasterDelay != 2*time.Second || i.GARP.MasterRepeat != 7 || i.GARP.LowerPrioDelay != 0 || i.GARP.LowerPrioRepeat != 0 || c.Global.GARP.LowerPrioDelay != 2*time.Second {
 			t.Errorf("instance %+v", i)
 		}
 	}},

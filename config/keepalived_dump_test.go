@@ -77,7 +77,7 @@ func TestKeepalivedDump(t *testing.T) {
 		if c == nil || d.HasErrors() || len(c.Instances) == 0 || c.Cluster != nil || needsIPVS(c) {
 			continue // nothing keepalived would run the same way here
 		}
-		r := &result{name: in.name, want: ourView(c)}
+		r := &result{name: in.name, want: ourGlobal(&c.Global) + ourView(c) + ourScripts(c)}
 		results = append(results, r)
 		wg.Add(1)
 		go func() {
@@ -186,22 +186,23 @@ func keepalivedView(bin, file, id, ns string, ifaces []string) (string, error) {
 		args = append(args, "-i", id)
 	}
 	out, _ := exec.Command("timeout", args...).CombinedOutput()
-	var lines []string
-	in := false
+	sections := map[string][]string{}
+	section := ""
 	for _, l := range strings.Split(string(out), "\n") {
 		l = dumpStamp.ReplaceAllString(l, "")
 		if strings.HasPrefix(l, "------<") {
-			in = strings.Contains(l, "VRRP Topology")
+			section = strings.Trim(l, "-<> ")
 			continue
 		}
-		if in && strings.TrimSpace(l) != "" {
-			lines = append(lines, l)
+		if section != "" && strings.TrimSpace(l) != "" {
+			sections[section] = append(sections[section], l)
 		}
 	}
-	if len(lines) == 0 {
+	if len(sections["VRRP Topology"]) == 0 {
 		return "", fmt.Errorf("no VRRP dump from keepalived:\n%s", out)
 	}
-	return renderKeepalivedDump(lines), nil
+	return renderKeepalivedGlobal(sections["Global definitions"]) + renderKeepalivedDump(sections["VRRP Topology"]) +
+		renderKeepalivedScripts(sections["VRRP Scripts"]), nil
 }
 
 // needsIPVS: keepalived stops at once without kernel IPVS when the
@@ -216,6 +217,115 @@ func needsIPVS(c *Config) bool {
 		}
 	}
 	return false
+}
+
+// globalKeys are the global_defs facts compared (keepalived's dump names).
+var globalKeys = []string{"Router ID", "Smtp server", "Smtp server port", "Email notification from",
+	"VRRP IPv4 mcast group", "VRRP IPv6 mcast group", "Gratuitous ARP delay", "Gratuitous ARP repeat",
+	"Gratuitous ARP refresh timer", "Gratuitous ARP refresh repeat", "Gratuitous ARP lower priority delay",
+	"Gratuitous ARP lower priority repeat", "VRRP default protocol version", "VRRP strict mode"}
+
+func renderKeepalivedGlobal(lines []string) string {
+	var b strings.Builder
+	vals := map[string]string{}
+	var emails []string
+	for k, l := range lines {
+		key, val, _ := strings.Cut(strings.TrimSpace(l), " = ")
+		vals[key] = val
+		if strings.TrimSpace(l) == "Email notification to:" {
+			for _, x := range lines[k+1:] {
+				if indentOf(x) <= indentOf(l) {
+					break
+				}
+				emails = append(emails, strings.TrimSpace(x))
+			}
+		}
+	}
+	for _, k := range globalKeys {
+		if v, ok := vals[k]; ok && !(k == "Router ID" && v == hostnameDefault()) {
+			fmt.Fprintf(&b, "global %s = %s\n", k, v)
+		}
+	}
+	for _, e := range emails {
+		fmt.Fprintf(&b, "global email %s\n", e)
+	}
+	return b.String()
+}
+
+func ourGlobal(g *GlobalDefs) string {
+	var b strings.Builder
+	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+	vals := map[string]string{
+		"Router ID":                            g.RouterID,
+		"VRRP IPv4 mcast group":                g.VRRPMcastGroup4.String(),
+		"VRRP IPv6 mcast group":                g.VRRPMcastGroup6.String(),
+		"Gratuitous ARP delay":                 secs(g.GARP.MasterDelay),
+		"Gratuitous ARP repeat":                strconv.Itoa(g.GARP.MasterRepeat),
+		"Gratuitous ARP refresh timer":         secs(g.GARP.MasterRefresh),
+		"Gratuitous ARP refresh repeat":        strconv.Itoa(g.GARP.MasterRefreshRepeat),
+		"Gratuitous ARP lower priority delay":  secs(g.GARP.LowerPrioDelay),
+		"Gratuitous ARP lower priority repeat": strconv.Itoa(g.GARP.LowerPrioRepeat),
+		"VRRP default protocol version":        strconv.Itoa(g.VRRPVersion),
+		"VRRP strict mode":                     strconv.FormatBool(g.VRRPStrict),
+		"Email notification from":              g.NotificationEmailFrom,
+	}
+	if g.SMTPServer != nil {
+		vals["Smtp server"] = g.SMTPServer.Host
+		vals["Smtp server port"] = strconv.Itoa(int(g.SMTPServer.Port))
+	}
+	for _, k := range globalKeys {
+		if v := vals[k]; v != "" && !(k == "Router ID" && v == hostnameDefault()) {
+			fmt.Fprintf(&b, "global %s = %s\n", k, v)
+		}
+	}
+	for _, e := range g.NotificationEmail {
+		fmt.Fprintf(&b, "global email %s\n", e)
+	}
+	return b.String()
+}
+
+// renderKeepalivedScripts renders the "VRRP Scripts" dump section.
+func renderKeepalivedScripts(lines []string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		key, val, _ := strings.Cut(strings.TrimSpace(l), " = ")
+		switch key {
+		case "VRRP Script":
+			fmt.Fprintf(&b, "script %s\n", val)
+		case "Interval", "Timeout":
+			secs, _ := strconv.Atoi(strings.Fields(val)[0])
+			fmt.Fprintf(&b, "  %s %s\n", strings.ToLower(key), time.Duration(secs)*time.Second)
+		case "Weight", "Rise", "Fall":
+			fmt.Fprintf(&b, "  %s %s\n", strings.ToLower(key), val)
+		}
+	}
+	return b.String()
+}
+
+func ourScripts(c *Config) string {
+	var b strings.Builder
+	used := map[string]bool{} // keepalived drops scripts nothing tracks
+	for _, i := range c.Instances {
+		for _, t := range i.TrackScripts {
+			used[t.Name] = true
+		}
+	}
+	for _, g := range c.SyncGroups {
+		for _, t := range g.TrackScripts {
+			used[t.Name] = true
+		}
+	}
+	for _, s := range c.Scripts {
+		if !scriptRunnable(s.Script) || !used[s.Name] {
+			continue
+		}
+		w := strconv.Itoa(s.Weight)
+		if s.WeightReverse {
+			w += " reverse"
+		}
+		fmt.Fprintf(&b, "script %s\n  interval %s\n  timeout %s\n  weight %s\n  rise %d\n  fall %d\n", s.Name, s.Interval, s.Timeout, w, s.Rise, s.Fall)
+	}
+	return b.String()
 }
 
 func indentOf(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
@@ -278,6 +388,14 @@ func renderKeepalivedDump(lines []string) string {
 				val, _, _ = strings.Cut(rest, ",")
 			}
 			fmt.Fprintf(&b, "  interface %s\n", val)
+		case strings.HasPrefix(key, "Gratuitous ARP ") && val != "":
+			fmt.Fprintf(&b, "  %s = %s\n", strings.ToLower(key), val)
+		case key == "Accept":
+			fmt.Fprintf(&b, "  accept %v\n", val == "enabled")
+		case key == "Using src_ip":
+			if a, ok := strings.CutSuffix(val, " (from configuration)"); ok {
+				fmt.Fprintf(&b, "  src %s\n", a)
+			}
 		case key == "Virtual Router ID":
 			fmt.Fprintf(&b, "  vrid %s\n", val)
 		case key == "Priority":
@@ -336,7 +454,23 @@ func ourView(c *Config) string {
 		if !runtimeState(c, i) {
 			fmt.Fprintf(&b, "  state %s\n", i.State)
 		}
-		fmt.Fprintf(&b, "  interface %s\n  vrid %d\n  priority %d\n  advert %s\n", i.Interface, i.VRID, i.Priority, i.AdvertInt)
+		fmt.Fprintf(&b, "  interface %s\n", i.Interface)
+		if src := i.McastSrcIP; src.IsValid() || i.UnicastSrcIP.IsValid() {
+			if i.UnicastSrcIP.IsValid() {
+				src = i.UnicastSrcIP
+			}
+			fmt.Fprintf(&b, "  src %s\n", src)
+		}
+		secs := func(d time.Duration) int { return int(d / time.Second) }
+		for _, kv := range []struct {
+			k string
+			v int
+		}{{"delay", secs(i.GARP.MasterDelay)}, {"repeat", i.GARP.MasterRepeat}, {"refresh", secs(i.GARP.MasterRefresh)},
+			{"refresh repeat", i.GARP.MasterRefreshRepeat}, {"lower priority delay", secs(i.GARP.LowerPrioDelay)},
+			{"lower priority repeat", i.GARP.LowerPrioRepeat}} {
+			fmt.Fprintf(&b, "  gratuitous arp %s = %d\n", kv.k, kv.v)
+		}
+		fmt.Fprintf(&b, "  vrid %d\n  priority %d\n  advert %s\n  accept %v\n", i.VRID, i.Priority, i.AdvertInt, i.Accept)
 		list := func(items []string) {
 			sort.Strings(items)
 			for _, it := range items {

@@ -121,6 +121,7 @@ func TestAgainstKeepalived(t *testing.T) {
 		"state in lower case":                   {"warn", "error", "keepalived runs it as BACKUP"},
 		"real server weight negative":           {"warn", "error", "bad value"},
 		"script interval 0":                     {"warn", "error", "bad value (keepalived uses 1 s)"},
+		"script interval fraction":              {"warn", "error", "bad value (keepalived wants whole seconds)"},
 		"PASS without auth_pass":                {"warn", "error", "keepalived runs without authentication"},
 		"duplicate virtual server":              {"warn", "error", "duplicate"},
 		// hakeep's own block: unknown to keepalived.

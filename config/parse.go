@@ -98,15 +98,17 @@ type parser struct {
 	cfg   *Config
 
 	// What was set explicitly, for inheritance applied in finalize.
-	instGARP      map[*VRRPInstance]*garpOverride
-	instVersion   map[*VRRPInstance]bool
-	instAccept    map[*VRRPInstance]bool
-	instPrio      map[*VRRPInstance]bool
-	advertRaw     map[*VRRPInstance]float64
-	removedScript map[string]bool
-	vsSeen        map[string]Pos
-	hasGlobal     bool
-	nextRulePref  int // keepalived's default rule preferences count down
+	instGARP    map[*VRRPInstance]*garpOverride
+	instVersion map[*VRRPInstance]bool
+	instAccept  map[*VRRPInstance]bool
+	instPrio    map[*VRRPInstance]bool
+
+	globalLowerDelay, globalLowerRepeat bool // vrrp_garp_lower_prio_* written
+	advertRaw                           map[*VRRPInstance]float64
+	removedScript                       map[string]bool
+	vsSeen                              map[string]Pos
+	hasGlobal                           bool
+	nextRulePref                        int // keepalived's default rule preferences count down
 }
 
 func (p *parser) errorf(pos Pos, format string, args ...any) {

@@ -10,6 +10,14 @@ import (
 // block (global_defs may come after the instances that inherit from it).
 func (p *parser) finalize() {
 	g := &p.cfg.Global
+	// global_defs: the lower-priority GARP settings follow the master ones
+	// unless set themselves.
+	if !p.globalLowerDelay {
+		g.GARP.LowerPrioDelay = g.GARP.MasterDelay
+	}
+	if !p.globalLowerRepeat {
+		g.GARP.LowerPrioRepeat = g.GARP.MasterRepeat
+	}
 	for _, i := range p.cfg.Instances {
 		if !p.instVersion[i] {
 			i.Version = g.VRRPVersion
@@ -18,19 +26,16 @@ func (p *parser) finalize() {
 			i.Accept = false
 		}
 		i.GARP = g.GARP
+		if g.VRRPStrict {
+			// Strict RFC behaviour: no gratuitous ARP on a lower-priority
+			// advert (keepalived zeroes these under vrrp_strict).
+			i.GARP.LowerPrioDelay, i.GARP.LowerPrioRepeat = 0, 0
+		}
 		if o := p.instGARP[i]; o != nil {
-			if o.masterDelay != nil {
-				i.GARP.MasterDelay = *o.masterDelay
-				if o.lowerPrioDelay == nil {
-					i.GARP.LowerPrioDelay = *o.masterDelay
-				}
-			}
-			if o.masterRepeat != nil {
-				i.GARP.MasterRepeat = *o.masterRepeat
-				if o.lowerPrioRepeat == nil {
-					i.GARP.LowerPrioRepeat = *o.masterRepeat
-				}
-			}
+			// In an instance the lower-priority settings do not follow the
+			// master ones (they come from global_defs), as in keepalived.
+			setDur(&i.GARP.MasterDelay, o.masterDelay)
+			setInt(&i.GARP.MasterRepeat, o.masterRepeat)
 			setDur(&i.GARP.MasterRefresh, o.masterRefresh)
 			setInt(&i.GARP.MasterRefreshRepeat, o.masterRefreshRepeat)
 			setDur(&i.GARP.Interval, o.interval)

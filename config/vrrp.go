@@ -144,13 +144,11 @@ func init() {
 		"vrrp_garp_master_delay": func(p *parser, n *node, g *GlobalDefs) {
 			if d, ok := p.secondsArg(n, 0, 3600); ok {
 				g.GARP.MasterDelay = d
-				g.GARP.LowerPrioDelay = d
 			}
 		},
 		"vrrp_garp_master_repeat": func(p *parser, n *node, g *GlobalDefs) {
 			if v, ok := p.intArg(n, 0, 1000); ok {
 				g.GARP.MasterRepeat = v
-				g.GARP.LowerPrioRepeat = v
 			}
 		},
 		"vrrp_garp_master_refresh": func(p *parser, n *node, g *GlobalDefs) {
@@ -186,11 +184,13 @@ func init() {
 		"vrrp_garp_lower_prio_delay": func(p *parser, n *node, g *GlobalDefs) {
 			if d, ok := p.secondsArg(n, 0, 3600); ok {
 				g.GARP.LowerPrioDelay = d
+				p.globalLowerDelay = true
 			}
 		},
 		"vrrp_garp_lower_prio_repeat": func(p *parser, n *node, g *GlobalDefs) {
 			if v, ok := p.intArg(n, 0, 1000); ok {
 				g.GARP.LowerPrioRepeat = v
+				p.globalLowerRepeat = true
 			}
 		},
 		"vrrp_version": func(p *parser, n *node, g *GlobalDefs) {
@@ -313,14 +313,15 @@ func init() {
 				s.Script = v
 			}
 		},
+		// keepalived reads these as whole seconds.
 		"interval": func(p *parser, n *node, s *VRRPScript) {
-			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
-				s.Interval = d
+			if v, ok := p.intArg(n, 1, 4294); ok {
+				s.Interval = time.Duration(v) * time.Second
 			}
 		},
 		"timeout": func(p *parser, n *node, s *VRRPScript) {
-			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
-				s.Timeout = d
+			if v, ok := p.intArg(n, 1, 4294); ok {
+				s.Timeout = time.Duration(v) * time.Second
 			}
 		},
 		"weight": func(p *parser, n *node, s *VRRPScript) {
