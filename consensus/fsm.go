@@ -250,6 +250,11 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 	case CmdClaim:
 		cl := c.Claim
 		cur := st.Owners[cl.VRID]
+		if cur.Node == cl.Node && cur.Epoch == cl.PrevEpoch+1 {
+			// The same claim again (a retry after a lost reply): it
+			// already holds; nothing changes.
+			return ApplyResult{Epoch: cur.Epoch, Duplicate: true}, nil
+		}
 		if cur.Epoch != cl.PrevEpoch {
 			return ApplyResult{Epoch: cur.Epoch, Error: fmt.Sprintf("claim of vrid %d by %s: stale epoch %d, current %d (owner %q)", cl.VRID, cl.Node, cl.PrevEpoch, cur.Epoch, cur.Node)}, nil
 		}

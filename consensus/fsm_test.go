@@ -86,6 +86,7 @@ func TestFSMOwnership(t *testing.T) {
 	}{
 		{"first claim", claim("d1", 0), false, 1, "d1"},
 		{"stale claim", claim("d2", 0), true, 1, "d1"},
+		{"retried claim", claim("d1", 0), false, 1, "d1"},
 		{"renew by owner", Command{Type: CmdRenew, Renew: &Renew{Node: "d1", Epochs: map[int]uint64{51: 1}, SentAt: t0.Add(time.Second)}}, false, 0, "d1"},
 		{"renew by other", Command{Type: CmdRenew, Renew: &Renew{Node: "d2", Epochs: map[int]uint64{51: 1}, SentAt: t0}}, true, 0, "d1"},
 		{"takeover claim", claim("d2", 1), false, 2, "d2"},
