@@ -292,6 +292,13 @@ func TestSubscribeApplyPerNode(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("late subscriber got nothing")
 	}
+	// Closing the node ends subscribers' range loops.
+	c.nodes[2].stop()
+	for range ch {
+	}
+	if ch2, _ := c.nodes[0].node.Watch(); ch2 == nil {
+		t.Fatal("nil watch channel")
+	}
 }
 
 func TestHealthQuorumAndFallback(t *testing.T) {

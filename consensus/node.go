@@ -306,6 +306,16 @@ func (n *Node) Close() error {
 		close(n.closed)
 		n.closeErr = n.shutdown()
 		n.wg.Wait()
+		// Raft has stopped applying: end every subscriber's range loop.
+		n.subMu.Lock()
+		for ch := range n.subs {
+			close(ch)
+		}
+		for w := range n.watches {
+			close(w.ch)
+		}
+		n.subs, n.watches = nil, nil
+		n.subMu.Unlock()
 	})
 	return n.closeErr
 }
@@ -572,10 +582,15 @@ func NewPushID() string {
 // Subscribe returns a channel that always holds the latest committed
 // configuration version (older undelivered ones are replaced: the director
 // only ever needs the newest), and a cancel func. The current version, if
-// any, is delivered at once.
+// any, is delivered at once. The channel is closed when the node closes.
 func (n *Node) Subscribe() (<-chan ConfigVersion, func()) {
 	ch := make(chan ConfigVersion, 1)
 	n.subMu.Lock()
+	if n.subs == nil { // closed
+		n.subMu.Unlock()
+		close(ch)
+		return ch, func() {}
+	}
 	n.subs[ch] = struct{}{}
 	n.subMu.Unlock()
 	if cv, ok := n.fsm.Current(); ok {
@@ -894,6 +909,11 @@ type watch struct {
 func (n *Node) Watch() (<-chan Change, func()) {
 	w := &watch{ch: make(chan Change, 1)}
 	n.subMu.Lock()
+	if n.subs == nil { // closed
+		n.subMu.Unlock()
+		close(w.ch)
+		return w.ch, func() {}
+	}
 	if n.watches == nil {
 		n.watches = map[*watch]struct{}{}
 	}
