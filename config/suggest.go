@@ -6,6 +6,20 @@ func nearest(w string, known []string) string {
 	if len(w) <= 2 {
 		return "" // too short for a suggestion to mean anything
 	}
+	// An abbreviation of exactly one known word ("pref" for "preference").
+	prefixed := ""
+	for _, k := range known {
+		if len(k) > len(w) && len(w) >= 3 && k[:len(w)] == w {
+			if prefixed != "" {
+				prefixed = ""
+				break
+			}
+			prefixed = k
+		}
+	}
+	if prefixed != "" {
+		return prefixed
+	}
 	best, bestD := "", 1<<30
 	limit := len(w)/3 + 1
 	if limit > 3 {

@@ -1104,8 +1104,10 @@ func (p *parser) route(m *node) *Route {
 				continue
 			}
 			if dstSet {
-				p.warnf(m.pos(), "route: unknown word '%s'", w[k])
-				continue
+				// keepalived: "unknown route keyword X", and the route is
+				// skipped.
+				p.warnf(m.pos(), "route: unknown keyword '%s'; the route is ignored (as keepalived does)", w[k])
+				return nil
 			}
 			s := w[k]
 			if s == "default" {
@@ -1135,6 +1137,10 @@ func (p *parser) route(m *node) *Route {
 	}
 	return r
 }
+
+var ruleOptions = []string{"from", "to", "table", "lookup", "priority", "preference", "fwmark", "iif", "dev", "oif",
+	"tos", "dsfield", "realms", "goto", "suppress_prefixlength", "suppress_ifgroup", "uidrange", "ipproto", "sport",
+	"dport", "l3mdev", "protocol", "no_track", "not"}
 
 func (p *parser) ruleList(nodes []*node) []*Rule {
 	var out []*Rule
@@ -1175,7 +1181,7 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 				}
 			case "table", "lookup":
 				r.Table = s
-			case "priority", "preference", "pref":
+			case "priority", "preference":
 				if v, good := p.parseInt(m.pos(), "rule priority", s, 0, 1<<32-1); good {
 					r.Priority = v
 				}
@@ -1185,8 +1191,18 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 				r.IIF = s
 			case "oif":
 				r.OIF = s
+			case "tos", "dsfield", "realms", "goto", "suppress_prefixlength", "suppress_ifgroup", "uidrange",
+				"ipproto", "sport", "dport", "l3mdev", "protocol", "nat", "map-to":
+				// kept in Args
 			default:
-				// tos, realms, goto, suppress_prefixlength, ... : kept in Args.
+				// keepalived: "Unknown rule option X" and the rule is dropped.
+				msg := "rule: unknown option '%s'; the rule is ignored (as keepalived does)"
+				if near := nearest(w[k], ruleOptions); near != "" {
+					msg += " (did you mean '" + near + "'?)"
+				}
+				p.warnf(m.pos(), msg, w[k])
+				ok = false
+				continue
 			}
 			k++
 		}
