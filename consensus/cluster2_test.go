@@ -456,7 +456,7 @@ func TestPushWithoutQuorum(t *testing.T) {
 // the majority side commits, and after healing it is in every director's
 // history exactly once.
 func TestPushOnPartitionedLeader(t *testing.T) {
-	c := newCluster(t, clusterOpts{n: 3, expect: 3})
+	c := newCluster(t, clusterOpts{n: 3, expect: 3, mode: HealthQuorum})
 	l := c.leader()
 	mustPush(t, l.node, "v1")
 	c.waitVersion(1)
@@ -466,6 +466,8 @@ func TestPushOnPartitionedLeader(t *testing.T) {
 		t.Fatal("push on a partitioned leader succeeded")
 	}
 	t.Logf("push on partitioned leader: %v", err)
+	// A cut-off leader steps down and falls back to its own checks.
+	waitFor(t, "old leader in health fallback", 15*time.Second, func() bool { return l.node.HealthState().Fallback })
 	var nl *tnode
 	waitFor(t, "a new leader on the majority side", 15*time.Second, func() bool {
 		for _, tn := range followers(c, l) {
