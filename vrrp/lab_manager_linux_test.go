@@ -170,7 +170,10 @@ func TestLabFailover(t *testing.T) {
 	withNotify := func(s *InstanceSpec) { s.Notify = NotifySpec{Any: notify, Master: master + " h2"} }
 	n2 := &ScriptNotifier{Runner: &script.Runner{Secure: true}}
 	ds := make([]*daemon, 3)
+	// h1 first: started together, the Master_Down timers differ by only
+	// 19 ms, too little on a loaded machine for an exact notify log.
 	ds[0] = l.daemon(1, labSpec(150, 100*time.Millisecond, nil), nil)
+	l.poll(5*time.Second, "h1 master", func() bool { return owners(ds) == "1" })
 	ds[1] = l.daemon(2, labSpec(100, 100*time.Millisecond, withNotify), n2)
 	ds[2] = l.daemon(3, labSpec(50, 100*time.Millisecond, nil), nil)
 	l.poll(5*time.Second, "h1 owns the VIP alone", func() bool { return owners(ds) == "1" })
@@ -316,10 +319,14 @@ func TestLabIPv6AndUnicast(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLab(t, 2)
 			d1 := l.daemon(1, labSpec(150, 50*time.Millisecond, tt.mod(1)), nil)
+			l.poll(5*time.Second, "h1 master", func() bool { return d1.addrs.has(tt.vip) })
 			d2 := l.daemon(2, labSpec(100, 50*time.Millisecond, tt.mod(2)), nil)
-			l.poll(5*time.Second, "h1 owns the VIP alone", func() bool { return d1.addrs.has(tt.vip) && !d2.addrs.has(tt.vip) })
-			if st := d2.mgr.Status()[0]; st.State != "BACKUP" || st.Counters.RxAdverts == 0 {
-				t.Fatalf("h2 %+v", st)
+			l.poll(5*time.Second, "h2 backup hearing h1", func() bool {
+				st := d2.mgr.Status()
+				return len(st) == 1 && st[0].State == "BACKUP" && st[0].Counters.RxAdverts > 0
+			})
+			if !d1.addrs.has(tt.vip) || d2.addrs.has(tt.vip) {
+				t.Fatal("h1 must own the VIP alone")
 			}
 			d1.stop()
 			l.poll(3*time.Second, "h2 owns the VIP", func() bool { return d2.addrs.has(tt.vip) && !d1.addrs.has(tt.vip) })
