@@ -32,6 +32,7 @@ type Options struct {
 	CPUs      int           // default 2
 	Accel     string        // "auto" (default), "tcg" or "kvm"
 	ExtraBins []string      // host executables copied in at the same paths with their libraries
+	PathBins  []string      // host executables copied into the guest's /usr/local/bin under their base names
 	Env       []string      // KEY=VALUE pairs exported in the guest
 	Out       io.Writer     // guest output (the binaries' stdout+stderr), streamed
 	Log       io.Writer     // harness messages
@@ -294,6 +295,11 @@ func buildInitrd(ctx context.Context, work, base string, opt Options, bins []Bin
 			return "", fmt.Errorf("extra guest binary %s: %w", b, err)
 		}
 		if err := copyExe(p, real, path); err != nil {
+			return "", err
+		}
+	}
+	for _, b := range opt.PathBins {
+		if err := copyExe(p, b, filepath.Join("/usr/local/bin", filepath.Base(b))); err != nil {
 			return "", err
 		}
 	}

@@ -5,6 +5,10 @@
 //
 //	go run ./internal/vmtest/cmd/vmtest ./lvs ./test/ipvs
 //	go run ./internal/vmtest/cmd/vmtest -run 'Reconcile' -bench . ./lvs
+//	go run ./internal/vmtest/cmd/vmtest -build ./cmd/hakeepd ./test/ipvs
+//
+// -build PKG compiles a command (CGO_ENABLED=0 go build) and puts it on the
+// guest's PATH in /usr/local/bin, so tests can run the real binary.
 //
 // When not root, it prints a SKIP line and exits 0.
 package main
@@ -47,9 +51,11 @@ func run() int {
 		verbose   = flag.Bool("vmverbose", false, "print the guest console")
 		refresh   = flag.Bool("refresh", false, "re-resolve the kernel package")
 		bins      multi
+		builds    multi
 		env       multi
 	)
 	flag.Var(&bins, "bin", "host executable to copy into the guest at the same path (repeatable), e.g. /usr/sbin/keepalived")
+	flag.Var(&builds, "build", "command package to build (CGO_ENABLED=0) into the guest's /usr/local/bin (repeatable), e.g. ./cmd/hakeepd")
 	flag.Var(&env, "env", "KEY=VALUE for the guest (repeatable)")
 	flag.Parse()
 	pkgs := flag.Args()
@@ -91,6 +97,23 @@ func run() int {
 	if *short {
 		args = append(args, "-test.short")
 	}
+	var pathBins []string
+	for _, pkg := range builds {
+		_, ipath, err := listPackage(ctx, pkg)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+			return 1
+		}
+		out := filepath.Join(work, "build", filepath.Base(ipath))
+		c := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		c.Stdout, c.Stderr = os.Stderr, os.Stderr
+		if err := c.Run(); err != nil {
+			fmt.Printf("FAIL\t%s [build failed]\n", ipath)
+			return 1
+		}
+		pathBins = append(pathBins, out)
+	}
 	var list []vmtest.Binary
 	for _, pkg := range pkgs {
 		dir, ipath, err := listPackage(ctx, pkg)
@@ -121,7 +144,7 @@ func run() int {
 	}
 	results, err := vmtest.Run(ctx, vmtest.Options{
 		Timeout: to, MemMiB: *mem, CPUs: *cpus, Accel: *accel,
-		ExtraBins: bins, Env: env, Out: os.Stdout, Log: os.Stderr,
+		ExtraBins: bins, PathBins: pathBins, Env: env, Out: os.Stdout, Log: os.Stderr,
 		Verbose: *verbose, Refresh: *refresh,
 	}, list)
 	rc := 0
