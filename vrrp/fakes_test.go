@@ -246,6 +246,12 @@ type harness struct {
 
 func newHarness(t *testing.T, set *Set, mod func(*Options)) *harness {
 	t.Helper()
+	return newHarnessN(t, set, len(set.Instances), mod)
+}
+
+// newHarnessN starts a manager and waits until n instances run.
+func newHarnessN(t *testing.T, set *Set, n int, mod func(*Options)) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(), conns: map[string]*fakeConn{}, addrs: map[string]*fakeAddrs{},
 		links: &fakeLinks{}, notes: &recNotifier{}, done: make(chan error, 1)}
 	opt := Options{
@@ -278,7 +284,7 @@ func newHarness(t *testing.T, set *Set, mod func(*Options)) *harness {
 	h.cancel = cancel
 	go func() { h.done <- m.Run(ctx) }()
 	t.Cleanup(h.stop)
-	h.waitFor("instances started", func() bool { return len(m.Status()) == len(set.Instances) })
+	h.waitFor("instances started", func() bool { return len(m.Status()) == n })
 	return h
 }
 

@@ -405,3 +405,29 @@ func (l *lockedBuf) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestManagerBadInstance: an instance whose socket cannot open is logged and
+// left out; the others run, and Reload reports it.
+func TestManagerBadInstance(t *testing.T) {
+	good, bad := specNamed("VI_1", 51, nil), specNamed("VI_BAD", 52, nil)
+	h := newHarnessN(t, &Set{Instances: []*InstanceSpec{good, bad}}, 1, func(o *Options) {
+		listen := o.Listen
+		o.Listen = func(s *InstanceSpec) (Conn, error) {
+			if strings.HasPrefix(s.Name, "VI_BAD") {
+				return nil, errors.New("no such interface")
+			}
+			return listen(s)
+		}
+	})
+	h.waitState("VI_1", "BACKUP")
+	if len(h.mgr.Status()) != 1 {
+		t.Fatalf("status %+v", h.mgr.Status())
+	}
+	bad2 := specNamed("VI_BAD2", 53, nil)
+	if err := h.mgr.Reload(context.Background(), &Set{Instances: []*InstanceSpec{good, bad2}}); err == nil {
+		t.Fatal("Reload hid the failed instance")
+	}
+	if h.status("VI_1").State != "BACKUP" {
+		t.Fatal("good instance disturbed")
+	}
+}

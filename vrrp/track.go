@@ -382,7 +382,7 @@ func (w NetlinkLinks) Watch(ctx context.Context, names []string, report func(str
 	h := &netlink.Handle{}
 	if w.NS != nil {
 		var err error
-		if h, err = netlink.NewHandleAt(*w.NS); err != nil {
+		if h, err = netlink.NewHandleAt(*w.NS, unix.NETLINK_ROUTE); err != nil {
 			close(done)
 			return fmt.Errorf("netlink handle: %w", err)
 		}
