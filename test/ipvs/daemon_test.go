@@ -373,3 +373,25 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestDaemonFlushOnStopAll: a bare lvs_flush_on_stop is keepalived's
+// LVS_FLUSH_FULL: at shutdown the whole IPVS table is flushed, foreign
+// services included (lvs_flush_on_stop VS removes only its own).
+func TestDaemonFlushOnStopAll(t *testing.T) {
+	dl := newDaemonLab(t)
+	sh(t, "ip", "netns", "exec", dl.d, "ipvsadm", "-A", "-t", "10.99.0.1:81", "-s", "rr")
+	conf := dl.writeConf(t, daemonConf{Weight2: 1, FlushOnStop: "lvs_flush_on_stop"})
+	d := startDaemon(t, dl.bin, dl.d, dl.dir, conf)
+	d.waitTable("table at start", want(map[string][]string{
+		svc80 + " wrr":  {"10.20.1.2:80 Masq 1", "10.20.2.2:80 Masq 1"},
+		svc8080 + " rr": {"10.20.1.2:8080 Masq 1"},
+		foreign + " rr": nil,
+	}), 20*time.Second)
+	d.signal(syscall.SIGTERM)
+	if err := d.waitExit(20 * time.Second); err != nil {
+		t.Fatalf("hakeepd exit after SIGTERM: %v", err)
+	}
+	if got := d.ipvsadm().shape(); got != "" {
+		t.Fatalf("table after SIGTERM with lvs_flush_on_stop (keepalived flushes everything):\n%s", got)
+	}
+}
