@@ -85,13 +85,20 @@ func benchFailover(b *testing.B, im impl, v vrrp, term bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var gaps []time.Duration
+	var gaps, prio0 []time.Duration
 	for i, at := range events {
 		g, err := pk.WireGap(51, h1, h2, at)
 		if err != nil {
 			b.Fatalf("trial %d: %v", i, err)
 		}
 		gaps = append(gaps, g)
+		// After SIGTERM: how long the daemon took to send its priority-0 advert.
+		for _, a := range pk.From(51, h1) {
+			if term && a.Prio == 0 && !a.Time.Before(at) {
+				prio0 = append(prio0, a.Time.Sub(at))
+				break
+			}
+		}
 	}
 	rfc := v.masterDown(100)
 	if term {
@@ -103,6 +110,14 @@ func benchFailover(b *testing.B, im impl, v vrrp, term bool) {
 	b.ReportMetric(ms(maxOf(gaps)), "wire-ms-max")
 	b.ReportMetric(ms(median(vipTimes)), "vip-ms-median")
 	b.ReportMetric(ms(maxOf(vipTimes)), "vip-ms-max")
+	if term {
+		if len(prio0) != len(events) {
+			b.Errorf("saw %d priority-0 adverts for %d SIGTERMs", len(prio0), len(events))
+		}
+		b.Logf("SIGTERM to priority-0 advert: %v", roundAll(prio0))
+		b.ReportMetric(ms(median(prio0)), "prio0-ms-median")
+		b.ReportMetric(ms(maxOf(prio0)), "prio0-ms-max")
+	}
 	b.ReportMetric(0, "ns/op") // wall time per trial is setup noise
 }
 
