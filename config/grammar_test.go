@@ -378,6 +378,28 @@ vrrp_sync_group G {
 			t.Errorf("track file = %+v", c.TrackFileDefs[0])
 		}
 	}},
+	{"virtual routes and rules", Options{}, strings.Replace(minimalInst, " interface eth0\n", ` interface eth0
+ virtual_routes {
+  10.9.0.0/16 via 10.0.0.1 dev eth0
+  src 10.0.0.100 to 10.8.0.0/16 via 10.0.0.1 dev eth0
+  blackhole 10.7.0.0/16
+  10.6.0.0/16 dev eth1 table 100 metric 5 scope link
+  default via 10.0.0.254 dev eth0 table 200
+  10.5.0.0/16 dev eth1 no_track
+ }
+ virtual_rules {
+  from 10.0.0.100/32 table 100 priority 100
+  to 10.5.0.0/16 lookup 200 priority 200
+  from all fwmark 0x10/0xff table 100 priority 300
+  from 10.0.0.0/24 iif eth1 table 7 priority 400
+ }
+`, 1), func(t *testing.T, c *Config) {
+		i := c.Instance("V")
+		if len(i.Routes) != 6 || i.Routes[2].Type != "blackhole" || i.Routes[3].Scope != "link" || i.Routes[3].Metric != 5 || i.Routes[4].Dst.String() != "0.0.0.0/0" ||
+			!i.Routes[5].NoTrack || len(i.Rules) != 4 || i.Rules[1].To.String() != "10.5.0.0/16" || i.Rules[2].FWMark != "0x10/0xff" || i.Rules[3].IIF != "eth1" {
+			t.Errorf("routes %+v rules %+v", i.Routes, i.Rules)
+		}
+	}},
 	{"IPv6 instance and virtual server, sorry server, quorum", Options{}, `vrrp_instance V6 {
   interface eth0
   virtual_router_id 60

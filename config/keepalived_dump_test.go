@@ -96,6 +96,7 @@ func TestKeepalivedDump(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
+			r.got, r.want = sortBlocks(r.got), sortBlocks(r.want)
 			if r.got != r.want {
 				t.Errorf("keepalived read:\n%s\nhakeep read:\n%s", r.got, r.want)
 			}
@@ -194,7 +195,9 @@ func keepalivedView(bin, file, id, ns string, ifaces []string) (string, error) {
 			section = strings.Trim(l, "-<> ")
 			continue
 		}
-		if section != "" && strings.TrimSpace(l) != "" {
+		// Dump lines are indented; other processes' log lines (not indented) can
+		// land in the middle of a section.
+		if section != "" && strings.HasPrefix(l, " ") && strings.TrimSpace(l) != "" {
 			sections[section] = append(sections[section], l)
 		}
 	}
@@ -203,6 +206,28 @@ func keepalivedView(bin, file, id, ns string, ifaces []string) (string, error) {
 	}
 	return renderKeepalivedGlobal(sections["Global definitions"]) + renderKeepalivedDump(sections["VRRP Topology"]) +
 		renderKeepalivedScripts(sections["VRRP Scripts"]), nil
+}
+
+// sortBlocks sorts the lines under each "instance"/"script" header (and
+// the global lines), so that the order keepalived prints things in does
+// not matter.
+func sortBlocks(s string) string {
+	var out, block []string
+	flush := func() {
+		sort.Strings(block)
+		out = append(out, block...)
+		block = nil
+	}
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if strings.HasPrefix(l, "instance ") || strings.HasPrefix(l, "script ") {
+			flush()
+			out = append(out, l)
+			continue
+		}
+		block = append(block, l)
+	}
+	flush()
+	return strings.Join(out, "\n") + "\n"
 }
 
 // needsIPVS: keepalived stops at once without kernel IPVS when the
@@ -427,6 +452,10 @@ func renderKeepalivedDump(lines []string) string {
 			list("track_script ", func(s string) string { return s })
 		case strings.HasPrefix(l, "Tracked interfaces"):
 			list("track_interface ", func(s string) string { return s })
+		case strings.HasPrefix(l, "Virtual Routes"):
+			list("route ", keepalivedRoute)
+		case strings.HasPrefix(l, "Virtual Rules"):
+			list("rule ", keepalivedRule)
 		}
 	}
 	flush()
@@ -514,6 +543,15 @@ func ourView(c *Config) string {
 		}
 		list(ifs)
 		list(scripts)
+		var routes, rules []string
+		for _, r := range i.Routes {
+			routes = append(routes, "route "+ourRoute(r))
+		}
+		list(routes)
+		for _, r := range i.Rules {
+			rules = append(rules, "rule "+ourRule(r))
+		}
+		list(rules)
 		auth, pass := "none", ""
 		if i.Auth != nil {
 			auth = i.Auth.Type
@@ -594,4 +632,142 @@ func scriptRunnable(cmd string) bool {
 	}
 	_, err := os.Stat(f[0])
 	return err == nil
+}
+
+var routeScopes = map[string]string{"global": "", "universe": "", "site": "200", "link": "253", "host": "254", "nowhere": "255"}
+
+// keepalivedRoute normalises a "Virtual Routes" dump line, e.g.
+// "prepend 10.8.0.0/16 src 10.0.0.100 via inet 10.0.0.1 dev eth0 proto 18".
+func keepalivedRoute(l string) string {
+	f := strings.Fields(l)[1:] // "add" / "prepend"
+	var out []string
+	if len(f) > 0 && routeTypes[f[0]] {
+		out, f = append(out, f[0]), f[1:]
+	}
+	if len(f) > 0 {
+		out, f = append(out, f[0]), f[1:]
+	}
+	for k := 0; k < len(f); k++ {
+		switch f[k] {
+		case "no_track", "onlink":
+			out = append(out, f[k])
+		case "nexthop":
+			out = append(out, f[k])
+		case "via":
+			if k+2 < len(f) && (f[k+1] == "inet" || f[k+1] == "inet6") {
+				k++
+			}
+			if k+1 < len(f) {
+				out = append(out, "via", f[k+1])
+				k++
+			}
+		case "proto":
+			k++
+		default:
+			if k+1 < len(f) {
+				out = append(out, f[k], f[k+1])
+				k++
+			}
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func ourRoute(r *Route) string {
+	var out []string
+	if r.Type != "" && r.Type != "unicast" {
+		out = append(out, r.Type)
+	}
+	if r.Dst.Bits() == r.Dst.Addr().BitLen() {
+		out = append(out, r.Dst.Addr().String())
+	} else {
+		out = append(out, r.Dst.String())
+	}
+	if r.Src.IsValid() {
+		out = append(out, "src", r.Src.String())
+	}
+	if len(r.NextHops) > 0 {
+		for _, h := range r.NextHops {
+			out = append(out, "nexthop", "via", h.String())
+		}
+	} else if r.Via.IsValid() {
+		out = append(out, "via", r.Via.String())
+	}
+	if r.Dev != "" {
+		out = append(out, "dev", r.Dev)
+	}
+	if r.Table != "" {
+		out = append(out, "table", r.Table)
+	}
+	if sc, named := routeScopes[r.Scope]; named && sc != "" {
+		out = append(out, "scope", sc)
+	} else if !named && r.Scope != "" {
+		out = append(out, "scope", r.Scope)
+	}
+	if r.Metric > 0 {
+		out = append(out, "metric", strconv.Itoa(r.Metric))
+	}
+	if r.OnLink {
+		out = append(out, "onlink")
+	}
+	if r.NoTrack {
+		out = append(out, "no_track")
+	}
+	return strings.Join(out, " ")
+}
+
+// keepalivedRule normalises a "Virtual Rules" dump line, e.g.
+// "from 10.0.0.100 priority 100 tos 0x0 protocol 18 lookup 100".
+func keepalivedRule(l string) string {
+	f := strings.Fields(l)
+	var out []string
+	for k := 0; k+1 < len(f); k += 2 {
+		switch f[k] {
+		case "tos", "protocol":
+			continue
+		case "lookup":
+			out = append(out, "table", f[k+1])
+		default:
+			out = append(out, f[k], f[k+1])
+		}
+	}
+	if len(f)%2 == 1 {
+		out = append(out, f[len(f)-1])
+	}
+	return strings.Join(out, " ")
+}
+
+func ourRule(r *Rule) string {
+	var out []string
+	pfx := func(p netip.Prefix) string {
+		if p.Bits() == p.Addr().BitLen() {
+			return p.Addr().String()
+		}
+		return p.String()
+	}
+	if r.From.IsValid() {
+		out = append(out, "from", pfx(r.From))
+	} else {
+		out = append(out, "from", "all")
+	}
+	if r.To.IsValid() {
+		out = append(out, "to", pfx(r.To))
+	}
+	out = append(out, "priority", strconv.Itoa(r.Priority))
+	if r.FWMark != "" {
+		out = append(out, "fwmark", r.FWMark)
+	}
+	if r.IIF != "" {
+		out = append(out, "iif", r.IIF)
+	}
+	if r.OIF != "" {
+		out = append(out, "oif", r.OIF)
+	}
+	if r.Table != "" {
+		out = append(out, "table", r.Table)
+	}
+	if r.NoTrack {
+		out = append(out, "no_track")
+	}
+	return strings.Join(out, " ")
 }

@@ -167,11 +167,14 @@ type VIP struct {
 // Route is one line of virtual_routes / static_routes, kept as iproute2
 // syntax with the common fields decoded.
 type Route struct {
-	Pos      Pos          `json:"pos"`
-	Type     string       `json:"type,omitempty"` // unicast (default), blackhole, unreachable, prohibit, ...
-	Dst      netip.Prefix `json:"dst"`
-	Src      netip.Addr   `json:"src,omitzero"`
-	Via      netip.Addr   `json:"via,omitzero"`
+	Pos  Pos          `json:"pos"`
+	Type string       `json:"type,omitempty"` // unicast (default), blackhole, unreachable, prohibit, ...
+	Dst  netip.Prefix `json:"dst"`
+	Src  netip.Addr   `json:"src,omitzero"`
+	Via  netip.Addr   `json:"via,omitzero"`
+	// NextHops: a multipath route ("nexthop via A nexthop via B", or the
+	// older "via A or B"); Via is then the first of them.
+	NextHops []netip.Addr `json:"nexthops,omitempty"`
 	Dev      string       `json:"dev,omitempty"`
 	Table    string       `json:"table,omitempty"`
 	Metric   int          `json:"metric,omitempty"`
@@ -185,7 +188,8 @@ type Route struct {
 
 // Rule is one line of virtual_rules / static_rules.
 type Rule struct {
-	Pos      Pos          `json:"pos"`
+	Pos Pos `json:"pos"`
+	// From is 0.0.0.0/0 (or ::/0) for "from all"; unset when not written.
 	From     netip.Prefix `json:"from,omitzero"`
 	To       netip.Prefix `json:"to,omitzero"`
 	Table    string       `json:"table,omitempty"`

@@ -1047,7 +1047,15 @@ func (p *parser) route(m *node) *Route {
 				p.warnf(m.pos(), "route: '%s' is deprecated; use '%s' (as keepalived says)", w[k], alt)
 			}
 			if w[k] == "or" {
-				// An alternative next hop: kept in Args only.
+				// "via A or B": a multipath route.
+				if s, ok := val(k); ok {
+					if a, ok := p.parseAddr(m.pos(), "route via", s); ok {
+						if len(r.NextHops) == 0 && r.Via.IsValid() {
+							r.NextHops = append(r.NextHops, r.Via)
+						}
+						r.NextHops = append(r.NextHops, a)
+					}
+				}
 				k++
 				continue
 			}
@@ -1166,6 +1174,9 @@ func (p *parser) ruleList(nodes []*node) []*Rule {
 			case "from", "to":
 				pf, err := parsePrefixOrAddr(s)
 				if s == "all" {
+					if w[k] == "from" {
+						r.From = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+					}
 					k++
 					continue
 				}
