@@ -73,9 +73,9 @@ func NewKernel(ns netns.NsHandle) (Kernel, func() error, error) {
 	var h *netlink.Handle
 	var err error
 	if ns > 0 {
-		h, err = netlink.NewHandleAt(ns)
+		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open netlink handle: %w", err)

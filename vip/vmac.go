@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // VMACAddr returns the RFC 5798 virtual router MAC: 00:00:5e:00:01:VRID
@@ -113,9 +114,9 @@ func DeleteVMAC(ns netns.NsHandle, name string) error {
 
 func handleAt(ns netns.NsHandle) (*netlink.Handle, error) {
 	if ns > 0 {
-		return netlink.NewHandleAt(ns)
+		return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	}
-	return netlink.NewHandle()
+	return netlink.NewHandle(unix.NETLINK_ROUTE)
 }
 
 // sysctl writes /proc/sys/KEY; the net tree is the calling thread's namespace's.
