@@ -30,28 +30,14 @@ func prepareVMACs(cfg *config.Config, set *vrrp.Set) error {
 		if err != nil {
 			return fmt.Errorf("%s: vrrp_instance %s: use_vmac: %w", inst.Pos, inst.Name, err)
 		}
+		// Adverts leave from the VMAC (keepalived's default) or, with
+		// vmac_xmit_base, from the base interface; the VIPs live on the VMAC
+		// either way (vip.SpecFromConfig).
 		if !inst.VMACXmitBase {
 			spec.Interface = ifname
-		} else {
-			// Adverts stay on the base interface; the VIPs go on the VMAC.
-			c := *inst
-			c.VIPs = withDev(inst.VIPs, ifname)
-			spec.Source = &c
 		}
 	}
 	return nil
-}
-
-func withDev(vips []*config.VIP, dev string) []*config.VIP {
-	out := make([]*config.VIP, len(vips))
-	for i, v := range vips {
-		c := *v
-		if c.Dev == "" {
-			c.Dev = dev
-		}
-		out[i] = &c
-	}
-	return out
 }
 
 // removeStaleVIPs deletes VIPs a crashed previous run left on the
