@@ -98,62 +98,8 @@ func TestNetnsPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes in namespaces")
 	}
-	l, err := lab.New(fmt.Sprintf("hkc%d-", os.Getpid()%100000), 3, lab.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	join := netip.AddrPortFrom(l.Hosts[0].Addr4.Addr(), 7401).String()
-	procs := map[string]*lab.Process{}
-	clients := map[string]*api.Client{}
-	for i, h := range l.Hosts {
-		name := fmt.Sprintf("d%d", i+1)
-		j := join
-		if i == 0 {
-			j = ""
-		}
-		spec := strings.Join([]string{name, h.Addr4.Addr().String(), j, h.Dir}, ",")
-		p, err := l.Start(h.Name, "director", "env", childEnv+"="+spec, exe, "-test.run=^TestChildDirector$", "-test.v")
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs[name] = p
-		clients[name] = api.NewClient(filepath.Join(h.Dir, "api.sock"))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for name, p := range procs {
-				t.Logf("%s log tail:\n%s", name, p.Tail(30))
-			}
-		}
-	})
-	status := func(name string) (api.Status, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return clients[name].Status(ctx)
-	}
-	// agree waits until every named director reports the same leader (not
-	// excluded) and at least version v; it returns the leader.
-	agree := func(what string, names []string, exclude string, v uint64) string {
-		t.Helper()
-		var leader string
-		waitFor(t, what, 30*time.Second, func() bool {
-			leader = ""
-			for _, n := range names {
-				st, err := status(n)
-				if err != nil || st.Raft.Leader == "" || st.Raft.Leader == exclude || st.Config.Version < v || (leader != "" && st.Raft.Leader != leader) {
-					return false
-				}
-				leader = st.Raft.Leader
-			}
-			return true
-		})
-		return leader
-	}
+	nl := startNetnsLab(t)
+	l, procs, clients, status, agree := nl.lab, nl.procs, nl.clients, nl.status, nl.agree
 	all := []string{"d1", "d2", "d3"}
 	leader := agree("a cluster of three", all, "", 0)
 	text, _ := os.ReadFile("testdata/pernode.conf")
@@ -239,4 +185,105 @@ func TestNetnsPartition(t *testing.T) {
 		}
 		return n == 3
 	})
+}
+
+// netnsLab is three director processes in a lab.
+type netnsLab struct {
+	lab     *lab.Lab
+	procs   map[string]*lab.Process
+	clients map[string]*api.Client
+	status  func(name string) (api.Status, error)
+	agree   func(what string, names []string, exclude string, v uint64) string
+}
+
+func startNetnsLab(t testing.TB) *netnsLab {
+	t.Helper()
+	l, err := lab.New(fmt.Sprintf("hkc%d-", os.Getpid()%100000), 3, lab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := netip.AddrPortFrom(l.Hosts[0].Addr4.Addr(), 7401).String()
+	procs := map[string]*lab.Process{}
+	clients := map[string]*api.Client{}
+	for i, h := range l.Hosts {
+		name := fmt.Sprintf("d%d", i+1)
+		j := join
+		if i == 0 {
+			j = ""
+		}
+		spec := strings.Join([]string{name, h.Addr4.Addr().String(), j, h.Dir}, ",")
+		p, err := l.Start(h.Name, "director", "env", childEnv+"="+spec, exe, "-test.run=^TestChildDirector$", "-test.v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[name] = p
+		clients[name] = api.NewClient(filepath.Join(h.Dir, "api.sock"))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, p := range procs {
+				t.Logf("%s log tail:\n%s", name, p.Tail(30))
+			}
+		}
+	})
+	status := func(name string) (api.Status, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return clients[name].Status(ctx)
+	}
+	// agree waits until every named director reports the same leader (not
+	// excluded) and at least version v; it returns the leader.
+	agree := func(what string, names []string, exclude string, v uint64) string {
+		var leader string
+		waitFor(t, what, 30*time.Second, func() bool {
+			leader = ""
+			for _, n := range names {
+				st, err := status(n)
+				if err != nil || st.Raft.Leader == "" || st.Raft.Leader == exclude || st.Config.Version < v || (leader != "" && st.Raft.Leader != leader) {
+					return false
+				}
+				leader = st.Raft.Leader
+			}
+			return true
+		})
+		return leader
+	}
+	return &netnsLab{lab: l, procs: procs, clients: clients, status: status, agree: agree}
+}
+
+// BenchmarkNetnsPushApplied: three director processes in namespaces on a
+// bridge (real veth, real TCP); push until every director has parsed the
+// version with its config id and its applied report is committed.
+func BenchmarkNetnsPushApplied(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: network namespaces")
+	}
+	nl := startNetnsLab(b)
+	all := []string{"d1", "d2", "d3"}
+	leader := nl.agree("a cluster of three", all, "", 0)
+	text, _ := os.ReadFile("testdata/pernode.conf")
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		body := strings.ReplaceAll(string(text), "150", strconv.Itoa(1+i%200))
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := nl.clients[leader].ConfigPush(ctx, api.PushRequest{Name: "pernode.conf", Text: body, PushID: NewPushID()})
+		if err == nil {
+			_, err = nl.clients[leader].WaitApplied(ctx, r.Version)
+		}
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 }
