@@ -249,6 +249,13 @@ var grammarCases = []struct {
 			t.Errorf("MISC_CHECK %+v", mc)
 		}
 	}},
+	{"virtualhost inheritance", Options{}, "virtual_server 10.0.0.1 80 {\n" + vsHead + "virtualhost vs.example\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n   url {\n    path /b\n    virtualhost url.example\n   }\n  }\n }\n real_server 10.0.0.3 80 {\n  virtualhost rs.example\n  HTTP_GET {\n   url {\n    path /c\n   }\n  }\n }\n}\n", func(t *testing.T, c *Config) {
+		r := c.VirtualServers[0].RealServers
+		u0, u1, u2 := r[0].Checkers[0].URLs[0], r[0].Checkers[0].URLs[1], r[1].Checkers[0].URLs[0]
+		if u0.Virtualhost != "vs.example" || u1.Virtualhost != "url.example" || u2.Virtualhost != "rs.example" {
+			t.Errorf("virtualhosts %q %q %q", u0.Virtualhost, u1.Virtualhost, u2.Virtualhost)
+		}
+	}},
 	{"every checker kind", Options{}, "virtual_server fwmark 5 {\n lb_algo sh\n lb_kind TUN type gue port 6080\n real_server 10.0.0.2 {\n" +
 		"  DNS_CHECK {\n   connect_port 53\n   type A\n   name example.org\n  }\n  UDP_CHECK {\n   payload 0a0b\n   require_reply 0c\n  }\n  PING_CHECK {\n  }\n" +
 		"  SMTP_CHECK {\n   helo_name me\n   host {\n    connect_ip 10.0.0.9\n    connect_port 2525\n   }\n  }\n  SSL_GET {\n   url {\n    path /h\n    status_code 200-299 301\n   }\n   enable_sni\n  }\n }\n}\n", func(t *testing.T, c *Config) {

@@ -419,7 +419,12 @@ func init() {
 		},
 		"smtp_alert": func(p *parser, n *node, r *RealServer) { r.SMTPAlert = p.flag(n) },
 	}
-	for _, k := range []string{"alpha", "omega", "virtualhost", "bfd_weight", "rs_mh_port"} {
+	t["virtualhost"] = func(p *parser, n *node, r *RealServer) {
+		if s, ok := p.arg(n, 1); ok {
+			r.Virtualhost = s
+		}
+	}
+	for _, k := range []string{"alpha", "omega", "bfd_weight", "rs_mh_port"} {
 		t[k] = func(p *parser, n *node, r *RealServer) { other(&r.Other, n) }
 	}
 	for _, kind := range []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckBFD, CheckFile} {

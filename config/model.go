@@ -449,14 +449,16 @@ type RealServer struct {
 	LVSMethod string `json:"lvs_method,omitempty"`
 	// Alpha/omega, retry and timings inherited from the virtual server
 	// unless set here (0: unset).
-	Retry            int               `json:"retry,omitempty"`
-	DelayBeforeRetry time.Duration     `json:"delay_before_retry,omitempty"`
-	ConnectTimeout   time.Duration     `json:"connect_timeout,omitempty"`
-	Warmup           time.Duration     `json:"warmup,omitempty"`
-	DelayLoop        time.Duration     `json:"delay_loop,omitempty"`
-	SMTPAlert        bool              `json:"smtp_alert,omitempty"`
-	Checkers         []*Checker        `json:"checkers,omitempty"`
-	Other            map[string]string `json:"other,omitempty"`
+	Retry            int           `json:"retry,omitempty"`
+	DelayBeforeRetry time.Duration `json:"delay_before_retry,omitempty"`
+	ConnectTimeout   time.Duration `json:"connect_timeout,omitempty"`
+	Warmup           time.Duration `json:"warmup,omitempty"`
+	DelayLoop        time.Duration `json:"delay_loop,omitempty"`
+	SMTPAlert        bool          `json:"smtp_alert,omitempty"`
+	// Virtualhost for this real server's HTTP checks (see Checker.URLs).
+	Virtualhost string            `json:"virtualhost,omitempty"`
+	Checkers    []*Checker        `json:"checkers,omitempty"`
+	Other       map[string]string `json:"other,omitempty"`
 }
 
 // Checker kinds.
@@ -498,6 +500,8 @@ type Checker struct {
 	FWMark           uint32        `json:"fwmark,omitempty"`
 
 	// HTTP_GET / SSL_GET.
+	// URLs: each url's Virtualhost is resolved (url, else checker, else
+	// real server, else virtual server virtualhost; empty: the address).
 	URLs         []*URL `json:"urls,omitempty"`
 	HTTPProtocol string `json:"http_protocol,omitempty"` // "1.0" (default), "1.0C", "1.1", "1.0K"
 	Virtualhost  string `json:"virtualhost,omitempty"`

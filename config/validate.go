@@ -104,6 +104,15 @@ func (p *parser) finalize() {
 			fixWeight(&t.Weight)
 		}
 	}
+	for _, v := range p.cfg.VirtualServers {
+		for _, r := range v.RealServers {
+			for _, c := range r.Checkers {
+				if c.Kind == CheckSMTP && c.HeloName == "" {
+					c.HeloName = g.SMTPHeloName // empty: the host name, at run time
+				}
+			}
+		}
+	}
 	for _, sg := range p.cfg.SyncGroups {
 		for _, t := range sg.TrackScripts {
 			fixWeight(&t.Weight)
@@ -175,6 +184,21 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	}
 	if (c.Kind == CheckHTTP || c.Kind == CheckSSL) && c.HTTPProtocol == "" {
 		c.HTTPProtocol = "1.0"
+	}
+	if c.Kind == CheckHTTP || c.Kind == CheckSSL {
+		// The Host header: url's, else the checker's, else the real
+		// server's, else the virtual server's (keepalived's order).
+		if c.Virtualhost == "" {
+			c.Virtualhost = rs.Virtualhost
+		}
+		if c.Virtualhost == "" && vs != nil {
+			c.Virtualhost = vs.Virtualhost
+		}
+		for _, u := range c.URLs {
+			if u.Virtualhost == "" {
+				u.Virtualhost = c.Virtualhost
+			}
+		}
 	}
 }
 
