@@ -134,6 +134,9 @@ type Node struct {
 
 	raftAddr string
 
+	rpcMu   sync.Mutex
+	rpcIdle map[string][]*rpcConn // kept RPC connections by peer address
+
 	subMu   sync.Mutex
 	subs    map[chan ConfigVersion]struct{}
 	watches map[*watch]struct{}
@@ -337,6 +340,7 @@ func (n *Node) shutdown() error {
 			errs = append(errs, fmt.Errorf("stop raft: %w", err))
 		}
 	}
+	n.closeRPCConns()
 	if n.trans != nil {
 		n.trans.Close()
 	} else if n.mux != nil {

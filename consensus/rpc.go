@@ -1,7 +1,9 @@
 package consensus
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,38 +50,81 @@ const (
 	kindOther     = "error"
 )
 
-// serveRPC handles one RPC connection from a peer.
+// RPC framing: a 4-byte big-endian length, then that many bytes of JSON.
+// Connections are kept and reused for many requests.
+
+func writeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxRPCBody {
+		return fmt.Errorf("rpc message of %d bytes is over the %d limit", len(b), maxRPCBody)
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	_, err = w.Write(buf)
+	return err
+}
+
+func readFrame(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxRPCBody {
+		return fmt.Errorf("rpc message of %d bytes is over the %d limit", n, maxRPCBody)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// rpcIdle is how long a kept RPC connection may sit unused.
+const rpcIdle = 2 * time.Minute
+
+// serveRPC serves requests from a peer on one connection until it closes.
 func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	var req rpcRequest
-	if err := json.NewDecoder(io.LimitReader(c, maxRPCBody)).Decode(&req); err != nil {
-		n.log.Warn("bad cluster rpc request", "remote", c.RemoteAddr().String(), "err", err)
-		return
-	}
-	var resp rpcResponse
-	if n.raft.State() != raft.Leader {
-		addr, _ := n.raft.LeaderWithID()
-		if req.Forwarded || addr == "" {
-			resp = rpcResponse{Kind: kindNotLeader, Error: "not the leader"}
-		} else {
-			// A peer that does not know the leader (a joining director)
-			// asked us: pass it on once.
-			req.Forwarded = true
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			res, err := n.callRPC(ctx, string(addr), req)
-			cancel()
-			resp = toResponse(res, err)
+	br := bufio.NewReader(c)
+	for {
+		_ = c.SetDeadline(time.Now().Add(rpcIdle))
+		var req rpcRequest
+		if err := readFrame(br, &req); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				n.log.Debug("cluster rpc connection ended", "remote", c.RemoteAddr().String(), "err", err)
+			}
+			return
 		}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		resp := n.serveOne(req)
+		if err := writeFrame(c, resp); err != nil {
+			n.log.Debug("cluster rpc reply failed", "err", err)
+			return
+		}
+	}
+}
+
+func (n *Node) serveOne(req rpcRequest) rpcResponse {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if n.raft.State() == raft.Leader {
 		res, err := n.handleLocal(ctx, req)
-		cancel()
-		resp = toResponse(res, err)
+		return toResponse(res, err)
 	}
-	if err := json.NewEncoder(c).Encode(resp); err != nil {
-		n.log.Debug("cluster rpc reply failed", "err", err)
+	addr, _ := n.raft.LeaderWithID()
+	if req.Forwarded || addr == "" {
+		return rpcResponse{Kind: kindNotLeader, Error: "not the leader"}
 	}
+	// A peer that does not know the leader (a joining director) asked us:
+	// pass it on once.
+	req.Forwarded = true
+	res, err := n.callRPC(ctx, string(addr), req)
+	return toResponse(res, err)
 }
 
 func toResponse(res ApplyResult, err error) rpcResponse {
@@ -245,27 +290,88 @@ var errUnknownOp = errors.New("unknown cluster rpc op")
 
 var errRPCIO = errors.New("cluster rpc i/o")
 
-// callRPC sends one request to the node at addr (its Raft port).
-func (n *Node) callRPC(ctx context.Context, addr string, req rpcRequest) (ApplyResult, error) {
-	timeout := 5 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return ApplyResult{}, ctx.Err()
-		}
+// rpcConn is a kept connection to a peer's RPC service.
+type rpcConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// maxIdleRPC bounds the kept connections per peer.
+const maxIdleRPC = 4
+
+func (n *Node) getRPCConn(addr string, timeout time.Duration) (*rpcConn, bool, error) {
+	n.rpcMu.Lock()
+	if list := n.rpcIdle[addr]; len(list) > 0 {
+		rc := list[len(list)-1]
+		n.rpcIdle[addr] = list[:len(list)-1]
+		n.rpcMu.Unlock()
+		return rc, true, nil
 	}
+	n.rpcMu.Unlock()
 	c, err := n.mux.dial(addr, connRPC, timeout)
 	if err != nil {
-		return ApplyResult{}, fmt.Errorf("forward %s to %s: %w", req.Op, addr, err)
+		return nil, false, err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return ApplyResult{}, fmt.Errorf("forward %s to %s: %w: %v", req.Op, addr, errRPCIO, err)
+	return &rpcConn{c: c, br: bufio.NewReader(c)}, false, nil
+}
+
+func (n *Node) putRPCConn(addr string, rc *rpcConn) {
+	n.rpcMu.Lock()
+	defer n.rpcMu.Unlock()
+	if n.rpcIdle == nil {
+		n.rpcIdle = map[string][]*rpcConn{}
 	}
-	var resp rpcResponse
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
-		return ApplyResult{}, fmt.Errorf("forward %s to %s: %w: %v", req.Op, addr, errRPCIO, err)
+	if len(n.rpcIdle[addr]) >= maxIdleRPC || n.isClosed() {
+		rc.c.Close()
+		return
 	}
-	return fromResponse(resp)
+	n.rpcIdle[addr] = append(n.rpcIdle[addr], rc)
+}
+
+func (n *Node) closeRPCConns() {
+	n.rpcMu.Lock()
+	defer n.rpcMu.Unlock()
+	for _, list := range n.rpcIdle {
+		for _, rc := range list {
+			rc.c.Close()
+		}
+	}
+	n.rpcIdle = nil
+}
+
+// callRPC sends one request to the node at addr (its Raft port), on a kept
+// connection when there is one (a stale one is replaced by a fresh dial).
+func (n *Node) callRPC(ctx context.Context, addr string, req rpcRequest) (ApplyResult, error) {
+	for {
+		timeout := 5 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = time.Until(dl)
+			if timeout <= 0 {
+				return ApplyResult{}, ctx.Err()
+			}
+		}
+		rc, reused, err := n.getRPCConn(addr, timeout)
+		if err != nil {
+			return ApplyResult{}, fmt.Errorf("forward %s to %s: %w", req.Op, addr, err)
+		}
+		_ = rc.c.SetDeadline(time.Now().Add(timeout))
+		var resp rpcResponse
+		err = writeFrame(rc.c, req)
+		if err == nil {
+			err = readFrame(rc.br, &resp)
+		}
+		if err != nil {
+			rc.c.Close()
+			if reused && ctx.Err() == nil {
+				// A kept connection the peer had closed (restart, idle
+				// timeout): try a fresh one. Sending again is safe: every
+				// command is idempotent.
+				continue
+			}
+			return ApplyResult{}, fmt.Errorf("forward %s to %s: %w: %v", req.Op, addr, errRPCIO, err)
+		}
+		_ = rc.c.SetDeadline(time.Time{})
+		n.putRPCConn(addr, rc)
+		return fromResponse(resp)
+	}
 }
