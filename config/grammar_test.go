@@ -278,7 +278,7 @@ var grammarCases = []struct {
 			t.Errorf("members %+v %+v", m[0], m6[0])
 		}
 	}},
-	{"static blocks", Options{}, "static_ipaddress {\n 192.168.1.1/24 dev eth0 scope global\n}\nstatic_routes {\n 10.0.0.0/8 via 192.168.1.254 dev eth0\n default via fd00::1 dev eth0\n}\nstatic_rules {\n from 10.0.0.0/8 table 100 priority 5\n}\n", func(t *testing.T, c *Config) {
+	{"static blocks", Options{}, "static_ipaddress {\n 192.168.1.1/24 dev eth0 scope global\n}\nstatic_routes {\n 10.0.0.0/8 via 192.168.1.254 dev eth0\n default via fd00::1 dev eth0\n}\nstatic_rules {\n from 10.0.0.0/8 table 100 priority 5\n}\n" + minimalInst, func(t *testing.T, c *Config) {
 		if len(c.StaticAddresses) != 1 || c.StaticRoutes[0].Via.String() != "192.168.1.254" || c.StaticRoutes[1].Dst.String() != "::/0" ||
 			c.StaticRules[0].Table != "100" || c.StaticRules[0].Priority != 5 {
 			t.Errorf("static %+v %+v %+v", c.StaticAddresses, c.StaticRoutes, c.StaticRules)

@@ -77,7 +77,7 @@ func TestKeepalivedDump(t *testing.T) {
 		if c == nil || d.HasErrors() || len(c.Instances) == 0 || c.Cluster != nil || needsIPVS(c) {
 			continue // nothing keepalived would run the same way here
 		}
-		r := &result{name: in.name, want: ourGlobal(&c.Global) + ourView(c) + ourScripts(c)}
+		r := &result{name: in.name, want: ourGlobal(&c.Global) + ourStatic(c) + ourView(c) + ourScripts(c)}
 		results = append(results, r)
 		wg.Add(1)
 		go func() {
@@ -204,7 +204,24 @@ func keepalivedView(bin, file, id, ns string, ifaces []string) (string, error) {
 	if len(sections["VRRP Topology"]) == 0 {
 		return "", fmt.Errorf("no VRRP dump from keepalived:\n%s", out)
 	}
-	return renderKeepalivedGlobal(sections["Global definitions"]) + renderKeepalivedDump(sections["VRRP Topology"]) +
+	var static strings.Builder
+	for _, l := range sections["Static Addresses"] {
+		fmt.Fprintf(&static, "static address %s\n", strings.TrimSuffix(strings.TrimSpace(l), " set"))
+	}
+	for _, l := range sections["Static Routes"] {
+		l, _, _ = strings.Cut(strings.TrimSpace(l), " [")
+		fmt.Fprintf(&static, "static route %s\n", keepalivedRoute(l))
+	}
+	for _, l := range sections["VRRP Sync groups"] {
+		key, val, _ := strings.Cut(strings.TrimSpace(l), " = ")
+		if key == "VRRP Sync Group" {
+			name, _, _ := strings.Cut(val, ",")
+			fmt.Fprintf(&static, "sync group %s\n", name)
+		} else if indentOf(l) == 5 {
+			fmt.Fprintf(&static, "sync member %s\n", strings.TrimSpace(l))
+		}
+	}
+	return renderKeepalivedGlobal(sections["Global definitions"]) + static.String() + renderKeepalivedDump(sections["VRRP Topology"]) +
 		renderKeepalivedScripts(sections["VRRP Scripts"]), nil
 }
 
@@ -322,6 +339,23 @@ func renderKeepalivedScripts(lines []string) string {
 			fmt.Fprintf(&b, "  %s %s\n", strings.ToLower(key), time.Duration(secs)*time.Second)
 		case "Weight", "Rise", "Fall":
 			fmt.Fprintf(&b, "  %s %s\n", strings.ToLower(key), val)
+		}
+	}
+	return b.String()
+}
+
+func ourStatic(c *Config) string {
+	var b strings.Builder
+	for _, v := range c.StaticAddresses {
+		fmt.Fprintf(&b, "static address %s\n", vipLine(v, ""))
+	}
+	for _, r := range c.StaticRoutes {
+		fmt.Fprintf(&b, "static route %s\n", ourRoute(r))
+	}
+	for _, g := range c.SyncGroups {
+		fmt.Fprintf(&b, "sync group %s\n", g.Name)
+		for _, m := range g.Group {
+			fmt.Fprintf(&b, "sync member %s\n", m)
 		}
 	}
 	return b.String()
