@@ -2,9 +2,13 @@ package lab
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"github.com/vishvananda/netlink"
 	"net/netip"
 	"strings"
 	"testing"
@@ -163,5 +167,50 @@ func TestOverlapGrace(t *testing.T) {
 	}
 	if err := ov.check(a, []string{"h2"}); err != nil || !ov.since.IsZero() {
 		t.Fatalf("overlap not reset: %v", err)
+	}
+}
+
+// The monitor reports overlaps from its own samples in a real lab (no
+// daemons: the test adds and removes the addresses itself).
+func TestMonitorSeesDoubleOwnership(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces")
+	}
+	l, err := New(fmt.Sprintf("hkmon%d-", os.Getpid()%100000), 2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a := netip.MustParseAddr("10.99.0.100")
+	add := func(host string) {
+		h := l.Host(host)
+		eth0, _ := h.nl.LinkByName("eth0")
+		if err := h.nl.AddrAdd(eth0, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(a, 32))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := l.Monitor(a)
+	add("h1")
+	if _, err := l.WaitOwner(a, "h1", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	add("h2")
+	deadline := time.Now().Add(2 * time.Second)
+	for len(l.WhoHas(a)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(PollInterval)
+	}
+	time.Sleep(200 * time.Millisecond) // a real split brain: lasts
+	r := m.Stop()
+	if err := r.Check(50 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "[h1 h2]") {
+		t.Fatalf("Check = %v, want a split brain of h1 and h2 (report %+v)", err, r)
+	}
+	if len(r.Changes) < 1 || r.Samples < 10 {
+		t.Fatalf("report %+v", r)
+	}
+	m2 := l.Monitor(a)
+	m2.Exclude("h2", true)
+	time.Sleep(50 * time.Millisecond)
+	if err := m2.Stop().Check(0); err != nil {
+		t.Fatalf("excluded host still counted: %v", err)
 	}
 }

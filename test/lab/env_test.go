@@ -45,6 +45,10 @@ type env struct {
 	hosts []string
 	alive map[string]bool
 	hkBin string
+	mon   *lab.Monitor
+	// doubleOwnerOK: the scenario makes two owners on purpose (plain
+	// VRRP's split brain); the whole-run monitor does not fail it.
+	doubleOwnerOK bool
 }
 
 func newEnv(t testing.TB, impls ...impl) *env {
@@ -57,6 +61,18 @@ func newEnv(t testing.TB, impls ...impl) *env {
 	}
 	l := labtest.New(t, len(impls), lab.Options{Extra: []string{"client"}}, need...)
 	e := &env{t: t, l: l, impls: map[string]impl{}, d: map[string]*lab.Daemon{}, alive: map[string]bool{}}
+	// Never two owners, through the whole scenario (beyond a handover's
+	// moment), among the daemons that are not crashed.
+	e.mon = l.Monitor(vip4, vip5, vip6)
+	t.Cleanup(func() {
+		r := e.mon.Stop()
+		if err := r.Check(lab.HandoverGrace); err != nil && !e.doubleOwnerOK {
+			t.Errorf("%v; owner changes:", err)
+			for _, c := range r.Changes {
+				t.Logf("  %s", c)
+			}
+		}
+	})
 	for i, im := range impls {
 		h := fmt.Sprintf("h%d", i+1)
 		e.impls[h] = im
@@ -102,6 +118,7 @@ func (e *env) start(host string, c lab.Conf) *lab.Daemon {
 
 // kill is a crash (kill -9 of the daemon and its children).
 func (e *env) kill(host string) {
+	e.mon.Exclude(host, true) // its VIP stays behind: not a live owner
 	e.d[host].Kill()
 	e.alive[host] = false
 }
@@ -121,6 +138,14 @@ func (e *env) restart(host string) {
 		e.t.Fatal(err)
 	}
 	e.alive[host] = true
+	// The crashed run's VIPs are stale: the new run removes them at start
+	// (keepalived does), and only then is the host counted as an owner.
+	for _, a := range []netip.Addr{vip4, vip5, vip6} {
+		if _, err := e.l.WaitNoAddr(host, a, 3*time.Second); err != nil {
+			e.t.Fatalf("restarted %s on %s did not remove its stale VIP: %v", e.impls[host], host, err)
+		}
+	}
+	e.mon.Exclude(host, false)
 }
 
 func (e *env) live() []string {
