@@ -39,6 +39,9 @@ func (d Diagnostic) String() string {
 	if d.Pos.File == "" && d.Pos.Line == 0 {
 		return d.Msg
 	}
+	if d.Pos.Line == 0 {
+		return d.Pos.File + ": " + d.Msg
+	}
 	return d.Pos.String() + ": " + d.Msg
 }
 

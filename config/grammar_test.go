@@ -531,6 +531,14 @@ func TestIncludes(t *testing.T) {
 		t.Errorf("empty glob: %q", got)
 	}
 
+	// A glob that matches the including file skips it with a warning.
+	write("globself/main.conf", "include *.conf\n")
+	write("globself/other.conf", "global_defs {\n router_id o\n}\n")
+	c, d = Load(filepath.Join(dir, "globself/main.conf"), Options{})
+	if got := diagStrings(d); len(got) != 1 || !strings.Contains(got[0], "globself/main.conf:1: include *.conf: skipping") || c.Global.RouterID != "o" {
+		t.Errorf("self glob: %q, router_id %q", got, c.Global.RouterID)
+	}
+
 	// An empty file is a clean, empty configuration.
 	write("empty.conf", "")
 	c, d = Load(filepath.Join(dir, "empty.conf"), Options{})
@@ -540,7 +548,7 @@ func TestIncludes(t *testing.T) {
 
 	// A missing main file is an error and no config.
 	c, d = Load(filepath.Join(dir, "missing.conf"), Options{})
-	if c != nil || !d.HasErrors() {
+	if c != nil || !d.HasErrors() || !strings.HasPrefix(d[0].String(), filepath.Join(dir, "missing.conf")+": read configuration: ") {
 		t.Errorf("missing file: %v %s", c, d)
 	}
 }

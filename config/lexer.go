@@ -384,8 +384,15 @@ func (lx *lexer) include(pos Pos, args []string, baseDir string) {
 		return
 	}
 	sort.Strings(matches)
+	isGlob := strings.ContainsAny(args[0], "*?[")
 	for _, m := range matches {
 		if st, err := os.Stat(m); err == nil && st.IsDir() {
+			continue
+		}
+		if abs, err := filepath.Abs(m); err == nil && isGlob && contains(lx.stack, abs) {
+			// "include *.conf" next to the main file matches the file
+			// itself: skip it rather than call it a cycle.
+			lx.warnf(pos, "include %s: skipping %s, which is being read already", args[0], m)
 			continue
 		}
 		lx.readFile(m, pos)
