@@ -139,6 +139,8 @@ var diagnosticCases = []struct {
 		[]string{"warning t.conf:1: vrrp_instance V: nopreempt does not work with priority 255 (the address owner always preempts); ignored (as keepalived does)"}},
 	{"rule with pref", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n virtual_rules {\n  from 10.0.0.1 table 5 pref 202\n }\n", 1),
 		[]string{"warning t.conf:4: rule: unknown option 'pref'; the rule is ignored (as keepalived does) (did you mean 'preference'?)"}},
+	{"authentication with VRRPv3", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n version 3\n authentication {\n  auth_type PASS\n  auth_pass abc\n }\n", 1),
+		[]string{"warning t.conf:4: vrrp_instance V: authentication is not part of VRRPv3; ignored (as keepalived does)"}},
 	{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
 }
 

@@ -181,24 +181,33 @@ func keepalivedView(bin, file, id, ns string, ifaces []string) (string, error) {
 	defer os.RemoveAll(dir)
 	// keepalived dumps its configuration when it stops; a second is
 	// plenty to have started, even on a busy machine.
-	args := []string{"-s", "TERM", "-k", "5", "1", "ip", "netns", "exec", ns, bin, "-n", "-l", "-D", "-d", "-P", "-f", file,
-		"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-c", filepath.Join(dir, "c.pid"), "-b", filepath.Join(dir, "b.pid")}
-	if id != "" {
-		args = append(args, "-i", id)
-	}
-	out, _ := exec.Command("timeout", args...).CombinedOutput()
-	sections := map[string][]string{}
-	section := ""
-	for _, l := range strings.Split(string(out), "\n") {
-		l = dumpStamp.ReplaceAllString(l, "")
-		if strings.HasPrefix(l, "------<") {
-			section = strings.Trim(l, "-<> ")
-			continue
+	var sections map[string][]string
+	var out []byte
+	// A busy machine can take longer to start keepalived: one retry with
+	// more time before calling it a failure.
+	for _, secs := range []string{"1", "4"} {
+		args := []string{"-s", "TERM", "-k", "5", secs, "ip", "netns", "exec", ns, bin, "-n", "-l", "-D", "-d", "-P", "-f", file,
+			"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"), "-c", filepath.Join(dir, "c.pid"), "-b", filepath.Join(dir, "b.pid")}
+		if id != "" {
+			args = append(args, "-i", id)
 		}
-		// Dump lines are indented; other processes' log lines (not indented) can
-		// land in the middle of a section.
-		if section != "" && strings.HasPrefix(l, " ") && strings.TrimSpace(l) != "" {
-			sections[section] = append(sections[section], l)
+		out, _ = exec.Command("timeout", args...).CombinedOutput()
+		sections = map[string][]string{}
+		section := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			l = dumpStamp.ReplaceAllString(l, "")
+			if strings.HasPrefix(l, "------<") {
+				section = strings.Trim(l, "-<> ")
+				continue
+			}
+			// Dump lines are indented; other processes' log lines (not
+			// indented) can land in the middle of a section.
+			if section != "" && strings.HasPrefix(l, " ") && strings.TrimSpace(l) != "" {
+				sections[section] = append(sections[section], l)
+			}
+		}
+		if len(sections["VRRP Topology"]) > 0 {
+			break
 		}
 	}
 	if len(sections["VRRP Topology"]) == 0 {
