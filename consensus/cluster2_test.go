@@ -350,6 +350,13 @@ func TestHealthQuorumAndFallback(t *testing.T) {
 
 	// Partition d3: it falls back to its own view and says so.
 	d3 := c.nodes[2]
+	// d3 must be a follower, so the majority side keeps its leader.
+	if d3.node.IsLeader() {
+		if err := d3.node.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatalf("leadership transfer: %v", err)
+		}
+	}
+	waitFor(t, "a leader other than d3", 15*time.Second, func() bool { l := c.leader(); return l != d3 })
 	d3.node.mux.setCut(true)
 	waitFor(t, "d3 in fallback", 15*time.Second, func() bool { return d3.node.HealthState().Fallback })
 	if e := d3.node.Healthy("10.0.0.1:80/TCP", "192.168.0.10:80"); !e.Up || e.Source != "local-fallback" {
@@ -359,6 +366,9 @@ func TestHealthQuorumAndFallback(t *testing.T) {
 	for _, tn := range c.nodes[:2] {
 		if hs := tn.node.HealthState(); hs.Fallback {
 			t.Fatalf("majority side %s in fallback: %+v", tn.cfg.NodeName, hs)
+		}
+		if e := tn.node.Healthy("10.0.0.1:80/TCP", "192.168.0.10:80"); e.Up || e.Source != HealthQuorum {
+			t.Fatalf("majority side %s health = %+v, want down by quorum", tn.cfg.NodeName, e)
 		}
 	}
 	// d3's reports while cut off are kept and replicated after healing.
