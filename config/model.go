@@ -72,7 +72,10 @@ type GlobalDefs struct {
 	// Gratuitous ARP / NA defaults (keepalived): master_delay 5 s,
 	// master_repeat 5, master_refresh 0 (off), master_refresh_repeat 1,
 	// garp_interval 0, gna_interval 0, lower_prio_delay = master_delay,
-	// lower_prio_repeat = master_repeat.
+	// lower_prio_repeat = master_repeat (unless written). An instance
+	// starts from these and applies its own garp_* lines; its
+	// lower-priority settings do not follow its master ones, and under
+	// vrrp_strict they are 0 (all as keepalived).
 	GARP GARPSettings `json:"garp"`
 
 	// VRRPVersion defaults to 2.
@@ -370,7 +373,7 @@ type VirtualServer struct {
 	FWMarkFamily string `json:"fwmark_family,omitempty"`
 	// Group: "virtual_server group NAME".
 	Group string `json:"group,omitempty"`
-	// Protocol defaults to TCP.
+	// Protocol defaults to TCP, with a warning (keepalived 2.2 uses UDP).
 	Protocol string `json:"protocol"`
 	// DelayLoop defaults to 60 s.
 	DelayLoop time.Duration `json:"delay_loop"`
