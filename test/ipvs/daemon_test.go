@@ -242,10 +242,15 @@ func TestDaemonEndToEnd(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		conns := serviceConns(t, dl.d, svc80)
+		logAt := len(d.log.String())
 		dl.writeConf(t, daemonConf{Weight2: 3})
 		d.signal(syscall.SIGHUP)
 		changed := map[string][]string{svc80: {"10.20.1.2:80 Masq 1", "10.20.2.2:80 Masq 3"}, svc8080: full[svc8080]}
 		tab := d.waitTable("weight 3 after SIGHUP", want(sched(changed)), limit)
+		d.waitLog(limit, "reload complete")
+		if l := d.log.String()[logAt:]; strings.Contains(l, "delete-") || strings.Contains(l, "add-") {
+			t.Errorf("the reload deleted or added IPVS entries instead of one update:\n%s", l)
+		}
 		if n := tab.activeConns(svc80); n != 1 {
 			t.Errorf("held connection lost from IPVS after the reload: %d active", n)
 		}

@@ -1,0 +1,185 @@
+package ipvs
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"hakeep/lvs"
+)
+
+// TestDaemonSideBySide measures the two daemons as an operator sees them:
+// keepalived and hakeepd, each started as a process with the same
+// keepalived.conf of 2,000 services x 20 real servers (no checkers), timed
+// from exec until the kernel table is complete, then from SIGHUP with 1%
+// changed until the table is right again. Env-gated like the other
+// side-by-side benchmark (make bench-ipvs, with -build ./cmd/hakeepd).
+func TestDaemonSideBySide(t *testing.T) {
+	if os.Getenv("HAKEEP_BENCH_KEEPALIVED") == "" {
+		t.Skip("benchmark: set HAKEEP_BENCH_KEEPALIVED=1 (make bench-ipvs)")
+	}
+	kbin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("no keepalived in this VM: pass -bin /usr/sbin/keepalived")
+	}
+	hbin, err := exec.LookPath("hakeepd")
+	if err != nil {
+		t.Skip("no hakeepd in this VM: pass -build ./cmd/hakeepd")
+	}
+	newLab(t) // root and IPVS checks
+	n, d := 2000, 20
+	cfgA, textA := scaleConfig(n, d, false)
+	cfgB, textB := scaleConfig(n, d, true)
+	wantA, err := lvs.FromConfig(cfgA, lvs.Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantB, err := lvs.FromConfig(cfgB, lvs.Inputs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct{ start, reload time.Duration }
+	measure := func(name string, argv func(dir, conf string) []string, stop func(dir string, cmd *exec.Cmd)) result {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(conf, []byte(textA), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		nsPath := benchNS(t, fmt.Sprintf("%sd%d", name[:2], os.Getpid()))
+		k, err := lvs.NewKernel(nsPath, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Close()
+		cmd := exec.Command("ip", append([]string{"netns", "exec", filepath.Base(nsPath)}, argv(dir, conf)...)...)
+		logf, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		// Stopped by SIGKILL so that neither tears its table down while
+		// the other is measured.
+		defer stop(dir, cmd)
+		var r result
+		r.start = waitGated(t, k, wantA.Table, sample(wantA.Table, nil), start)
+		if err := os.WriteFile(conf, []byte(textB), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		cmd.Process.Signal(syscall.SIGHUP)
+		r.reload = waitGated(t, k, wantB.Table, sample(wantB.Table, wantA.Table), start)
+		// The operator's view agrees: ipvsadm -Ln lists every service and
+		// destination.
+		tab, err := parseIPVSAdmLn(sh(t, "ip", "netns", "exec", filepath.Base(nsPath), "ipvsadm", "-Ln"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dests := 0
+		for _, s := range tab {
+			dests += len(s.Dests)
+		}
+		if len(tab) != n || dests != n*d {
+			t.Fatalf("%s: ipvsadm -Ln shows %d services, %d destinations; want %d, %d", name, len(tab), dests, n, n*d)
+		}
+		if os.Getenv("HAKEEP_BENCH_LOG") != "" {
+			b, _ := os.ReadFile(logf.Name())
+			for _, l := range strings.Split(string(b), "\n") {
+				if !strings.Contains(l, "ipvs change") && !strings.Contains(l, "IPVS: ") {
+					t.Log(name + ": " + l)
+				}
+			}
+		}
+		return r
+	}
+	ka := measure("keepalived", func(dir, conf string) []string {
+		return []string{kbin, "-n", "-l", "-D", "-G", "-f", conf,
+			"-p", dir + "/k.pid", "-r", dir + "/v.pid", "-c", dir + "/c.pid", "-b", dir + "/b.pid"}
+	}, killKeepalived)
+	hk := measure("hakeepd", func(dir, conf string) []string {
+		return []string{hbin, "-n", "-l", "-f", conf, "-p", dir + "/h.pid", "--api", dir + "/api.sock"}
+	}, func(_ string, cmd *exec.Cmd) {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	})
+	t.Logf("RESULT daemons, %d services x %d real servers, exec / SIGHUP until the kernel table is complete", n, d)
+	t.Logf("RESULT keepalived start:      %8.2f s", ka.start.Seconds())
+	t.Logf("RESULT hakeepd start:         %8.2f s", hk.start.Seconds())
+	t.Logf("RESULT keepalived reload 1%%:  %8.2f s", ka.reload.Seconds())
+	t.Logf("RESULT hakeepd reload 1%%:     %8.2f s", hk.reload.Seconds())
+	t.Logf("RESULT speedup: start %.1fx, reload %.1fx", ka.start.Seconds()/hk.start.Seconds(), ka.reload.Seconds()/hk.reload.Seconds())
+}
+
+// sample is the services a poll checks before it reads the whole table:
+// every 100th service of want and, with from, every service that differs
+// between from and want (those must be in want's state, or gone). Full
+// dumps take seconds in TCG and compete with the daemon measured, so they
+// run only once the sample is right.
+func sample(want, from lvs.Table) []lvs.ServiceKey {
+	var keys []lvs.ServiceKey
+	i := 0
+	for k := range want {
+		if i%100 == 0 {
+			keys = append(keys, k)
+		}
+		i++
+	}
+	if from != nil {
+		seen := map[lvs.ServiceKey]bool{}
+		for _, op := range lvs.Diff(from, want, func(lvs.ServiceKey) bool { return true }) {
+			if k := op.Service.Key; !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// sampleRight reports whether the sampled services are as in want.
+func sampleRight(k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKey) bool {
+	for _, key := range keys {
+		w, wanted := want[key]
+		s, err := k.Get(key)
+		if !wanted {
+			if err == nil {
+				return false
+			}
+			continue
+		}
+		if err != nil || len(s.Dests) != len(w.Dests) {
+			return false
+		}
+		for dk, d := range w.Dests {
+			if s.Dests[dk].Weight != d.Weight {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// waitGated polls until the kernel holds want exactly and returns the time
+// since start.
+func waitGated(t *testing.T, k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKey, start time.Time) time.Duration {
+	t.Helper()
+	for {
+		if sampleRight(k, want, keys) && tableEquals(k, want) {
+			return time.Since(start)
+		}
+		if time.Since(start) > 5*time.Minute {
+			t.Fatal("kernel table not complete after 5 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
