@@ -412,3 +412,23 @@ func TestMixed(t *testing.T) {
 		}
 	}
 }
+
+// TestMixedWrongPassword: keepalived and hakeepd with different PASS
+// passwords each drop the other's adverts, so both claim the VIP (what two
+// keepalived do), and both say why in their logs.
+func TestMixedWrongPassword(t *testing.T) {
+	hakeepdBin(t)
+	e := newEnv(t, keepalived, hakeepd)
+	e.doubleOwnerOK = true
+	v := vrrp{version: 2, interval: 1}
+	e.start("h1", e.conf("h1", vrrp{version: 2, interval: 1, auth: "secret1"}, 150, nil))
+	e.start("h2", e.conf("h2", vrrp{version: 2, interval: 1, auth: "secret2"}, 100, nil))
+	for _, h := range []string{"h1", "h2"} {
+		if _, err := e.l.WaitAddr(h, vip4, deadline(v.masterDown(100))); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.d[h].WaitLog("passw", 3*time.Second); err != nil {
+			t.Errorf("%s (%s) does not log the bad password: %v", h, e.impls[h], err)
+		}
+	}
+}
