@@ -43,7 +43,7 @@ commands:
   cluster remove NODE           take a director out of the raft cluster
 
 global flags (accepted before or after the command):
-  --api PATH      the daemon's unix socket (default ` + api.DefaultSocket + `),
+  --api PATH      the daemon's unix socket (default $HAKEEP_API, else ` + api.DefaultSocket + `),
                   or HOST:PORT with --tls-cert/--tls-key/--tls-ca for the TCP API
   --json          print JSON
   --timeout D     how long to wait for the daemon (default 30s)
@@ -111,6 +111,9 @@ func (e *env) parse(args []string) ([]string, error) {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	e := &env{apiPath: api.DefaultSocket, timeout: 30 * time.Second, out: stdout, errw: stderr}
+	if p := os.Getenv("HAKEEP_API"); p != "" {
+		e.apiPath = p
+	}
 	pos, err := e.parse(args)
 	if err == nil && len(pos) == 0 {
 		err = usagef("no command given")

@@ -83,6 +83,7 @@ const clusterConf = `cluster {
 
 func TestExitCodesAndUsage(t *testing.T) {
 	sock, _ := fakeServer(t)
+	t.Setenv("HAKEEP_API", sock)
 	tests := []struct {
 		name string
 		args []string
@@ -99,6 +100,7 @@ func TestExitCodesAndUsage(t *testing.T) {
 		{"no daemon", []string{"--api", filepath.Join(t.TempDir(), "none.sock"), "status"}, 1, "cannot reach hakeepd"},
 		{"tcp without certs", []string{"--api", "127.0.0.1:1", "status"}, 2, "mutual TLS"},
 		{"status", []string{"--api", sock, "status"}, 0, "raft:    Leader, term 4, leader d1"},
+		{"api from env", []string{"vrrp"}, 0, "VI_1"},
 		{"flags after command", []string{"status", "--api", sock}, 0, "node:    d1"},
 		{"show nothing", []string{"--api", sock, "config", "show"}, 1, "no configuration has been committed"},
 		{"remove unknown", []string{"--api", sock, "cluster", "remove", "d9"}, 1, `no such director "d9"`},
