@@ -93,12 +93,14 @@ func (l *Lab) WhoHas(addr netip.Addr, among ...string) []string {
 }
 
 // HandoverGrace is how long two hosts may hold an address together before
-// WaitOwner and StableOwner call it a split brain. At a preemption the new
-// master adds the VIP and adverts, and the old one removes the VIP when
-// that advert arrives, so a real VRRP handover overlaps by a moment
-// (keepalived's too); a split brain lasts advert intervals. Set it to 0
-// for a strict check (fencing).
-var HandoverGrace = 50 * time.Millisecond
+// WaitOwner, StableOwner and a Monitor call it a split brain. At a
+// preemption the new master adds the VIP and adverts, and the old one
+// removes the VIP when that advert arrives, so a real VRRP handover
+// overlaps by a moment (keepalived's too), longer when the shared CPU
+// delays a daemon; a split brain lasts Master_Down_Interval or more (at
+// least 0.3 s at advert_int 0.1). Set it to 0 for a strict check
+// (fencing).
+var HandoverGrace = 150 * time.Millisecond
 
 // overlap tracks how long several owners have been seen together.
 type overlap struct{ since time.Time }
