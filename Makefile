@@ -35,8 +35,20 @@ demo: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Each parser and decoder's fuzz target for a while (go runs one target per
+# call); new findings land in the package's testdata/fuzz corpus.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./config
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./vrrp
+	$(GO) test -run '^$$' -fuzz FuzzSplit -fuzztime $(FUZZTIME) ./script
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./consensus
+	$(GO) test -run '^$$' -fuzz FuzzDecodeSnapshot -fuzztime $(FUZZTIME) ./consensus
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./lvs
+	$(GO) test -run '^$$' -fuzz FuzzReadHTTPResponse -fuzztime $(FUZZTIME) ./checks
+	$(GO) test -run '^$$' -fuzz FuzzCheckDNSReply -fuzztime $(FUZZTIME) ./checks
+	$(GO) test -run '^$$' -fuzz FuzzCheckUDPReply -fuzztime $(FUZZTIME) ./checks
+	$(GO) test -run '^$$' -fuzz FuzzReadPcap -fuzztime $(FUZZTIME) ./internal/lab
 
 clean:
 	rm -rf $(BIN)

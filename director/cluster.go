@@ -2,82 +2,23 @@ package director
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
 
-	"hakeep/api"
 	"hakeep/config"
 	"hakeep/consensus"
 )
 
-// clusterConfig maps the node-local cluster { } block to the consensus
-// node's settings.
-func clusterConfig(c *config.Cluster, configID string) (consensus.Config, error) {
-	cc := consensus.Config{
-		NodeName:        c.NodeName,
-		BindAddr:        c.BindAddr,
-		AdvertiseAddr:   c.AdvertiseAddr,
-		RaftPort:        int(c.RaftPort),
-		GossipPort:      int(c.GossipPort),
-		Join:            c.Join,
-		BootstrapExpect: c.BootstrapExpect,
-		DataDir:         c.DataDir,
-		HealthMode:      c.HealthMode,
-		Timeouts:        consensus.LANTimeouts(),
-		Validate:        consensus.ValidatePushed,
-	}
-	if cc.NodeName == "" {
-		cc.NodeName = configID
-	}
-	if cc.NodeName == "" {
-		cc.NodeName, _ = os.Hostname()
-	}
-	if c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != "" {
-		t, err := consensus.LoadTLS(c.TLSCert, c.TLSKey, c.TLSCA)
-		if err != nil {
-			return cc, fmt.Errorf("%s: cluster TLS: %w", c.Pos, err)
-		}
-		cc.TLS = t
-	}
-	if c.GossipKey != "" {
-		key, err := gossipKey(c)
-		if err != nil {
-			return cc, fmt.Errorf("%s: gossip_key: %w", c.Pos, err)
-		}
-		cc.GossipKey = key
-	}
-	return cc, nil
-}
-
-// gossipKey reads the key from its file or decodes it as written (base64).
-func gossipKey(c *config.Cluster) ([]byte, error) {
-	text := c.GossipKey
-	if c.GossipKeyFile {
-		b, err := os.ReadFile(c.GossipKey)
-		if err != nil {
-			return nil, err
-		}
-		text = strings.TrimSpace(string(b))
-	}
-	key, err := base64.StdEncoding.DecodeString(text)
-	if err != nil {
-		return nil, fmt.Errorf("not base64: %w", err)
-	}
-	switch len(key) {
-	case 16, 24, 32:
-		return key, nil
-	}
-	return nil, fmt.Errorf("key is %d bytes, want 16, 24 or 32", len(key))
-}
-
 func startCluster(d *Director, cfg *config.Config) (*consensus.Node, error) {
-	cc, err := clusterConfig(cfg.Cluster, d.opts.ConfigID)
-	if err != nil {
-		return nil, err
+	name := d.opts.ConfigID
+	if name == "" {
+		name, _ = os.Hostname()
 	}
-	cc.Logger = d.log.With("subsystem", "cluster")
+	cc, err := consensus.ConfigFromCluster(cfg.Cluster, name, d.log.With("subsystem", "cluster"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: cluster: %w", cfg.Cluster.Pos, err)
+	}
 	node, err := consensus.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("start cluster node %s: %w", cc.NodeName, err)
@@ -99,6 +40,9 @@ func (d *Director) followCluster(ctx context.Context) error {
 			return nil
 		case v, ok := <-versions:
 			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return fmt.Errorf("cluster subscription closed")
 			}
 			d.mu.Lock()
@@ -161,40 +105,3 @@ func (d *Director) applyCommitted(version uint64, local *config.Cluster) error {
 	}
 	return d.applyText(cur, local)
 }
-
-// standalone is the cluster half of the API when there is no cluster { }
-// block: validation works, everything replicated says why it cannot.
-type standalone struct{ d *Director }
-
-var errNoCluster = api.Errorf(api.CodeUnavailable, "not in cluster mode: this director has no cluster { } block")
-
-func (s standalone) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
-	return api.ClusterStatus{Node: s.d.opts.ConfigID, Raft: api.RaftStatus{State: "Standalone"}}, nil
-}
-
-func (s standalone) ConfigValidate(ctx context.Context, req api.ValidateRequest) (api.ValidateResult, error) {
-	errs, warnings := consensus.CheckPushable(req.Name, []byte(req.Text))
-	return api.ValidateResult{Valid: len(errs) == 0, Errors: errs, Warnings: warnings}, nil
-}
-
-func (s standalone) ConfigPush(context.Context, api.PushRequest) (api.PushResult, error) {
-	return api.PushResult{}, errNoCluster
-}
-func (s standalone) ConfigShow(context.Context) (api.ConfigVersion, error) {
-	return api.ConfigVersion{}, errNoCluster
-}
-func (s standalone) ConfigHistory(context.Context) ([]api.ConfigVersion, error) {
-	return nil, errNoCluster
-}
-func (s standalone) ConfigRollback(context.Context, api.RollbackRequest) (api.PushResult, error) {
-	return api.PushResult{}, errNoCluster
-}
-func (s standalone) ConfigApplied(context.Context, uint64) (api.PushResult, error) {
-	return api.PushResult{}, errNoCluster
-}
-func (s standalone) ClusterInit(context.Context) error         { return errNoCluster }
-func (s standalone) ClusterJoin(context.Context, string) error { return errNoCluster }
-func (s standalone) ClusterMembers(context.Context) ([]api.Member, error) {
-	return nil, errNoCluster
-}
-func (s standalone) ClusterRemove(context.Context, string) error { return errNoCluster }

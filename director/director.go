@@ -267,7 +267,7 @@ func (d *Director) serveAPI(ctx context.Context) error {
 	d.mu.Lock()
 	node := d.node
 	d.mu.Unlock()
-	var cl api.Cluster = standalone{d}
+	cl := api.Standalone(d.opts.ConfigID)
 	if node != nil {
 		cl = node.API()
 	}

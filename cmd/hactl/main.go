@@ -41,6 +41,9 @@ commands:
   cluster join ADDR             join the cluster of the director at gossip ADDR
   cluster members               directors with gossip and raft state
   cluster remove NODE           take a director out of the raft cluster
+  genhash URL | -s SERVER -p PORT -u PATH [-S]
+                                MD5 digest of a page, for a url block's digest
+                                (keepalived's genhash; runs locally, no daemon)
 
 global flags (accepted before or after the command):
   --api PATH      the daemon's unix socket (default $HAKEEP_API, else ` + api.DefaultSocket + `),
@@ -110,6 +113,11 @@ func (e *env) parse(args []string) ([]string, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// genhash has keepalived genhash's own flags (-s -p -u -S -V), which
+	// would collide with hactl's: it is dispatched before they are parsed.
+	if len(args) > 0 && args[0] == "genhash" {
+		return runGenhash(args[1:], stdout, stderr)
+	}
 	e := &env{apiPath: api.DefaultSocket, timeout: 30 * time.Second, out: stdout, errw: stderr}
 	if p := os.Getenv("HAKEEP_API"); p != "" {
 		e.apiPath = p

@@ -11,7 +11,9 @@ func TestParseFlags(t *testing.T) {
 		wantErr bool
 		check   func(o options) bool
 	}{
-		{[]string{}, false, func(o options) bool { return o.configFile == "/etc/keepalived/keepalived.conf" && o.pidFile == "/run/hakeepd.pid" }},
+		{[]string{}, false, func(o options) bool {
+			return o.configFile == "/etc/keepalived/keepalived.conf" && o.pidFile == "/run/hakeepd.pid"
+		}},
 		{[]string{"-f", "x.conf", "-t"}, false, func(o options) bool { return o.configFile == "x.conf" && o.configTest }},
 		{[]string{"--use-file", "y.conf", "--config-test"}, false, func(o options) bool { return o.configFile == "y.conf" && o.configTest }},
 		{[]string{"-n", "-l", "-D", "-p", "/tmp/p", "-i", "d1"}, false, func(o options) bool {
