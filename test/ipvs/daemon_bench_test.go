@@ -44,8 +44,11 @@ func TestDaemonSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type result struct{ start, reload time.Duration }
-	measure := func(name string, argv func(dir, conf string) []string, stop func(dir string, cmd *exec.Cmd)) result {
+	type result struct {
+		start, reload time.Duration
+		idleCPU       float64 // CPU seconds per second with nothing to do
+	}
+	measure := func(name string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) result {
 		dir := t.TempDir()
 		conf := filepath.Join(dir, "keepalived.conf")
 		if err := os.WriteFile(conf, []byte(textA), 0o644); err != nil {
@@ -92,6 +95,11 @@ func TestDaemonSideBySide(t *testing.T) {
 		if len(tab) != n || dests != n*d {
 			t.Fatalf("%s: ipvsadm -Ln shows %d services, %d destinations; want %d, %d", name, len(tab), dests, n, n*d)
 		}
+		// Idle cost: CPU used over 5 s with the table complete and
+		// nothing changing.
+		c0, t0 := cpuSeconds(pids(dir, cmd)), time.Now()
+		time.Sleep(5 * time.Second)
+		r.idleCPU = (cpuSeconds(pids(dir, cmd)) - c0) / time.Since(t0).Seconds()
 		if os.Getenv("HAKEEP_BENCH_LOG") != "" {
 			b, _ := os.ReadFile(logf.Name())
 			for _, l := range strings.Split(string(b), "\n") {
@@ -105,9 +113,22 @@ func TestDaemonSideBySide(t *testing.T) {
 	ka := measure("keepalived", func(dir, conf string) []string {
 		return []string{kbin, "-n", "-l", "-D", "-G", "-f", conf,
 			"-p", dir + "/k.pid", "-r", dir + "/v.pid", "-c", dir + "/c.pid", "-b", dir + "/b.pid"}
+	}, func(dir string, cmd *exec.Cmd) []int {
+		ps := []int{cmd.Process.Pid}
+		for _, f := range []string{"v.pid", "c.pid"} {
+			var pid int
+			if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+				if _, err := fmt.Sscan(string(b), &pid); err == nil {
+					ps = append(ps, pid)
+				}
+			}
+		}
+		return ps
 	}, killKeepalived)
 	hk := measure("hakeepd", func(dir, conf string) []string {
 		return []string{hbin, "-n", "-l", "-f", conf, "-p", dir + "/h.pid", "--api", dir + "/api.sock"}
+	}, func(_ string, cmd *exec.Cmd) []int {
+		return []int{cmd.Process.Pid}
 	}, func(_ string, cmd *exec.Cmd) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
@@ -117,6 +138,8 @@ func TestDaemonSideBySide(t *testing.T) {
 	t.Logf("RESULT hakeepd start:         %8.2f s", hk.start.Seconds())
 	t.Logf("RESULT keepalived reload 1%%:  %8.2f s", ka.reload.Seconds())
 	t.Logf("RESULT hakeepd reload 1%%:     %8.2f s", hk.reload.Seconds())
+	t.Logf("RESULT keepalived idle CPU:   %8.2f s/s (all its processes)", ka.idleCPU)
+	t.Logf("RESULT hakeepd idle CPU:      %8.2f s/s", hk.idleCPU)
 	t.Logf("RESULT speedup: start %.1fx, reload %.1fx", ka.start.Seconds()/hk.start.Seconds(), ka.reload.Seconds()/hk.reload.Seconds())
 }
 
@@ -182,4 +205,28 @@ func waitGated(t *testing.T, k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKe
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// cpuSeconds sums user+system CPU time of the processes (from
+// /proc/PID/stat, in clock ticks of 1/100 s).
+func cpuSeconds(pids []int) float64 {
+	total := 0.0
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesized command name: state is field 3,
+		// utime and stime are fields 14 and 15.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		var ut, st float64
+		fmt.Sscan(f[11], &ut)
+		fmt.Sscan(f[12], &st)
+		total += (ut + st) / 100
+	}
+	return total
 }
