@@ -29,7 +29,18 @@ test-unit:
 test-ipvs:
 	$(GO) run ./internal/vmtest/cmd/vmtest ./internal/vmtest ./lvs ./test/ipvs
 
+# The example configurations checked (hakeepd -t, as keepalived -t), then
+# the three-director lab in network namespaces.
 demo: build
+	@echo "== hakeepd -t on deploy/examples (keepalived's exit codes: 0 clean, 5 warnings, 1 errors)"
+	@for f in deploy/examples/*.conf; do \
+		$(BIN)/hakeepd -t -i d1 -f $$f >/dev/null 2>&1; rc=$$?; \
+		case $$rc in 0) v=clean;; 5) v="warnings (as keepalived)";; *) v="ERRORS";; esac; \
+		printf '  %-36s %s\n' "$$f" "$$v"; [ $$rc = 0 ] || [ $$rc = 5 ] || exit 1; \
+	done
+	@echo "== parsed summary of deploy/examples/cluster-3.conf as director d1"
+	@$(BIN)/hakeepd -t -i d1 -f deploy/examples/cluster-3.conf | sed 's/^/  /'
+	@echo "== three directors in network namespaces"
 	$(GO) run ./deploy/demo --hakeepd $(BIN)/hakeepd
 
 bench:

@@ -16,7 +16,7 @@ func (l localView) Instances(ctx context.Context) ([]api.Instance, error) {
 
 func (d *Director) instances() []api.Instance {
 	d.mu.Lock()
-	m, cfg := d.vrrp, d.cfg
+	m := d.vrrp
 	d.mu.Unlock()
 	out := []api.Instance{}
 	if m == nil {
@@ -30,9 +30,8 @@ func (d *Director) instances() []api.Instance {
 		if st.Master.IsValid() {
 			in.MasterAddr = st.Master.String()
 		}
-		if i := cfg.Instance(st.Name); i != nil {
-			in.Fenced = i.Fenced(cfg)
-		}
+		// Fenced stays false: the quorum gate of fencing.md is not wired yet
+		// (vrrp.AlwaysAdmit), so no instance is guarded by it.
 		out = append(out, in)
 	}
 	return out
