@@ -356,9 +356,34 @@ var scenarios = []scenario{
 func killMaster(e *env, v vrrp) {
 	e.t.Helper()
 	e.startAll(v, nil)
+	capt, err := e.l.StartCapture("kill", "arp")
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	e.kill("h1")
 	took := e.owner(vip4, "h2", deadline(v.masterDown(100)))
 	e.stable(vip4, "h2", 500*time.Millisecond)
+	// The new master announces itself as keepalived does: a first burst of
+	// vrrp_garp_master_repeat (5) gratuitous ARP requests, sender IP =
+	// target IP = VIP, target MAC ff:ff:ff:ff:ff:ff (the second burst comes
+	// vrrp_garp_master_delay, 5 s, later).
+	pk, err := capt.Packets()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	garps := 0
+	for _, a := range pk.ARPs {
+		if a.SenderMAC.String() != e.l.Host("h2").MAC.String() || a.SenderIP != vip4 {
+			continue
+		}
+		if a.Op != 1 || !a.Gratuitous() || a.TargetMAC.String() != "ff:ff:ff:ff:ff:ff" {
+			e.t.Errorf("gratuitous ARP not in keepalived's form: %+v", a)
+		}
+		garps++
+	}
+	if garps != 5 {
+		e.t.Errorf("saw %d gratuitous ARPs for %s from h2 after the takeover, want 5", garps, vip4)
+	}
 	e.t.Logf("h2 owns the VIP %s after kill -9 (Master_Down %s)", took.Round(time.Millisecond), v.masterDown(100))
 	if got := e.clientView(vip4); got != "h2" {
 		e.t.Errorf("client's ARP view after takeover: %s, want h2", got)
