@@ -212,12 +212,12 @@ func init() {
 		"ops": func(p *parser, n *node, v *VirtualServer) { v.OnePacket = p.flag(n) },
 		"retry": func(p *parser, n *node, v *VirtualServer) {
 			if x, ok := p.intArg(n, 0, 1<<31-1); ok {
-				v.Retry = x
+				v.Retry, v.RetrySet = x, true
 			}
 		},
 		"delay_before_retry": func(p *parser, n *node, v *VirtualServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				v.DelayBeforeRetry = d
+				v.DelayBeforeRetry, v.DelayBeforeRetrySet = d, true
 			}
 		},
 		"connect_timeout": func(p *parser, n *node, v *VirtualServer) {
@@ -227,7 +227,7 @@ func init() {
 		},
 		"warmup": func(p *parser, n *node, v *VirtualServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				v.Warmup = d
+				v.Warmup, v.WarmupSet = d, true
 			}
 		},
 		"smtp_alert":  func(p *parser, n *node, v *VirtualServer) { v.SMTPAlert = p.flag(n) },
@@ -320,10 +320,6 @@ func (p *parser) virtualServer(n *node) {
 	for _, r := range v.RealServers {
 		for _, c := range r.Checkers {
 			inheritChecker(c, r, v)
-			for _, h := range c.Hosts {
-				inheritChecker(h, r, v)
-				h.DelayLoop, h.Warmup = c.DelayLoop, c.Warmup
-			}
 		}
 	}
 	// keepalived 2.2 warns about each of these left to its default.
@@ -394,12 +390,12 @@ func init() {
 		},
 		"retry": func(p *parser, n *node, r *RealServer) {
 			if x, ok := p.intArg(n, 0, 1<<31-1); ok {
-				r.Retry = x
+				r.Retry, r.RetrySet = x, true
 			}
 		},
 		"delay_before_retry": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				r.DelayBeforeRetry = d
+				r.DelayBeforeRetry, r.DelayBeforeRetrySet = d, true
 			}
 		},
 		"connect_timeout": func(p *parser, n *node, r *RealServer) {
@@ -409,7 +405,7 @@ func init() {
 		},
 		"warmup": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				r.Warmup = d
+				r.Warmup, r.WarmupSet = d, true
 			}
 		},
 		"delay_loop": func(p *parser, n *node, r *RealServer) {
@@ -629,7 +625,8 @@ func init() {
 			}
 		},
 		"misc_timeout": func(p *parser, n *node, c *Checker) {
-			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
+			// 0 is accepted and means the default, as in keepalived.
+			if d, ok := p.secondsArg(n, 0, 86400); ok {
 				c.MiscTimeout = d
 			}
 		},

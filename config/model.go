@@ -408,14 +408,19 @@ type VirtualServer struct {
 	// flag-1/2/3 as written.
 	SchedFlags []string `json:"sched_flags,omitempty"`
 	OnePacket  bool     `json:"ops,omitempty"`
-	// Defaults for the checkers of this virtual server (0: unset).
-	Retry            int               `json:"retry,omitempty"`
-	DelayBeforeRetry time.Duration     `json:"delay_before_retry,omitempty"`
-	ConnectTimeout   time.Duration     `json:"connect_timeout,omitempty"`
-	Warmup           time.Duration     `json:"warmup,omitempty"`
-	SMTPAlert        bool              `json:"smtp_alert,omitempty"`
-	RealServers      []*RealServer     `json:"real_servers,omitempty"`
-	Other            map[string]string `json:"other,omitempty"`
+	// Defaults for the checkers of this virtual server. ConnectTimeout 0
+	// means unset; Retry, DelayBeforeRetry and Warmup may be written as 0,
+	// so the *Set fields tell "retry 0" from no retry line.
+	Retry               int               `json:"retry,omitempty"`
+	RetrySet            bool              `json:"retry_set,omitempty"`
+	DelayBeforeRetry    time.Duration     `json:"delay_before_retry,omitempty"`
+	DelayBeforeRetrySet bool              `json:"delay_before_retry_set,omitempty"`
+	ConnectTimeout      time.Duration     `json:"connect_timeout,omitempty"`
+	Warmup              time.Duration     `json:"warmup,omitempty"`
+	WarmupSet           bool              `json:"warmup_set,omitempty"`
+	SMTPAlert           bool              `json:"smtp_alert,omitempty"`
+	RealServers         []*RealServer     `json:"real_servers,omitempty"`
+	Other               map[string]string `json:"other,omitempty"`
 }
 
 // Key returns a stable identity: "IP:PORT/PROTO", "fwmark:N/PROTO" or
@@ -451,13 +456,18 @@ type RealServer struct {
 	// LVSMethod overrides the virtual server's lb_kind when set.
 	LVSMethod string `json:"lvs_method,omitempty"`
 	// Alpha/omega, retry and timings inherited from the virtual server
-	// unless set here (0: unset).
-	Retry            int           `json:"retry,omitempty"`
-	DelayBeforeRetry time.Duration `json:"delay_before_retry,omitempty"`
-	ConnectTimeout   time.Duration `json:"connect_timeout,omitempty"`
-	Warmup           time.Duration `json:"warmup,omitempty"`
-	DelayLoop        time.Duration `json:"delay_loop,omitempty"`
-	SMTPAlert        bool          `json:"smtp_alert,omitempty"`
+	// unless set here (as written: ConnectTimeout and DelayLoop 0 mean
+	// unset, the *Set fields say whether Retry, DelayBeforeRetry and Warmup
+	// were written here).
+	Retry               int           `json:"retry,omitempty"`
+	RetrySet            bool          `json:"retry_set,omitempty"`
+	DelayBeforeRetry    time.Duration `json:"delay_before_retry,omitempty"`
+	DelayBeforeRetrySet bool          `json:"delay_before_retry_set,omitempty"`
+	ConnectTimeout      time.Duration `json:"connect_timeout,omitempty"`
+	Warmup              time.Duration `json:"warmup,omitempty"`
+	WarmupSet           bool          `json:"warmup_set,omitempty"`
+	DelayLoop           time.Duration `json:"delay_loop,omitempty"`
+	SMTPAlert           bool          `json:"smtp_alert,omitempty"`
 	// Virtualhost for this real server's HTTP checks (see Checker.URLs).
 	Virtualhost string            `json:"virtualhost,omitempty"`
 	Checkers    []*Checker        `json:"checkers,omitempty"`
@@ -479,11 +489,18 @@ const (
 )
 
 // Checker is one health-check block inside a real_server. The parser
-// resolves inheritance, so every field below holds the value in effect:
-// ConnectIP/ConnectPort default to the real server's address and port,
-// ConnectTimeout to the virtual/real server's connect_timeout or 5 s,
-// Retry to 1 (nb_get_retry is an alias) , DelayBeforeRetry to 1 s,
-// DelayLoop to the real/virtual server's delay_loop.
+// resolves inheritance as keepalived 2.2.7 does (checker, else real_server,
+// else virtual_server, else the kind's default; see checkdefaults.go), so
+// every timing field below holds the value in effect:
+// ConnectIP/ConnectPort default to the real server's address and port;
+// ConnectTimeout to 5 s; DelayLoop to the virtual server's delay_loop
+// (60 s); Retry (nb_get_retry is an alias) to 1, 0 for MISC_CHECK, 3 for
+// DNS_CHECK; DelayBeforeRetry to 1 s, 3 s for HTTP_GET/SSL_GET, DelayLoop
+// for DNS_CHECK; Warmup to DelayLoop; MiscTimeout to the virtual server's
+// delay_loop. The *Set fields say whether the value was written (on the
+// checker, its real_server or virtual_server) or is keepalived's default,
+// which matters where the default follows another value: an explicit
+// "warmup 0" (no random start delay) is Warmup 0 with WarmupSet.
 type Checker struct {
 	Pos  Pos    `json:"pos"`
 	Kind string `json:"kind"`
@@ -498,9 +515,14 @@ type Checker struct {
 	DelayBeforeRetry time.Duration `json:"delay_before_retry"`
 	Warmup           time.Duration `json:"warmup,omitempty"`
 	DelayLoop        time.Duration `json:"delay_loop"`
-	Alpha            bool          `json:"alpha,omitempty"`
-	Omega            bool          `json:"omega,omitempty"`
-	FWMark           uint32        `json:"fwmark,omitempty"`
+	// Whether retry, delay_before_retry, warmup were written (here, on the
+	// real_server or the virtual_server) rather than left to the default.
+	RetrySet            bool   `json:"retry_set,omitempty"`
+	DelayBeforeRetrySet bool   `json:"delay_before_retry_set,omitempty"`
+	WarmupSet           bool   `json:"warmup_set,omitempty"`
+	Alpha               bool   `json:"alpha,omitempty"`
+	Omega               bool   `json:"omega,omitempty"`
+	FWMark              uint32 `json:"fwmark,omitempty"`
 
 	// HTTP_GET / SSL_GET.
 	// URLs: each url's Virtualhost is resolved (url, else checker, else
@@ -513,11 +535,14 @@ type Checker struct {
 	FastRecovery bool   `json:"fast_recovery,omitempty"`
 
 	// MISC_CHECK.
-	MiscPath    string        `json:"misc_path,omitempty"`
-	MiscTimeout time.Duration `json:"misc_timeout,omitempty"` // default: delay_loop
-	MiscDynamic bool          `json:"misc_dynamic,omitempty"`
-	User        string        `json:"user,omitempty"`
-	Group       string        `json:"group,omitempty"`
+	MiscPath string `json:"misc_path,omitempty"`
+	// MiscTimeout: misc_timeout, else (unset or 0) the virtual server's
+	// delay_loop, as keepalived's misc_check_thread does.
+	MiscTimeout    time.Duration `json:"misc_timeout,omitempty"`
+	MiscTimeoutSet bool          `json:"misc_timeout_set,omitempty"`
+	MiscDynamic    bool          `json:"misc_dynamic,omitempty"`
+	User           string        `json:"user,omitempty"`
+	Group          string        `json:"group,omitempty"`
 
 	// SMTP_CHECK: helo_name (default: global smtp_helo_name or hostname);
 	// Hosts are legacy host { } blocks, each a connection target.
