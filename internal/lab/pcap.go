@@ -37,10 +37,23 @@ type ARP struct {
 // Gratuitous reports keepalived's gratuitous ARP form: sender IP = target IP.
 func (a ARP) Gratuitous() bool { return a.SenderIP == a.TargetIP }
 
+// NA is one ICMPv6 neighbour advertisement seen on the wire.
+type NA struct {
+	Time      time.Time
+	SrcMAC    net.HardwareAddr
+	Src, Dst  netip.Addr
+	HopLimit  uint8
+	Target    netip.Addr
+	Router    bool
+	Solicited bool
+	Override  bool
+}
+
 // Packets is what ReadPcap found; other frames are counted and skipped.
 type Packets struct {
 	Adverts []Advert
 	ARPs    []ARP
+	NAs     []NA
 	Other   int
 }
 
@@ -143,13 +156,25 @@ func decodeFrame(out *Packets, ts time.Time, f []byte) {
 		a.Src, a.Dst = netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
 		out.Adverts = append(out.Adverts, a)
 	case 0x86dd:
-		if len(p) < 40 || p[6] != 112 {
+		if len(p) < 40 || (p[6] != 112 && p[6] != 58) {
 			out.Other++
 			return
 		}
 		plen := int(binary.BigEndian.Uint16(p[4:6]))
 		if 40+plen > len(p) {
 			out.Other++
+			return
+		}
+		if p[6] == 58 {
+			icmp := p[40 : 40+plen]
+			if len(icmp) < 24 || icmp[0] != 136 {
+				out.Other++
+				return
+			}
+			out.NAs = append(out.NAs, NA{Time: ts, SrcMAC: src, HopLimit: p[7],
+				Src: netip.AddrFrom16([16]byte(p[8:24])), Dst: netip.AddrFrom16([16]byte(p[24:40])),
+				Router: icmp[4]&0x80 != 0, Solicited: icmp[4]&0x40 != 0, Override: icmp[4]&0x20 != 0,
+				Target: netip.AddrFrom16([16]byte(icmp[8:24]))})
 			return
 		}
 		a, ok := decodeVRRP(p[40:40+plen], true)

@@ -98,6 +98,25 @@ func TestReadPcapKeepalivedFrames(t *testing.T) {
 	}
 }
 
+func TestReadPcapNA(t *testing.T) {
+	// An unsolicited NA for fd00:99::100 from it, to ff02::1, override set.
+	na := hexBytes(t, "3333 0000 0001 0200 0000 000b 86dd 6000 0000 0020 3aff"+
+		" fd00 0099 0000 0000 0000 0000 0000 0100 ff02 0000 0000 0000 0000 0000 0000 0001"+
+		" 8800 0000 2000 0000 fd00 0099 0000 0000 0000 0000 0000 0100 0201 0200 0000 000b")
+	p, err := ReadPcap(bytes.NewReader(pcapOf(t, false, na)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.NAs) != 1 {
+		t.Fatalf("%d NAs, %d other", len(p.NAs), p.Other)
+	}
+	n := p.NAs[0]
+	vip := netip.MustParseAddr("fd00:99::100")
+	if n.Target != vip || n.Src != vip || n.Dst != netip.MustParseAddr("ff02::1") || !n.Override || n.Solicited || n.HopLimit != 255 {
+		t.Errorf("NA = %+v", n)
+	}
+}
+
 func TestReadPcapErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -225,8 +225,32 @@ var scenarios = []scenario{
 				Priority: prios[h], AdvertInt: v.interval, VIPs: []string{vip6.String() + "/64"}}}})
 		}
 		e.owner(vip6, "h1", deadline(v.masterDown(150)+time.Second))
+		capt, err := e.l.StartCapture("na", "icmp6")
+		if err != nil {
+			e.t.Fatal(err)
+		}
 		e.kill("h1")
 		e.owner(vip6, "h2", deadline(v.masterDown(100)))
+		e.stable(vip6, "h2", 500*time.Millisecond)
+		// The new master's unsolicited NAs: from h2's MAC, target the VIP,
+		// override set, hop limit 255; a burst of 5 as keepalived's.
+		pk, err := capt.Packets()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		nas := 0
+		for _, n := range pk.NAs {
+			if n.SrcMAC.String() != e.l.Host("h2").MAC.String() || n.Target != vip6 || n.Solicited {
+				continue
+			}
+			if !n.Override || n.HopLimit != 255 || n.Dst != netip.MustParseAddr("ff02::1") {
+				e.t.Errorf("unsolicited NA not in keepalived's form: %+v", n)
+			}
+			nas++
+		}
+		if nas != 5 {
+			e.t.Errorf("saw %d unsolicited NAs for %s from h2, want 5", nas, vip6)
+		}
 		if err := e.l.Ping("client", vip6); err != nil {
 			e.t.Errorf("client cannot reach the IPv6 VIP: %v", err)
 		}
