@@ -9,11 +9,14 @@ import (
 	"hakeep/config"
 )
 
-// FromConfig maps every real server of every virtual_server to a Spec with
-// keepalived's defaults: connect_ip/connect_port from the real server,
-// delay_loop from the real or virtual server (60 s), warmup = delay_loop,
-// delay_before_retry 3 s for HTTP_GET/SSL_GET, delay_loop for DNS_CHECK,
-// 1 s otherwise, misc_timeout = delay_loop, SMTP helo_name from
+// FromConfig maps every real server of every virtual_server to a Spec. The
+// config parser has already resolved each checker's timings as keepalived
+// 2.2.7 does (see config/checkdefaults.go): the Spec takes connect_timeout,
+// retry, delay_before_retry, warmup, delay_loop and misc_timeout from the
+// config.Checker as they are, so an explicit "warmup 0" or "retry 0" stays
+// 0. A checker built by hand, without the parser, gets the same defaults
+// for what it leaves zero and not marked as set (RetrySet, WarmupSet, ...).
+// Also: connect_ip/connect_port from the real server, SMTP helo_name from
 // smtp_helo_name, SSL_GET's TLS files from the global SSL settings,
 // virtualhost from the url, checker or virtual server. Checkers hakeep
 // does not run (BFD_CHECK, FILE_CHECK) are skipped with a warning.
@@ -80,20 +83,47 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out := Checker{
 		Kind: Kind(c.Kind), Connect: netip.AddrPortFrom(ip, port),
 		BindTo: c.BindTo, BindPort: c.BindPort, BindIf: c.BindIf,
+		// connect_timeout and delay_loop are never 0 in keepalived.
 		ConnectTimeout: first(c.ConnectTimeout, rs.ConnectTimeout, vs.ConnectTimeout, DefaultConnectTimeout),
-		Retry:          c.Retry,
 		DelayLoop:      first(c.DelayLoop, rs.DelayLoop, vs.DelayLoop, DefaultDelayLoop),
 		Alpha:          c.Alpha || vs.Alpha,
 	}
-	out.Warmup = first(c.Warmup, rs.Warmup, vs.Warmup, out.DelayLoop)
-	defRetryDelay := time.Second
-	switch out.Kind {
-	case KindHTTP, KindSSL:
-		defRetryDelay = 3 * time.Second
-	case KindDNS:
-		defRetryDelay = out.DelayLoop
+	// retry, delay_before_retry and warmup may be 0 on purpose: a value
+	// the parser resolved (or one set by hand) is kept; only a zero not
+	// marked as set is filled in, as keepalived would.
+	out.Retry = c.Retry
+	if c.Retry == 0 && !c.RetrySet {
+		switch {
+		case rs.RetrySet:
+			out.Retry = rs.Retry
+		case vs.RetrySet:
+			out.Retry = vs.Retry
+		default:
+			out.Retry = config.DefaultRetry(c.Kind)
+		}
 	}
-	out.DelayBeforeRetry = first(c.DelayBeforeRetry, rs.DelayBeforeRetry, vs.DelayBeforeRetry, defRetryDelay)
+	out.DelayBeforeRetry = c.DelayBeforeRetry
+	if c.DelayBeforeRetry == 0 && !c.DelayBeforeRetrySet {
+		switch {
+		case rs.DelayBeforeRetrySet:
+			out.DelayBeforeRetry = rs.DelayBeforeRetry
+		case vs.DelayBeforeRetrySet:
+			out.DelayBeforeRetry = vs.DelayBeforeRetry
+		default:
+			out.DelayBeforeRetry = config.DefaultDelayBeforeRetry(c.Kind, out.DelayLoop)
+		}
+	}
+	out.Warmup = c.Warmup
+	if c.Warmup == 0 && !c.WarmupSet {
+		switch {
+		case rs.WarmupSet:
+			out.Warmup = rs.Warmup
+		case vs.WarmupSet:
+			out.Warmup = vs.Warmup
+		default:
+			out.Warmup = out.DelayLoop
+		}
+	}
 	switch out.Kind {
 	case KindHTTP, KindSSL:
 		vhost := c.Virtualhost
@@ -120,7 +150,7 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 		if user == "" {
 			user, group = g.ScriptUser, g.ScriptGroup
 		}
-		out.Misc = MiscOptions{Path: c.MiscPath, Timeout: first(c.MiscTimeout, out.DelayLoop),
+		out.Misc = MiscOptions{Path: c.MiscPath, Timeout: first(c.MiscTimeout, vs.DelayLoop, DefaultDelayLoop),
 			Dynamic: c.MiscDynamic, User: user, Group: group}
 	case KindSMTP:
 		out.SMTP.HeloName = c.HeloName

@@ -105,7 +105,8 @@ func TestFromConfig(t *testing.T) {
 	want := Checker{Kind: KindHTTP, Connect: netip.MustParseAddrPort("192.168.1.202:80"), ConnectTimeout: 3 * time.Second,
 		Retry: 3, DelayBeforeRetry: 2 * time.Second, DelayLoop: time.Second, Warmup: time.Second,
 		HTTP: HTTPOptions{Protocol: "1.0", Virtualhost: "www.example.com",
-			URLs: []URL{{Path: "/index.html", Digest: "640205b7b0fc66c1ea91c463fac6334d", Status: []StatusRange{{200, 200}, {301, 302}}}}}}
+			URLs: []URL{{Path: "/index.html", Digest: "640205b7b0fc66c1ea91c463fac6334d", Status: []StatusRange{{200, 200}, {301, 302}},
+				Virtualhost: "www.example.com"}}}} // the url takes the virtual server's virtualhost (config resolves it)
 	if hc.Key() != want.Key() {
 		t.Fatalf("HTTP checker\n got %s\nwant %s", hc.Key(), want.Key())
 	}
@@ -174,6 +175,109 @@ func TestSeedConfigsMap(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%d real servers, %d distinct checks", len(specs), m.Stats().Jobs)
+		})
+	}
+}
+
+// TestFromConfigTimings: the Spec's retry, delays and warmup are exactly
+// what the parser resolved (keepalived 2.2.7's defaults per kind; explicit
+// zeros kept), for each kind and for values inherited from the
+// real_server and virtual_server.
+func TestFromConfigTimings(t *testing.T) {
+	const s = time.Second
+	body := map[Kind]string{
+		KindTCP: "", KindSMTP: "", KindDNS: "", KindUDP: "", KindPing: "",
+		KindHTTP: "url {\n path /\n}\n", KindSSL: "url {\n path /\n}\n",
+		KindMisc: "misc_path /bin/true\n",
+	}
+	type got struct {
+		retry                   int
+		dbr, warmup, loop, ctmo time.Duration
+		miscTO                  time.Duration
+	}
+	for _, tc := range []struct {
+		name       string
+		kind       Kind
+		vs, rs, ck string
+		want       got
+	}{
+		{"TCP defaults", KindTCP, "", "", "", got{1, s, 60 * s, 60 * s, 5 * s, 0}},
+		{"HTTP defaults", KindHTTP, "", "", "", got{1, 3 * s, 60 * s, 60 * s, 5 * s, 0}},
+		{"SSL defaults", KindSSL, "", "", "", got{1, 3 * s, 60 * s, 60 * s, 5 * s, 0}},
+		{"MISC defaults", KindMisc, "delay_loop 20\n", "", "delay_loop 4\n", got{0, s, 4 * s, 4 * s, 5 * s, 20 * s}},
+		{"SMTP defaults", KindSMTP, "", "", "", got{1, s, 60 * s, 60 * s, 5 * s, 0}},
+		{"DNS defaults", KindDNS, "delay_loop 20\n", "", "delay_loop 6\n", got{3, 6 * s, 6 * s, 6 * s, 5 * s, 0}},
+		{"UDP defaults", KindUDP, "", "", "", got{1, s, 60 * s, 60 * s, 5 * s, 0}},
+		{"PING defaults", KindPing, "", "", "", got{1, s, 60 * s, 60 * s, 5 * s, 0}},
+		{"explicit warmup 0", KindTCP, "delay_loop 10\n", "", "warmup 0\n", got{1, s, 0, 10 * s, 5 * s, 0}},
+		{"virtual_server retry 0 and warmup 0", KindDNS, "retry 0\nwarmup 0\n", "", "", got{0, 60 * s, 0, 60 * s, 5 * s, 0}},
+		{"real_server delay_before_retry 0", KindHTTP, "delay_before_retry 5\n", "delay_before_retry 0\n", "", got{1, 0, 60 * s, 60 * s, 5 * s, 0}},
+		{"real_server over virtual_server", KindTCP, "retry 7\nwarmup 9\nconnect_timeout 8\ndelay_loop 30\n", "retry 2\nconnect_timeout 3\n", "",
+			got{2, s, 9 * s, 30 * s, 3 * s, 0}},
+		{"checker over both", KindSSL, "retry 7\nwarmup 9\n", "retry 2\nwarmup 4\ndelay_loop 12\n", "nb_get_retry 5\nwarmup 1\ndelay_before_retry 2\n",
+			got{5, 2 * s, s, 12 * s, 5 * s, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "virtual_server 10.0.0.1 80 {\nprotocol TCP\n" + tc.vs + "real_server 10.0.0.2 80 {\n" + tc.rs +
+				string(tc.kind) + " {\n" + body[tc.kind] + tc.ck + "}\n}\n}\n"
+			cfg, diags := config.Parse("t.conf", []byte(text), config.Options{NoInclude: true})
+			if diags.HasErrors() {
+				t.Fatalf("%v\n%s", diags, text)
+			}
+			specs, warns := FromConfig(cfg)
+			if len(warns) != 0 || len(specs) != 1 || len(specs[0].Checkers) != 1 {
+				t.Fatalf("specs %+v warnings %q", specs, warns)
+			}
+			c := specs[0].Checkers[0]
+			if g := (got{c.Retry, c.DelayBeforeRetry, c.Warmup, c.DelayLoop, c.ConnectTimeout, c.Misc.Timeout}); g != tc.want {
+				t.Errorf("\n got %+v\nwant %+v", g, tc.want)
+			}
+		})
+	}
+}
+
+// TestFromConfigUnresolved: a config built by hand (no parser) gets the
+// same defaults for what it leaves zero and unmarked, while zeros marked
+// as set stay zero.
+func TestFromConfigUnresolved(t *testing.T) {
+	const s = time.Second
+	rsAddr := netip.MustParseAddrPort("10.0.0.2:53")
+	for _, tc := range []struct {
+		name                   string
+		vs                     config.VirtualServer
+		rs                     config.RealServer
+		ck                     config.Checker
+		retry                  int
+		dbr, warmup, loop, mto time.Duration
+	}{
+		{"DNS all zero", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{}, config.Checker{Kind: config.CheckDNS},
+			3, 20 * s, 20 * s, 20 * s, 0},
+		{"MISC all zero", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{DelayLoop: 5 * s},
+			config.Checker{Kind: config.CheckMisc, MiscPath: "/bin/true"}, 0, s, 5 * s, 5 * s, 20 * s},
+		{"marked zeros", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{},
+			config.Checker{Kind: config.CheckHTTP, URLs: []*config.URL{{Path: "/"}}, RetrySet: true, DelayBeforeRetrySet: true, WarmupSet: true}, 0, 0, 0, 20 * s, 0},
+		{"from the real_server", config.VirtualServer{DelayLoop: 20 * s, Retry: 9, RetrySet: true},
+			config.RealServer{Retry: 0, RetrySet: true, Warmup: 0, WarmupSet: true, DelayBeforeRetry: 4 * s, DelayBeforeRetrySet: true},
+			config.Checker{Kind: config.CheckTCP}, 0, 4 * s, 0, 20 * s, 0},
+		{"from the virtual_server", config.VirtualServer{DelayLoop: 20 * s, Retry: 9, RetrySet: true, Warmup: 2 * s, WarmupSet: true},
+			config.RealServer{}, config.Checker{Kind: config.CheckHTTP, URLs: []*config.URL{{Path: "/"}}}, 9, 3 * s, 2 * s, 20 * s, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vs, rs, ck := tc.vs, tc.rs, tc.ck
+			vs.Addr, vs.Protocol = netip.MustParseAddrPort("10.0.0.1:53"), "UDP"
+			rs.Addr, rs.Weight = rsAddr, 1
+			rs.Checkers = []*config.Checker{&ck}
+			vs.RealServers = []*config.RealServer{&rs}
+			specs, warns := FromConfig(&config.Config{VirtualServers: []*config.VirtualServer{&vs}})
+			if len(warns) != 0 || len(specs) != 1 || len(specs[0].Checkers) != 1 {
+				t.Fatalf("specs %+v warnings %q", specs, warns)
+			}
+			c := specs[0].Checkers[0]
+			if c.Retry != tc.retry || c.DelayBeforeRetry != tc.dbr || c.Warmup != tc.warmup || c.DelayLoop != tc.loop ||
+				c.Misc.Timeout != tc.mto || c.ConnectTimeout != DefaultConnectTimeout || c.Connect != rsAddr {
+				t.Errorf("got retry %d dbr %v warmup %v loop %v misc %v timeout %v connect %v", c.Retry, c.DelayBeforeRetry,
+					c.Warmup, c.DelayLoop, c.Misc.Timeout, c.ConnectTimeout, c.Connect)
+			}
 		})
 	}
 }
