@@ -297,3 +297,12 @@ func (e *env) waitNotify(host string, lines ...string) {
 		time.Sleep(lab.PollInterval)
 	}
 }
+
+func mustAddr(t testing.TB, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
