@@ -1,0 +1,131 @@
+package ipvs
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDaemonChecksSideBySide measures the health checkers of both daemons
+// doing the same job in the VM (keepalived's checker needs kernel IPVS):
+// 100 services x 20 real servers (HAKEEP_BENCH_CHECKS) with TCP_CHECK at delay_loop 1 against
+// listeners the test runs, each daemon with -C (checkers and IPVS only).
+// It reports the checks per second the listeners saw and the CPU the
+// daemon used for them. Env-gated with the other side-by-side benchmarks.
+func TestDaemonChecksSideBySide(t *testing.T) {
+	if os.Getenv("HAKEEP_BENCH_KEEPALIVED") == "" {
+		t.Skip("benchmark: set HAKEEP_BENCH_KEEPALIVED=1 (make bench-ipvs)")
+	}
+	kbin, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("no keepalived in this VM: pass -bin /usr/sbin/keepalived")
+	}
+	hbin, err := exec.LookPath("hakeepd")
+	if err != nil {
+		t.Skip("no hakeepd in this VM: pass -build ./cmd/hakeepd")
+	}
+	newLab(t) // root and IPVS checks
+	const dests, basePort = 20, 20000
+	services := 100 // HAKEEP_BENCH_CHECKS=N: N/20 services
+	if v := os.Getenv("HAKEEP_BENCH_CHECKS"); v != "" {
+		if _, err := fmt.Sscan(v, &services); err != nil || services < dests {
+			t.Fatalf("HAKEEP_BENCH_CHECKS=%q: want a number of checks >= %d", v, dests)
+		}
+		services /= dests
+	}
+	n := services * dests
+	var b strings.Builder
+	b.WriteString("global_defs {\n  router_id checkbench\n}\n")
+	for i := range services {
+		fmt.Fprintf(&b, "virtual_server 10.100.0.%d 80 {\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n", i+1)
+		for j := range dests {
+			fmt.Fprintf(&b, "  real_server 10.255.0.1 %d {\n    weight 1\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n", basePort+i*dests+j)
+		}
+		b.WriteString("}\n")
+	}
+
+	type result struct{ checksPerSec, cpuPerSec float64 }
+	measure := func(name string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) result {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ns := filepath.Base(benchNS(t, fmt.Sprintf("%sc%d", name[:2], os.Getpid())))
+		// The real servers: n listeners on the director's own address,
+		// counting the connections the checkers make.
+		var accepted atomic.Int64
+		for p := basePort; p < basePort+n; p++ {
+			var l net.Listener
+			if err := inNS(ns, func() (err error) { l, err = net.Listen("tcp", fmt.Sprintf("10.255.0.1:%d", p)); return err }); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					accepted.Add(1)
+					c.Close()
+				}
+			}()
+		}
+		cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv(dir, conf)...)...)
+		logf, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		defer stop(dir, cmd)
+		// Warm up: every real server checked at least twice, then 3 s.
+		deadline := time.Now().Add(3 * time.Minute)
+		for accepted.Load() < int64(2*n) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: only %d checks in 3 minutes", name, accepted.Load())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(3 * time.Second)
+		c0, a0, t0 := cpuSeconds(pids(dir, cmd)), accepted.Load(), time.Now()
+		time.Sleep(10 * time.Second)
+		el := time.Since(t0).Seconds()
+		return result{float64(accepted.Load()-a0) / el, (cpuSeconds(pids(dir, cmd)) - c0) / el}
+	}
+	ka := measure("keepalived", func(dir, conf string) []string {
+		return []string{kbin, "-n", "-l", "-G", "-C", "-f", conf,
+			"-p", dir + "/k.pid", "-r", dir + "/v.pid", "-c", dir + "/c.pid", "-b", dir + "/b.pid"}
+	}, func(dir string, cmd *exec.Cmd) []int {
+		ps := []int{cmd.Process.Pid}
+		var pid int
+		if b, err := os.ReadFile(filepath.Join(dir, "c.pid")); err == nil {
+			if _, err := fmt.Sscan(string(b), &pid); err == nil {
+				ps = append(ps, pid)
+			}
+		}
+		return ps
+	}, killKeepalived)
+	hk := measure("hakeepd", func(dir, conf string) []string {
+		return []string{hbin, "-n", "-l", "-C", "-f", conf, "-p", dir + "/h.pid", "--api", dir + "/api.sock"}
+	}, func(_ string, cmd *exec.Cmd) []int {
+		return []int{cmd.Process.Pid}
+	}, func(_ string, cmd *exec.Cmd) {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	})
+	t.Logf("RESULT checkers, %d TCP_CHECKs at delay_loop 1 (%d services x %d real servers), 10 s window", n, services, dests)
+	t.Logf("RESULT keepalived: %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", ka.checksPerSec, ka.cpuPerSec, 1000*ka.cpuPerSec/ka.checksPerSec)
+	t.Logf("RESULT hakeepd:    %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", hk.checksPerSec, hk.cpuPerSec, 1000*hk.cpuPerSec/hk.checksPerSec)
+}
