@@ -176,7 +176,11 @@ func answers(d *director.Director) bool {
 func reload(o options, d *director.Director, log *slog.Logger) {
 	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
 	for _, dg := range diags {
-		log.Warn("config", "msg", dg.String())
+		if dg.Severity == config.Error {
+			log.Error("config", "msg", dg.String())
+		} else {
+			log.Warn("config", "msg", dg.String())
+		}
 	}
 	if diags.HasErrors() {
 		log.Error("reload refused: configuration has errors, keeping the running one", "file", o.configFile)
