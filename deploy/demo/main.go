@@ -75,7 +75,8 @@ func run(o options, out io.Writer) error {
 		fmt.Fprintf(out, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 
-	l, err := lab.New(fmt.Sprintf("hkdemo%d-", os.Getpid()%100000), 3, lab.Options{Extra: []string{"client"}})
+	_ = lab.RemoveOrphans("hkdemo") // labs of demos killed before their cleanup
+	l, err := lab.New(fmt.Sprintf("hkdemo%d-", os.Getpid()), 3, lab.Options{Extra: []string{"client"}})
 	if err != nil {
 		return err
 	}

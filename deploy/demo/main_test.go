@@ -52,7 +52,7 @@ func TestDemo(t *testing.T) {
 			}
 			ents, _ := os.ReadDir("/run/netns")
 			for _, e := range ents {
-				if strings.HasPrefix(e.Name(), "hkdemo"+strconv.Itoa(os.Getpid()%100000)+"-") {
+				if strings.HasPrefix(e.Name(), "hkdemo"+strconv.Itoa(os.Getpid())+"-") {
 					t.Errorf("namespace %s left behind", e.Name())
 				}
 			}

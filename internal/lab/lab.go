@@ -24,6 +24,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a lab.
@@ -208,7 +209,7 @@ func (l *Lab) newNS(name string, index int) (*Host, error) {
 	if name == "sw" {
 		l.Switch = h // so Close finds it even if the rest fails
 	}
-	if h.nl, err = netlink.NewHandleAt(h.handle); err != nil {
+	if h.nl, err = netlink.NewHandleAt(h.handle, unix.NETLINK_ROUTE); err != nil {
 		h.handle.Close()
 		return nil, fmt.Errorf("lab: netlink in %s: %w", h.NS, err)
 	}
@@ -470,4 +471,47 @@ func validName(s string, dashes bool) bool {
 		}
 	}
 	return true
+}
+
+// RemoveOrphans removes the labs named base+PID+"-"... whose process PID
+// no longer runs (a test or demo killed before its cleanup ran). Labs of
+// running processes are left alone.
+func RemoveOrphans(base string) error {
+	ents, err := os.ReadDir("/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lab: list namespaces: %w", err)
+	}
+	var errs []error
+	done := map[string]bool{}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), base)
+		if !ok {
+			continue
+		}
+		n := 0
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 0 || n == len(rest) || rest[n] != '-' {
+			continue
+		}
+		pid := 0
+		fmt.Sscanf(rest[:n], "%d", &pid)
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // still running
+		}
+		i := strings.LastIndex(e.Name(), "-")
+		prefix := e.Name()[:i+1]
+		if done[prefix] {
+			continue
+		}
+		done[prefix] = true
+		if err := RemoveStale(prefix); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

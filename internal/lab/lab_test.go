@@ -1,7 +1,10 @@
 package lab_test
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -129,5 +132,34 @@ func TestLabTopologyAndCleanup(t *testing.T) {
 	}
 	if err := lab.RemoveStale(l.Prefix); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRemoveOrphans(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces")
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := lab.New(fmt.Sprintf("hkorph%d-", dead.Process.Pid), 1, lab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphan.Close()
+	live, err := lab.New(fmt.Sprintf("hkorph%d-", os.Getpid()), 1, lab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := lab.RemoveOrphans("hkorph"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/run/netns/" + orphan.Prefix + "h1"); !os.IsNotExist(err) {
+		t.Errorf("orphaned lab %s still there (%v)", orphan.Prefix, err)
+	}
+	if _, err := os.Stat("/run/netns/" + live.Prefix + "h1"); err != nil {
+		t.Errorf("a running process's lab was removed: %v", err)
 	}
 }

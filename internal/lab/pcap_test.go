@@ -195,7 +195,7 @@ func TestMonitorSeesDoubleOwnership(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: builds network namespaces")
 	}
-	l, err := New(fmt.Sprintf("hkmon%d-", os.Getpid()%100000), 2, Options{})
+	l, err := New(fmt.Sprintf("hkmon%d-", os.Getpid()), 2, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -224,7 +224,8 @@ func hakeepdBin(t testing.TB) string {
 // probeVRRP starts hakeepd alone with one instance and reports "" if it
 // sent a VRRP advert within 3 s, else why not.
 func probeVRRP(bin string) string {
-	l, err := lab.New(fmt.Sprintf("hkprobe%d-", os.Getpid()%100000), 1, lab.Options{})
+	_ = lab.RemoveOrphans("hkprobe")
+	l, err := lab.New(fmt.Sprintf("hkprobe%d-", os.Getpid()), 1, lab.Options{})
 	if err != nil {
 		return "cannot build probe lab: " + err.Error()
 	}

@@ -30,7 +30,11 @@ func New(t testing.TB, hosts int, opts lab.Options, need ...string) *lab.Lab {
 			t.Skipf("needs %s (Debian package; see deploy/test-deps.txt): %v", prog, err)
 		}
 	}
-	prefix := fmt.Sprintf("hkt%d-%d-", os.Getpid()%100000, seq.Add(1))
+	// Labs of test processes killed before their cleanup ran go first.
+	if err := lab.RemoveOrphans("hkt"); err != nil {
+		t.Logf("remove orphaned labs: %v", err)
+	}
+	prefix := fmt.Sprintf("hkt%d-%d-", os.Getpid(), seq.Add(1))
 	l, err := lab.New(prefix, hosts, opts)
 	if err != nil {
 		t.Fatalf("build lab: %v", err)
