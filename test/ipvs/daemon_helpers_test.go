@@ -320,12 +320,16 @@ func (d *daemon) waitTable(what, want string, limit time.Duration) ipvsTable {
 	}
 }
 
-// waitLog polls the daemon's log for a line containing every one of subs.
-func (d *daemon) waitLog(limit time.Duration, subs ...string) string {
+// logLen is the log's current length, for waitLog's from.
+func (d *daemon) logLen() int { return len(d.log.String()) }
+
+// waitLog polls the daemon's log, from byte offset from on, for a line
+// containing every one of subs.
+func (d *daemon) waitLog(from int, limit time.Duration, subs ...string) string {
 	d.t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		for _, line := range strings.Split(d.log.String(), "\n") {
+		for _, line := range strings.Split(d.log.String()[from:], "\n") {
 			ok := true
 			for _, s := range subs {
 				ok = ok && strings.Contains(line, s)

@@ -23,6 +23,8 @@ type daemonConf struct {
 	Inhibit     bool   // inhibit_on_failure on :80
 	Quorum      bool   // :8080 gets a second real server, quorum 2, hysteresis 1
 	FlushOnStop string // "", "lvs_flush_on_stop", "lvs_flush_on_stop VS"
+	Second8080  bool   // :8080 gets 10.20.2.2:8080 too (without quorum)
+	No8080      bool   // no :8080 service
 	Broken      bool   // an error on a known line
 }
 
@@ -68,6 +70,9 @@ virtual_server 10.10.0.100 80 {
 	w("  real_server 10.20.2.2 80 {\n    weight %d\n%s", c.Weight2, notify("rs2"))
 	w("    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n      connect_timeout 1\n    }\n  }")
 	w("}")
+	if c.No8080 {
+		return b.String()
+	}
 	w(`virtual_server 10.10.0.100 8080 {
   delay_loop 1
   lb_algo rr
@@ -81,6 +86,9 @@ virtual_server 10.10.0.100 80 {
 		w("  real_server 10.20.2.2 8080 {\n    weight 1\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }")
 	} else {
 		w("  real_server 10.20.1.2 8080 {\n    weight 1\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }")
+		if c.Second8080 {
+			w("  real_server 10.20.2.2 8080 {\n    weight 2\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }")
+		}
 	}
 	w("}")
 	return b.String()
@@ -242,12 +250,13 @@ func TestDaemonEndToEnd(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		conns := serviceConns(t, dl.d, svc80)
-		logAt := len(d.log.String())
+		logAt := d.logLen()
 		dl.writeConf(t, daemonConf{Weight2: 3})
 		d.signal(syscall.SIGHUP)
 		changed := map[string][]string{svc80: {"10.20.1.2:80 Masq 1", "10.20.2.2:80 Masq 3"}, svc8080: full[svc8080]}
 		tab := d.waitTable("weight 3 after SIGHUP", want(sched(changed)), limit)
-		d.waitLog(limit, "reload complete")
+		d.waitLog(logAt, limit, "reload complete")
+		d.waitLog(logAt, limit, "ipvs reconciled")
 		if l := d.log.String()[logAt:]; strings.Contains(l, "delete-") || strings.Contains(l, "add-") {
 			t.Errorf("the reload deleted or added IPVS entries instead of one update:\n%s", l)
 		}
@@ -270,10 +279,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}
 
 		// A file with an error: refused with file:line, nothing changes.
+		logAt = d.logLen()
 		bad := dl.writeConf(t, daemonConf{Weight2: 5, Broken: true})
 		d.signal(syscall.SIGHUP)
-		d.waitLog(limit, "reload refused")
-		d.waitLog(limit, fmt.Sprintf("%s:%d", bad, brokenLine))
+		d.waitLog(logAt, limit, "reload refused")
+		d.waitLog(logAt, limit, fmt.Sprintf("%s:%d", bad, brokenLine))
 		if got := d.ipvsadm().shape(); got != want(sched(changed)) {
 			t.Fatalf("table changed by a refused reload:\n%s", got)
 		}
@@ -294,6 +304,28 @@ func TestDaemonEndToEnd(t *testing.T) {
 		sh(t, "ip", "netns", "exec", dl.d, "ipvsadm", "-d", "-t", "10.10.0.100:80", "-r", "10.20.1.2:80")
 		full[foreign] = nil
 		d.waitTable("destination restored, foreign service kept", want(sched(full)), 10*time.Second)
+	})
+
+	t.Run("sighup_adds_and_removes", func(t *testing.T) {
+		d.t = t
+		// A real server added by a reload: checked and programmed.
+		dl.writeConf(t, daemonConf{Weight2: 3, Second8080: true})
+		d.signal(syscall.SIGHUP)
+		more := map[string][]string{svc80: full[svc80], svc8080: {"10.20.1.2:8080 Masq 1", "10.20.2.2:8080 Masq 2"}, foreign: nil}
+		d.waitTable("real server added by SIGHUP", want(sched(more)), limit)
+		// A whole virtual server removed: deleted from the kernel, the
+		// foreign service and the other one untouched.
+		logAt := d.logLen()
+		dl.writeConf(t, daemonConf{Weight2: 3, No8080: true})
+		d.signal(syscall.SIGHUP)
+		less := map[string][]string{svc80: full[svc80], foreign: nil}
+		d.waitTable("virtual server removed by SIGHUP", want(sched(less)), limit)
+		d.waitLog(logAt, limit, "reload complete")
+		d.waitLog(logAt, limit, "ipvs reconciled")
+		if l := d.log.String()[logAt:]; strings.Contains(l, "delete-dest") || strings.Count(l, "delete-service") != 1 {
+			t.Errorf("removing one virtual server: want one delete-service and nothing else deleted:\n%s", l)
+		}
+		full = less
 	})
 
 	t.Run("sigterm_keeps_table", func(t *testing.T) {
