@@ -87,6 +87,11 @@ func NewKernel(ns netns.NsHandle) (Kernel, func() error, error) {
 func (k *netlinkKernel) LinkByName(name string) (Link, error) {
 	l, err := k.h.LinkByName(name)
 	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			// Callers test for a missing device with errors.Is(err, unix.ENODEV).
+			return Link{}, fmt.Errorf("find interface %s: %w (%w)", name, err, unix.ENODEV)
+		}
 		return Link{}, fmt.Errorf("find interface %s: %w", name, err)
 	}
 	a := l.Attrs()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -516,5 +517,24 @@ func TestKernelRemoveStale(t *testing.T) {
 	}
 	if _, ok := tn.addrs(t, "eth0")[mustPrefix(t, "10.99.0.100/32")]; ok {
 		t.Fatal("stale VIP still there")
+	}
+}
+
+// Remove after the device vanished (a VMAC deleted first, a NIC unplugged)
+// is not an error: the addresses and routes went with it.
+func TestKernelRemoveAfterDeviceGone(t *testing.T) {
+	tn := newTestNS(t)
+	if _, err := EnsureVMAC(tn.ns, "eth0", "vrrp.7", 7, false); err != nil {
+		t.Fatal(err)
+	}
+	s := tn.newSet(t, Spec{Interface: "vrrp.7", Addresses: []Address{{Prefix: mustPrefix(t, "10.99.0.100/32")}},
+		Routes: []Route{{Dst: mustPrefix(t, "192.0.2.0/24"), Dev: "vrrp.7"}}})
+	must(t, s.Add(context.Background()))
+	must(t, DeleteVMAC(tn.ns, "vrrp.7"))
+	if err := s.Remove(context.Background()); err != nil {
+		t.Fatalf("Remove after the device went: %v", err)
+	}
+	if _, err := s.Present(); err == nil || !errors.Is(err, unix.ENODEV) {
+		t.Fatalf("Present on a missing device = %v, want ENODEV", err)
 	}
 }

@@ -182,7 +182,8 @@ func (s *Set) Remove(ctx context.Context) error {
 		if err == nil {
 			err = s.k.RouteDel(r, l)
 		}
-		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		// A route whose device is gone went with it.
+		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete virtual route %s: %w", r, err))
 		}
 	}
