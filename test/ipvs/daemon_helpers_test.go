@@ -232,13 +232,14 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// startDaemon runs hakeepd -f conf in the namespace. At cleanup it is
+// startDaemon runs hakeepd -f conf [extra flags] in the namespace. At cleanup it is
 // killed if still running, and on failure its log is printed.
-func startDaemon(t *testing.T, bin, ns, dir, conf string) *daemon {
+func startDaemon(t *testing.T, bin, ns, dir, conf string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, ns: ns, dir: dir, conf: conf, log: &syncBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command("ip", "netns", "exec", ns, bin, "-n", "-l", "-f", conf,
-		"-p", filepath.Join(dir, "hakeepd.pid"), "--api", filepath.Join(dir, "api.sock"))
+	args := append([]string{"netns", "exec", ns, bin, "-n", "-l", "-f", conf,
+		"-p", filepath.Join(dir, "hakeepd.pid"), "--api", filepath.Join(dir, "api.sock")}, extra...)
+	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start hakeepd: %v", err)

@@ -25,6 +25,8 @@ type daemonConf struct {
 	FlushOnStop string // "", "lvs_flush_on_stop", "lvs_flush_on_stop VS"
 	Second8080  bool   // :8080 gets 10.20.2.2:8080 too (without quorum)
 	No8080      bool   // no :8080 service
+	Priority    int    // VI_1's priority (default 150)
+	HASuspend   bool   // ha_suspend on :80
 	Broken      bool   // an error on a known line
 }
 
@@ -47,11 +49,15 @@ func (c daemonConf) String() string {
 		w("  %s", c.FlushOnStop)
 	}
 	w("}")
+	prio := c.Priority
+	if prio == 0 {
+		prio = 150
+	}
 	w(`vrrp_instance VI_1 {
   state MASTER
   interface d0
   virtual_router_id 51
-  priority 150
+  priority %d
   advert_int 1
   virtual_ipaddress {
     10.10.0.100/32
@@ -61,7 +67,10 @@ virtual_server 10.10.0.100 80 {
   delay_loop 1
   lb_algo wrr
   lb_kind NAT
-  protocol TCP`)
+  protocol TCP`, prio)
+	if c.HASuspend {
+		w("  ha_suspend")
+	}
 	if c.Inhibit {
 		w("  inhibit_on_failure")
 	}
@@ -431,4 +440,61 @@ func TestDaemonFlushOnStopAll(t *testing.T) {
 	if got := d.ipvsadm().shape(); got != "" {
 		t.Fatalf("table after SIGTERM with lvs_flush_on_stop (keepalived flushes everything):\n%s", got)
 	}
+}
+
+// TestDaemonHASuspend: a virtual server with ha_suspend is in the kernel
+// only while this director is MASTER of the VIP's instance. A second
+// hakeepd (VRRP only, priority 200) on the client's end of the link is
+// the other director.
+func TestDaemonHASuspend(t *testing.T) {
+	dl := newDaemonLab(t)
+	const limit = 20 * time.Second
+	peerDir := t.TempDir()
+	peerConf := filepath.Join(peerDir, "keepalived.conf")
+	err := os.WriteFile(peerConf, []byte(`vrrp_instance VI_1 {
+  state BACKUP
+  interface c0
+  virtual_router_id 51
+  priority 200
+  advert_int 1
+  virtual_ipaddress {
+    10.10.0.100/32
+  }
+}
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startPeer := func() *daemon {
+		return startDaemon(t, dl.bin, dl.c, peerDir, peerConf, "-P")
+	}
+	peer := startPeer()
+	waitVIP(t, dl.c, "c0", "10.10.0.100", limit)
+
+	conf := dl.writeConf(t, daemonConf{Weight2: 1, Priority: 100, HASuspend: true})
+	d := startDaemon(t, dl.bin, dl.d, dl.dir, conf)
+	backup := want(map[string][]string{svc8080 + " rr": {"10.20.1.2:8080 Masq 1"}})
+	master := want(map[string][]string{
+		svc80 + " wrr":  {"10.20.1.2:80 Masq 1", "10.20.2.2:80 Masq 1"},
+		svc8080 + " rr": {"10.20.1.2:8080 Masq 1"},
+	})
+	// BACKUP: :8080 is programmed (the daemon works), :80 is not.
+	d.waitLog(0, limit, "Entering BACKUP STATE")
+	d.waitTable("ha_suspend service absent while BACKUP", backup, limit)
+
+	// The peer stops (priority 0 advert): this director becomes MASTER.
+	peer.signal(syscall.SIGTERM)
+	if err := peer.waitExit(limit); err != nil {
+		t.Fatalf("peer exit: %v", err)
+	}
+	waitVIP(t, dl.d, "d0", "10.10.0.100", limit)
+	d.waitTable("ha_suspend service present while MASTER", master, limit)
+	if got := getVIP(t, dl.c, "10.10.0.100:80", 4); got["rs1"] != 2 || got["rs2"] != 2 {
+		t.Fatalf("through the VIP as MASTER: %v", got)
+	}
+
+	// The peer is back and preempts: the service goes again.
+	startPeer()
+	waitVIP(t, dl.c, "c0", "10.10.0.100", limit)
+	d.waitTable("ha_suspend service removed after losing MASTER", backup, limit)
 }
