@@ -2,6 +2,9 @@ package vmtest
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,5 +61,28 @@ func TestStreamOutput(t *testing.T) {
 func TestShQuote(t *testing.T) {
 	if got := shQuote("a'b c"); got != `'a'\''b c'` {
 		t.Fatalf("shQuote = %s", got)
+	}
+}
+
+func TestBuildInitrdPathBins(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	bin := filepath.Join(dir, "build", "hakeepd")
+	if err := os.WriteFile(base, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("not really a binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(dir, "work")
+	if _, err := buildInitrd(context.Background(), work, base, Options{PathBins: []string{bin}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(work, "payload", "usr", "local", "bin", "hakeepd"))
+	if err != nil || string(got) != "not really a binary" {
+		t.Fatalf("hakeepd in the guest's /usr/local/bin: %q %v", got, err)
 	}
 }
