@@ -27,7 +27,7 @@ test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 test-ipvs:
-	$(GO) run ./internal/vmtest/cmd/vmtest ./internal/vmtest ./lvs ./test/ipvs
+	$(GO) run ./internal/vmtest/cmd/vmtest -build ./cmd/hakeepd ./internal/vmtest ./lvs ./test/ipvs
 
 # The example configurations checked (hakeepd -t, as keepalived -t), then
 # the three-director lab in network namespaces.
@@ -66,4 +66,4 @@ clean:
 
 # IPVS benchmarks in the VM, keepalived side by side (see BENCHMARKS.md).
 bench-ipvs:
-	$(GO) run ./internal/vmtest/cmd/vmtest -mem 4096 -bin /usr/sbin/keepalived -env HAKEEP_BENCH_KEEPALIVED=1 -run SideBySide -bench . -benchtime 3x ./lvs ./test/ipvs
+	$(GO) run ./internal/vmtest/cmd/vmtest -mem 4096 -bin /usr/sbin/keepalived -build ./cmd/hakeepd -env HAKEEP_BENCH_KEEPALIVED=1 -run SideBySide -bench . -benchtime 3x ./lvs ./test/ipvs

@@ -29,6 +29,8 @@ var diagnosticCases = []struct {
 	want []string // every diagnostic, in order
 }{
 	{"clean", minimalInst, nil},
+	{"lvs_flush_on_stop takes VS or nothing", "global_defs {\n lvs_flush_on_stop ALL\n}\n",
+		[]string{"warning t.conf:2: lvs_flush_on_stop: unknown type 'ALL' (want nothing: flush everything, or VS: our virtual servers); ignored"}},
 	{"misspelled keyword", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priorty 100\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n",
 		[]string{"warning t.conf:4: unknown keyword 'priorty' in vrrp_instance (did you mean 'priority'?)"}},
 	{"misspelled top-level block is skipped", "vrrp_instanse V {\n priority 1\n}\n",
@@ -164,6 +166,16 @@ var grammarCases = []struct {
 	text  string
 	check func(t *testing.T, c *Config)
 }{
+	{"lvs_flush_on_stop bare flushes everything", Options{}, "global_defs {\n lvs_flush_on_stop\n}\n", func(t *testing.T, c *Config) {
+		if !c.Global.LVSFlushOnStop || c.Global.LVSFlushOnStopMode != "ALL" {
+			t.Errorf("lvs_flush_on_stop: %v %q", c.Global.LVSFlushOnStop, c.Global.LVSFlushOnStopMode)
+		}
+	}},
+	{"lvs_flush_on_stop VS", Options{}, "global_defs {\n lvs_flush_on_stop VS\n}\n", func(t *testing.T, c *Config) {
+		if !c.Global.LVSFlushOnStop || c.Global.LVSFlushOnStopMode != "VS" {
+			t.Errorf("lvs_flush_on_stop VS: %v %q", c.Global.LVSFlushOnStop, c.Global.LVSFlushOnStopMode)
+		}
+	}},
 	{"comments both kinds and trailing", Options{}, "! top\n# also\nglobal_defs { # c\n router_id a#b ! trailing\n}\n", func(t *testing.T, c *Config) {
 		if c.Global.RouterID != "a#b" {
 			t.Errorf("router_id %q", c.Global.RouterID)

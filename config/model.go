@@ -79,23 +79,26 @@ type GlobalDefs struct {
 	GARP GARPSettings `json:"garp"`
 
 	// VRRPVersion defaults to 2.
-	VRRPVersion          int      `json:"vrrp_version"`
-	VRRPStrict           bool     `json:"vrrp_strict,omitempty"`
-	VRRPSkipCheckAdvAddr bool     `json:"vrrp_skip_check_adv_addr,omitempty"`
-	VRRPCheckUnicastSrc  bool     `json:"vrrp_check_unicast_src,omitempty"`
-	VRRPIPTables         bool     `json:"vrrp_iptables,omitempty"` // accepted; hakeep manages no firewall rules
-	VRRPNoSwap           bool     `json:"vrrp_no_swap,omitempty"`
-	CheckerNoSwap        bool     `json:"checker_no_swap,omitempty"`
-	VRRPPriority         *int     `json:"vrrp_priority,omitempty"`    // accepted (process nice)
-	CheckerPriority      *int     `json:"checker_priority,omitempty"` // accepted (process nice)
-	LVSFlush             bool     `json:"lvs_flush,omitempty"`
-	LVSFlushOnStop       bool     `json:"lvs_flush_on_stop,omitempty"`
-	EnableTraps          bool     `json:"enable_traps,omitempty"` // accepted, no SNMP
-	DynamicInterfaces    bool     `json:"dynamic_interfaces,omitempty"`
-	NoEmailFaults        bool     `json:"no_email_faults,omitempty"`
-	MaxAutoPriority      *int     `json:"max_auto_priority,omitempty"`
-	DefaultInterface     string   `json:"default_interface,omitempty"`
-	LVSSyncDaemon        []string `json:"lvs_sync_daemon,omitempty"` // accepted, as written
+	VRRPVersion          int  `json:"vrrp_version"`
+	VRRPStrict           bool `json:"vrrp_strict,omitempty"`
+	VRRPSkipCheckAdvAddr bool `json:"vrrp_skip_check_adv_addr,omitempty"`
+	VRRPCheckUnicastSrc  bool `json:"vrrp_check_unicast_src,omitempty"`
+	VRRPIPTables         bool `json:"vrrp_iptables,omitempty"` // accepted; hakeep manages no firewall rules
+	VRRPNoSwap           bool `json:"vrrp_no_swap,omitempty"`
+	CheckerNoSwap        bool `json:"checker_no_swap,omitempty"`
+	VRRPPriority         *int `json:"vrrp_priority,omitempty"`    // accepted (process nice)
+	CheckerPriority      *int `json:"checker_priority,omitempty"` // accepted (process nice)
+	LVSFlush             bool `json:"lvs_flush,omitempty"`
+	LVSFlushOnStop       bool `json:"lvs_flush_on_stop,omitempty"`
+	// LVSFlushOnStopMode: "ALL" (bare lvs_flush_on_stop: the whole IPVS
+	// table, foreign services included) or "VS" (only our virtual servers).
+	LVSFlushOnStopMode string   `json:"lvs_flush_on_stop_mode,omitempty"`
+	EnableTraps        bool     `json:"enable_traps,omitempty"` // accepted, no SNMP
+	DynamicInterfaces  bool     `json:"dynamic_interfaces,omitempty"`
+	NoEmailFaults      bool     `json:"no_email_faults,omitempty"`
+	MaxAutoPriority    *int     `json:"max_auto_priority,omitempty"`
+	DefaultInterface   string   `json:"default_interface,omitempty"`
+	LVSSyncDaemon      []string `json:"lvs_sync_daemon,omitempty"` // accepted, as written
 
 	// SSL settings for SSL_GET checkers.
 	SSLCA          string `json:"ssl_ca,omitempty"`

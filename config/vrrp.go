@@ -214,8 +214,20 @@ func init() {
 				g.CheckerPriority = &v
 			}
 		},
-		"lvs_flush":          func(p *parser, n *node, g *GlobalDefs) { g.LVSFlush = p.flag(n) },
-		"lvs_flush_on_stop":  func(p *parser, n *node, g *GlobalDefs) { g.LVSFlushOnStop = true },
+		"lvs_flush": func(p *parser, n *node, g *GlobalDefs) { g.LVSFlush = p.flag(n) },
+		"lvs_flush_on_stop": func(p *parser, n *node, g *GlobalDefs) {
+			// keepalived: bare = flush the whole IPVS table at stop; "VS" =
+			// delete only the virtual servers it manages.
+			p.noBlock(n)
+			switch {
+			case len(n.words) == 1:
+				g.LVSFlushOnStop, g.LVSFlushOnStopMode = true, "ALL"
+			case n.words[1] == "VS":
+				g.LVSFlushOnStop, g.LVSFlushOnStopMode = true, "VS"
+			default: // keepalived: "Unknown lvs_flush_on_stop type", setting left off
+				p.warnf(n.pos(), "lvs_flush_on_stop: unknown type '%s' (want nothing: flush everything, or VS: our virtual servers); ignored", n.words[1])
+			}
+		},
 		"enable_traps":       func(p *parser, n *node, g *GlobalDefs) { g.EnableTraps = p.flag(n) },
 		"dynamic_interfaces": func(p *parser, n *node, g *GlobalDefs) { g.DynamicInterfaces = true },
 		"no_email_faults":    func(p *parser, n *node, g *GlobalDefs) { g.NoEmailFaults = p.flag(n) },

@@ -152,9 +152,10 @@ func (p *dataPlane) startIPVS(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	rec, err := lvs.NewReconciler(k, lvs.Options{
-		Flush:       cfg.Global.LVSFlush,
-		FlushOnStop: cfg.Global.LVSFlushOnStop,
-		Log:         p.log,
+		Flush:          cfg.Global.LVSFlush,
+		FlushOnStop:    cfg.Global.LVSFlushOnStop,
+		FlushAllOnStop: cfg.Global.LVSFlushOnStopMode == "ALL",
+		Log:            p.log,
 	})
 	if err != nil {
 		return err

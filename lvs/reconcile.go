@@ -29,6 +29,9 @@ type Options struct {
 	// churn (deleted destinations linger in the kernel's dest trash and
 	// make every later add slow).
 	FlushOnStop bool
+	// FlushAllOnStop (bare lvs_flush_on_stop) empties the whole kernel
+	// table on Stop, foreign services included, as keepalived does.
+	FlushAllOnStop bool
 	// MinBackoff and MaxBackoff bound the retry delay after an error.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
@@ -160,6 +163,16 @@ func (r *Reconciler) Run(ctx context.Context) {
 // Stop deletes the owned services when FlushOnStop is set; otherwise it
 // leaves the kernel table as it is.
 func (r *Reconciler) Stop(ctx context.Context) error {
+	if r.opt.FlushAllOnStop {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.desired, r.cache = Table{}, nil
+		if err := r.c.Flush(); err != nil {
+			return fmt.Errorf("flush IPVS at stop: %w", err)
+		}
+		r.log.Info("IPVS table flushed at stop (lvs_flush_on_stop)")
+		return nil
+	}
 	if !r.opt.FlushOnStop {
 		return nil
 	}

@@ -145,6 +145,25 @@ func TestReconcilerFlushOptions(t *testing.T) {
 	}
 }
 
+func TestReconcilerFlushAllOnStop(t *testing.T) {
+	ctx := context.Background()
+	f := newFake()
+	f.t = table(svc("192.0.2.9", 80, "rr")) // foreign
+	r := newRec(t, f, Options{FlushOnStop: true, FlushAllOnStop: true})
+	if _, err := r.SetDesired(ctx, table(svc("10.0.0.1", 80, "rr"))); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.t) != 2 {
+		t.Fatalf("before stop: %v", f.t.Keys())
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.t) != 0 {
+		t.Fatalf("bare lvs_flush_on_stop left %v, want an empty table (keepalived flushes everything)", f.t.Keys())
+	}
+}
+
 // batchFake is a fake client that also takes batches (as Kernel does).
 type batchFake struct{ *fakeClient }
 
