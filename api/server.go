@@ -44,6 +44,25 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 // Handler returns the HTTP handler (for tests and custom listeners).
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Handle serves h at pattern (net/http.ServeMux syntax, e.g.
+// "GET /metrics") on every listener of s, so extra endpoints share the
+// API's access control: the root-only socket, or TCP with mutual TLS. It
+// must be called before serving; a pattern that clashes with a route of
+// the API is an error.
+func (s *Server) Handle(pattern string, h http.Handler) (err error) {
+	if h == nil {
+		return fmt.Errorf("API route %q: no handler", pattern)
+	}
+	// ServeMux panics on a bad or conflicting pattern; report it instead.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("API route %q: %v", pattern, r)
+		}
+	}()
+	s.mux.Handle(pattern, h)
+	return nil
+}
+
 // ServeUnix listens on a unix socket at path, readable and writable by root
 // only (mode 0600; its directory is created 0755 if missing), and serves in
 // the background. A stale socket file is replaced; a live one (another

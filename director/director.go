@@ -22,6 +22,7 @@ import (
 	"hakeep/config"
 	"hakeep/consensus"
 	"hakeep/mail"
+	"hakeep/metrics"
 	"hakeep/script"
 	"hakeep/vrrp"
 )
@@ -272,6 +273,9 @@ func (d *Director) serveAPI(ctx context.Context) error {
 		cl = node.API()
 	}
 	srv := api.NewServer(api.Compose(localView{d}, cl), d.log.With("subsystem", "api"))
+	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(d.metricsSources()))); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	if err := srv.ServeUnix(d.opts.APISocket); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}

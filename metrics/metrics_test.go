@@ -1,0 +1,396 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"hakeep/api"
+	"hakeep/api/apitest"
+	"hakeep/checks"
+	"hakeep/consensus"
+	"hakeep/lvs"
+	"hakeep/metrics"
+	"hakeep/vrrp"
+)
+
+// fakeState is what the fake sources return; tests change it between
+// scrapes to prove values are read at scrape time.
+type fakeState struct {
+	vrrp     []vrrp.InstanceStatus
+	rs       []checks.RealServerState
+	stats    *checks.Stats
+	ipvs     *lvs.Status
+	cluster  *metrics.Cluster
+	running  uint64
+	applyErr error
+}
+
+func (f *fakeState) sources() metrics.Sources {
+	return metrics.Sources{
+		VRRP:   func() []vrrp.InstanceStatus { return f.vrrp },
+		Checks: func() ([]checks.RealServerState, bool) { return f.rs, f.rs != nil },
+		CheckStats: func() (checks.Stats, bool) {
+			if f.stats == nil {
+				return checks.Stats{}, false
+			}
+			return *f.stats, true
+		},
+		IPVS: func() (lvs.Status, bool) {
+			if f.ipvs == nil {
+				return lvs.Status{}, false
+			}
+			return *f.ipvs, true
+		},
+		Cluster: func() (metrics.Cluster, bool) {
+			if f.cluster == nil {
+				return metrics.Cluster{}, false
+			}
+			return *f.cluster, true
+		},
+		Config: func() (uint64, error) { return f.running, f.applyErr },
+	}
+}
+
+func full() *fakeState {
+	lastOK := time.Unix(1700000000, 500_000_000)
+	return &fakeState{
+		vrrp: []vrrp.InstanceStatus{{
+			Name: "VI_1", VRID: 51, Interface: "eth0", State: "MASTER", Priority: 140, BasePriority: 150,
+			VIPs:     []netip.Addr{netip.MustParseAddr("10.0.0.100"), netip.MustParseAddr("10.0.0.101")},
+			Counters: vrrp.Counters{RxAdverts: 7, TxAdverts: 1234, BecameMaster: 2, Drops: map[string]uint64{"auth": 3, "ttl": 1}},
+		}, {
+			Name: "VI_2", VRID: 52, Interface: "eth1", State: "BACKUP", Priority: 100, BasePriority: 100,
+		}},
+		rs: []checks.RealServerState{{
+			VirtualServer: "10.0.0.100:80/TCP", RealServer: "192.168.0.10:80", Up: true, Weight: -1,
+			Checkers: []checks.CheckerState{{Checker: "HTTP_GET 192.168.0.10:80/health", Kind: "HTTP_GET", Up: true, Runs: 10, Failures: 1}},
+		}, {
+			VirtualServer: "10.0.0.100:80/TCP", RealServer: "192.168.0.11:80", Up: false, Weight: 5,
+			Checkers: []checks.CheckerState{
+				{Checker: "TCP_CHECK 192.168.0.11:80", Kind: "TCP_CHECK", Runs: 4, Failures: 4},
+				{Checker: "TCP_CHECK 192.168.0.11:80", Kind: "TCP_CHECK", Runs: 4, Failures: 4}, // duplicate: reported once
+			},
+		}},
+		stats: &checks.Stats{Probes: 99, Jobs: 3, InFlight: 1, Pending: 2, LagP50: time.Millisecond, LagP99: 20 * time.Millisecond, LagMax: time.Second},
+		ipvs: &lvs.Status{Changes: 12, Failures: 1, LastOK: lastOK, Services: []lvs.ServiceStatus{{
+			Service: "TCP 10.0.0.100:80", QuorumUp: true, InKernel: true, Dests: []lvs.DestStatus{
+				{Addr: "192.168.0.10:80", Weight: 3, ActiveConn: 5, InActConn: 8, InKernel: true},
+				{Addr: "192.168.0.11:80", Weight: 0, InKernel: false},
+			},
+		}, {Service: "UDP 10.0.0.100:53", InKernel: false}}},
+		cluster: &metrics.Cluster{AppliedIndex: 41, Status: consensus.Status{
+			Node: "d1", State: "Leader", Leader: "d1", Term: 3, LastIndex: 42, CommitIndex: 41,
+			Config:  &consensus.ConfigVersion{Version: 7},
+			Applied: map[string]consensus.AppliedRecord{"d1": {Node: "d1", Version: 7}, "d2": {Node: "d2", Version: 6, Error: "bad interface"}},
+			Members: []consensus.Member{{Name: "d1", Status: "alive", Voter: true}, {Name: "d2", Status: "alive", Voter: true}, {Name: "d3", Status: "suspect", Voter: true}, {Name: "d4", Status: "unknown"}},
+			Health:  consensus.HealthStatus{Mode: "quorum", Fallback: true},
+		}},
+		running:  6,
+		applyErr: errors.New("interface eth9 missing"),
+	}
+}
+
+// scrape serves the registry with the real handler and parses the reply.
+func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("scrape: HTTP %d: %s", rec.Code, rec.Body.String())
+	}
+	return parse(t, rec.Body)
+}
+
+func parse(t *testing.T, r io.Reader) map[string]*dto.MetricFamily {
+	t.Helper()
+	var p expfmt.TextParser
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		t.Fatalf("parse exposition: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the series of name whose labels include
+// want; ok false if there is none.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if got[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func l(kv ...string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func TestScrapeValues(t *testing.T) {
+	fs := full()
+	fams := scrape(t, metrics.Handler(metrics.NewRegistry(fs.sources())))
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "vrid", "51", "interface", "eth0", "state", "MASTER"), 1},
+		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "BACKUP"), 0},
+		{"hakeep_vrrp_instance_state", l("instance", "VI_2", "vrid", "52", "state", "BACKUP"), 1},
+		{"hakeep_vrrp_instance_state", l("instance", "VI_2", "state", "MASTER"), 0},
+		{"hakeep_vrrp_priority", l("instance", "VI_1", "vrid", "51"), 140},
+		{"hakeep_vrrp_base_priority", l("instance", "VI_1"), 150},
+		{"hakeep_vrrp_adverts_sent_total", l("instance", "VI_1"), 1234},
+		{"hakeep_vrrp_adverts_received_total", l("instance", "VI_1"), 7},
+		{"hakeep_vrrp_became_master_total", l("instance", "VI_1"), 2},
+		{"hakeep_vrrp_adverts_dropped_total", l("instance", "VI_1", "reason", "auth"), 3},
+		{"hakeep_vrrp_adverts_dropped_total", l("instance", "VI_1", "reason", "ttl"), 1},
+		{"hakeep_vrrp_vips", l("instance", "VI_1"), 2},
+		{"hakeep_vrrp_vips", l("instance", "VI_2"), 0},
+
+		{"hakeep_check_realserver_up", l("vs", "10.0.0.100:80/TCP", "rs", "192.168.0.10:80"), 1},
+		{"hakeep_check_realserver_up", l("rs", "192.168.0.11:80"), 0},
+		{"hakeep_check_realserver_weight", l("rs", "192.168.0.11:80"), 5},
+		{"hakeep_checker_runs_total", l("rs", "192.168.0.10:80", "kind", "HTTP_GET", "checker", "HTTP_GET 192.168.0.10:80/health"), 10},
+		{"hakeep_checker_failures_total", l("rs", "192.168.0.10:80"), 1},
+		{"hakeep_checker_up", l("rs", "192.168.0.10:80"), 1},
+		{"hakeep_checker_failures_total", l("rs", "192.168.0.11:80", "kind", "TCP_CHECK"), 4},
+		{"hakeep_checks_probes_total", nil, 99},
+		{"hakeep_checks_jobs", nil, 3},
+		{"hakeep_checks_in_flight", nil, 1},
+		{"hakeep_checks_pending", nil, 2},
+		{"hakeep_checks_lag_seconds", l("quantile", "0.5"), 0.001},
+		{"hakeep_checks_lag_seconds", l("quantile", "0.99"), 0.02},
+		{"hakeep_checks_lag_seconds", l("quantile", "1"), 1},
+
+		{"hakeep_ipvs_reconcile_changes_total", nil, 12},
+		{"hakeep_ipvs_reconcile_failures_total", nil, 1},
+		{"hakeep_ipvs_reconcile_last_success_timestamp_seconds", nil, 1700000000.5},
+		{"hakeep_ipvs_reconcile_error", nil, 0},
+		{"hakeep_ipvs_services", l("state", "desired"), 2},
+		{"hakeep_ipvs_services", l("state", "programmed"), 1},
+		{"hakeep_ipvs_destinations", l("state", "desired"), 2},
+		{"hakeep_ipvs_destinations", l("state", "programmed"), 1},
+		{"hakeep_ipvs_destination_weight", l("vs", "TCP 10.0.0.100:80", "rs", "192.168.0.10:80"), 3},
+		{"hakeep_ipvs_destination_active_connections", l("rs", "192.168.0.10:80"), 5},
+		{"hakeep_ipvs_destination_inactive_connections", l("rs", "192.168.0.10:80"), 8},
+		{"hakeep_ipvs_service_quorum_up", l("vs", "TCP 10.0.0.100:80"), 1},
+		{"hakeep_ipvs_service_quorum_up", l("vs", "UDP 10.0.0.100:53"), 0},
+
+		{"hakeep_cluster_raft_state", l("state", "Leader"), 1},
+		{"hakeep_cluster_raft_state", l("state", "Follower"), 0},
+		{"hakeep_cluster_raft_term", nil, 3},
+		{"hakeep_cluster_raft_last_index", nil, 42},
+		{"hakeep_cluster_raft_commit_index", nil, 41},
+		{"hakeep_cluster_raft_applied_index", nil, 41},
+		{"hakeep_cluster_has_leader", nil, 1},
+		{"hakeep_cluster_members", l("status", "alive"), 2},
+		{"hakeep_cluster_members", l("status", "suspect"), 1},
+		{"hakeep_cluster_members", l("status", "dead"), 0},
+		{"hakeep_cluster_members", l("status", "unknown"), 1},
+		{"hakeep_cluster_voters", nil, 3},
+		{"hakeep_cluster_config_version_committed", nil, 7},
+		{"hakeep_cluster_config_version_running", nil, 6},
+		{"hakeep_cluster_config_apply_error", nil, 1},
+		{"hakeep_cluster_config_version_applied", l("node", "d2"), 6},
+		{"hakeep_cluster_config_node_apply_error", l("node", "d2"), 1},
+		{"hakeep_cluster_config_node_apply_error", l("node", "d1"), 0},
+		{"hakeep_cluster_health_fallback", nil, 1},
+	} {
+		got, ok := value(fams, tc.name, tc.labels)
+		if !ok {
+			t.Errorf("%s%v: no series", tc.name, tc.labels)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	// Weight is absent without a misc_dynamic result (-1), not 0 or -1.
+	if _, ok := value(fams, "hakeep_check_realserver_weight", l("rs", "192.168.0.10:80")); ok {
+		t.Error("weight reported for a real server without a dynamic weight")
+	}
+	// The duplicate checker entry gives one series, not a failed scrape.
+	if n := len(fams["hakeep_checker_runs_total"].GetMetric()); n != 2 {
+		t.Errorf("checker series = %d, want 2", n)
+	}
+	// The standard collectors are on our registry.
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+		if fams[name] == nil {
+			t.Errorf("standard metric %s missing", name)
+		}
+	}
+}
+
+func TestReadAtScrapeTime(t *testing.T) {
+	fs := full()
+	h := metrics.Handler(metrics.NewRegistry(fs.sources()))
+	scrape(t, h)
+	fs.vrrp[0].State = "BACKUP"
+	fs.vrrp[0].Counters.TxAdverts = 2000
+	fs.ipvs.LastError = "netlink: permission denied"
+	fs.cluster.Status.State = "Follower"
+	fs.applyErr = nil
+	fams := scrape(t, h)
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "MASTER"), 0},
+		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "BACKUP"), 1},
+		{"hakeep_vrrp_adverts_sent_total", l("instance", "VI_1"), 2000},
+		{"hakeep_ipvs_reconcile_error", nil, 1},
+		{"hakeep_cluster_raft_state", l("state", "Leader"), 0},
+		{"hakeep_cluster_raft_state", l("state", "Follower"), 1},
+		{"hakeep_cluster_config_apply_error", nil, 0},
+	} {
+		if got, ok := value(fams, tc.name, tc.labels); !ok || got != tc.want {
+			t.Errorf("%s%v = %v (present %v), want %v", tc.name, tc.labels, got, ok, tc.want)
+		}
+	}
+}
+
+// A subsystem that does not run here has no series at all.
+func TestAbsentSubsystems(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		src     metrics.Sources
+		present []string
+		absent  []string
+	}{
+		{"nothing", metrics.Sources{}, nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_cluster_config_version_running"}},
+		{"not running", (&fakeState{}).sources(), nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term"}},
+		{"vrrp only", metrics.Sources{VRRP: full().sources().VRRP}, []string{"hakeep_vrrp_instance_state"}, []string{"hakeep_ipvs_services", "hakeep_cluster_raft_term"}},
+		{"checks without ipvs", metrics.Sources{Checks: full().sources().Checks, IPVS: (&fakeState{}).sources().IPVS}, []string{"hakeep_check_realserver_up"}, []string{"hakeep_ipvs_reconcile_changes_total"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fams := scrape(t, metrics.Handler(metrics.NewRegistry(tc.src)))
+			for _, n := range tc.present {
+				if fams[n] == nil {
+					t.Errorf("%s missing", n)
+				}
+			}
+			for _, n := range tc.absent {
+				if fams[n] != nil {
+					t.Errorf("%s present: %v", n, fams[n])
+				}
+			}
+			if fams["go_goroutines"] == nil {
+				t.Error("go collector missing")
+			}
+		})
+	}
+}
+
+// Every hakeep_ metric name is documented in cmd/hactl/README.md, so the
+// names operators alert on are the ones the daemon exports.
+func TestNamesDocumented(t *testing.T) {
+	fams := scrape(t, metrics.Handler(metrics.NewRegistry(full().sources())))
+	doc := readDoc(t)
+	var names []string
+	for n := range fams {
+		if strings.HasPrefix(n, "hakeep_") {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) < 40 {
+		t.Fatalf("only %d hakeep_ metric families: %v", len(names), names)
+	}
+	for _, n := range names {
+		if !strings.Contains(doc, "`"+n+"`") {
+			t.Errorf("metric %s not documented in cmd/hactl/README.md", n)
+		}
+	}
+}
+
+// The metrics are served by the real API server on its root-only unix
+// socket, next to the JSON API.
+func TestThroughAPIServerUnixSocket(t *testing.T) {
+	fs := full()
+	srv := api.NewServer(&apitest.Fake{Node: "d1"}, nil)
+	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(fs.sources()))); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "run", "hakeepd.sock")
+	if err := srv.ServeUnix(sock); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://hakeepd/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Fatalf("Content-Type %q, want the text exposition format", ct)
+	}
+	fams := parse(t, resp.Body)
+	if v, ok := value(fams, "hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "MASTER")); !ok || v != 1 {
+		t.Fatalf("VI_1 MASTER = %v %v", v, ok)
+	}
+	// The JSON API still answers on the same socket.
+	cl := api.NewClient(sock)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if st, err := cl.Status(ctx); err != nil || st.Node != "d1" {
+		t.Fatalf("status next to metrics: %+v %v", st, err)
+	}
+}
+
+func readDoc(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "cmd", "hactl", "README.md"))
+	if err != nil {
+		t.Fatalf("read metric docs: %v", err)
+	}
+	return string(b)
+}
