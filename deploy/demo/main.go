@@ -22,6 +22,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,6 +96,7 @@ func run(o options, out io.Writer) error {
 	}
 
 	_ = lab.RemoveOrphans("hkdemo") // labs of demos killed before their cleanup
+	removeOrphanDirs()
 	d.l, err = lab.New(fmt.Sprintf("hkdemo%d-", os.Getpid()), 3, lab.Options{Extra: []string{"client", "rs1", "rs2"}})
 	if err != nil {
 		return err
@@ -270,7 +273,7 @@ func (d *demo) failover() error {
 	if err != nil {
 		return err
 	}
-	d.say("TAKEOVER: h2 holds %s %s after the kill (Master_Down_Interval %s)", vip, took.Round(time.Millisecond), d.masterDown(100).Round(time.Millisecond))
+	d.say("TAKEOVER: h2 holds %s %s after the kill (Master_Down_Interval %s, counted from h1's last advert)", vip, took.Round(time.Millisecond), d.masterDown(100).Round(time.Millisecond))
 	if err := d.l.WaitNeighMAC("client", vip, d.l.Host("h2").MAC, 5*time.Second); err != nil {
 		d.say("client's ARP entry not yet updated: %v", err)
 	}
@@ -307,7 +310,7 @@ func (d *demo) preemption() error {
 
 // fence says what fencing.md will add; it is not implemented yet.
 func (d *demo) fence() error {
-	d.say("fencing: not implemented yet (fencing.md): a director will hold a VIP only under a Raft quorum lease, so a partitioned old master drops it on the kernel's clock")
+	d.say("fencing: not implemented yet (fencing.md, the next issue): a director cut off from the Raft quorum will give up its VIPs within a lease, so a VIP is never held twice; today a partition makes two masters, as plain VRRP does")
 	return nil
 }
 
@@ -336,4 +339,22 @@ func (d *demo) showClient() error {
 	}
 	d.say("client: ping %s ok; ARP %s -> %s -> %s", vip, vip, mac, who)
 	return nil
+}
+
+// removeOrphanDirs removes the lab directories (logs, Raft data) of demos
+// killed before their cleanup: hakeep-lab-hkdemoPID-... in the temp dir,
+// where PID no longer runs.
+func removeOrphanDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hakeep-lab-hkdemo*-*"))
+	for _, dir := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(dir), "hakeep-lab-hkdemo")
+		pid, err := strconv.Atoi(rest[:strings.Index(rest, "-")])
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // that demo still runs
+		}
+		os.RemoveAll(dir)
+	}
 }
