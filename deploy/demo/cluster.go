@@ -248,6 +248,11 @@ func (d *demo) healthFlap() error {
 	}); err != nil {
 		return err
 	}
+	out, err := d.get("rs1")
+	if err == nil {
+		return fmt.Errorf("rs1 still answers after its server stopped: %s", out)
+	}
+	d.say("client: GET %s -> %s (rs1's server is down)", d.url("rs1"), out[strings.LastIndex(out, ": ")+2:])
 	d.say("CHECK DOWN: rs1 out of the table on h1, h2 and h3 %s after its server stopped; every director's own HTTP_GET failed", took.Round(time.Millisecond))
 	if err := d.show("h1", "checks"); err != nil {
 		return err
@@ -393,5 +398,3 @@ func (d *demo) rejoined() error {
 	d.say("REJOINED: h1 resumed from its data_dir (no new bootstrap): leader %s, runs pushed version %d, holds VI_2's %s too", st.Raft.Leader, st.Config.Running, vip2)
 	return nil
 }
-
-func trim(b []byte) string { return strings.TrimSpace(string(b)) }

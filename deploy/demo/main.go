@@ -204,17 +204,14 @@ func (d *demo) realServers() error {
 	return nil
 }
 
-// clientGet fetches http://rs/ from the client, straight to the real server.
+// clientGet fetches http://rs/ from the client, straight to the real
+// server, retrying for a few seconds (a server just started), and prints it.
 func (d *demo) clientGet(rs string) error {
-	url := fmt.Sprintf("http://%s/", d.l.Host(rs).Addr4.Addr())
-	var out []byte
+	var out string
 	var err error
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		out, err = d.l.Exec(ctx, "client", d.self, cmdGet, url)
-		cancel()
-		if err == nil || time.Now().After(deadline) {
+		if out, err = d.get(rs); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -222,8 +219,18 @@ func (d *demo) clientGet(rs string) error {
 	if err != nil {
 		return fmt.Errorf("client cannot reach %s: %w", rs, err)
 	}
-	d.say("client: GET %s -> %s", url, trim(out))
+	d.say("client: GET %s -> %s", d.url(rs), out)
 	return nil
+}
+
+func (d *demo) url(rs string) string { return fmt.Sprintf("http://%s/", d.l.Host(rs).Addr4.Addr()) }
+
+// get is one GET of http://rs/ from the client: "STATUS BODY".
+func (d *demo) get(rs string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := d.l.Exec(ctx, "client", d.self, cmdGet, d.url(rs))
+	return strings.TrimSpace(string(out)), err
 }
 
 func (d *demo) startDirectors() error {

@@ -52,6 +52,7 @@ func TestDemo(t *testing.T) {
 			`\| h3 +alive +yes`,
 			`CHECKS: HTTP_GET / -> 200 on rs1 and rs2`,
 			`10\.99\.0\.15:80 +DR +1 .* up`,
+			`client: GET http://10\.99\.0\.15/ -> connection refused`,
 			`CHECK DOWN: rs1 out of the table on h1, h2 and h3 .*every director.s own HTTP_GET failed`,
 			`10\.99\.0\.15:80 +HTTP_GET +down`,
 			`10\.99\.0\.15:80 +DR +1 .* down \(quorum\)`,
