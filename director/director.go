@@ -273,7 +273,7 @@ func (d *Director) serveAPI(ctx context.Context) error {
 		cl = node.API()
 	}
 	srv := api.NewServer(api.Compose(localView{d}, cl), d.log.With("subsystem", "api"))
-	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(d.metricsSources()))); err != nil {
+	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(d.metricsSources()), d.log.With("subsystem", "metrics"))); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
 	if err := srv.ServeUnix(d.opts.APISocket); err != nil {

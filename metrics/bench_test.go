@@ -30,7 +30,7 @@ func BenchmarkScrape(b *testing.B) {
 		}
 		fs.ipvs.Services = append(fs.ipvs.Services, svc)
 	}
-	h := metrics.Handler(metrics.NewRegistry(fs.sources()))
+	h := metrics.Handler(metrics.NewRegistry(fs.sources()), nil)
 	b.ReportAllocs()
 	var size int
 	for b.Loop() {

@@ -6,8 +6,11 @@
 package metrics
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,14 +68,27 @@ func NewRegistry(src Sources) *prometheus.Registry {
 	return reg
 }
 
-// Handler serves reg in the Prometheus text exposition format. Collection
-// errors are reported in the reply (HTTP 500) rather than hidden.
-func Handler(reg *prometheus.Registry) http.Handler {
+// Handler serves reg in the Prometheus text exposition format. A series
+// that cannot be collected (e.g. a duplicate) is left out and logged to
+// log (nil: slog.Default), so one bad value does not blank the whole
+// scrape.
+func Handler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.HTTPErrorOnError,
+		ErrorLog:            errorLog{log},
+		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 		Timeout:             10 * time.Second,
 	})
+}
+
+// errorLog adapts slog to promhttp's Println logger.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Println(v ...any) {
+	e.log.Warn("metrics scrape", "err", strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
 func boolf(b bool) float64 {

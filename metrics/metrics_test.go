@@ -168,7 +168,7 @@ func l(kv ...string) map[string]string {
 
 func TestScrapeValues(t *testing.T) {
 	fs := full()
-	fams := scrape(t, metrics.Handler(metrics.NewRegistry(fs.sources())))
+	fams := scrape(t, metrics.Handler(metrics.NewRegistry(fs.sources()), nil))
 	for _, tc := range []struct {
 		name   string
 		labels map[string]string
@@ -264,7 +264,7 @@ func TestScrapeValues(t *testing.T) {
 
 func TestReadAtScrapeTime(t *testing.T) {
 	fs := full()
-	h := metrics.Handler(metrics.NewRegistry(fs.sources()))
+	h := metrics.Handler(metrics.NewRegistry(fs.sources()), nil)
 	scrape(t, h)
 	fs.vrrp[0].State = "BACKUP"
 	fs.vrrp[0].Counters.TxAdverts = 2000
@@ -305,7 +305,7 @@ func TestAbsentSubsystems(t *testing.T) {
 		{"checks without ipvs", metrics.Sources{Checks: full().sources().Checks, IPVS: (&fakeState{}).sources().IPVS}, []string{"hakeep_check_realserver_up"}, []string{"hakeep_ipvs_reconcile_changes_total"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fams := scrape(t, metrics.Handler(metrics.NewRegistry(tc.src)))
+			fams := scrape(t, metrics.Handler(metrics.NewRegistry(tc.src), nil))
 			for _, n := range tc.present {
 				if fams[n] == nil {
 					t.Errorf("%s missing", n)
@@ -326,7 +326,7 @@ func TestAbsentSubsystems(t *testing.T) {
 // Every hakeep_ metric name is documented in cmd/hactl/README.md, so the
 // names operators alert on are the ones the daemon exports.
 func TestNamesDocumented(t *testing.T) {
-	fams := scrape(t, metrics.Handler(metrics.NewRegistry(full().sources())))
+	fams := scrape(t, metrics.Handler(metrics.NewRegistry(full().sources()), nil))
 	doc := readDoc(t)
 	var names []string
 	for n := range fams {
@@ -350,7 +350,7 @@ func TestNamesDocumented(t *testing.T) {
 func TestThroughAPIServerUnixSocket(t *testing.T) {
 	fs := full()
 	srv := api.NewServer(&apitest.Fake{Node: "d1"}, nil)
-	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(fs.sources()))); err != nil {
+	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(fs.sources()), nil)); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "run", "hakeepd.sock")
