@@ -214,16 +214,20 @@ virtual_server 10.77.0.100 80 {
 	}
 }
 
-// hakeepd is the daemon under test: from PATH (the vmtest guest), else
-// built from this module.
+// hakeepd is the daemon under test: built from this module when the
+// toolchain is there (so a stale hakeepd in PATH is never tested), else
+// the one in PATH (the vmtest guest, which gets it through -build).
 func hakeepd(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("hakeepd"); err == nil {
-		return p
-	}
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		t.Skip("no hakeepd in PATH and no go toolchain to build it")
+	_, errGo := os.Stat(gobin)
+	_, errSrc := os.Stat(filepath.Join("..", "cmd", "hakeepd"))
+	if errGo != nil || errSrc != nil {
+		p, err := exec.LookPath("hakeepd")
+		if err != nil {
+			t.Skip("no go toolchain to build hakeepd and no hakeepd in PATH")
+		}
+		return p
 	}
 	out := filepath.Join(t.TempDir(), "hakeepd")
 	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/hakeepd")

@@ -388,6 +388,9 @@ func TestThroughAPIServerUnixSocket(t *testing.T) {
 
 func readDoc(t *testing.T) string {
 	t.Helper()
+	if _, err := os.Stat(filepath.Join("..", "go.mod")); err != nil {
+		t.Skip("no source tree here (the vmtest guest has only the test binary)")
+	}
 	b, err := os.ReadFile(filepath.Join("..", "cmd", "hactl", "README.md"))
 	if err != nil {
 		t.Fatalf("read metric docs: %v", err)
