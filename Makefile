@@ -41,7 +41,7 @@ demo: build
 	@echo "== parsed summary of deploy/examples/cluster-3.conf as director d1"
 	@$(BIN)/hakeepd -t -i d1 -f deploy/examples/cluster-3.conf | sed 's/^/  /'
 	@echo "== three directors in network namespaces"
-	$(GO) run ./deploy/demo --hakeepd $(BIN)/hakeepd
+	$(GO) run ./deploy/demo --hakeepd $(BIN)/hakeepd --hactl $(BIN)/hactl
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -25,8 +25,9 @@ const replanEvery = 250 * time.Millisecond
 // transitions -> health table (replicated in cluster mode) -> desired IPVS
 // table -> reconciler.
 type dataPlane struct {
-	d   *Director
-	log *slog.Logger
+	d    *Director
+	log  *slog.Logger
+	node *consensus.Node // nil without a cluster block; fixed for the daemon's life
 
 	checks  *checks.Manager
 	planner *lvs.Planner
@@ -41,7 +42,7 @@ type dataPlane struct {
 }
 
 func newDataPlane(d *Director) *dataPlane {
-	return &dataPlane{d: d, log: d.log.With("subsystem", "checks+ipvs"), kick: make(chan struct{}, 1)}
+	return &dataPlane{d: d, node: d.clusterNode(), log: d.log.With("subsystem", "checks+ipvs"), kick: make(chan struct{}, 1)}
 }
 
 // quorumScripts runs quorum_up / quorum_down through the script package.
@@ -121,7 +122,7 @@ func (p *dataPlane) run(ctx context.Context) error {
 	tick := time.NewTicker(replanEvery)
 	defer tick.Stop()
 	var changes <-chan consensus.Change
-	if node := p.d.clusterNode(); node != nil {
+	if node := p.node; node != nil {
 		ch, stop := node.Watch()
 		defer stop()
 		changes = ch
@@ -199,7 +200,7 @@ func (p *dataPlane) inputsNow() string {
 			}
 		}
 	}
-	if node := p.d.clusterNode(); node != nil {
+	if node := p.node; node != nil {
 		hs := node.HealthState()
 		fmt.Fprintf(&b, "|%s %v", hs.Mode, hs.Fallback)
 	}
@@ -217,6 +218,14 @@ func hasHASuspend(cfg *config.Config) bool {
 
 // seedHealth records the checkers' current view of every real server.
 func (p *dataPlane) seedHealth() {
+	var seeded []consensus.HealthEntry
+	defer func() {
+		// Share the starting views too, so a real server that never
+		// changes state still has every director's view in the cluster.
+		if node := p.node; node != nil && len(seeded) > 0 {
+			node.ReportHealth(seeded)
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, rs := range p.checks.State() {
@@ -228,6 +237,7 @@ func (p *dataPlane) seedHealth() {
 		key := lvs.HealthKey{VS: rs.VirtualServer, RS: ap}
 		if _, ok := p.health[key]; !ok {
 			p.health[key] = lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
+			seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
 		}
 	}
 }
@@ -239,7 +249,7 @@ func (p *dataPlane) record(t checks.Transition) {
 	p.mu.Lock()
 	p.health[key] = lvs.RSHealth{Up: t.Up, Weight: t.Weight}
 	p.mu.Unlock()
-	if node := p.d.clusterNode(); node != nil {
+	if node := p.node; node != nil {
 		node.ReportHealth([]consensus.HealthEntry{{VS: t.VirtualServer, RS: t.RealServer.String(), Up: t.Up}})
 	}
 }
@@ -254,7 +264,7 @@ func (p *dataPlane) effectiveHealth() map[lvs.HealthKey]lvs.RSHealth {
 		out[k] = v
 	}
 	p.mu.Unlock()
-	node := p.d.clusterNode()
+	node := p.node
 	if node == nil {
 		return out
 	}
