@@ -315,9 +315,9 @@ func (d *demo) preemption() error {
 	return nil
 }
 
-// fence says what fencing.md will add; it is not implemented yet.
+// fence says what fencing.md will add; it is not built yet.
 func (d *demo) fence() error {
-	d.say("fencing: not implemented yet (fencing.md, the next issue): a director cut off from the Raft quorum will give up its VIPs within a lease, so a VIP is never held twice; today a partition makes two masters, as plain VRRP does")
+	d.say("fencing: not built yet (fencing.md, the next issue): a director cut off from the Raft quorum will give up its VIPs within a lease, so a VIP is never held twice; today a partition makes two masters, as plain VRRP does")
 	return nil
 }
 

@@ -40,7 +40,7 @@ func TestDemo(t *testing.T) {
 		`TAKEOVER: h2 holds 10\.99\.0\.100 \d+ms after the kill`,
 		`ARP 10\.99\.0\.100 -> 02:00:00:00:00:0c -> h2`,
 		`PREEMPTION: h1 holds 10\.99\.0\.100 again`,
-		`fencing: not implemented yet`,
+		`fencing: not built yet`,
 		`lab removed`,
 	}
 	want := map[string][]string{
