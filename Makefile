@@ -27,7 +27,7 @@ test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 test-ipvs:
-	$(GO) run ./internal/vmtest/cmd/vmtest -build ./cmd/hakeepd ./internal/vmtest ./lvs ./test/ipvs
+	$(GO) run ./internal/vmtest/cmd/vmtest -build ./cmd/hakeepd ./internal/vmtest ./lvs ./test/ipvs ./metrics
 
 # The example configurations checked (hakeepd -t, as keepalived -t), then
 # the three-director lab in network namespaces.

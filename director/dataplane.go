@@ -76,7 +76,10 @@ func (p *dataPlane) run(ctx context.Context) error {
 	if p.d.mail != nil {
 		opts.Alerter = p.d.mail
 	}
-	p.checks = checks.New(opts)
+	mgr := checks.New(opts)
+	p.mu.Lock()
+	p.checks = mgr
+	p.mu.Unlock()
 	specs, warnings := checks.FromConfig(cfg)
 	for _, w := range warnings {
 		p.log.Warn("checks", "msg", w)
@@ -98,7 +101,9 @@ func (p *dataPlane) run(ctx context.Context) error {
 		if err := p.startIPVS(ctx, cfg); err != nil {
 			// Checks still run (their results are useful in the API and
 			// to peers); the table is programmed once IPVS is there.
+			p.mu.Lock()
 			p.noIPVS = err
+			p.mu.Unlock()
 			p.log.Error("virtual servers will not be programmed", "err", err)
 		}
 	}
@@ -108,12 +113,12 @@ func (p *dataPlane) run(ctx context.Context) error {
 		p.mu.Unlock()
 		p.planner.Shutdown(context.Background(), cfg) // omega: quorum_down at stop
 	}()
-	if p.rec != nil {
-		go p.rec.Run(ctx)
+	if rec := p.reconciler(); rec != nil {
+		go rec.Run(ctx)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := p.rec.Stop(sctx); err != nil {
+			if err := p.reconciler().Stop(sctx); err != nil {
 				p.log.Error("stopping IPVS", "err", err)
 			}
 		}()
@@ -180,7 +185,9 @@ func (p *dataPlane) startIPVS(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
 	p.rec = rec
+	p.mu.Unlock()
 	return nil
 }
 
@@ -216,6 +223,20 @@ func hasHASuspend(cfg *config.Config) bool {
 	return false
 }
 
+// checksMgr and reconciler are set by the data plane's goroutine and read
+// by the API, the metrics and reloads.
+func (p *dataPlane) checksMgr() *checks.Manager {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checks
+}
+
+func (p *dataPlane) reconciler() *lvs.Reconciler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rec
+}
+
 // seedHealth records the checkers' current view of every real server.
 func (p *dataPlane) seedHealth() {
 	var seeded []consensus.HealthEntry
@@ -226,9 +247,10 @@ func (p *dataPlane) seedHealth() {
 			node.ReportHealth(seeded)
 		}
 	}()
+	states := p.checksMgr().State()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, rs := range p.checks.State() {
+	for _, rs := range states {
 		ap, err := netip.ParseAddrPort(rs.RealServer)
 		if err != nil {
 			p.log.Error("checker state with a bad real server address", "rs", rs.RealServer, "err", err)
@@ -289,10 +311,11 @@ func (p *dataPlane) replan(ctx context.Context) {
 	p.mu.Lock()
 	p.desired = t
 	p.mu.Unlock()
-	if p.rec == nil {
+	rec := p.reconciler()
+	if rec == nil {
 		return
 	}
-	if _, err := p.rec.SetDesired(ctx, t); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := rec.SetDesired(ctx, t); err != nil && !errors.Is(err, context.Canceled) {
 		p.log.Error("IPVS update failed (retried by the reconciler)", "err", err)
 	}
 }
@@ -300,10 +323,11 @@ func (p *dataPlane) replan(ctx context.Context) {
 // reload switches to a new configuration: unchanged checks keep their
 // state, and the table is re-planned as a diff.
 func (p *dataPlane) reload(cfg *config.Config, specs []checks.Spec) error {
-	if p.checks == nil {
+	mgr := p.checksMgr()
+	if mgr == nil {
 		return nil // not started yet: run() reads the new configuration
 	}
-	if err := p.checks.Reload(specs); err != nil {
+	if err := mgr.Reload(specs); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -320,13 +344,18 @@ func (p *dataPlane) reload(cfg *config.Config, specs []checks.Spec) error {
 	}
 	p.mu.Unlock()
 	p.seedHealth()
-	if p.rec == nil && len(cfg.VirtualServers) > 0 && p.noIPVS == nil {
+	p.mu.Lock()
+	startNow := p.rec == nil && len(cfg.VirtualServers) > 0 && p.noIPVS == nil
+	p.mu.Unlock()
+	if startNow {
 		ctx := context.Background()
 		if err := p.startIPVS(ctx, cfg); err != nil {
+			p.mu.Lock()
 			p.noIPVS = err
+			p.mu.Unlock()
 			p.log.Error("virtual servers will not be programmed", "err", err)
 		} else {
-			go p.rec.Run(p.d.runContext())
+			go p.reconciler().Run(p.d.runContext())
 		}
 	}
 	select {

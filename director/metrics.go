@@ -37,9 +37,7 @@ func (d *Director) metricsSources() metrics.Sources {
 			if p == nil {
 				return lvs.Status{}, false
 			}
-			p.mu.Lock()
-			rec := p.rec
-			p.mu.Unlock()
+			rec := p.reconciler()
 			if rec == nil {
 				return lvs.Status{}, false
 			}
@@ -67,9 +65,5 @@ func (d *Director) checksManager() *checks.Manager {
 	if p == nil {
 		return nil
 	}
-	// p.checks is set once at the start of the data plane's run, before
-	// it first takes p.mu; taking p.mu here orders this read after it.
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.checks
+	return p.checksMgr()
 }

@@ -99,10 +99,14 @@ func forward(vsKind, rsMethod string) string {
 func (l localView) Checks(ctx context.Context) ([]api.Check, error) {
 	out := []api.Check{}
 	p := l.d.data
-	if p == nil || p.checks == nil {
+	if p == nil {
 		return out, nil
 	}
-	for _, rs := range p.checks.State() {
+	mgr := p.checksMgr()
+	if mgr == nil {
+		return out, nil
+	}
+	for _, rs := range mgr.State() {
 		kind := ""
 		if len(rs.Checkers) > 0 {
 			kind = string(rs.Checkers[0].Kind)
