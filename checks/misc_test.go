@@ -51,6 +51,19 @@ func waitFile(t *testing.T, path, want string) {
 	t.Fatalf("%s: %q, want %q", path, got, want)
 }
 
+// setState replaces the exit code the check script reads, atomically: a
+// plain rewrite can be caught half done (empty file, "exit" with status 0).
+func setState(t *testing.T, path, code string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMiscCheckExitCodesAndNotify(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
@@ -71,23 +84,23 @@ func TestMiscCheckExitCodesAndNotify(t *testing.T) {
 
 	w.quiet(vs, rss, 2) // exit 0: up, nothing to say
 
-	os.WriteFile(state, []byte("1"), 0o644)
+	setState(t, state, "1")
 	w.expect(vs, rss, false, "failed with exit status 1")
 	waitFile(t, filepath.Join(dir, "notified"), "down 10.0.0.7")
 	w.quiet(vs, rss, 2)
 
-	os.WriteFile(state, []byte("12"), 0o644)
+	setState(t, state, "12")
 	if tr := w.expect(vs, rss, true, "exited 12: weight 10"); tr.Weight != 10 {
 		t.Fatalf("weight %d", tr.Weight)
 	}
 	waitFile(t, filepath.Join(dir, "notified"), "up 10.0.0.7")
 	w.quiet(vs, rss, 2)
 
-	os.WriteFile(state, []byte("255"), 0o644)
+	setState(t, state, "255")
 	if tr := w.expect(vs, rss, true, "weight 253"); tr.Weight != 253 {
 		t.Fatalf("weight %d", tr.Weight)
 	}
-	os.WriteFile(state, []byte("0"), 0o644)
+	setState(t, state, "0")
 	w.quiet(vs, rss, 2) // exit 0 keeps the weight
 	if s := w.m.State()[0]; s.Weight != 253 || !s.Up {
 		t.Fatalf("%+v", s)
