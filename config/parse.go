@@ -106,7 +106,6 @@ type parser struct {
 	globalLowerDelay, globalLowerRepeat bool // vrrp_garp_lower_prio_* written
 	advertRaw                           map[*VRRPInstance]float64
 	removedScript                       map[string]bool
-	vsSeen                              map[string]Pos
 	hasGlobal                           bool
 	nextRulePref                        int // keepalived's default rule preferences count down
 }

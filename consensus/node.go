@@ -147,7 +147,6 @@ type Node struct {
 	dirty    map[healthKey]HealthEntry // views not yet committed (Gone: drop it)
 	kick     chan struct{}
 	lastOK   time.Time // last successful report commit
-	members  []string  // raft voters, cached
 	closed   chan struct{}
 	wg       sync.WaitGroup
 	closeErr error

@@ -121,11 +121,11 @@ func serviceKeys(cfg *config.Config, vs *config.VirtualServer, proto uint16) ([]
 		case "inet":
 			return AFInet
 		}
-		for _, rs := range vs.RealServers {
-			if rs.Addr.Addr().IsValid() && rs.Addr.Addr().Is6() && !rs.Addr.Addr().Is4In6() {
+		// Otherwise the first real server's family decides.
+		if len(vs.RealServers) > 0 {
+			if a := vs.RealServers[0].Addr.Addr(); a.IsValid() && a.Is6() && !a.Is4In6() {
 				return AFInet6
 			}
-			return AFInet
 		}
 		return AFInet
 	}

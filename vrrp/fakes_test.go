@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -363,15 +362,6 @@ func (h *harness) sync(name string) {
 	before := h.handled(name)
 	h.conn(name).in <- rxItem{err: &DropError{Reason: DropVRID}}
 	h.waitFor("sync", func() bool { return h.handled(name) > before })
-}
-
-func sortedKeys(m map[string]uint64) []string {
-	var k []string
-	for x := range m {
-		k = append(k, x)
-	}
-	sort.Strings(k)
-	return k
 }
 
 // testLogger logs through t.Log, so output shows only for failing tests.

@@ -290,7 +290,7 @@ func EnsureBase(ctx context.Context, cacheDir string, k Kernel) (string, error) 
 	// Drop bases not used for a week (older kernels or tool versions).
 	old, _ := filepath.Glob(filepath.Join(cacheDir, "base-*.cpio"))
 	for _, o := range old {
-		if st, err := os.Stat(o); err == nil && o != base && time.Now().Sub(st.ModTime()) > 7*24*time.Hour {
+		if st, err := os.Stat(o); err == nil && o != base && time.Since(st.ModTime()) > 7*24*time.Hour {
 			os.Remove(o)
 		}
 	}
