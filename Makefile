@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 GO ?= go
 BIN := bin
 
-.PHONY: all build test deps vet test-unit test-ipvs demo bench bench-ipvs fuzz clean
+.PHONY: all build test deps vet test-unit test-race test-ipvs demo bench bench-ipvs fuzz clean
 
 all: build
 
@@ -14,8 +14,9 @@ build:
 
 # Every test: Debian packages first (idempotent), then vet, then the unit and
 # namespace-lab tests (root; they skip with a reason otherwise), then the
-# IPVS tests inside a qemu VM running Debian's kernel.
-test: deps vet test-unit test-ipvs
+# packages with goroutines again under the race detector, then the IPVS
+# tests inside a qemu VM running Debian's kernel.
+test: deps vet test-unit test-race test-ipvs
 
 deps:
 	./deploy/install-test-deps.sh
@@ -26,8 +27,20 @@ vet:
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
+# The race detector needs cgo (gcc). RACE_SHORT packages run with -short:
+# their long tests take minutes under -race and hold no extra concurrency.
+RACE_PKGS := ./director ./vrrp ./checks ./lvs ./api ./mail ./script ./metrics
+RACE_SHORT := ./consensus
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 10m $(RACE_SHORT)
+
+# Everything that programs IPVS, daemons included (hakeepd and hactl are
+# built into the guest's PATH), in one boot of the VM.
 test-ipvs:
-	$(GO) run ./internal/vmtest/cmd/vmtest -build ./cmd/hakeepd ./internal/vmtest ./lvs ./test/ipvs ./metrics
+	$(GO) run ./internal/vmtest/cmd/vmtest -build ./cmd/hakeepd -build ./cmd/hactl \
+		-timeout 5m -vm-timeout 15m \
+		./internal/vmtest ./lvs ./director ./test/ipvs ./test/reload ./test/cluster ./metrics
 
 # The example configurations checked (hakeepd -t, as keepalived -t), then
 # the three-director lab in network namespaces.

@@ -20,6 +20,12 @@ type Local interface {
 	Running(ctx context.Context) (version uint64, applyErr error)
 }
 
+// ReloadReporter is implemented by a Local that reports its last reload
+// (hactl status shows it).
+type ReloadReporter interface {
+	LastReload(ctx context.Context) *Reload
+}
+
 // Cluster is the replicated side: cluster membership and configuration.
 // The consensus package's adapter implements it.
 type Cluster interface {
@@ -34,6 +40,9 @@ type Cluster interface {
 	ClusterJoin(ctx context.Context, addr string) error
 	ClusterMembers(ctx context.Context) ([]Member, error)
 	ClusterRemove(ctx context.Context, node string) error
+	// Audit is the cluster's audit trail, oldest first: pushes,
+	// rollbacks, joins and removals with who asked.
+	Audit(ctx context.Context) ([]AuditEvent, error)
 }
 
 // ClusterStatus is the cluster part of Status.
@@ -43,6 +52,8 @@ type ClusterStatus struct {
 	Config  ConfigStatus // Running and LocalError are filled from Local
 	Members []Member
 	Health  HealthStatus
+	// Security is nil without a cluster.
+	Security *SecurityStatus
 }
 
 // Compose joins a Local and a Cluster into a Backend.
@@ -51,4 +62,12 @@ func Compose(l Local, c Cluster) Backend { return composed{l, c} }
 type composed struct {
 	Local
 	Cluster
+}
+
+// LastReload forwards to the Local when it reports reloads.
+func (c composed) LastReload(ctx context.Context) *Reload {
+	if r, ok := c.Local.(ReloadReporter); ok {
+		return r.LastReload(ctx)
+	}
+	return nil
 }

@@ -157,6 +157,12 @@ func (c *Client) ClusterRemove(ctx context.Context, node string) error {
 	return c.do(ctx, http.MethodPost, "/v1/cluster/remove", RemoveRequest{Node: node}, nil)
 }
 
+// Audit fetches the cluster's audit trail.
+func (c *Client) Audit(ctx context.Context) ([]AuditEvent, error) {
+	var v []AuditEvent
+	return v, c.do(ctx, http.MethodGet, "/v1/cluster/audit", nil, &v)
+}
+
 // WaitApplied polls until every voter has applied version (or reported an
 // error for it), or ctx ends; it returns the last result either way.
 func (c *Client) WaitApplied(ctx context.Context, version uint64) (PushResult, error) {

@@ -17,8 +17,12 @@ import (
 	"time"
 )
 
-// maxBody bounds request bodies (a configuration file fits many times).
-const maxBody = 32 << 20
+// Body limits: a configuration text (push, validate) fits many times in
+// maxBody; every other request is a few fields.
+const (
+	maxBody      = 32 << 20
+	maxSmallBody = 64 << 10
+)
 
 // Server serves a Backend over HTTP/JSON.
 type Server struct {
@@ -41,8 +45,9 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	return s
 }
 
-// Handler returns the HTTP handler (for tests and custom listeners).
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler (for tests and custom listeners): it
+// identifies and logs callers as the server's own listeners do.
+func (s *Server) Handler() http.Handler { return s.guard(s.mux) }
 
 // Handle serves h at pattern (net/http.ServeMux syntax, e.g.
 // "GET /metrics") on every listener of s, so extra endpoints share the
@@ -119,7 +124,7 @@ func (s *Server) ServeTLS(addr string, conf *tls.Config) (net.Addr, error) {
 }
 
 func (s *Server) serve(ln net.Listener) {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.guard(s.mux), ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
 	s.mu.Lock()
 	s.srvs = append(s.srvs, srv)
 	s.mu.Unlock()
@@ -151,10 +156,14 @@ func (s *Server) Close() error {
 
 func (s *Server) routes() {
 	get := func(path string, h func(r *http.Request) (any, error)) {
-		s.mux.HandleFunc("GET "+path, s.wrap(h))
+		s.mux.HandleFunc("GET "+path, s.wrap(maxSmallBody, h))
 	}
 	post := func(path string, h func(r *http.Request) (any, error)) {
-		s.mux.HandleFunc("POST "+path, s.wrap(h))
+		limit := int64(maxSmallBody)
+		if path == "/v1/config/push" || path == "/v1/config/validate" {
+			limit = maxBody
+		}
+		s.mux.HandleFunc("POST "+path, s.wrap(limit, h))
 	}
 	get("/v1/status", s.status)
 	get("/v1/vrrp", func(r *http.Request) (any, error) { return nonNil(s.b.Instances(r.Context())) })
@@ -212,6 +221,7 @@ func (s *Server) routes() {
 		}
 		return ok(s.b.ClusterRemove(r.Context(), req.Node))
 	})
+	get("/v1/cluster/audit", func(r *http.Request) (any, error) { return nonNil(s.b.Audit(r.Context())) })
 }
 
 // nonNil turns a nil slice into an empty one, so JSON shows [] not null.
@@ -238,7 +248,7 @@ func (s *Server) status(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := Status{Node: cs.Node, Raft: cs.Raft, Config: cs.Config, Members: cs.Members, Health: cs.Health}
+	st := Status{Node: cs.Node, Raft: cs.Raft, Config: cs.Config, Members: cs.Members, Health: cs.Health, Security: cs.Security}
 	if st.Instances, err = s.b.Instances(ctx); err != nil {
 		return nil, err
 	}
@@ -249,6 +259,9 @@ func (s *Server) status(r *http.Request) (any, error) {
 	st.Config.Running = v
 	if aerr != nil {
 		st.Config.LocalError = aerr.Error()
+	}
+	if r, ok := s.b.(ReloadReporter); ok {
+		st.Config.LastReload = r.LastReload(ctx)
 	}
 	if st.Members == nil {
 		st.Members = []Member{}
@@ -265,27 +278,56 @@ func (s *Server) status(r *http.Request) (any, error) {
 	return st, nil
 }
 
+// decode reads exactly one JSON object of v's type from the body (bounded
+// by wrap's http.MaxBytesReader): oversize, truncated, mistyped, unknown
+// fields, nesting beyond encoding/json's depth limit and trailing data are
+// each refused with what was wrong.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return Errorf(CodeBadRequest, "decode request body: %v", err)
+	err := dec.Decode(v)
+	if err == nil {
+		// One object, nothing after it.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errTrailing
+		}
 	}
-	return nil
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return Errorf(CodeTooLarge, "request body is over the %d-byte limit", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return Errorf(CodeBadRequest, "empty request body: want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf(CodeBadRequest, "request body is truncated JSON")
+	case errors.Is(err, errTrailing):
+		return Errorf(CodeBadRequest, "request body has data after its JSON object")
+	}
+	return Errorf(CodeBadRequest, "decode request body: %v", err)
 }
+
+var errTrailing = errors.New("trailing data")
 
 type errorBody struct {
 	Error *Error `json:"error"`
 }
 
-func (s *Server) wrap(h func(r *http.Request) (any, error)) http.HandlerFunc {
+func (s *Server) wrap(limit int64, h func(r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		v, err := h(r)
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			var ae *Error
 			if !errors.As(err, &ae) {
 				ae = &Error{Code: CodeFailed, Message: err.Error()}
+			}
+			if ae.Code == CodeBadRequest || ae.Code == CodeTooLarge {
+				// Whatever else the client sends on this connection is not
+				// worth reading.
+				w.Header().Set("Connection", "close")
 			}
 			w.WriteHeader(httpStatus(ae.Code))
 			_ = json.NewEncoder(w).Encode(errorBody{ae})
@@ -310,6 +352,79 @@ func httpStatus(code string) int {
 		return http.StatusNotFound
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusInternalServerError
 }
+
+// connContext records the unix socket peer's credentials for the
+// connection's requests (TLS clients are identified per request, once the
+// handshake is done).
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if uc, ok := c.(*net.UnixConn); ok {
+		cl, err := unixCaller(uc)
+		return context.WithValue(ctx, connCallerKey{}, connCaller{cl, err})
+	}
+	return ctx
+}
+
+// identify returns who made r.
+func identify(r *http.Request) (Caller, error) {
+	if cc, ok := r.Context().Value(connCallerKey{}).(connCaller); ok {
+		return cc.c, cc.err
+	}
+	if r.TLS != nil {
+		if len(r.TLS.PeerCertificates) == 0 {
+			return Caller{}, errors.New("TLS client without a certificate")
+		}
+		return Caller{Transport: "tls", Subject: r.TLS.PeerCertificates[0].Subject.CommonName, Addr: r.RemoteAddr}, nil
+	}
+	return Caller{Addr: r.RemoteAddr}, nil
+}
+
+// guard identifies the caller of every request (every route, /metrics
+// included), refuses a socket peer that is neither root nor the daemon's
+// own user (the socket is 0600 already; this holds even if someone loosens
+// it), and logs each request with who made it: changes at Info, as the
+// audit trail in the log, reads at Debug.
+func (s *Server) guard(next http.Handler) http.Handler {
+	euid := os.Geteuid()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := identify(r)
+		if err == nil && c.Transport == "unix" && c.UID != 0 && c.UID != euid {
+			err = fmt.Errorf("uid %d may not use the API (root, or uid %d that runs hakeepd, only)", c.UID, euid)
+		}
+		if err != nil {
+			s.log.Warn("API request refused", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(http.StatusForbidden)
+			_ = json.NewEncoder(w).Encode(errorBody{&Error{Code: CodeForbidden, Message: err.Error()}})
+			return
+		}
+		rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r.WithContext(WithCaller(r.Context(), c)))
+		level := slog.LevelDebug
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			level = slog.LevelInfo
+		}
+		s.log.Log(r.Context(), level, "audit: API request", "method", r.Method, "path", r.URL.Path, "caller", c.String(), "status", rec.code)
+	})
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

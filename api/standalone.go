@@ -38,3 +38,4 @@ func (s standalone) ClusterInit(ctx context.Context) error                { retu
 func (s standalone) ClusterJoin(ctx context.Context, addr string) error   { return errNoCluster() }
 func (s standalone) ClusterMembers(ctx context.Context) ([]Member, error) { return nil, errNoCluster() }
 func (s standalone) ClusterRemove(ctx context.Context, node string) error { return errNoCluster() }
+func (s standalone) Audit(ctx context.Context) ([]AuditEvent, error)      { return nil, errNoCluster() }

@@ -21,6 +21,42 @@ type Status struct {
 	Health         HealthStatus    `json:"health"`
 	Instances      []Instance      `json:"instances"`
 	VirtualServers []VirtualServer `json:"virtual_servers"`
+	// Security is how the cluster's ports are protected (absent without a
+	// cluster { } block).
+	Security *SecurityStatus `json:"security,omitempty"`
+}
+
+// SecurityStatus says how this director's cluster ports are protected.
+type SecurityStatus struct {
+	// Insecure: the cluster runs open (insecure_open_cluster): anyone who
+	// reaches its Raft or gossip port can command it.
+	Insecure bool `json:"insecure"`
+	// TLS: the Raft port takes mutual TLS from directors of the CA only.
+	TLS bool `json:"tls"`
+	// Names are the director names this director's certificate carries.
+	Names        []string  `json:"names,omitempty"`
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	CertSHA256   string    `json:"cert_sha256,omitempty"`
+	// CAs is the number of CA certificates trusted (2 during a rotation).
+	CAs int `json:"cas,omitempty"`
+	// GossipKeys is the number of gossip keys installed (0: plain gossip;
+	// more than 1 during a rotation).
+	GossipKeys int `json:"gossip_keys"`
+}
+
+// AuditEvent is one change to the cluster: a configuration pushed or
+// rolled back, a director joined or removed.
+type AuditEvent struct {
+	At      time.Time `json:"at"`
+	Action  string    `json:"action"` // push, rollback, join, remove
+	Version uint64    `json:"version,omitempty"`
+	Node    string    `json:"node,omitempty"` // join, remove: the director
+	// PushedBy is what the client said; Caller who the API authenticated
+	// (socket peer uid, client certificate) on the director that took the
+	// request; Via the director that handed it to the leader.
+	PushedBy string `json:"pushed_by,omitempty"`
+	Caller   string `json:"caller,omitempty"`
+	Via      string `json:"via,omitempty"`
 }
 
 // RaftStatus is this director's Raft role.
@@ -44,6 +80,20 @@ type ConfigStatus struct {
 	Running    uint64    `json:"running"`
 	LocalError string    `json:"local_error,omitempty"`
 	Applied    []Applied `json:"applied"`
+	// LastReload is this director's last reload (SIGHUP or a committed
+	// version), filled from Local when it reports one.
+	LastReload *Reload `json:"last_reload,omitempty"`
+}
+
+// Reload is the outcome of a director's last reload.
+type Reload struct {
+	// Source is "start", "SIGHUP" or "version N".
+	Source string    `json:"source"`
+	At     time.Time `json:"at"`
+	OK     bool      `json:"ok"`
+	// Error says why it was refused: the running configuration stayed.
+	Error       string    `json:"error,omitempty"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
 }
 
 // Applied is one director's last report on a version.
@@ -127,13 +177,16 @@ type Check struct {
 
 // ConfigVersion is one committed configuration (text omitted in history).
 type ConfigVersion struct {
-	Version    uint64    `json:"version"`
-	SHA256     string    `json:"sha256"`
-	Source     string    `json:"source,omitempty"`
-	PushedBy   string    `json:"pushed_by,omitempty"`
-	PushedAt   time.Time `json:"pushed_at,omitzero"`
-	RollbackOf uint64    `json:"rollback_of,omitempty"`
-	Text       string    `json:"text,omitempty"`
+	Version  uint64    `json:"version"`
+	SHA256   string    `json:"sha256"`
+	Source   string    `json:"source,omitempty"`
+	PushedBy string    `json:"pushed_by,omitempty"`
+	PushedAt time.Time `json:"pushed_at,omitzero"`
+	// Caller is who pushed it as authenticated by the API (PushedBy is the
+	// client's own word).
+	Caller     string `json:"caller,omitempty"`
+	RollbackOf uint64 `json:"rollback_of,omitempty"`
+	Text       string `json:"text,omitempty"`
 }
 
 // ValidateRequest asks the daemon to validate a file's text.
@@ -191,6 +244,8 @@ const (
 	CodeInvalid     = "invalid"     // configuration refused by validation
 	CodeNotFound    = "not_found"
 	CodeUnavailable = "unavailable" // no leader, no cluster
+	CodeForbidden   = "forbidden"   // the caller is not allowed to do this
+	CodeTooLarge    = "too_large"   // request body over the limit
 	CodeFailed      = "failed"      // anything else
 )
 

@@ -17,3 +17,24 @@ func listenUnixPrivate(path string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// peerCred returns the credentials the kernel recorded for the process
+// at the other end of c when it connected (SO_PEERCRED): they cannot be
+// forged by the client.
+func peerCred(c *net.UnixConn) (uid, gid, pid int, err error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var cred *syscall.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, 0, 0, err
+	}
+	if serr != nil {
+		return 0, 0, 0, fmt.Errorf("SO_PEERCRED: %w", serr)
+	}
+	return int(cred.Uid), int(cred.Gid), int(cred.Pid), nil
+}

@@ -20,7 +20,7 @@ const (
 
 var clusterKeywords = []string{"node_name", "bind_addr", "advertise_addr", "raft_port", "gossip_port", "join",
 	"bootstrap_expect", "data_dir", "tls_cert", "tls_key", "tls_ca", "gossip_key", "api_listen", "health_mode",
-	"lease", "renew", "clock_drift"}
+	"lease", "renew", "clock_drift", "insecure_open_cluster"}
 
 func (p *parser) cluster(n *node) {
 	if !p.needBlock(n) {
@@ -139,6 +139,15 @@ func (p *parser) cluster(n *node) {
 				c.Renew = d
 				renewSet = true
 			}
+		case "insecure_open_cluster":
+			// No value on purpose: the name alone says what it does, and
+			// "insecure_open_cluster off" would read as the opposite.
+			p.noBlock(m)
+			if len(m.words) > 1 {
+				p.errorf(m.pos(), "insecure_open_cluster takes no value (delete the line to close the cluster)")
+				continue
+			}
+			c.InsecureOpen = true
 		case "clock_drift":
 			s, ok := p.arg(m, 1)
 			if !ok {
@@ -180,9 +189,7 @@ func (p *parser) cluster(n *node) {
 	if c.RaftPort == c.GossipPort {
 		p.errorf(n.pos(), "cluster: raft_port and gossip_port are both %d", c.RaftPort)
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		p.errorf(n.pos(), "cluster: tls_cert and tls_key go together")
-	}
+	p.clusterSecurity(n, c)
 	if c.APIListen != "" && (c.TLSCert == "" || c.TLSCA == "") {
 		p.errorf(n.pos(), "cluster: api_listen needs tls_cert, tls_key and tls_ca (the TCP API is mTLS only)")
 	}
@@ -209,4 +216,45 @@ func (p *parser) joinAddr(pos Pos, s string, defPort uint16) (string, bool) {
 		return "", false
 	}
 	return net.JoinHostPort(host, port), true
+}
+
+// clusterSecurity refuses a cluster that strangers on the LAN could
+// command: the Raft port takes configurations whose scripts every director
+// runs as root, so it needs mutual TLS, and gossip (which feeds the
+// bootstrap its addresses) needs a key. Only insecure_open_cluster, written
+// by name, lets a lab run without them.
+func (p *parser) clusterSecurity(n *node, c *Cluster) {
+	set := 0
+	for _, f := range []string{c.TLSCert, c.TLSKey, c.TLSCA} {
+		if f != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		p.errorf(n.pos(), "cluster: tls_cert, tls_key and tls_ca go together (mutual TLS: this director's certificate, its key, and the CA that signs every director's)")
+		return
+	}
+	hasTLS, hasKey := set == 3, c.GossipKey != ""
+	if c.InsecureOpen {
+		if hasTLS && hasKey {
+			p.warnf(n.pos(), "cluster: insecure_open_cluster does nothing here: tls_* and gossip_key are set (delete the line)")
+		}
+		return
+	}
+	name := c.NodeName
+	if name == "" {
+		name = "NODE"
+	}
+	const optOut = " (or, in a lab only, write insecure_open_cluster in the block to run open)"
+	switch {
+	case !hasTLS && !hasKey:
+		p.errorf(n.pos(), "cluster: no tls_cert/tls_key/tls_ca and no gossip_key: anyone who reaches ports %d and %d could commit a configuration whose scripts every director runs as root; fix: run `hactl tls init %s OTHER-DIRECTORS...` once (a CA, a certificate per director, a gossip key) and add the lines it prints for %s to this block%s",
+			c.RaftPort, c.GossipPort, name, name, optOut)
+	case !hasTLS:
+		p.errorf(n.pos(), "cluster: no tls_cert/tls_key/tls_ca: anyone who reaches the Raft port %d could commit a configuration whose scripts every director runs as root; fix: run `hactl tls cert create %s` where the cluster's CA is and add the three lines it prints to this block%s",
+			c.RaftPort, name, optOut)
+	case !hasKey:
+		p.errorf(n.pos(), "cluster: no gossip_key: anyone who reaches the gossip port %d can join the membership and hand the bootstrap false addresses; fix: run `hactl keygen -o /etc/hakeep/gossip.key`, copy the file to every director and add `gossip_key /etc/hakeep/gossip.key` to this block%s",
+			c.GossipPort, optOut)
+	}
 }

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -84,14 +86,41 @@ func (ds Diagnostics) String() string {
 	return b.String()
 }
 
+// Strings returns each diagnostic as "file:line: message" (no severity:
+// callers split with Errors and Warnings first).
+func (ds Diagnostics) Strings() []string {
+	if len(ds) == 0 {
+		return nil
+	}
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	return out
+}
+
 // Err returns nil when there are no errors, else an error listing them
-// all (for callers that only need pass/fail).
+// all, one a line (for callers that only need pass/fail). Warnings are
+// left out: they do not stop the configuration from being used.
 func (ds Diagnostics) Err() error {
 	errs := ds.Errors()
 	if len(errs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("invalid configuration:\n%s", strings.TrimRight(errs.String(), "\n"))
+}
+
+// Log logs each diagnostic, in order, as a "config" record with the text
+// under "msg": errors at Error level, warnings at Warn, so that a log
+// filtered by level still shows why a file was refused.
+func (ds Diagnostics) Log(log *slog.Logger) {
+	for _, d := range ds {
+		level := slog.LevelWarn
+		if d.Severity == Error {
+			level = slog.LevelError
+		}
+		log.Log(context.Background(), level, "config", "msg", d.String())
+	}
 }
 
 // maxDiags bounds how many diagnostics are kept: a hostile or badly

@@ -38,7 +38,12 @@ var diagnosticCases = []struct {
 	{"unknown without suggestion", "global_defs {\n frobnicate 1\n}\n",
 		[]string{"warning t.conf:2: unknown keyword 'frobnicate' in global_defs"}},
 	{"unbalanced close", minimalInst + "}\n", []string{"error t.conf:8: unbalanced '}': no block is open"}},
-	{"unclosed block", "global_defs {\n router_id x\n", []string{"warning t.conf:1: block opened here is not closed: missing '}' at end of configuration"}},
+	{"unclosed block", "global_defs {\n router_id x\n",
+		[]string{"error t.conf:1: global_defs: block opened here is not closed: missing '}' at end of configuration (is the file cut off?)"}},
+	// A push cut off inside a nested block: each open block is named, innermost first.
+	{"unclosed nested blocks", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n",
+		[]string{"error t.conf:4: virtual_ipaddress: " + msgUnclosed, "error t.conf:1: vrrp_instance V: " + msgUnclosed}},
+	{"unclosed dropped block is reported once", "{\n", []string{"error t.conf:1: '{' without a keyword before it"}},
 	{"brace without keyword", "{\n}\n", []string{"error t.conf:1: '{' without a keyword before it"}},
 	{"missing value", "global_defs {\n router_id\n}\n", []string{"error t.conf:2: 'router_id' is missing its value"}},
 	{"bad number", strings.Replace(minimalInst, "virtual_router_id 1", "virtual_router_id 1x", 1),
@@ -127,7 +132,7 @@ var diagnosticCases = []struct {
 	{"advert_int v2 below a second", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n advert_int 0.5\n", 1),
 		[]string{"warning t.conf:1: vrrp_instance V: VRRPv2 advert_int 0.5s must be whole seconds; rounded to 1s (as keepalived does)"}},
 	{"missing brace swallows the next block", "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n}\n" + strings.Replace(minimalInst, "vrrp_instance V", "vrrp_instance W", 1),
-		[]string{"warning t.conf:1: block opened here is not closed: missing '}' at end of configuration",
+		[]string{"error t.conf:1: vrrp_instance V: " + msgUnclosed,
 			"error t.conf:7: 'vrrp_instance' can not be inside vrrp_instance: is a '}' missing before this line?"}},
 	{"CentOS default global_defs", "global_defs {\n vrrp_skip_check_adv_addr\n vrrp_strict\n vrrp_garp_interval 0\n vrrp_gna_interval 0\n}\n" +
 		strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n state MASTER\n priority 100\n authentication {\n  auth_type PASS\n  auth_pass 1111\n }\n", 1),
@@ -144,6 +149,28 @@ var diagnosticCases = []struct {
 	{"authentication with VRRPv3", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n version 3\n authentication {\n  auth_type PASS\n  auth_pass abc\n }\n", 1),
 		[]string{"warning t.conf:4: vrrp_instance V: authentication is not part of VRRPv3; ignored (as keepalived does)"}},
 	{"bad SEQ", "~SEQ(i, 1, x) foo\n", []string{"error t.conf:1: ~SEQ: bad number 'x'"}},
+}
+
+func TestBlockName(t *testing.T) {
+	long := strings.Repeat("x", 70)
+	tests := []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"global_defs"}, "global_defs"},
+		{[]string{"vrrp_instance", "http"}, "vrrp_instance http"},
+		{[]string{"virtual_server", "group", "G"}, "virtual_server group G"},
+		{[]string{"a", "b", "c", "d"}, "a b c d"},
+		{[]string{"a", "b", "c", "d", "e"}, "a b c d ..."},
+		{[]string{"vrrp_instance", long}, "vrrp_instance " + long[:46] + " ..."},
+		// 59 bytes then a 3-byte character: cut before it, not inside.
+		{[]string{strings.Repeat("y", 59) + "世界"}, strings.Repeat("y", 59) + " ..."},
+	}
+	for _, tc := range tests {
+		if got := blockName(&node{words: tc.words}); got != tc.want {
+			t.Errorf("blockName(%q) = %q, want %q", tc.words, got, tc.want)
+		}
+	}
 }
 
 func TestDiagnostics(t *testing.T) {

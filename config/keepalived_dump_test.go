@@ -74,7 +74,10 @@ func TestKeepalivedDump(t *testing.T) {
 	sem := make(chan struct{}, 8)
 	for n, in := range inputs {
 		c, d := Load(in.file, Options{ConfigID: in.id})
-		if c == nil || d.HasErrors() || len(c.Instances) == 0 || c.Cluster != nil || needsIPVS(c) {
+		// A block left open at the end is the one error keepalived only
+		// warns about and runs through; hakeep refuses the file (it looks
+		// truncated) but reads it the same way, so it is compared too.
+		if c == nil || (d.HasErrors() && !onlyUnclosed(d)) || len(c.Instances) == 0 || c.Cluster != nil || needsIPVS(c) {
 			continue // nothing keepalived would run the same way here
 		}
 		r := &result{name: in.name, want: ourGlobal(&c.Global) + ourStatic(c) + ourView(c) + ourScripts(c)}
@@ -102,6 +105,17 @@ func TestKeepalivedDump(t *testing.T) {
 			}
 		})
 	}
+}
+
+// onlyUnclosed reports whether every error in d is a block left open at
+// the end of the file.
+func onlyUnclosed(d Diagnostics) bool {
+	for _, x := range d.Errors() {
+		if !strings.HasSuffix(x.Msg, ": "+msgUnclosed) {
+			return false
+		}
+	}
+	return true
 }
 
 // interfacesOf lists the interface names a configuration uses.

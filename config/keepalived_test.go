@@ -86,6 +86,14 @@ func TestAgainstKeepalived(t *testing.T) {
 		// nb_get_retry as retry everywhere and persistence 0 as "none".
 		"002_1.conf": {"warn", "clean", "nb_get_retry in TCP_CHECK; persistence_timeout 0"},
 		"001_3.conf": {"warn", "clean", "nb_get_retry in TCP_CHECK (and deprecation warnings)"},
+		// A block still open at the end of the file: keepalived warns
+		// ("missing '}'") and runs what it read; hakeep refuses it on
+		// purpose, since that is what a truncated file (a cut-off copy or
+		// push) looks like. 004_1.conf lost its last '}' in the blog.
+		"004_1.conf":                              {"warn", "error", "unclosed block"},
+		"unclosed block":                          {"warn", "error", "unclosed block"},
+		"unclosed nested blocks":                  {"warn", "error", "unclosed block"},
+		"unclosed dropped block is reported once": {"warn", "error", "structural"},
 		// keepalived reports range errors and bad values as warnings and
 		// uses its default instead; hakeep refuses them (hakeepd -t exits 1).
 		"bad number":                            {"warn", "error", "bad value"},

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -625,15 +626,44 @@ func (b *treeBuilder) pop() {
 	}
 }
 
+// msgUnclosed ends the error for a block left open at the end of the
+// input (tests match on it).
+const msgUnclosed = "block opened here is not closed: missing '}' at end of configuration (is the file cut off?)"
+
+// blockName names a block's owner in messages: its keyword and arguments
+// ("vrrp_instance http"), cut short when they are long.
+func blockName(n *node) string {
+	const maxWords, maxLen = 4, 60
+	words := n.words
+	more := len(words) > maxWords
+	if more {
+		words = words[:maxWords]
+	}
+	s := strings.Join(words, " ")
+	if len(s) > maxLen {
+		i := maxLen
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i-- // never cut a character in two
+		}
+		s, more = s[:i], true
+	}
+	if more {
+		s += " ..."
+	}
+	return s
+}
+
 // finish closes what is still open at the end of the input.
 func (b *treeBuilder) finish() {
 	for len(b.stack) > 1 {
 		f := &b.stack[len(b.stack)-1]
-		// keepalived only warns about a block left open at the end of the
-		// configuration ("missing '}'"), and uses what it read; so do we,
-		// so that pasted configs that lost their last line still work.
+		// keepalived only warns here ("missing '}'") and uses what it
+		// read; we refuse the file: a block still open at the end is what
+		// a truncated file (a cut-off copy or push) looks like, and
+		// applying half a configuration must never happen. The block is
+		// still built, so the rest of the file is checked as well.
 		if f.owner != nil {
-			addDiag(b.diags, Diagnostic{Pos: f.open, Severity: Warning, Msg: "block opened here is not closed: missing '}' at end of configuration"})
+			addDiag(b.diags, Diagnostic{Pos: f.open, Severity: Error, Msg: blockName(f.owner) + ": " + msgUnclosed})
 		}
 		b.pop()
 	}

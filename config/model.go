@@ -645,6 +645,9 @@ type Cluster struct {
 	GossipKeyFile bool   `json:"gossip_key_file,omitempty"`
 	// APIListen is an optional TCP listen address (mTLS only).
 	APIListen string `json:"api_listen,omitempty"`
+	// InsecureOpen (insecure_open_cluster) lets the cluster run without
+	// TLS or a gossip key: a lab's explicit, logged opt-out.
+	InsecureOpen bool `json:"insecure_open_cluster,omitempty"`
 	// HealthMode: local (default), master, quorum.
 	HealthMode string `json:"health_mode"`
 	// Lease defaults to 1 s; Renew to Lease/4 (fencing.md).

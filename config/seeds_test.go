@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -262,9 +263,24 @@ func TestSeed003(t *testing.T) {
 }
 
 func TestSeed004(t *testing.T) {
-	// The blog's rendering lost the instance's closing brace: keepalived
-	// warns ("1 missing '}'") and uses the block, so do we.
-	c := loadSeed(t, "004_1.conf", "004_1.conf:7: block opened here is not closed")
+	// The blog's rendering lost the closing brace of vrrp_instance http.
+	// keepalived warns ("1 missing '}'") and runs what it read; hakeep is
+	// strict where keepalived is lax: a block still open at the end is
+	// what a truncated file looks like, so the seed as written is refused,
+	// with the line of the brace that was never closed.
+	path := filepath.Join("testdata", "seeds", "004_1.conf")
+	if _, d := Load(path, Options{}); d.String() != path+":7: vrrp_instance http: "+msgUnclosed+"\n" || !d.HasErrors() {
+		t.Fatalf("004_1.conf as written: got\n%swant exactly the unclosed-block error at 004_1.conf:7", d)
+	}
+	// With the lost brace put back it reads as the blog meant.
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, d := Parse("004_1.conf", append(text, "}\n"...), Options{})
+	if len(d) != 0 {
+		t.Fatalf("004_1.conf with its '}': %s", d)
+	}
 	checkInstance(t, c, instWant{name: "http", state: "BACKUP", iface: "eth1", vrid: 47, prio: 100, advert: 3 * time.Second,
 		preempt: false, pass: "1234", vips: []string{"172.16.101.10/24"}, tracks: []string{"check_running"}})
 	s := c.Script("check_running")

@@ -28,7 +28,26 @@ func (a apiCluster) ClusterStatus(ctx context.Context) (api.ClusterStatus, error
 		cs.Config = api.ConfigStatus{Version: st.Config.Version, SHA256: st.Config.SHA256, PushedBy: st.Config.PushedBy, PushedAt: st.Config.PushedAt}
 	}
 	cs.Config.Applied = appliedList(st.Applied)
+	cs.Security = apiSecurity(a.n.Security())
 	return cs, nil
+}
+
+func apiSecurity(s Security) *api.SecurityStatus {
+	out := &api.SecurityStatus{Insecure: s.Insecure, TLS: s.TLS, GossipKeys: s.GossipKeys}
+	if s.Identity != nil {
+		out.Names, out.CertNotAfter, out.CertSHA256, out.CAs = s.Identity.Names, s.Identity.NotAfter, s.Identity.CertSHA256, len(s.Identity.CASHA256)
+	}
+	return out
+}
+
+// callerCtx carries the API's authenticated caller into the consensus
+// calls, for the audit trail: "uid 0 (root) pid 4242 via the unix socket
+// on d2".
+func (a apiCluster) callerCtx(ctx context.Context) context.Context {
+	if c, ok := api.CallerFrom(ctx); ok {
+		return WithCaller(ctx, c.String()+" on "+a.n.cfg.NodeName)
+	}
+	return ctx
 }
 
 func apiMember(m Member) api.Member {
@@ -66,6 +85,8 @@ func apiError(err error) error {
 		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
 	case errors.Is(err, ErrNotMember):
 		return &api.Error{Code: api.CodeNotFound, Message: err.Error()}
+	case errors.Is(err, ErrForbidden):
+		return &api.Error{Code: api.CodeForbidden, Message: err.Error()}
 	}
 	return err
 }
@@ -86,7 +107,7 @@ func (a apiCluster) ConfigValidate(ctx context.Context, req api.ValidateRequest)
 }
 
 func (a apiCluster) ConfigPush(ctx context.Context, req api.PushRequest) (api.PushResult, error) {
-	res, err := a.n.Push(ctx, req.Name, []byte(req.Text), req.PushedBy, req.PushID)
+	res, err := a.n.Push(a.callerCtx(ctx), req.Name, []byte(req.Text), req.PushedBy, req.PushID)
 	if err != nil {
 		return api.PushResult{}, apiError(err)
 	}
@@ -96,7 +117,7 @@ func (a apiCluster) ConfigPush(ctx context.Context, req api.PushRequest) (api.Pu
 }
 
 func (a apiCluster) ConfigRollback(ctx context.Context, req api.RollbackRequest) (api.PushResult, error) {
-	res, err := a.n.Rollback(ctx, req.Version, req.PushedBy, req.PushID)
+	res, err := a.n.Rollback(a.callerCtx(ctx), req.Version, req.PushedBy, req.PushID)
 	if err != nil {
 		if res.Error != "" {
 			return api.PushResult{}, &api.Error{Code: api.CodeNotFound, Message: res.Error}
@@ -145,7 +166,7 @@ func (a apiCluster) ConfigShow(ctx context.Context) (api.ConfigVersion, error) {
 }
 
 func apiVersion(cv ConfigVersion) api.ConfigVersion {
-	return api.ConfigVersion{Version: cv.Version, SHA256: cv.SHA256, Source: cv.Source, PushedBy: cv.PushedBy, PushedAt: cv.PushedAt, RollbackOf: cv.RollbackOf}
+	return api.ConfigVersion{Version: cv.Version, SHA256: cv.SHA256, Source: cv.Source, PushedBy: cv.PushedBy, Caller: cv.Caller, PushedAt: cv.PushedAt, RollbackOf: cv.RollbackOf}
 }
 
 func (a apiCluster) ConfigHistory(ctx context.Context) ([]api.ConfigVersion, error) {
@@ -165,7 +186,7 @@ func (a apiCluster) ClusterInit(ctx context.Context) error {
 }
 
 func (a apiCluster) ClusterJoin(ctx context.Context, addr string) error {
-	return apiError(a.n.Join(ctx, addr))
+	return apiError(a.n.Join(a.callerCtx(ctx), addr))
 }
 
 func (a apiCluster) ClusterMembers(ctx context.Context) ([]api.Member, error) {
@@ -177,5 +198,23 @@ func (a apiCluster) ClusterMembers(ctx context.Context) ([]api.Member, error) {
 }
 
 func (a apiCluster) ClusterRemove(ctx context.Context, node string) error {
-	return apiError(a.n.Remove(ctx, node))
+	return apiError(a.n.Remove(a.callerCtx(ctx), node))
+}
+
+// Audit merges the configuration history (pushes, rollbacks) with the
+// membership records (joins, removals), oldest first.
+func (a apiCluster) Audit(ctx context.Context) ([]api.AuditEvent, error) {
+	out := []api.AuditEvent{}
+	for _, cv := range a.n.fsm.History() {
+		e := api.AuditEvent{At: cv.PushedAt, Action: "push", Version: cv.Version, PushedBy: cv.PushedBy, Caller: cv.Caller}
+		if cv.RollbackOf != 0 {
+			e.Action = "rollback"
+		}
+		out = append(out, e)
+	}
+	for _, m := range a.n.fsm.MembershipLog() {
+		out = append(out, api.AuditEvent{At: m.At, Action: m.Action, Node: m.Node, Caller: m.Caller, Via: m.Via})
+	}
+	slices.SortStableFunc(out, func(x, y api.AuditEvent) int { return x.At.Compare(y.At) })
+	return out, nil
 }

@@ -1,12 +1,10 @@
 package consensus
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 
@@ -25,7 +23,7 @@ func ConfigFromCluster(c *config.Cluster, nodeName string, log *slog.Logger) (Co
 	cfg := Config{
 		NodeName: c.NodeName, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
 		RaftPort: int(c.RaftPort), GossipPort: int(c.GossipPort), BootstrapExpect: c.BootstrapExpect,
-		DataDir: c.DataDir, HealthMode: c.HealthMode, Validate: ValidatePushed, Logger: log,
+		DataDir: c.DataDir, HealthMode: c.HealthMode, Validate: ValidatePushed, Logger: log, InsecureOpen: c.InsecureOpen,
 	}
 	if cfg.NodeName == "" {
 		cfg.NodeName = nodeName
@@ -57,8 +55,11 @@ func ConfigFromCluster(c *config.Cluster, nodeName string, log *slog.Logger) (Co
 	switch set {
 	case 0:
 	case 3:
-		t, err := LoadTLS(c.TLSCert, c.TLSKey, c.TLSCA)
+		t, err := LoadCredentials(c.TLSCert, c.TLSKey, c.TLSCA)
 		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", c.Pos, err)
+		}
+		if err := t.bind(cfg.NodeName); err != nil {
 			return Config{}, fmt.Errorf("%s: %w", c.Pos, err)
 		}
 		cfg.TLS = t
@@ -66,31 +67,11 @@ func ConfigFromCluster(c *config.Cluster, nodeName string, log *slog.Logger) (Co
 		return Config{}, fmt.Errorf("%s: cluster block: tls_cert, tls_key and tls_ca go together (mutual TLS)", c.Pos)
 	}
 	if c.GossipKey != "" {
-		key, err := gossipKey(c.GossipKey, c.GossipKeyFile)
+		keys, err := gossipKeys(c.GossipKey, c.GossipKeyFile)
 		if err != nil {
 			return Config{}, fmt.Errorf("%s: cluster block: gossip_key: %w", c.Pos, err)
 		}
-		cfg.GossipKey = key
+		cfg.GossipKeys = keys
 	}
 	return cfg, nil
-}
-
-// gossipKey decodes a base64 key, given directly or in a file.
-func gossipKey(v string, isFile bool) ([]byte, error) {
-	if isFile {
-		b, err := os.ReadFile(v)
-		if err != nil {
-			return nil, fmt.Errorf("read key file: %w", err)
-		}
-		v = strings.TrimSpace(string(b))
-	}
-	key, err := base64.StdEncoding.DecodeString(v)
-	if err != nil {
-		return nil, fmt.Errorf("not base64: %w", err)
-	}
-	switch len(key) {
-	case 16, 24, 32:
-		return key, nil
-	}
-	return nil, fmt.Errorf("key is %d bytes, want 16, 24 or 32", len(key))
 }

@@ -9,11 +9,13 @@ import (
 	"testing"
 
 	"hakeep/config"
+	"hakeep/internal/testpki"
 )
 
 func TestConfigFromCluster(t *testing.T) {
-	ca := newTestCA(t)
-	cert, key, caf := ca.issue(t, "d1")
+	ca := testpki.New(t)
+	fs := ca.Issue(t, "d1")
+	cert, key, caf := fs.Cert, fs.Key, fs.CA
 	keyFile := filepath.Join(t.TempDir(), "gossip.key")
 	k32 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	if err := os.WriteFile(keyFile, []byte(k32+"\n"), 0o600); err != nil {
@@ -40,7 +42,7 @@ func TestConfigFromCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.NodeName != "d1" || got.RaftPort != 7301 || got.GossipPort != 7401 || got.TLS == nil || len(got.GossipKey) != 32 ||
+	if got.NodeName != "d1" || got.RaftPort != 7301 || got.GossipPort != 7401 || got.TLS == nil || len(got.GossipKeys) != 1 || len(got.GossipKeys[0]) != 32 ||
 		got.HealthMode != HealthQuorum || got.BootstrapExpect != 3 || !slices.Equal(got.Join, []string{"10.0.0.12:7401", "10.0.0.13:7401"}) {
 		t.Fatalf("config = %+v", got)
 	}

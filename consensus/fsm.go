@@ -33,6 +33,9 @@ type ConfigVersion struct {
 	PushedBy string    `json:"pushed_by,omitempty"`
 	PushedAt time.Time `json:"pushed_at"`
 	PushID   string    `json:"push_id,omitempty"`
+	// Caller is who asked, as authenticated by the director that took the
+	// request (PushedBy is the client's own word).
+	Caller string `json:"caller,omitempty"`
 	// RollbackOf is the version whose text this one re-committed (0: none).
 	RollbackOf uint64 `json:"rollback_of,omitempty"`
 	// Index is the Raft log index that committed it.
@@ -81,7 +84,13 @@ type State struct {
 	// Health: vs -> rs -> node -> view.
 	Health map[string]map[string]map[string]View `json:"health,omitempty"`
 	Owners map[int]Owner                         `json:"owners,omitempty"`
+	// Membership is the audit trail of directors joined and removed,
+	// oldest first, bounded by auditLimit.
+	Membership []Membership `json:"membership,omitempty"`
 }
+
+// auditLimit bounds the kept membership records.
+const auditLimit = 200
 
 // ApplyResult is what the state machine returns for one command.
 type ApplyResult struct {
@@ -165,8 +174,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if changed != nil && f.onConfig != nil {
 		f.onConfig(*changed)
 	}
-	if f.onChange != nil && res.Error == "" {
-		f.onChange(changeOf(c.Type))
+	if ch := changeOf(c.Type); f.onChange != nil && res.Error == "" && ch != 0 {
+		f.onChange(ch)
 	}
 	return res
 }
@@ -179,6 +188,8 @@ func changeOf(t CommandType) Change {
 		return ChangeApplied
 	case CmdHealth:
 		return ChangeHealth
+	case CmdMembership:
+		return 0 // the audit trail: nothing a director acts on
 	}
 	return ChangeOwners
 }
@@ -199,7 +210,7 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 		if got := hex.EncodeToString(sum[:]); p.SHA256 != "" && p.SHA256 != got {
 			return ApplyResult{Error: fmt.Sprintf("sha256 mismatch: pushed %s, text has %s", p.SHA256, got)}, nil
 		}
-		cv := f.commit(ConfigVersion{Text: p.Text, SHA256: hex.EncodeToString(sum[:]), Source: p.Source, PushedBy: p.PushedBy, PushedAt: p.At, PushID: p.PushID, Index: index})
+		cv := f.commit(ConfigVersion{Text: p.Text, SHA256: hex.EncodeToString(sum[:]), Source: p.Source, PushedBy: p.PushedBy, Caller: p.Caller, PushedAt: p.At, PushID: p.PushID, Index: index})
 		return ApplyResult{Version: cv.Version}, &cv
 	case CmdRollback:
 		r := c.Rollback
@@ -215,7 +226,7 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 		if old == nil {
 			return ApplyResult{Error: fmt.Sprintf("version %d is not in the history (kept: %s)", r.Version, versionsString(st.History))}, nil
 		}
-		cv := f.commit(ConfigVersion{Text: old.Text, SHA256: old.SHA256, Source: old.Source, PushedBy: r.PushedBy, PushedAt: r.At, PushID: r.PushID, RollbackOf: old.Version, Index: index})
+		cv := f.commit(ConfigVersion{Text: old.Text, SHA256: old.SHA256, Source: old.Source, PushedBy: r.PushedBy, Caller: r.Caller, PushedAt: r.At, PushID: r.PushID, RollbackOf: old.Version, Index: index})
 		return ApplyResult{Version: cv.Version}, &cv
 	case CmdApplied:
 		a := c.Applied
@@ -280,6 +291,12 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 			res.Error = fmt.Sprintf("renewal by %s refused for vrids %v (stale epoch or not owner)", r.Node, refused)
 		}
 		return res, nil
+	case CmdMembership:
+		st.Membership = append(st.Membership, *c.Membership)
+		if over := len(st.Membership) - auditLimit; over > 0 {
+			st.Membership = slices.Delete(st.Membership, 0, over)
+		}
+		return ApplyResult{}, nil
 	case CmdRelease:
 		r := c.Release
 		cur := st.Owners[r.VRID]
@@ -347,6 +364,14 @@ func (f *FSM) History() []ConfigVersion {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return slices.Clone(f.st.History)
+}
+
+// MembershipLog returns the audit trail of joins and removals, oldest
+// first.
+func (f *FSM) MembershipLog() []Membership {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Clone(f.st.Membership)
 }
 
 // AppliedRecords returns every director's last report, by node.

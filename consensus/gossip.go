@@ -1,8 +1,10 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -43,6 +45,8 @@ type gossipMember struct {
 type gossip struct {
 	ml  *memberlist.Memberlist
 	log *slog.Logger
+	// keyring is nil when gossip runs in plain text (insecure_open_cluster).
+	keyring *memberlist.Keyring
 
 	mu    sync.Mutex
 	meta  nodeMeta
@@ -70,8 +74,13 @@ func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
 		mc.AdvertiseAddr = cfg.AdvertiseAddr.String()
 	}
 	mc.AdvertisePort = cfg.GossipPort
-	if len(cfg.GossipKey) > 0 {
-		mc.SecretKey = cfg.GossipKey
+	if len(cfg.GossipKeys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.GossipKeys[1:], cfg.GossipKeys[0])
+		if err != nil {
+			return nil, fmt.Errorf("start gossip: install gossip keys: %w", err)
+		}
+		mc.Keyring = kr
+		g.keyring = kr
 		// Refuse plain-text gossip both ways.
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
@@ -89,6 +98,46 @@ func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
 	n := ml.LocalNode()
 	g.selfAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	return g, nil
+}
+
+// keyCount is the number of installed gossip keys.
+func (g *gossip) keyCount() int {
+	if g.keyring == nil {
+		return 0
+	}
+	return len(g.keyring.GetKeys())
+}
+
+// setKeys makes keys the keyring: keys[0] encrypts from now on, every one
+// of them decrypts, and keys not listed are dropped. Rotating without
+// downtime is three reloads on every director: add the new key second,
+// then put it first, then drop the old one.
+func (g *gossip) setKeys(keys [][]byte) error {
+	if g.keyring == nil {
+		if len(keys) == 0 {
+			return nil
+		}
+		return errors.New("gossip runs unencrypted: encrypting it needs a restart of hakeepd")
+	}
+	if len(keys) == 0 {
+		return errors.New("gossip_key removed: gossip stays encrypted with the keys it has (running unencrypted needs a restart with insecure_open_cluster)")
+	}
+	for _, k := range keys {
+		if err := g.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("install gossip key: %w", err)
+		}
+	}
+	if err := g.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("use the first gossip key: %w", err)
+	}
+	for _, old := range g.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+			if err := g.keyring.RemoveKey(old); err != nil {
+				return fmt.Errorf("drop an old gossip key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // addr returns the gossip address this node advertises.

@@ -3,7 +3,6 @@ package consensus
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"hakeep/internal/testpki"
 )
 
 // testTimeouts are short so elections in tests take a fraction of a second,
@@ -39,42 +40,69 @@ func fastGossip(c *memberlist.Config) {
 // tnode is one director of a test cluster; it can be stopped and started
 // again on the same data dir and ports.
 type tnode struct {
-	t    testing.TB
-	cfg  Config
-	node *Node
+	t     testing.TB
+	cfg   Config
+	node  *Node
+	files testpki.Files // its certificate's files (secure clusters)
 }
 
 type tcluster struct {
 	t     testing.TB
 	nodes []*tnode
+	ca    *testpki.CA // nil for an insecure cluster
+}
+
+// creds issues a director certificate for name from ca and loads it.
+func creds(t testing.TB, ca *testpki.CA, name string) (*Credentials, testpki.Files) {
+	t.Helper()
+	f := ca.Issue(t, name)
+	c, err := LoadCredentials(f.Cert, f.Key, f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, f
 }
 
 type clusterOpts struct {
-	n        int
-	expect   int // bootstrap_expect; 0: manual
-	tls      []*tls.Config
-	key      []byte
+	n      int
+	expect int // bootstrap_expect; 0: manual
+	// Every cluster is closed (mutual TLS from ca, gossip key) unless
+	// insecure says otherwise; ca and keys are made when not given.
+	insecure bool
+	ca       *testpki.CA
+	keys     [][]byte
 	mode     string
 	validate func(string, []byte) error
 	snapshot uint64
 	timeouts Timeouts
+	log      *slog.Logger // default testLogger()
 }
 
 func newCluster(t testing.TB, o clusterOpts) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t}
 	base := t.TempDir()
-	for i := 0; i < o.n; i++ {
-		cfg := Config{
-			NodeName: fmt.Sprintf("d%d", i+1), BindAddr: netip.MustParseAddr("127.0.0.1"),
-			DataDir: filepath.Join(base, fmt.Sprintf("d%d", i+1)), BootstrapExpect: o.expect,
-			Timeouts: cmp.Or(o.timeouts, testTimeouts), GossipKey: o.key, HealthMode: o.mode, Validate: o.validate,
-			SnapshotThreshold: o.snapshot, GossipTuning: fastGossip, Logger: testLogger(),
+	if !o.insecure {
+		if o.ca == nil {
+			o.ca = testpki.New(t)
 		}
-		if o.tls != nil {
-			cfg.TLS = o.tls[i]
+		if o.keys == nil {
+			o.keys = [][]byte{[]byte("0123456789abcdef0123456789abcdef")}
+		}
+		c.ca = o.ca
+	}
+	for i := 0; i < o.n; i++ {
+		name := fmt.Sprintf("d%d", i+1)
+		cfg := Config{
+			NodeName: name, BindAddr: netip.MustParseAddr("127.0.0.1"),
+			DataDir: filepath.Join(base, name), BootstrapExpect: o.expect,
+			Timeouts: cmp.Or(o.timeouts, testTimeouts), GossipKeys: o.keys, HealthMode: o.mode, Validate: o.validate,
+			SnapshotThreshold: o.snapshot, GossipTuning: fastGossip, Logger: cmp.Or(o.log, testLogger()), InsecureOpen: o.insecure,
 		}
 		tn := &tnode{t: t, cfg: cfg}
+		if o.ca != nil {
+			tn.cfg.TLS, tn.files = creds(t, o.ca, name)
+		}
 		c.nodes = append(c.nodes, tn)
 	}
 	for i, tn := range c.nodes {

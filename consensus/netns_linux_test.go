@@ -18,6 +18,7 @@ import (
 	"hakeep/api"
 	"hakeep/config"
 	"hakeep/internal/lab"
+	"hakeep/internal/testpki"
 )
 
 // childEnv carries a child director's settings (TestChildDirector).
@@ -48,12 +49,20 @@ func TestChildDirector(t *testing.T) {
 	if spec == "" {
 		t.Skip("helper process for TestNetnsPartition")
 	}
-	// name,bind,join,dir
+	// name,bind,join,dir,cert,key,ca,gossipkeyfile
 	f := strings.Split(spec, ",")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	creds, err := LoadCredentials(f[4], f[5], f[6])
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := gossipKeys(f[7], true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{NodeName: f[0], BindAddr: netip.MustParseAddr(f[1]), RaftPort: 7301, GossipPort: 7401, BootstrapExpect: 3,
 		DataDir: filepath.Join(f[3], "data"), HealthMode: HealthQuorum, Validate: ValidatePushed, Timeouts: testTimeouts,
-		GossipTuning: fastGossip, Logger: log}
+		GossipTuning: fastGossip, Logger: log, TLS: creds, GossipKeys: keys}
 	if f[2] != "" {
 		cfg.Join = []string{f[2]}
 	}
@@ -208,6 +217,7 @@ func startNetnsLab(t testing.TB) *netnsLab {
 		t.Fatal(err)
 	}
 	join := netip.AddrPortFrom(l.Hosts[0].Addr4.Addr(), 7401).String()
+	ca := testpki.New(t)
 	procs := map[string]*lab.Process{}
 	clients := map[string]*api.Client{}
 	for i, h := range l.Hosts {
@@ -216,7 +226,8 @@ func startNetnsLab(t testing.TB) *netnsLab {
 		if i == 0 {
 			j = ""
 		}
-		spec := strings.Join([]string{name, h.Addr4.Addr().String(), j, h.Dir}, ",")
+		fs := ca.Issue(t, name)
+		spec := strings.Join([]string{name, h.Addr4.Addr().String(), j, h.Dir, fs.Cert, fs.Key, fs.CA, ca.GossipKeyFile(t)}, ",")
 		p, err := l.Start(h.Name, "director", "env", childEnv+"="+spec, exe, "-test.run=^TestChildDirector$", "-test.v")
 		if err != nil {
 			t.Fatal(err)

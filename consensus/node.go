@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -65,11 +64,18 @@ type Config struct {
 	// directors see each other by gossip.
 	BootstrapExpect int
 	DataDir         string
-	// TLS, when set, wraps every Raft and node-to-node connection in mutual
-	// TLS (see LoadTLS).
-	TLS *tls.Config
-	// GossipKey (16, 24 or 32 bytes) encrypts gossip.
-	GossipKey []byte
+	// TLS wraps every Raft and node-to-node connection in mutual TLS and
+	// gives each peer an identity (see Credentials and authz.go). Its
+	// certificate must name NodeName.
+	TLS *Credentials
+	// GossipKeys (16, 24 or 32 bytes each) encrypt gossip: the first
+	// encrypts, every one decrypts (a key rotation installs the new key
+	// everywhere before it encrypts with it).
+	GossipKeys [][]byte
+	// InsecureOpen lets the node run without TLS or gossip keys
+	// (insecure_open_cluster): anyone who reaches its ports can then
+	// command the cluster. Without it, New refuses to run open.
+	InsecureOpen bool
 	// HealthMode: local, master or quorum (default quorum... see Health*).
 	HealthMode string
 	Timeouts   Timeouts
@@ -102,6 +108,8 @@ var (
 	ErrAlreadyInitialized = errors.New("this director already belongs to a cluster")
 	ErrNotMember          = errors.New("no such director in the cluster")
 	ErrClosed             = errors.New("consensus node is closed")
+	// ErrOpen: a node without TLS or gossip keys and no InsecureOpen.
+	ErrOpen = errors.New("refusing to run an open cluster")
 )
 
 // ValidationError is a pushed configuration refused by validation.
@@ -186,6 +194,9 @@ func New(cfg Config) (*Node, error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.NodeName)
+	if err := checkSecurity(&cfg, log); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -210,6 +221,7 @@ func (n *Node) start() error {
 	}
 	n.mux = mux
 	mux.rpc = n.serveRPC
+	mux.allowRaft = n.allowRaft
 	adv := cfg.AdvertiseAddr
 	if !adv.IsValid() {
 		adv = cfg.BindAddr
@@ -217,7 +229,6 @@ func (n *Node) start() error {
 	port := mux.ln.Addr().(*net.TCPAddr).Port
 	n.cfg.RaftPort = port
 	n.raftAddr = net.JoinHostPort(adv.String(), strconv.Itoa(port))
-	go mux.serve()
 	sl := &streamLayer{m: mux, advertise: &net.TCPAddr{IP: adv.AsSlice(), Port: port}}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: sl, MaxPool: 3, Timeout: 5 * time.Second, Logger: hlog})
 
@@ -249,6 +260,8 @@ func (n *Node) start() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	// Served only now: authorization reads the Raft configuration.
+	go mux.serve()
 
 	if cfg.GossipPort == 0 {
 		// memberlist needs the same port for UDP and TCP: pick a free TCP
@@ -520,7 +533,7 @@ func (n *Node) Join(ctx context.Context, addr string) error {
 func (n *Node) joinVia(ctx context.Context, peers []string) error {
 	var last error
 	for _, p := range peers {
-		_, err := n.callRPC(ctx, p, rpcRequest{Op: opJoin, ID: n.cfg.NodeName, Addr: n.raftAddr})
+		_, err := n.callRPC(ctx, p, rpcRequest{Op: opJoin, ID: n.cfg.NodeName, Addr: n.raftAddr, Caller: n.callerOf(ctx)})
 		if err == nil {
 			return nil
 		}
@@ -532,7 +545,7 @@ func (n *Node) joinVia(ctx context.Context, peers []string) error {
 // Remove takes a director out of the Raft configuration (hactl cluster
 // remove).
 func (n *Node) Remove(ctx context.Context, node string) error {
-	_, err := n.leaderDo(ctx, rpcRequest{Op: opRemove, ID: node})
+	_, err := n.leaderDo(ctx, rpcRequest{Op: opRemove, ID: node, Caller: n.callerOf(ctx)})
 	return err
 }
 
@@ -544,7 +557,8 @@ func (n *Node) Push(ctx context.Context, source string, text []byte, pushedBy, p
 		pushID = NewPushID()
 	}
 	sum := sha256.Sum256(text)
-	c := Command{Type: CmdPushConfig, Push: &PushConfig{PushID: pushID, Source: source, Text: string(text), SHA256: hex.EncodeToString(sum[:]), PushedBy: pushedBy, At: time.Now().UTC()}}
+	c := Command{Type: CmdPushConfig, Push: &PushConfig{PushID: pushID, Source: source, Text: string(text), SHA256: hex.EncodeToString(sum[:]), PushedBy: pushedBy,
+		At: time.Now().UTC(), Caller: n.callerOf(ctx)}}
 	return n.propose(ctx, c)
 }
 
@@ -553,7 +567,7 @@ func (n *Node) Rollback(ctx context.Context, version uint64, pushedBy, pushID st
 	if pushID == "" {
 		pushID = NewPushID()
 	}
-	return n.propose(ctx, Command{Type: CmdRollback, Rollback: &Rollback{PushID: pushID, Version: version, PushedBy: pushedBy, At: time.Now().UTC()}})
+	return n.propose(ctx, Command{Type: CmdRollback, Rollback: &Rollback{PushID: pushID, Version: version, PushedBy: pushedBy, At: time.Now().UTC(), Caller: n.callerOf(ctx)}})
 }
 
 // Propose commits any command through the leader (used for VIP ownership
@@ -568,7 +582,7 @@ func (n *Node) propose(ctx context.Context, c Command) (ApplyResult, error) {
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	res, err := n.leaderDo(ctx, rpcRequest{Op: opApply, Cmd: data})
+	res, err := n.leaderDo(ctx, rpcRequest{Op: opApply, Cmd: data, Caller: n.callerOf(ctx)})
 	if err != nil {
 		return ApplyResult{}, err
 	}

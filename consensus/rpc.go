@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,6 +34,44 @@ type rpcRequest struct {
 	Addr string `json:"addr,omitempty"`
 	// Forwarded: a follower passed this on; it is not forwarded again.
 	Forwarded bool `json:"forwarded,omitempty"`
+	// Caller is who asked, as the director that took the request saw it
+	// (an API caller, or the director itself), for the audit trail.
+	Caller string `json:"caller,omitempty"`
+}
+
+// Bounds on a request's names, so that a log line or an audit record
+// stays a line.
+const (
+	maxIDLen     = 128
+	maxAddrLen   = 300
+	maxCallerLen = 512
+)
+
+// validate checks what can be checked without the cluster's state.
+func (r rpcRequest) validate() error {
+	switch r.Op {
+	case opApply:
+		if len(r.Cmd) == 0 {
+			return fmt.Errorf("%w: apply without a command", ErrBadCommand)
+		}
+	case opJoin:
+		if r.ID == "" || r.Addr == "" {
+			return fmt.Errorf("%w: join needs node id and raft address", ErrBadCommand)
+		}
+		if _, _, err := net.SplitHostPort(r.Addr); err != nil || len(r.Addr) > maxAddrLen {
+			return fmt.Errorf("%w: join: bad raft address %.64q", ErrBadCommand, r.Addr)
+		}
+	case opRemove:
+		if r.ID == "" {
+			return fmt.Errorf("%w: remove needs a node id", ErrBadCommand)
+		}
+	default:
+		return fmt.Errorf("%w %.64q", errUnknownOp, r.Op)
+	}
+	if len(r.ID) > maxIDLen || len(r.Caller) > maxCallerLen {
+		return fmt.Errorf("%w: %s: id or caller too long", ErrBadCommand, r.Op)
+	}
+	return nil
 }
 
 type rpcResponse struct {
@@ -47,6 +87,8 @@ const (
 	kindNotLeader = "not_leader"
 	kindInvalid   = "invalid"
 	kindNotMember = "not_member"
+	kindForbidden = "forbidden"
+	kindBad       = "bad_request"
 	kindOther     = "error"
 )
 
@@ -68,6 +110,10 @@ func writeFrame(w io.Writer, v any) error {
 	return err
 }
 
+// errFrame wraps a frame that arrived but cannot be read: the peer is
+// told why before the connection closes.
+var errFrame = errors.New("malformed rpc frame")
+
 func readFrame(r io.Reader, v any) error {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -75,33 +121,64 @@ func readFrame(r io.Reader, v any) error {
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n > maxRPCBody {
-		return fmt.Errorf("rpc message of %d bytes is over the %d limit", n, maxRPCBody)
+		return fmt.Errorf("%w: message of %d bytes is over the %d limit", errFrame, n, maxRPCBody)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	// Grow with what actually arrives: a header claiming 64 MiB followed
+	// by nothing must not cost 64 MiB.
+	var buf bytes.Buffer
+	if got, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: truncated: %d of %d bytes", errFrame, got, n)
+		}
 		return err
 	}
-	return json.Unmarshal(b, v)
+	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
+		return fmt.Errorf("%w: %v", errFrame, err)
+	}
+	return nil
+}
+
+// readRequest reads and checks one request frame.
+func readRequest(r io.Reader) (rpcRequest, error) {
+	var req rpcRequest
+	if err := readFrame(r, &req); err != nil {
+		return rpcRequest{}, err
+	}
+	if err := req.validate(); err != nil {
+		return rpcRequest{}, err
+	}
+	return req, nil
 }
 
 // rpcIdle is how long a kept RPC connection may sit unused.
 const rpcIdle = 2 * time.Minute
 
 // serveRPC serves requests from a peer on one connection until it closes.
-func (n *Node) serveRPC(c net.Conn) {
+// A frame that cannot be read, or a request that is malformed or not
+// allowed, is answered with the reason and the connection is closed.
+func (n *Node) serveRPC(c net.Conn, p peer) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
 		_ = c.SetDeadline(time.Now().Add(rpcIdle))
-		var req rpcRequest
-		if err := readFrame(br, &req); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				n.log.Debug("cluster rpc connection ended", "remote", c.RemoteAddr().String(), "err", err)
+		req, err := readRequest(br)
+		if err != nil {
+			if errors.Is(err, errFrame) || errors.Is(err, ErrBadCommand) || errors.Is(err, errUnknownOp) {
+				n.log.Warn("refused malformed cluster rpc", "peer", p.String(), "err", err)
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_ = writeFrame(c, rpcResponse{Kind: kindBad, Error: err.Error()})
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				n.log.Debug("cluster rpc connection ended", "peer", p.String(), "err", err)
 			}
 			return
 		}
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-		resp := n.serveOne(req)
+		if err := n.authorize(p, req); err != nil {
+			n.log.Warn("refused cluster rpc", "op", req.Op, "id", req.ID, "peer", p.String(), "err", err)
+			_ = writeFrame(c, toResponse(ApplyResult{}, err))
+			return
+		}
+		resp := n.serveOne(req, p)
 		if err := writeFrame(c, resp); err != nil {
 			n.log.Debug("cluster rpc reply failed", "err", err)
 			return
@@ -109,11 +186,11 @@ func (n *Node) serveRPC(c net.Conn) {
 	}
 }
 
-func (n *Node) serveOne(req rpcRequest) rpcResponse {
+func (n *Node) serveOne(req rpcRequest, p peer) rpcResponse {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if n.raft.State() == raft.Leader {
-		res, err := n.handleLocal(ctx, req)
+		res, err := n.handleLocal(ctx, req, p.String())
 		return toResponse(res, err)
 	}
 	addr, _ := n.raft.LeaderWithID()
@@ -121,7 +198,7 @@ func (n *Node) serveOne(req rpcRequest) rpcResponse {
 		return rpcResponse{Kind: kindNotLeader, Error: "not the leader"}
 	}
 	// A peer that does not know the leader (a joining director) asked us:
-	// pass it on once.
+	// pass it on once (authorized here; the leader trusts us with it).
 	req.Forwarded = true
 	res, err := n.callRPC(ctx, string(addr), req)
 	return toResponse(res, err)
@@ -141,11 +218,32 @@ func toResponse(res ApplyResult, err error) rpcResponse {
 		resp.Kind = kindNotLeader
 	case errors.Is(err, ErrNotMember):
 		resp.Kind = kindNotMember
+	case errors.Is(err, ErrForbidden):
+		resp.Kind = kindForbidden
+	case errors.Is(err, ErrBadCommand), errors.Is(err, errUnknownOp):
+		resp.Kind = kindBad
 	default:
 		resp.Kind = kindOther
 	}
 	return resp
 }
+
+// remoteError is an error a peer sent back, rebuilt around its sentinel so
+// errors.Is works; its text is the peer's, which already names the
+// sentinel (wrapping it again would say it twice).
+type remoteError struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteError) Error() string {
+	if strings.Contains(e.msg, e.kind.Error()) {
+		return e.msg
+	}
+	return e.msg + ": " + e.kind.Error()
+}
+
+func (e *remoteError) Unwrap() error { return e.kind }
 
 func fromResponse(resp rpcResponse) (ApplyResult, error) {
 	switch resp.Kind {
@@ -154,15 +252,20 @@ func fromResponse(resp rpcResponse) (ApplyResult, error) {
 	case kindInvalid:
 		return resp.Result, &ValidationError{Diagnostics: resp.Diagnostics}
 	case kindNotLeader:
-		return resp.Result, fmt.Errorf("%s: %w", resp.Error, raft.ErrNotLeader)
+		return resp.Result, &remoteError{resp.Error, raft.ErrNotLeader}
 	case kindNotMember:
-		return resp.Result, fmt.Errorf("%s: %w", resp.Error, ErrNotMember)
+		return resp.Result, &remoteError{resp.Error, ErrNotMember}
+	case kindForbidden:
+		return resp.Result, &remoteError{resp.Error, ErrForbidden}
+	case kindBad:
+		return resp.Result, &remoteError{resp.Error, ErrBadCommand}
 	}
 	return resp.Result, errors.New(resp.Error)
 }
 
-// handleLocal runs a request on this node, which must be the leader.
-func (n *Node) handleLocal(ctx context.Context, req rpcRequest) (ApplyResult, error) {
+// handleLocal runs a request on this node, which must be the leader; via
+// is who handed it to us (a peer, or this director), for the audit trail.
+func (n *Node) handleLocal(ctx context.Context, req rpcRequest, via string) (ApplyResult, error) {
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -188,10 +291,14 @@ func (n *Node) handleLocal(ctx context.Context, req rpcRequest) (ApplyResult, er
 			return ApplyResult{}, fmt.Errorf("commit %s: %w", c.Type, err)
 		}
 		res, _ := f.Response().(ApplyResult)
+		if c.Type == CmdPushConfig || c.Type == CmdRollback {
+			n.log.Info("audit: configuration committed", "type", c.Type, "version", res.Version, "duplicate", res.Duplicate,
+				"pushed_by", pushedByOf(c), "caller", req.Caller, "via", via)
+		}
 		return res, nil
 	case opJoin:
-		if req.ID == "" || req.Addr == "" {
-			return ApplyResult{}, errors.New("join: needs node id and raft address")
+		if err := req.validate(); err != nil {
+			return ApplyResult{}, err
 		}
 		cf := n.raft.GetConfiguration()
 		if err := cf.Error(); err != nil {
@@ -202,10 +309,11 @@ func (n *Node) handleLocal(ctx context.Context, req rpcRequest) (ApplyResult, er
 				return ApplyResult{}, nil
 			}
 		}
-		n.log.Info("adding director to the raft cluster", "peer", req.ID, "addr", req.Addr)
+		n.log.Info("audit: adding director to the raft cluster", "peer", req.ID, "addr", req.Addr, "caller", req.Caller, "via", via)
 		if err := n.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, timeout).Error(); err != nil {
 			return ApplyResult{}, fmt.Errorf("add voter %s: %w", req.ID, err)
 		}
+		n.recordMembership(MemberJoin, req, via, timeout)
 		return ApplyResult{}, nil
 	case opRemove:
 		cf := n.raft.GetConfiguration()
@@ -219,10 +327,11 @@ func (n *Node) handleLocal(ctx context.Context, req rpcRequest) (ApplyResult, er
 		if !found {
 			return ApplyResult{}, fmt.Errorf("remove %q: %w", req.ID, ErrNotMember)
 		}
-		n.log.Info("removing director from the raft cluster", "peer", req.ID)
+		n.log.Info("audit: removing director from the raft cluster", "peer", req.ID, "caller", req.Caller, "via", via)
 		if err := n.raft.RemoveServer(raft.ServerID(req.ID), 0, timeout).Error(); err != nil {
 			return ApplyResult{}, fmt.Errorf("remove server %s: %w", req.ID, err)
 		}
+		n.recordMembership(MemberRemove, req, via, timeout)
 		return ApplyResult{}, nil
 	}
 	return ApplyResult{}, fmt.Errorf("%w %q", errUnknownOp, req.Op)
@@ -245,7 +354,7 @@ func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (ApplyResult, error
 		var res ApplyResult
 		var err error
 		if n.raft.State() == raft.Leader {
-			res, err = n.handleLocal(ctx, req)
+			res, err = n.handleLocal(ctx, req, "director "+n.cfg.NodeName+" (leader)")
 		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
 			// Bound each attempt, so a leader that hangs or dies mid-call is
 			// given up on while there is still time to retry with the next.
@@ -283,7 +392,8 @@ func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (ApplyResult, error
 // (invalid configuration, unknown director, malformed command).
 func retryable(err error) bool {
 	var ve *ValidationError
-	return !errors.As(err, &ve) && !errors.Is(err, ErrNotMember) && !errors.Is(err, ErrBadCommand) && !errors.Is(err, errUnknownOp)
+	return !errors.As(err, &ve) && !errors.Is(err, ErrNotMember) && !errors.Is(err, ErrBadCommand) && !errors.Is(err, errUnknownOp) &&
+		!errors.Is(err, ErrForbidden)
 }
 
 var errUnknownOp = errors.New("unknown cluster rpc op")

@@ -2,12 +2,11 @@ package consensus
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,41 +22,20 @@ const (
 	connRPC  byte = 'P'
 )
 
-// LoadTLS builds a mutual-TLS configuration from PEM files: the node's
-// certificate and key, and the CA that signs every director's certificate.
-// Peers must present a certificate from that CA, both ways.
-func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load cluster TLS key pair %s, %s: %w", certFile, keyFile, err)
-	}
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("read cluster TLS CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("read cluster TLS CA %s: no PEM certificate found", caFile)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
-}
-
 // muxListener accepts on the Raft port, sorts connections by their first
 // byte, and can be cut to simulate a partition (every connection in or out
 // fails while cut).
 type muxListener struct {
 	ln     net.Listener
-	tls    *tls.Config
+	creds  *Credentials // nil: plain TCP (insecure_open_cluster)
+	srvTLS *tls.Config
+	cliTLS *tls.Config
 	log    *slog.Logger
 	raftCh chan net.Conn
-	rpc    func(net.Conn)
-	cut    atomic.Bool
+	rpc    func(net.Conn, peer)
+	// allowRaft decides whether a peer may carry Raft traffic to us.
+	allowRaft func(peer) error
+	cut       atomic.Bool
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -65,13 +43,49 @@ type muxListener struct {
 	once   sync.Once
 }
 
-func newMuxListener(addr string, tlsConf *tls.Config, log *slog.Logger) (*muxListener, error) {
+func newMuxListener(addr string, creds *Credentials, log *slog.Logger) (*muxListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
 	}
-	m := &muxListener{ln: ln, tls: tlsConf, log: log, raftCh: make(chan net.Conn, 16), conns: map[net.Conn]struct{}{}, closed: make(chan struct{})}
+	m := &muxListener{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn, 16), conns: map[net.Conn]struct{}{}, closed: make(chan struct{}),
+		allowRaft: func(peer) error { return nil }}
+	if creds != nil {
+		m.srvTLS, m.cliTLS = creds.serverConfig(), creds.clientConfig()
+	}
 	return m, nil
+}
+
+// peer is who is at the other end of a connection to the Raft port.
+type peer struct {
+	addr string
+	tls  bool
+	// names are the director names its certificate proves (none for an
+	// operator's client certificate, or without TLS).
+	names   []string
+	subject string
+}
+
+func (p peer) String() string {
+	if !p.tls {
+		return "unauthenticated " + p.addr
+	}
+	if len(p.names) == 0 {
+		return fmt.Sprintf("certificate %q (no director) at %s", p.subject, p.addr)
+	}
+	return fmt.Sprintf("director %s at %s", strings.Join(p.names, "/"), p.addr)
+}
+
+func peerOf(c net.Conn) peer {
+	p := peer{addr: c.RemoteAddr().String()}
+	if tc, ok := c.(*tls.Conn); ok {
+		p.tls = true
+		if cs := tc.ConnectionState(); len(cs.PeerCertificates) > 0 {
+			p.names = directorNames(cs.PeerCertificates[0])
+			p.subject = cs.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	return p
 }
 
 func (m *muxListener) serve() {
@@ -100,8 +114,8 @@ func (m *muxListener) sort(c net.Conn) {
 		c.Close()
 		return
 	}
-	if m.tls != nil {
-		tc := tls.Server(c, m.tls)
+	if m.srvTLS != nil {
+		tc := tls.Server(c, m.srvTLS)
 		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.Handshake(); err != nil {
 			m.log.Warn("cluster TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
@@ -118,6 +132,16 @@ func (m *muxListener) sort(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	p := peerOf(c)
+	if b[0] == connRaft {
+		// Raft itself cannot carry a refusal: the connection is closed,
+		// and the reason logged here.
+		if err := m.allowRaft(p); err != nil {
+			m.log.Warn("refused raft connection", "peer", p.String(), "err", err)
+			c.Close()
+			return
+		}
+	}
 	c = m.track(c)
 	if c == nil {
 		return
@@ -130,7 +154,7 @@ func (m *muxListener) sort(c net.Conn) {
 			c.Close()
 		}
 	case connRPC:
-		m.rpc(c)
+		m.rpc(c, p)
 	default:
 		m.log.Warn("unknown connection type on raft port", "remote", c.RemoteAddr().String(), "byte", b[0])
 		c.Close()
@@ -172,8 +196,8 @@ func (m *muxListener) dial(addr string, kind byte, timeout time.Duration) (net.C
 	d := &net.Dialer{Timeout: timeout}
 	var c net.Conn
 	var err error
-	if m.tls != nil {
-		c, err = tls.DialWithDialer(d, "tcp", addr, m.tls)
+	if m.cliTLS != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, m.cliTLS)
 	} else {
 		c, err = d.Dial("tcp", addr)
 	}

@@ -10,13 +10,9 @@ import (
 // node-local. It returns "file:line: message" errors and warnings.
 func CheckPushable(name string, text []byte) (errs, warnings []string) {
 	cfg, diags := config.Parse(name, text, config.Options{NoInclude: true})
-	for _, d := range diags {
-		if d.Severity == config.Error {
-			errs = append(errs, d.String())
-		} else {
-			warnings = append(warnings, d.String())
-		}
-	}
+	// A cut-off push (a block still open at the end) is among the errors:
+	// the leader refuses it before anything is committed.
+	errs, warnings = diags.Errors().Strings(), diags.Warnings().Strings()
 	if cfg != nil && cfg.Cluster != nil {
 		errs = append(errs, cfg.Cluster.Pos.String()+": a pushed configuration must not contain a cluster { } block: it is node-local (keep it in the file given to hakeepd -f)")
 	}

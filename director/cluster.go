@@ -3,19 +3,19 @@ package director
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
-	"strings"
 
 	"hakeep/config"
 	"hakeep/consensus"
 )
 
-func startCluster(d *Director, cfg *config.Config) (*consensus.Node, error) {
-	name := d.opts.ConfigID
+func startCluster(configID string, cfg *config.Config, log *slog.Logger) (*consensus.Node, error) {
+	name := configID
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	cc, err := consensus.ConfigFromCluster(cfg.Cluster, name, d.log.With("subsystem", "cluster"))
+	cc, err := consensus.ConfigFromCluster(cfg.Cluster, name, log.With("subsystem", "cluster"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: cluster: %w", cfg.Cluster.Pos, err)
 	}
@@ -27,81 +27,59 @@ func startCluster(d *Director, cfg *config.Config) (*consensus.Node, error) {
 }
 
 // followCluster applies every committed configuration version, through the
-// same diff-based reload as SIGHUP, and reports the outcome to the cluster
-// so `hactl config push` can say who applied it. A version that cannot be
-// applied leaves the last good one running.
+// same loop as SIGHUP, and reports the outcome to the cluster so `hactl
+// config push` can say who applied it. A version that cannot be applied
+// leaves the last good one running.
 func (d *Director) followCluster(ctx context.Context) error {
-	node := d.clusterNode()
+	node := d.current().node
 	versions, cancel := node.Subscribe()
 	defer cancel()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case v, ok := <-versions:
+		case cv, ok := <-versions:
 			if !ok {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("cluster subscription closed")
 			}
-			d.mu.Lock()
-			local := d.cfg.Cluster
-			running := d.version
-			d.mu.Unlock()
-			if v.Version == running {
+			v := d.current()
+			if cv.Version == v.version {
 				continue
 			}
-			err := d.applyText(v, local)
-			d.mu.Lock()
-			if err == nil {
-				d.version, d.applyErr = v.Version, nil
-			} else {
-				d.applyErr = fmt.Errorf("version %d: %w", v.Version, err)
+			// Parse here, off the director's loop: a large file takes a
+			// while and the loop must keep answering.
+			cfg, perr := d.parseCommitted(cv, v.cfg.Cluster)
+			err := d.submit(ctx, change{source: fmt.Sprintf("version %d", cv.Version), cfg: cfg, parseErr: perr, version: cv.Version, committed: true})
+			if ctx.Err() != nil {
+				return nil
 			}
-			d.mu.Unlock()
 			if err != nil {
-				d.log.Error("cannot apply committed configuration, keeping the running one", "version", v.Version, "err", err)
+				d.log.Error("cannot apply committed configuration, keeping the running one", "version", cv.Version, "err", err)
 			} else {
-				d.log.Info("applied committed configuration", "version", v.Version, "sha256", v.SHA256, "pushed_by", v.PushedBy)
+				d.log.Info("applied committed configuration", "version", cv.Version, "sha256", cv.SHA256, "pushed_by", cv.PushedBy)
 			}
-			node.ReportApplied(v.Version, err)
+			node.ReportApplied(cv.Version, err)
 		}
 	}
 }
 
-// applyText parses a committed text with this director's config id (its
-// @node lines), keeps the node-local cluster block, and applies it.
-func (d *Director) applyText(v consensus.ConfigVersion, local *config.Cluster) error {
-	name := v.Source
+// parseCommitted parses a committed text with this director's config id
+// (its @node lines) and keeps the node-local cluster block.
+func (d *Director) parseCommitted(cv consensus.ConfigVersion, local *config.Cluster) (*config.Config, error) {
+	name := cv.Source
 	if name == "" {
-		name = fmt.Sprintf("cluster-v%d", v.Version)
+		name = fmt.Sprintf("cluster-v%d", cv.Version)
 	}
-	cfg, diags := config.Parse(name, []byte(v.Text), config.Options{ConfigID: d.opts.ConfigID, NoInclude: true})
-	if diags.HasErrors() {
-		var msgs []string
-		for _, dg := range diags {
-			if dg.Severity == config.Error {
-				msgs = append(msgs, dg.String())
-			}
-		}
-		return fmt.Errorf("%s", strings.Join(msgs, "; "))
-	}
-	cfg.Cluster = local
-	return d.apply(cfg)
-}
-
-// applyCommitted re-applies the committed version (SIGHUP in cluster mode).
-func (d *Director) applyCommitted(version uint64, local *config.Cluster) error {
-	node := d.clusterNode()
-	cur, ok := node.FSM().Current()
-	if !ok || cur.Version != version {
-		return fmt.Errorf("committed version %d is not known here", version)
+	cfg, diags := config.Parse(name, []byte(cv.Text), config.Options{ConfigID: d.opts.ConfigID, NoInclude: true})
+	if err := diags.Err(); err != nil {
+		return nil, err
 	}
 	if local == nil {
-		d.mu.Lock()
-		local = d.cfg.Cluster
-		d.mu.Unlock()
+		local = d.current().cfg.Cluster
 	}
-	return d.applyText(cur, local)
+	cfg.Cluster = local
+	return cfg, nil
 }

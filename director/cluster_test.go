@@ -7,12 +7,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"hakeep/config"
 	"hakeep/consensus"
+	"hakeep/internal/testpki"
+	"hakeep/internal/vmtest"
+	"hakeep/lvs"
 )
 
 // freePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
@@ -47,6 +51,7 @@ func startDirectors(t *testing.T, n int, initial string) []*Director {
 	for i := range ps {
 		ps[i] = ports{freePort(t), freePort(t)}
 	}
+	ca := testpki.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var ds []*Director
 	done := make(chan struct{}, n)
@@ -58,8 +63,8 @@ func startDirectors(t *testing.T, n int, initial string) []*Director {
 			}
 		}
 		dir := t.TempDir()
-		text := fmt.Sprintf("cluster {\n node_name d%d\n bind_addr 127.0.0.1\n raft_port %d\n gossip_port %d\n join { %s }\n bootstrap_expect %d\n data_dir %s\n}\n%s",
-			i+1, ps[i].raft, ps[i].gossip, strings.Join(join, " "), n, dir, initial)
+		text := fmt.Sprintf("cluster {\n node_name d%d\n bind_addr 127.0.0.1\n raft_port %d\n gossip_port %d\n join { %s }\n bootstrap_expect %d\n data_dir %s\n%s}\n%s",
+			i+1, ps[i].raft, ps[i].gossip, strings.Join(join, " "), n, dir, ca.ClusterLines(t, fmt.Sprintf("d%d", i+1)), initial)
 		path := filepath.Join(dir, "keepalived.conf")
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -69,7 +74,7 @@ func startDirectors(t *testing.T, n int, initial string) []*Director {
 		if diags.HasErrors() {
 			t.Fatalf("config: %v", diags)
 		}
-		d, err := New(Options{ConfigFile: path, ConfigID: id, Checks: true, Log: quietLog()}, cfg)
+		d, err := New(Options{ConfigFile: path, ConfigID: id, Checks: true, Log: quietLog(), OpenIPVS: testIPVS(t, id)}, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,11 +88,58 @@ func startDirectors(t *testing.T, n int, initial string) []*Director {
 	}
 	t.Cleanup(func() {
 		cancel()
+		timeout := time.After(30 * time.Second)
 		for range n {
-			<-done
+			select {
+			case <-done:
+			case <-timeout:
+				buf := make([]byte, 1<<20)
+				t.Fatalf("directors did not stop within 30 s of cancel; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+			}
 		}
 	})
 	return ds
+}
+
+// testIPVS is the IPVS a test director programs: the kernel's where it
+// has IPVS (in the VM: the directors of one test then share its table, as
+// their desired tables are equal), else an in-memory table per director.
+var testTables = map[string]*lvs.Memory{}
+
+func testIPVS(t *testing.T, id string) func() (lvs.Client, error) {
+	if vmtest.HasIPVS() {
+		return nil
+	}
+	mem := lvs.NewMemory()
+	testTables[id] = mem
+	return func() (lvs.Client, error) { return mem, nil }
+}
+
+// tableOf reads director id's IPVS table.
+func tableOf(t *testing.T, id string) lvs.Table {
+	t.Helper()
+	var c lvs.Client = testTables[id]
+	if vmtest.HasIPVS() {
+		k, err := lvs.NewKernel("", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = k
+	}
+	tab, err := c.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+func hasVirtualServer(tab lvs.Table, addr string) bool {
+	for k := range tab {
+		if k.Addr.String() == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -104,7 +156,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 func leaderOf(ds []*Director) *Director {
 	for _, d := range ds {
-		if n := d.clusterNode(); n != nil && n.IsLeader() {
+		if n := d.current().node; n != nil && n.IsLeader() {
 			return d
 		}
 	}
@@ -139,7 +191,7 @@ func TestClusterPushAppliedOnEveryDirector(t *testing.T) {
 	waitFor(t, "a Raft leader", 30*time.Second, func() bool { return leaderOf(ds) != nil })
 
 	// A push through any node (here a follower's or the leader's API).
-	node := ds[0].clusterNode()
+	node := ds[0].current().node
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res, err := node.Push(ctx, "pushed.conf", []byte(pushedV1), "test", consensus.NewPushID())
@@ -149,9 +201,7 @@ func TestClusterPushAppliedOnEveryDirector(t *testing.T) {
 	version := res.Version
 	waitFor(t, "version applied on all three", 20*time.Second, func() bool {
 		for _, d := range ds {
-			d.mu.Lock()
-			v := d.version
-			d.mu.Unlock()
+			v := d.current().version
 			if v != version {
 				return false
 			}
@@ -160,9 +210,7 @@ func TestClusterPushAppliedOnEveryDirector(t *testing.T) {
 	})
 	// Each director took its own @node priority; the cluster block stayed.
 	for i, d := range ds {
-		d.mu.Lock()
-		cfg := d.cfg
-		d.mu.Unlock()
+		cfg := d.current().cfg
 		want := []int{150, 100, 50}[i]
 		if got := cfg.Instances[0].Priority; got != want {
 			t.Errorf("d%d priority = %d, want %d", i+1, got, want)
@@ -174,6 +222,17 @@ func TestClusterPushAppliedOnEveryDirector(t *testing.T) {
 		if len(vss) != 1 || vss[0].Scheduler != "wrr" || len(vss[0].RealServers) != 1 || vss[0].RealServers[0].Weight != 3 {
 			t.Errorf("d%d virtual servers = %+v", i+1, vss)
 		}
+	}
+	// The push added the first virtual server: every director programmed
+	// it and still answers (this path wedged every director at once).
+	for i, d := range ds {
+		id := fmt.Sprintf("d%d", i+1)
+		waitFor(t, id+" programs the first virtual server", 20*time.Second, func() bool { return hasVirtualServer(tableOf(t, id), "10.0.0.100") })
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		if err := d.Alive(actx); err != nil {
+			t.Errorf("%s does not answer after the push: %v", id, err)
+		}
+		acancel()
 	}
 	// Every director reported it applied the version.
 	waitFor(t, "applied records for all three", 10*time.Second, func() bool {
@@ -192,11 +251,26 @@ func TestClusterPushAppliedOnEveryDirector(t *testing.T) {
 		t.Fatalf("bad push: err = %v, want a file:line error", err)
 	}
 	for i, d := range ds {
-		d.mu.Lock()
-		v := d.version
-		d.mu.Unlock()
+		v := d.current().version
 		if v != version {
 			t.Errorf("d%d runs version %d after a refused push, want %d", i+1, v, version)
 		}
+	}
+
+	// A push that removes the last virtual server: gone from every table.
+	noVS := pushedV1[:strings.Index(pushedV1, "virtual_server")]
+	res, err = node.Push(ctx, "no-vs.conf", []byte(noVS), "test", consensus.NewPushID())
+	if err != nil {
+		t.Fatalf("push without virtual servers: %v", err)
+	}
+	for i, d := range ds {
+		id := fmt.Sprintf("d%d", i+1)
+		waitFor(t, id+" applies the version without virtual servers", 20*time.Second, func() bool { return d.current().version == res.Version })
+		waitFor(t, id+" removes the last virtual server", 20*time.Second, func() bool { return !hasVirtualServer(tableOf(t, id), "10.0.0.100") })
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		if err := d.Alive(actx); err != nil {
+			t.Errorf("%s does not answer after the push: %v", id, err)
+		}
+		acancel()
 	}
 }

@@ -1,28 +1,31 @@
 // Package director wires hakeepd together: it turns the configuration model
-// into running subsystems (VRRP, health checks, IPVS, cluster, API), applies
-// a new configuration as a diff (SIGHUP or a pushed version) and supervises
-// the subsystems. It holds no protocol logic of its own.
+// into running subsystems (VRRP, checks + IPVS, cluster, API), applies a new
+// configuration (SIGHUP or a pushed version) as a diff, and supervises the
+// subsystems. It holds no protocol logic of its own.
+//
+// One goroutine, the director's loop, owns the running configuration and
+// the reload bookkeeping: reloads, committed versions and the VRRP
+// manager's (re)starts arrive there as events, and what it knows is
+// published as an immutable view that readers (API, metrics, watchdog) load
+// without waiting. The loop calls into subsystems (vrrp.Manager.Reload,
+// dataplane.Plane.Reload); no subsystem calls back into the director, so
+// there is no lock or wait cycle to deadlock on.
 package director
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
-	"hakeep/api"
-	"hakeep/checks"
 	"hakeep/config"
 	"hakeep/consensus"
+	"hakeep/dataplane"
+	"hakeep/lvs"
 	"hakeep/mail"
-	"hakeep/metrics"
 	"hakeep/script"
 	"hakeep/vrrp"
 )
@@ -36,25 +39,59 @@ type Options struct {
 	VRRP, Checks bool
 	// APISocket is the unix socket of the API ("" serves none).
 	APISocket string
-	Log       *slog.Logger
+	// StateDir holds what must survive a restart of the daemon but not a
+	// reboot (the IPVS services this director programmed); "" keeps none.
+	StateDir string
+	// OnReload, when set, hears the outcome of every reload (SIGHUP or
+	// committed version) from the director's loop: it must not block.
+	OnReload func(ReloadOutcome)
+	// OpenIPVS connects to IPVS; nil means the kernel's (tests give an
+	// lvs.Memory table).
+	OpenIPVS func() (lvs.Client, error)
+	Log      *slog.Logger
 }
+
+// ReloadOutcome is what the last reload did.
+type ReloadOutcome struct {
+	// Source is "SIGHUP" or "version N" (a committed cluster version).
+	Source string
+	At     time.Time
+	// Err is why it was refused (the running configuration stayed).
+	Err error
+	// LastSuccess is when a configuration was last applied (the start
+	// counts as one).
+	LastSuccess time.Time
+}
+
+// applyTimeout bounds one reload: a subsystem that does not take it in
+// this time fails it (and the watchdog notices a loop that stays stuck).
+const applyTimeout = 30 * time.Second
 
 // Director owns the running configuration and the subsystems built from it.
 type Director struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
+	events chan func(*loop)
+	view   atomic.Pointer[view]
+
+	// Set in Run before any subsystem starts, then only read.
+	mail     *mail.Client
+	notifier *vrrp.ScriptNotifier
+	masters  *masterWatch
+	started  chan struct{}
+	done     chan struct{}
+}
+
+// view is what the loop publishes: an immutable snapshot.
+type view struct {
 	cfg      *config.Config // running configuration (cluster block included)
 	version  uint64         // committed cluster version running (0: the file)
 	applyErr error          // why the last committed version was not applied
-
-	vrrp     *vrrp.Manager // nil until Run, or with -C / no instances
-	notifier *vrrp.ScriptNotifier
-	mail     *mail.Client
-	data     *dataPlane
-	node     *consensus.Node
-	runCtx   context.Context
+	reload   ReloadOutcome
+	vrrp     *vrrp.Manager    // nil with -C, before VRRP runs, or between restarts
+	plane    *dataplane.Plane // nil with -P
+	node     *consensus.Node  // nil without a cluster block
 }
 
 // New checks that cfg can be run; nothing touches the kernel before Run.
@@ -68,16 +105,25 @@ func New(opts Options, cfg *config.Config) (*Director, error) {
 	if _, err := vrrp.FromConfig(cfg); err != nil {
 		return nil, err
 	}
-	return &Director{opts: opts, log: opts.Log, cfg: cfg}, nil
+	d := &Director{opts: opts, log: opts.Log, events: make(chan func(*loop)),
+		started: make(chan struct{}), done: make(chan struct{})}
+	d.view.Store(&view{cfg: cfg, reload: ReloadOutcome{Source: "start", At: time.Now(), LastSuccess: time.Now()}})
+	return d, nil
 }
+
+// current is the latest published view; it never blocks.
+func (d *Director) current() *view { return d.view.Load() }
 
 // Run starts the subsystems and supervises them until ctx is done; then it
 // stops them in order (VRRP last-gasp adverts first, then the rest).
 func (d *Director) Run(ctx context.Context) error {
-	d.mu.Lock()
-	cfg := d.cfg
-	d.runCtx = ctx
-	d.mu.Unlock()
+	select {
+	case <-d.started:
+		return errors.New("director: Run called twice")
+	default:
+	}
+	v := *d.current()
+	cfg := v.cfg
 
 	if mc, ok := mail.FromConfig(&cfg.Global); ok {
 		mc.Logger = d.log.With("subsystem", "mail")
@@ -95,27 +141,42 @@ func (d *Director) Run(ctx context.Context) error {
 
 	var subs []Subsystem
 	if cfg.Cluster != nil {
-		node, err := startCluster(d, cfg)
+		node, err := startCluster(d.opts.ConfigID, cfg, d.log)
 		if err != nil {
 			return err
 		}
-		d.mu.Lock()
-		d.node = node
-		d.mu.Unlock()
 		defer node.Close()
+		v.node = node
 		subs = append(subs, Subsystem{Name: "cluster", Run: d.followCluster})
 	}
-	if d.opts.VRRP {
-		subs = append(subs, Subsystem{Name: "vrrp", Run: d.runVRRP})
-	}
 	if d.opts.Checks {
-		d.data = newDataPlane(d)
-		subs = append(subs, Subsystem{Name: "checks+ipvs", Run: d.data.run})
+		v.plane = d.newPlane(cfg, v.node)
+		subs = append(subs, Subsystem{Name: "checks+ipvs", Run: v.plane.Run})
+	}
+	if d.opts.VRRP {
+		d.masters = newMasterWatch(v.plane)
+		d.masters.hand() // nothing is MASTER before VRRP says so
+		subs = append(subs, Subsystem{Name: "vrrp", Run: d.runVRRP})
 	}
 	if d.opts.APISocket != "" {
 		subs = append(subs, Subsystem{Name: "api", Run: d.serveAPI})
 	}
+	d.view.Store(&v)
+
+	l := &loop{d: d, v: v}
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		l.run(loopCtx)
+	}()
+	close(d.started)
 	Supervise(ctx, d.log, DefaultBackoff, subs...)
+	// The subsystems are stopped; only then does the loop stop, so a
+	// subsystem's last event is never left waiting.
+	stopLoop()
+	<-loopDone
+	close(d.done)
 	if d.notifier != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		d.notifier.Close(cctx)
@@ -124,176 +185,110 @@ func (d *Director) Run(ctx context.Context) error {
 	return nil
 }
 
-// scriptRunner is the global_defs script_user under enable_script_security.
-func scriptRunner(g *config.GlobalDefs) *script.Runner {
-	return &script.Runner{User: g.ScriptUser, Group: g.ScriptGroup, Secure: g.EnableScriptSecurity}
+// newPlane builds the checks + IPVS half.
+func (d *Director) newPlane(cfg *config.Config, node *consensus.Node) *dataplane.Plane {
+	opts := dataplane.Options{Log: d.log.With("subsystem", "checks+ipvs"), OpenIPVS: d.opts.OpenIPVS}
+	if node != nil {
+		opts.Cluster = node
+	}
+	if d.mail != nil {
+		opts.Alerter = d.mail
+	}
+	if d.opts.StateDir != "" {
+		opts.StateFile = filepath.Join(d.opts.StateDir, lvs.StateFileName)
+	}
+	return dataplane.New(cfg, opts)
 }
 
-// runVRRP runs the VRRP manager; a restart after a failure starts from the
-// configuration running now.
-func (d *Director) runVRRP(ctx context.Context) error {
-	d.mu.Lock()
-	cfg := d.cfg
-	d.mu.Unlock()
-	if len(cfg.Instances) == 0 {
-		d.log.Info("no vrrp_instance configured")
+// ErrStopped is returned by calls that need the director's loop after it
+// stopped (or before Run started it).
+var ErrStopped = errors.New("director is not running")
+
+// do runs f on the director's loop and waits for it, or for ctx.
+func (d *Director) do(ctx context.Context, f func(*loop)) error {
+	select {
+	case <-d.started:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	set, err := d.vrrpSet(cfg)
-	if err != nil {
-		return err
+	done := make(chan struct{})
+	select {
+	case d.events <- func(l *loop) { f(l); close(done) }:
+	case <-d.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	removeStaleVIPs(ctx, cfg, d.log)
-	g := &cfg.Global
-	if d.notifier == nil {
-		d.notifier = &vrrp.ScriptNotifier{Runner: scriptRunner(g), RouterID: routerID(g), Logger: d.log.With("subsystem", "notify")}
-		if d.mail != nil {
-			d.notifier.Alerter = d.mail
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Alive reports whether the director's loop and the checks + IPVS loop
+// answer before ctx ends: the systemd watchdog's test, so a wedged daemon
+// is restarted.
+func (d *Director) Alive(ctx context.Context) error {
+	if err := d.do(ctx, func(*loop) {}); err != nil {
+		return fmt.Errorf("director loop: %w", err)
+	}
+	if p := d.current().plane; p != nil {
+		if err := p.Ping(ctx); err != nil && !errors.Is(err, dataplane.ErrNotRunning) {
+			return fmt.Errorf("checks+ipvs loop: %w", err)
 		}
 	}
-	m, err := vrrp.New(set, vrrp.Options{
-		Addresses:      addressFactory(d.log),
-		Notifier:       d.notifier,
-		ScriptUser:     g.ScriptUser,
-		ScriptGroup:    g.ScriptGroup,
-		ScriptSecurity: g.EnableScriptSecurity,
-		Logger:         d.log.With("subsystem", "vrrp"),
-	})
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.vrrp = m
-	d.mu.Unlock()
-	return m.Run(ctx)
-}
-
-// vrrpSet maps cfg to the VRRP manager's instances, creating the VMAC
-// interfaces of use_vmac instances first (their adverts and VIPs live there).
-func (d *Director) vrrpSet(cfg *config.Config) (*vrrp.Set, error) {
-	set, err := vrrp.FromConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := prepareVMACs(cfg, set); err != nil {
-		return nil, err
-	}
-	return set, nil
-}
-
-func routerID(g *config.GlobalDefs) string {
-	if g.RouterID != "" {
-		return g.RouterID
-	}
-	h, _ := os.Hostname()
-	return h
+	return nil
 }
 
 // Reload applies cfg (from SIGHUP) as a diff against the running one. In
 // cluster mode with a committed version, the committed configuration stays
-// the source of truth and is re-applied instead.
-func (d *Director) Reload(cfg *config.Config) error {
-	d.mu.Lock()
-	node, version := d.node, d.version
-	d.mu.Unlock()
-	if node != nil && version > 0 {
-		d.log.Warn("cluster configuration is committed: the file's cluster { } block is kept, the rest comes from the cluster (use hactl config push)", "version", version)
-		return d.applyCommitted(version, cfg.Cluster)
+// the source of truth: it is re-applied with the file's cluster { } block.
+func (d *Director) Reload(ctx context.Context, cfg *config.Config) error {
+	v := d.current()
+	if v.node != nil && v.version > 0 {
+		d.log.Warn("cluster configuration is committed: the file's cluster { } block is kept, the rest comes from the cluster (use hactl config push)", "version", v.version)
+		cur, ok := v.node.FSM().Current()
+		if !ok || cur.Version != v.version {
+			return d.submit(ctx, change{source: "SIGHUP", parseErr: fmt.Errorf("committed version %d is not known here", v.version)})
+		}
+		local := cfg.Cluster
+		committed, err := d.parseCommitted(cur, local)
+		return d.submit(ctx, change{source: "SIGHUP", cfg: committed, parseErr: err, version: cur.Version})
 	}
-	return d.apply(cfg)
+	return d.submit(ctx, change{source: "SIGHUP", cfg: cfg})
 }
 
-// preflight checks what the kernel must provide before anything changes:
-// every instance's interface exists (a director missing one keeps its last
-// good configuration).
-func preflight(cfg *config.Config, vrrpOn bool) error {
-	if !vrrpOn {
-		return nil
-	}
-	var errs []error
-	for _, i := range cfg.Instances {
-		if _, err := netlink.LinkByName(i.Interface); err != nil {
-			errs = append(errs, fmt.Errorf("%s: vrrp_instance %s: interface %s: %w", i.Pos, i.Name, i.Interface, err))
-		}
-	}
-	return errors.Join(errs...)
+// Refused records a reload whose file could not be used (it did not
+// parse): nothing changes, but the outcome is visible like any other.
+func (d *Director) Refused(ctx context.Context, source string, err error) {
+	d.submit(ctx, change{source: source, parseErr: err})
 }
 
-// apply switches every subsystem to cfg. Everything that can fail is
-// checked before the first change, so a refused configuration changes
-// nothing.
-func (d *Director) apply(cfg *config.Config) error {
-	if err := preflight(cfg, d.opts.VRRP); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var set *vrrp.Set
-	if d.vrrp != nil {
-		var err error
-		if set, err = d.vrrpSet(cfg); err != nil {
-			return err
-		}
-	}
-	var specs []checks.Spec
-	if d.data != nil {
-		var warnings []string
-		specs, warnings = checks.FromConfig(cfg)
-		for _, w := range warnings {
-			d.log.Warn("checks", "msg", w)
-		}
-	}
-	if set != nil {
-		ctx := d.runCtx
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		if err := d.vrrp.Reload(ctx, set); err != nil {
-			return fmt.Errorf("vrrp reload: %w", err)
-		}
-	}
-	d.cfg = cfg
-	if d.data != nil {
-		if err := d.data.reload(cfg, specs); err != nil {
-			return fmt.Errorf("checks reload: %w", err)
-		}
-	}
-	return nil
+// change is one configuration to apply, from the file or the cluster.
+type change struct {
+	source   string
+	cfg      *config.Config
+	parseErr error  // the text could not be used: recorded, nothing applied
+	version  uint64 // committed version (0: the file)
+	// committed: a new version from the cluster (the running version
+	// moves on success); SIGHUP re-applying the committed text is not.
+	committed bool
 }
 
-// serveAPI serves the API on the root-only unix socket until ctx is done.
-func (d *Director) serveAPI(ctx context.Context) error {
-	if err := os.MkdirAll(filepath.Dir(d.opts.APISocket), 0o755); err != nil {
-		return fmt.Errorf("api socket: %w", err)
+// submit hands a change to the loop and waits for its outcome.
+func (d *Director) submit(ctx context.Context, c change) error {
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout+5*time.Second)
+	defer cancel()
+	var err error
+	if derr := d.do(ctx, func(l *loop) { err = l.apply(c) }); derr != nil {
+		return derr
 	}
-	d.mu.Lock()
-	node := d.node
-	d.mu.Unlock()
-	cl := api.Standalone(d.opts.ConfigID)
-	if node != nil {
-		cl = node.API()
-	}
-	srv := api.NewServer(api.Compose(localView{d}, cl), d.log.With("subsystem", "api"))
-	if err := srv.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(d.metricsSources()), d.log.With("subsystem", "metrics"))); err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	if err := srv.ServeUnix(d.opts.APISocket); err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	defer srv.Close()
-	d.mu.Lock()
-	c := d.cfg.Cluster
-	d.mu.Unlock()
-	if c != nil && c.APIListen != "" {
-		conf, err := consensus.LoadTLS(c.TLSCert, c.TLSKey, c.TLSCA)
-		if err != nil {
-			return fmt.Errorf("api_listen %s: %w", c.APIListen, err)
-		}
-		conf.ClientAuth = tls.RequireAndVerifyClientCert
-		conf.ClientCAs = conf.RootCAs
-		if _, err := srv.ServeTLS(c.APIListen, conf); err != nil {
-			return err
-		}
-	}
-	<-ctx.Done()
-	return nil
+	return err
+}
+
+// scriptRunner is the global_defs script_user under enable_script_security.
+func scriptRunner(g *config.GlobalDefs) *script.Runner {
+	return &script.Runner{User: g.ScriptUser, Group: g.ScriptGroup, Secure: g.EnableScriptSecurity}
 }

@@ -12,9 +12,7 @@ import (
 func (d *Director) metricsSources() metrics.Sources {
 	return metrics.Sources{
 		VRRP: func() []vrrp.InstanceStatus {
-			d.mu.Lock()
-			m := d.vrrp
-			d.mu.Unlock()
+			m := d.current().vrrp
 			if m == nil {
 				return nil
 			}
@@ -33,27 +31,30 @@ func (d *Director) metricsSources() metrics.Sources {
 			return checks.Stats{}, false
 		},
 		IPVS: func() (lvs.Status, bool) {
-			p := d.data
+			p := d.current().plane
 			if p == nil {
 				return lvs.Status{}, false
 			}
-			rec := p.reconciler()
+			rec := p.Snapshot().IPVS
 			if rec == nil {
 				return lvs.Status{}, false
 			}
 			return rec.Status(), true
 		},
 		Cluster: func() (metrics.Cluster, bool) {
-			node := d.clusterNode()
+			node := d.current().node
 			if node == nil {
 				return metrics.Cluster{}, false
 			}
 			return metrics.Cluster{Status: node.Status(), AppliedIndex: node.AppliedIndex()}, true
 		},
 		Config: func() (uint64, error) {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			return d.version, d.applyErr
+			v := d.current()
+			return v.version, v.applyErr
+		},
+		Reload: func() (metrics.Reload, bool) {
+			r := d.current().reload
+			return metrics.Reload{OK: r.Err == nil, LastSuccess: r.LastSuccess}, true
 		},
 	}
 }
@@ -61,9 +62,9 @@ func (d *Director) metricsSources() metrics.Sources {
 // checksManager is the running checks manager, nil with -P or before the
 // data plane started.
 func (d *Director) checksManager() *checks.Manager {
-	p := d.data
+	p := d.current().plane
 	if p == nil {
 		return nil
 	}
-	return p.checksMgr()
+	return p.Snapshot().Checks
 }

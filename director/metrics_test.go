@@ -14,6 +14,7 @@ import (
 
 	"hakeep/config"
 	"hakeep/consensus"
+	"hakeep/internal/testpki"
 )
 
 // scrapeMetrics fetches /metrics over the API's unix socket.
@@ -44,8 +45,8 @@ func TestMetricsServedByDirector(t *testing.T) {
 		t.Skip("starts a one-node Raft cluster")
 	}
 	dir := t.TempDir()
-	text := fmt.Sprintf("cluster {\n node_name m1\n bind_addr 127.0.0.1\n raft_port %d\n gossip_port %d\n bootstrap_expect 1\n data_dir %s\n}\n",
-		freePort(t), freePort(t), dir)
+	text := fmt.Sprintf("cluster {\n node_name m1\n bind_addr 127.0.0.1\n raft_port %d\n gossip_port %d\n bootstrap_expect 1\n data_dir %s\n%s}\n",
+		freePort(t), freePort(t), dir, testpki.New(t).ClusterLines(t, "m1"))
 	path := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestMetricsServedByDirector(t *testing.T) {
 		}
 	})
 	waitFor(t, "this node to lead", 30*time.Second, func() bool {
-		n := d.clusterNode()
+		n := d.current().node
 		return n != nil && n.IsLeader()
 	})
 	waitFor(t, "the API socket", 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil })
@@ -98,7 +99,7 @@ func TestMetricsServedByDirector(t *testing.T) {
 	// A pushed version shows as committed and, once applied, running.
 	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer pcancel()
-	res, err := d.clusterNode().Push(pctx, "pushed.conf", []byte("global_defs {\n router_id m1\n}\n"), "test", consensus.NewPushID())
+	res, err := d.current().node.Push(pctx, "pushed.conf", []byte("global_defs {\n router_id m1\n}\n"), "test", consensus.NewPushID())
 	if err != nil {
 		t.Fatalf("push: %v", err)
 	}

@@ -15,9 +15,7 @@ func (l localView) Instances(ctx context.Context) ([]api.Instance, error) {
 }
 
 func (d *Director) instances() []api.Instance {
-	d.mu.Lock()
-	m := d.vrrp
-	d.mu.Unlock()
+	m := d.current().vrrp
 	out := []api.Instance{}
 	if m == nil {
 		return out
@@ -45,18 +43,15 @@ func (l localView) VirtualServers(ctx context.Context) ([]api.VirtualServer, err
 // health (kernel counters when the reconciler runs).
 func (d *Director) virtualServers() []api.VirtualServer {
 	out := []api.VirtualServer{}
-	p := d.data
-	if p == nil {
+	v := d.current()
+	if v.plane == nil {
 		return out
 	}
-	p.mu.Lock()
-	cfg := p.cfg
-	p.mu.Unlock()
+	snap := v.plane.Snapshot()
+	cfg, health, node := snap.Config, snap.Health, v.node
 	if cfg == nil {
 		return out
 	}
-	health := p.effectiveHealth()
-	node := d.clusterNode()
 	for _, vs := range cfg.VirtualServers {
 		av := api.VirtualServer{Key: vs.Key(), Protocol: vs.Protocol, Scheduler: vs.LBAlgo, FWMark: vs.FWMark, Persistence: int(vs.PersistenceTimeout.Seconds()), RealServers: []api.RealServer{}}
 		if vs.Addr.IsValid() {
@@ -98,11 +93,7 @@ func forward(vsKind, rsMethod string) string {
 
 func (l localView) Checks(ctx context.Context) ([]api.Check, error) {
 	out := []api.Check{}
-	p := l.d.data
-	if p == nil {
-		return out, nil
-	}
-	mgr := p.checksMgr()
+	mgr := l.d.checksManager()
 	if mgr == nil {
 		return out, nil
 	}
@@ -121,25 +112,39 @@ func (l localView) Checks(ctx context.Context) ([]api.Check, error) {
 }
 
 func (l localView) Running(ctx context.Context) (uint64, error) {
-	l.d.mu.Lock()
-	defer l.d.mu.Unlock()
-	return l.d.version, l.d.applyErr
+	v := l.d.current()
+	return v.version, v.applyErr
 }
+
+func (l localView) LastReload(ctx context.Context) *api.Reload {
+	return apiReload(l.d.current().reload)
+}
+
+func apiReload(r ReloadOutcome) *api.Reload {
+	out := &api.Reload{Source: r.Source, At: r.At, OK: r.Err == nil, LastSuccess: r.LastSuccess}
+	if r.Err != nil {
+		out.Error = r.Err.Error()
+	}
+	return out
+}
+
+// LastReload is the outcome of the last reload (systemd STATUS=, tests).
+func (d *Director) LastReload() ReloadOutcome { return d.current().reload }
 
 // Status is the whole local snapshot (SIGUSR1/SIGUSR2 dumps).
 func (d *Director) Status() api.Status {
 	ctx := context.Background()
 	st := api.Status{Node: d.opts.ConfigID, Instances: d.instances(), VirtualServers: d.virtualServers()}
-	if node := d.clusterNode(); node != nil {
-		if cs, err := node.API().ClusterStatus(ctx); err == nil {
+	v := d.current()
+	if v.node != nil {
+		if cs, err := v.node.API().ClusterStatus(ctx); err == nil {
 			st.Node, st.Raft, st.Config, st.Members, st.Health = cs.Node, cs.Raft, cs.Config, cs.Members, cs.Health
 		}
 	}
-	d.mu.Lock()
-	st.Config.Running = d.version
-	if d.applyErr != nil {
-		st.Config.LocalError = d.applyErr.Error()
+	st.Config.Running = v.version
+	if v.applyErr != nil {
+		st.Config.LocalError = v.applyErr.Error()
 	}
-	d.mu.Unlock()
+	st.Config.LastReload = apiReload(v.reload)
 	return st
 }

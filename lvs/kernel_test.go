@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"hakeep/config"
 	"hakeep/internal/vmtest"
@@ -339,4 +344,179 @@ func TestKernelRestartKeepsTable(t *testing.T) {
 		t.Fatalf("restart with the same configuration: %+v %v, want no change", st, err)
 	}
 	requireKernelEquals(t, ns, want)
+}
+
+// opRecorder records the changes a reconciler makes through a client. It
+// hides the client's Batch, so every change goes through Do.
+type opRecorder struct {
+	Client
+	mu  sync.Mutex
+	ops []string
+}
+
+func (o *opRecorder) Do(op Op) error {
+	o.mu.Lock()
+	o.ops = append(o.ops, op.String())
+	o.mu.Unlock()
+	return o.Client.Do(op)
+}
+
+func (o *opRecorder) Flush() error {
+	o.mu.Lock()
+	o.ops = append(o.ops, "flush")
+	o.mu.Unlock()
+	return o.Client.Flush()
+}
+
+func (o *opRecorder) take() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ops := o.ops
+	o.ops = nil
+	return ops
+}
+
+// synFrom opens a TCP connection attempt from inside the namespace to to
+// and leaves it pending: IPVS schedules locally sent packets too, so the
+// kernel holds a connection entry for it (SYN_RECV, an inactive
+// connection of the chosen destination) as long as the socket retries.
+func synFrom(t *testing.T, nsPath string, to netip.AddrPort) {
+	t.Helper()
+	fd, err := func() (int, error) {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			return -1, err
+		}
+		defer orig.Close()
+		h, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			runtime.UnlockOSThread()
+			return -1, err
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			return -1, err
+		}
+		// A socket stays in the namespace it was made in.
+		fd, serr := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err := netns.Set(orig); err != nil {
+			return -1, err // this thread stays locked, and dies with its goroutine
+		}
+		runtime.UnlockOSThread()
+		return fd, serr
+	}()
+	if err != nil {
+		t.Fatalf("socket in %s: %v", nsPath, err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	err = syscall.Connect(fd, &syscall.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()})
+	if !errors.Is(err, syscall.EINPROGRESS) {
+		t.Fatalf("connect to %s: %v, want EINPROGRESS (a SYN sent, no answer yet)", to, err)
+	}
+}
+
+// conns sums a service's active and inactive connections as ipvsadm
+// shows them.
+func conns(t *testing.T, ns string, k ServiceKey) int {
+	t.Helper()
+	s := ipvsadmTable(t, ns)[k]
+	if s == nil {
+		t.Fatalf("%s missing:\n%s", k, inNS(t, ns, "ipvsadm", "-Ln"))
+	}
+	n := 0
+	for _, d := range s.Dests {
+		n += d.ActiveConns + d.InactConns
+	}
+	return n
+}
+
+// TestKernelRestartDeletesWhatItOwnedOnly: hakeepd restarted with a
+// virtual_server removed deletes that service (the state file says it
+// made it), keeps the services someone else made in the meantime, and
+// leaves the others as they are: no change at all, and their connections
+// stay. Then, with lvs_flush_on_stop, the record follows the deletion: a
+// service someone makes afterwards at the same address is not ours.
+func TestKernelRestartDeletesWhatItOwnedOnly(t *testing.T) {
+	ctx := context.Background()
+	state := filepath.Join(t.TempDir(), "hakeepd", StateFileName)
+	r1, _, ns := kernelRec(t, Options{StateFile: state})
+	nsPath := "/run/netns/" + ns
+	a := svc("10.0.0.1", 80, "wrr", dst("10.1.0.1", 80, 1), dst("10.1.0.2", 80, 2))
+	b := svc("10.0.0.2", 80, "rr", dst("10.1.0.1", 80, 1))
+	c := svc("10.0.0.3", 80, "rr", dst("10.1.0.3", 80, 1))
+	if _, err := r1.SetDesired(ctx, table(a, b, c)); err != nil {
+		t.Fatal(err)
+	}
+	synFrom(t, nsPath, netip.MustParseAddrPort("10.0.0.1:80"))
+	if n := conns(t, ns, a.Key); n != 1 {
+		t.Fatalf("connections of %s: %d, want 1\n%s", a.Key, n, inNS(t, ns, "ipvsadm", "-Lnc"))
+	}
+	if err := r1.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Made by others while hakeepd is down: with ipvsadm, and through
+	// netlink as another daemon would.
+	inNS(t, ns, "ipvsadm", "-A", "-t", "192.0.2.9:80", "-s", "rr")
+	inNS(t, ns, "ipvsadm", "-a", "-t", "192.0.2.9:80", "-r", "10.9.9.9:80", "-m")
+	other := svc("192.0.2.10", 80, "lc", dst("10.9.9.10", 80, 3))
+	kOther, err := NewKernel(nsPath, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kOther.Close()
+	for _, op := range appendServiceDiff(nil, nil, other) {
+		if err := kOther.Do(op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := []ServiceKey{other.Key, {Family: AFInet, Proto: ProtoTCP, Addr: netip.MustParseAddr("192.0.2.9"), Port: 80}}
+
+	restart := func(opt Options, want Table) (*Reconciler, []string) {
+		t.Helper()
+		k, err := NewKernel(nsPath, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(k.Close)
+		rec := &opRecorder{Client: k}
+		opt.StateFile, opt.Log = state, quietLog()
+		r, err := NewReconciler(rec, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.SetDesired(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		return r, rec.take()
+	}
+	r2, ops := restart(Options{FlushOnStop: true}, table(a, c))
+	if want := []string{"delete-service TCP 10.0.0.2:80"}; !slices.Equal(ops, want) {
+		t.Fatalf("restart without b: changes %q, want %q", ops, want)
+	}
+	requireKernelEquals(t, ns, table(a, c), foreign...)
+	if n := conns(t, ns, a.Key); n != 1 {
+		t.Fatalf("after the restart, connections of %s: %d, want 1 (service re-created?)\n%s", a.Key, n, inNS(t, ns, "ipvsadm", "-Lnc"))
+	}
+	if got := stateKeys(t, state); !slices.Equal(got, keyStrings(table(a, c))) {
+		t.Fatalf("state file: %q", got)
+	}
+
+	// lvs_flush_on_stop VS deletes ours and records it; then someone makes
+	// a service at a's address: the next run must leave it alone.
+	if err := r2.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	requireKernelEquals(t, ns, Table{}, foreign...)
+	inNS(t, ns, "ipvsadm", "-A", "-t", "10.0.0.1:80", "-s", "rr")
+	if owned, err := OwnedInStateFile(state); owned || err != nil {
+		t.Fatalf("after lvs_flush_on_stop the state file still owns services (%v, %v): %q", owned, err, stateKeys(t, state))
+	}
+	_, ops = restart(Options{}, Table{})
+	if len(ops) > 0 {
+		t.Fatalf("restart with nothing configured: changes %q", ops)
+	}
+	requireKernelEquals(t, ns, Table{}, append(foreign, a.Key)...)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,14 @@ type Options struct {
 	// FlushAllOnStop (bare lvs_flush_on_stop) empties the whole kernel
 	// table on Stop, foreign services included, as keepalived does.
 	FlushAllOnStop bool
+	// StateFile, when set, records the services this reconciler owns
+	// (see the invariant at Reconciler.owned), so that the first pass of a
+	// later run deletes those no longer desired: services of a removed
+	// virtual_server do not outlive a restart. Services it does not list
+	// are foreign and never touched. hakeepd keeps it in /run, which is
+	// cleared at boot exactly like the kernel's IPVS table. "": no record;
+	// services of a previous run are then foreign.
+	StateFile string
 	// MinBackoff and MaxBackoff bound the retry delay after an error.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
@@ -59,8 +69,24 @@ type Reconciler struct {
 
 	mu      sync.Mutex // serializes passes and guards the fields below
 	desired Table
-	owned   map[ServiceKey]bool // desired now or before: ours to delete
-	cache   Table               // the kernel as last read or written; nil: unknown
+	// owned are the services that are ours to delete: desired now, or
+	// before (in this run or, through the state file, a previous one) and
+	// maybe still in the kernel. A key is added before the service is
+	// created and dropped only once the service is gone.
+	//
+	// Invariant with Options.StateFile: the file lists every service of
+	// ours the kernel may hold. A key is written to the file before its
+	// service is created or adopted, and removed only after the service
+	// is deleted (or seen absent); so a crash between a kernel change and
+	// the file write leaves at most a key whose service is not in the
+	// kernel, which the next run drops without touching anything, and
+	// never a service of ours the file forgets (stale for ever) nor a
+	// foreign service the file claims. The one exception needs someone to
+	// create a service with that very key while hakeepd is down after such
+	// a crash.
+	owned      map[ServiceKey]bool
+	stateDirty bool  // owned changed since the state file was last written
+	cache      Table // the kernel as last read or written; nil: unknown
 	// applied records desired services known to be in cache as they are
 	// (same pointer: unchanged since), so a reload that reuses them skips
 	// comparing their destinations.
@@ -90,14 +116,79 @@ func NewReconciler(c Client, opt Options) (*Reconciler, error) {
 	}
 	r := &Reconciler{c: c, opt: opt, log: opt.Log.With("component", "lvs"),
 		kick: make(chan struct{}, 1), owned: map[ServiceKey]bool{}, desired: Table{}}
+	if opt.StateFile != "" {
+		prev, err := readState(opt.StateFile)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// First run (or after a boot): nothing owned from before.
+		case err != nil:
+			// Never delete on a guess: what the file listed stays in
+			// the kernel as if foreign. Keep the bad file for a look.
+			bad := opt.StateFile + ".corrupt"
+			if rerr := os.Rename(opt.StateFile, bad); rerr != nil {
+				bad = ""
+			}
+			r.log.Error("IPVS state file unreadable: services of the previous run that are no longer configured will not be deleted; writing a new one",
+				"file", opt.StateFile, "err", err, "kept_as", bad)
+			r.stateDirty = true
+		default:
+			r.owned = prev
+			if len(prev) > 0 {
+				r.log.Info("IPVS services of the previous run", "file", opt.StateFile, "count", len(prev))
+			}
+		}
+	}
 	if opt.Flush {
 		r.log.Info("ipvs flush at start (lvs_flush)")
 		if err := c.Flush(); err != nil {
 			return nil, err
 		}
 		r.cache = Table{}
+		r.disownAll()
+	}
+	if err := r.saveState(); err != nil {
+		// Passes retry the write and report it.
+		r.log.Error("cannot write the IPVS state file", "err", err)
 	}
 	return r, nil
+}
+
+// disownAll forgets every owned service (the table was flushed).
+func (r *Reconciler) disownAll() {
+	if len(r.owned) > 0 {
+		clear(r.owned)
+		r.stateDirty = true
+	}
+}
+
+// forgetGone drops the owned services that are neither desired nor in the
+// cache: deleted (by us or by someone else), hence no longer ours.
+func (r *Reconciler) forgetGone() {
+	if len(r.owned) == len(r.desired) {
+		return // owned holds the desired keys and nothing else
+	}
+	for k := range r.owned {
+		if _, ok := r.desired[k]; !ok {
+			if _, inKernel := r.cache[k]; !inKernel {
+				delete(r.owned, k)
+				r.stateDirty = true
+			}
+		}
+	}
+}
+
+// saveState writes the owned set to the state file when it changed since
+// the last write. On an error the file stays marked as out of date, so
+// the next pass tries again.
+func (r *Reconciler) saveState() error {
+	if r.opt.StateFile == "" || !r.stateDirty {
+		return nil
+	}
+	if err := writeState(r.opt.StateFile, r.owned); err != nil {
+		return err
+	}
+	r.stateDirty = false
+	return nil
 }
 
 // SetDesired replaces the desired table and applies the difference at once
@@ -108,7 +199,10 @@ func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
 	defer r.mu.Unlock()
 	r.desired = t
 	for k := range t {
-		r.owned[k] = true
+		if !r.owned[k] {
+			r.owned[k] = true
+			r.stateDirty = true
+		}
 	}
 	return r.pass(ctx, false)
 }
@@ -166,26 +260,29 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
-// Stop deletes the owned services when FlushOnStop is set; otherwise it
-// leaves the kernel table as it is.
+// Stop deletes the owned services when FlushOnStop is set (and records in
+// the state file that they are gone); otherwise it leaves the kernel table
+// and the record of what is ours as they are, for the next run.
 func (r *Reconciler) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.opt.FlushAllOnStop {
-		r.mu.Lock()
-		defer r.mu.Unlock()
 		r.desired, r.cache = Table{}, nil
 		if err := r.c.Flush(); err != nil {
 			return fmt.Errorf("flush IPVS at stop: %w", err)
 		}
 		r.log.Info("IPVS table flushed at stop (lvs_flush_on_stop)")
-		return nil
+		// After the flush, so the record never misses a service.
+		r.disownAll()
+		return r.saveState()
 	}
 	if !r.opt.FlushOnStop {
-		return nil
+		// The table stays, and so does the record (written now if a
+		// write failed before), for the next run to adopt.
+		return r.saveState()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.desired = Table{}
-	_, err := r.pass(ctx, true)
+	_, err := r.pass(ctx, true) // forgets what it deleted
 	return err
 }
 
@@ -193,13 +290,17 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 // the cached picture is used (and read when there is none).
 func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 	st := Stats{Services: len(r.desired)}
+	// Record newly owned services before creating them. A failed write
+	// does not hold the table back: the service would merely not be
+	// deleted by a later run if this one crashed before a retry succeeds.
+	stateErr := r.saveState()
 	if read || r.cache == nil {
 		t0 := time.Now()
 		cur, err := r.c.Dump()
 		st.Read = time.Since(t0)
 		if err != nil {
 			r.cache = nil
-			return st, r.fail(fmt.Errorf("read kernel IPVS table: %w", err))
+			return st, r.fail(errors.Join(fmt.Errorf("read kernel IPVS table: %w", err), stateErr))
 		}
 		r.cache = cur
 		r.applied = nil // compare everything against what was read
@@ -208,8 +309,7 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 		func(k ServiceKey, s *Service) bool { return r.applied[k] == s })
 	if len(ops) == 0 {
 		r.markApplied()
-		r.ok()
-		return st, nil
+		return st, r.done()
 	}
 	t0 := time.Now()
 	touched, errs := r.apply(ctx, ops)
@@ -220,26 +320,29 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 	if len(errs) > 0 {
 		// Our picture is uncertain now: read the kernel next time.
 		r.cache = nil
-		return st, r.fail(fmt.Errorf("apply %d IPVS changes, %d failed: %w", len(ops), len(errs), errors.Join(errs...)))
+		return st, r.fail(errors.Join(fmt.Errorf("apply %d IPVS changes, %d failed: %w", len(ops), len(errs), errors.Join(errs...)), stateErr))
 	}
 	t0 = time.Now()
 	err := r.verify(touched)
 	st.Verify = time.Since(t0)
 	if err != nil {
 		r.cache = nil
-		return st, r.fail(err)
+		return st, r.fail(errors.Join(err, stateErr))
 	}
 	r.markApplied()
-	for k := range r.owned {
-		if _, ok := r.desired[k]; !ok {
-			if _, inKernel := r.cache[k]; !inKernel {
-				delete(r.owned, k) // deleted: no longer ours
-			}
-		}
-	}
 	r.log.Info("ipvs reconciled", "changes", st.Ops, "services", st.Services, "apply", st.Apply, "verify", st.Verify)
+	return st, r.done()
+}
+
+// done ends a pass whose kernel changes all succeeded: services no longer
+// owned are forgotten, after their deletion, and the record follows.
+func (r *Reconciler) done() error {
+	r.forgetGone()
+	if err := r.saveState(); err != nil {
+		return r.fail(err)
+	}
 	r.ok()
-	return st, nil
+	return nil
 }
 
 // markApplied records the desired services as present in the kernel.

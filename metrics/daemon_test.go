@@ -18,6 +18,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/vishvananda/netns"
+
+	"hakeep/internal/lab/labtest"
 )
 
 // TestDaemonMetrics runs the real hakeepd in a network namespace of its
@@ -32,7 +34,7 @@ func TestDaemonMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon")
 	}
-	bin := hakeepd(t)
+	bin := labtest.Binary(t, "hakeepd")
 	ns := fmt.Sprintf("hkmetrics%d", os.Getpid())
 	exec.Command("ip", "netns", "del", ns).Run() // a stale one from a killed run
 	sh(t, "ip", "netns", "add", ns)
@@ -212,30 +214,6 @@ virtual_server 10.77.0.100 80 {
 	if fams["process_resident_memory_bytes"] == nil {
 		t.Error("process collector missing")
 	}
-}
-
-// hakeepd is the daemon under test: built from this module when the
-// toolchain is there (so a stale hakeepd in PATH is never tested), else
-// the one in PATH (the vmtest guest, which gets it through -build).
-func hakeepd(t *testing.T) string {
-	t.Helper()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	_, errGo := os.Stat(gobin)
-	_, errSrc := os.Stat(filepath.Join("..", "cmd", "hakeepd"))
-	if errGo != nil || errSrc != nil {
-		p, err := exec.LookPath("hakeepd")
-		if err != nil {
-			t.Skip("no go toolchain to build hakeepd and no hakeepd in PATH")
-		}
-		return p
-	}
-	out := filepath.Join(t.TempDir(), "hakeepd")
-	cmd := exec.Command(gobin, "build", "-o", out, "./cmd/hakeepd")
-	cmd.Dir = ".."
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build hakeepd: %v\n%s", err, b)
-	}
-	return out
 }
 
 // ipvsAvailable reports whether the kernel has IPVS (seen from ns).

@@ -41,11 +41,21 @@ type Sources struct {
 	// Config is the committed version this director runs and why the
 	// last committed version was not applied (nil: it was).
 	Config func() (running uint64, applyErr error)
+	// Reload is the outcome of the last reload (SIGHUP or committed
+	// version); ok false leaves its series out.
+	Reload func() (Reload, bool)
+}
+
+// Reload is the last reload's outcome, as Prometheus's own
+// ..._config_last_reload_successful series report theirs.
+type Reload struct {
+	OK          bool
+	LastSuccess time.Time
 }
 
 // VRRPStates are the instance states reported by hakeep_vrrp_instance_state
 // (one series per state, 1 for the current one).
-var VRRPStates = []string{"INIT", "BACKUP", "MASTER", "FAULT", "STOP", "FENCED"}
+var VRRPStates = vrrp.StateNames()
 
 // RaftStates are the states reported by hakeep_cluster_raft_state.
 var RaftStates = []string{"Follower", "Candidate", "Leader", "Shutdown"}
@@ -64,6 +74,7 @@ func NewRegistry(src Sources) *prometheus.Registry {
 		&checksCollector{state: src.Checks, stats: src.CheckStats},
 		&ipvsCollector{src: src.IPVS},
 		&clusterCollector{src: src.Cluster, config: src.Config},
+		&reloadCollector{src: src.Reload},
 	)
 	return reg
 }
@@ -269,6 +280,32 @@ func (c *ipvsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(ipvsServices, prometheus.GaugeValue, float64(svcIn), "programmed")
 	ch <- prometheus.MustNewConstMetric(ipvsDests, prometheus.GaugeValue, float64(dests), "desired")
 	ch <- prometheus.MustNewConstMetric(ipvsDests, prometheus.GaugeValue, float64(destsIn), "programmed")
+}
+
+// --- Reload ---
+
+var (
+	reloadOK   = desc("hakeep_config_last_reload_successful", "1 when the last reload (SIGHUP or committed version) was applied, 0 when it was refused and the running configuration kept.")
+	reloadTime = desc("hakeep_config_last_reload_success_timestamp_seconds", "Unix time of the last configuration applied (the start counts).")
+)
+
+type reloadCollector struct{ src func() (Reload, bool) }
+
+func (c *reloadCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- reloadOK
+	ch <- reloadTime
+}
+
+func (c *reloadCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.src == nil {
+		return
+	}
+	r, ok := c.src()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(reloadOK, prometheus.GaugeValue, boolf(r.OK))
+	ch <- prometheus.MustNewConstMetric(reloadTime, prometheus.GaugeValue, float64(r.LastSuccess.Unix())+float64(r.LastSuccess.Nanosecond())/1e9)
 }
 
 // --- Cluster ---

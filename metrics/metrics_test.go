@@ -37,6 +37,7 @@ type fakeState struct {
 	cluster  *metrics.Cluster
 	running  uint64
 	applyErr error
+	reload   *metrics.Reload
 }
 
 func (f *fakeState) sources() metrics.Sources {
@@ -62,6 +63,12 @@ func (f *fakeState) sources() metrics.Sources {
 			return *f.cluster, true
 		},
 		Config: func() (uint64, error) { return f.running, f.applyErr },
+		Reload: func() (metrics.Reload, bool) {
+			if f.reload == nil {
+				return metrics.Reload{}, false
+			}
+			return *f.reload, true
+		},
 	}
 }
 
@@ -101,6 +108,7 @@ func full() *fakeState {
 		}},
 		running:  6,
 		applyErr: errors.New("interface eth9 missing"),
+		reload:   &metrics.Reload{OK: false, LastSuccess: time.Unix(1700000100, 250_000_000)},
 	}
 }
 
@@ -236,6 +244,8 @@ func TestScrapeValues(t *testing.T) {
 		{"hakeep_cluster_config_node_apply_error", l("node", "d2"), 1},
 		{"hakeep_cluster_config_node_apply_error", l("node", "d1"), 0},
 		{"hakeep_cluster_health_fallback", nil, 1},
+		{"hakeep_config_last_reload_successful", nil, 0},
+		{"hakeep_config_last_reload_success_timestamp_seconds", nil, 1700000100.25},
 	} {
 		got, ok := value(fams, tc.name, tc.labels)
 		if !ok {

@@ -125,10 +125,16 @@ type Manager struct {
 	gateCh  chan gateEvent
 	trackCh chan trackEvent
 	reqCh   chan func()
-	status  atomic.Pointer[[]InstanceStatus]
+	// status is the last published view; Status reads it (and each
+	// instance's published counters) without asking the loop.
+	status  atomic.Pointer[snapshot]
 	running atomic.Bool
-	wg      sync.WaitGroup
-	started bool
+	// watchers get a coalesced signal after each publish (Watch).
+	watchMu  sync.Mutex
+	watchers atomic.Pointer[[]chan struct{}]
+	notes    *notifyQueue // nil without a Notifier
+	wg       sync.WaitGroup
+	started  bool
 	// pending transitions for sync groups; allWorkers for the final wait.
 	pending    []transition
 	allWorkers []*addrWorker
@@ -177,21 +183,74 @@ func New(set *Set, opt Options) (*Manager, error) {
 		trackCh: make(chan trackEvent, 64), reqCh: make(chan func()),
 		checkScript: check,
 	}
-	empty := []InstanceStatus{}
-	m.status.Store(&empty)
+	if opt.Notifier != nil {
+		m.notes = newNotifyQueue(opt.Notifier)
+	}
+	m.status.Store(&snapshot{})
 	return m, nil
 }
 
-// Status returns the state of every instance, fresh from the event loop
-// while it runs (within 1 s, else the last snapshot); safe from any
-// goroutine except the loop's own callbacks (Notifier, Gate).
+// snapshot is what the loop publishes: every instance's view (counters
+// left out) and, index for index, the instance whose published counters
+// complete it.
+type snapshot struct {
+	view  []InstanceStatus
+	insts []*inst
+}
+
+// Status returns the state of every instance as of the event loop's last
+// change. It never waits for the loop (the loop publishes after every
+// change, and the counters after every event), so a busy or stalled loop
+// cannot stall its callers, and callers cannot stall the loop. Safe from
+// any goroutine, the loop's own callbacks included.
 func (m *Manager) Status() []InstanceStatus {
-	if m.running.Load() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		m.do(ctx, m.publish)
-		cancel()
+	s := m.status.Load()
+	out := make([]InstanceStatus, len(s.view))
+	copy(out, s.view)
+	for i, in := range s.insts {
+		out[i].Counters = in.pub.counters()
 	}
-	return *m.status.Load()
+	return out
+}
+
+// Watch returns a channel that receives a value after the loop published a
+// change Status shows (counters aside): a state, priority, master, fault or
+// gate change, or a reload. Signals are coalesced (capacity one, never
+// blocking the loop), so a reader that calls Status after each one never
+// misses the latest state. stop ends the subscription.
+func (m *Manager) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.watchMu.Lock()
+	var cur []chan struct{}
+	if p := m.watchers.Load(); p != nil {
+		cur = *p
+	}
+	next := append(slices.Clone(cur), ch)
+	m.watchers.Store(&next)
+	m.watchMu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			m.watchMu.Lock()
+			defer m.watchMu.Unlock()
+			cur := *m.watchers.Load()
+			next := slices.DeleteFunc(slices.Clone(cur), func(c chan struct{}) bool { return c == ch })
+			m.watchers.Store(&next)
+		})
+	}
+}
+
+func (m *Manager) signalWatchers() {
+	p := m.watchers.Load()
+	if p == nil {
+		return
+	}
+	for _, ch := range *p {
+		select {
+		case ch <- struct{}{}:
+		default: // a signal is already pending: the reader sees this too
+		}
+	}
 }
 
 // Stats returns each instance's counters by name (SIGUSR2, metrics).
@@ -246,6 +305,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m.runCtx = runCtx
+	if m.notes != nil {
+		m.notes.start()
+	}
 	m.track = newTracker(runCtx, m)
 	m.running.Store(true)
 	defer m.running.Store(false)
@@ -287,12 +349,13 @@ func (m *Manager) Run(ctx context.Context) error {
 			f()
 		}
 		m.settle()
-		// Adverts alone only move counters: Status refreshes those on
-		// demand, so the snapshot is rebuilt here only on real changes.
-		if m.dirty {
+		// Adverts alone only move counters, which are published on their
+		// own; the view is rebuilt only when something it shows changed.
+		if m.dirty || m.viewChanged() {
 			m.dirty = false
 			m.publish()
 		}
+		m.publishCounters()
 	}
 }
 
@@ -455,12 +518,18 @@ func (m *Manager) shutdown() {
 		w.wait(m.opt.AddrTimeout)
 	}
 	m.allWorkers = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if m.notes != nil {
+		// The stop events reach the notifier before it is closed.
+		if err := m.notes.close(ctx); err != nil {
+			m.log.Warn("notifier still busy at exit", "err", err)
+		}
+	}
 	if c, ok := m.opt.Notifier.(interface{ Close(context.Context) error }); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := c.Close(ctx); err != nil {
 			m.log.Warn("notify scripts still running at exit", "err", err)
 		}
-		cancel()
 	}
 	m.wg.Wait()
 }
@@ -530,9 +599,7 @@ func (m *Manager) syncGroup(t transition) {
 	if st != StateInit && st != g.state {
 		g.state = st
 		m.log.Info("VRRP sync group "+g.spec.Name+" entering "+st.String()+" state", "group", g.spec.Name, "state", st.String())
-		if m.opt.Notifier != nil {
-			m.opt.Notifier.Notify(Event{Group: true, Name: g.spec.Name, State: st, Scripts: g.spec.Notify, SMTPAlert: g.spec.SMTPAlert})
-		}
+		m.notify(Event{Group: true, Name: g.spec.Name, State: st, Scripts: g.spec.Notify, SMTPAlert: g.spec.SMTPAlert})
 	}
 }
 
@@ -661,41 +728,107 @@ func (m *Manager) onRx(ev rxEvent) {
 	in.m.receive(now, ev.p.Advert, ev.p.Src)
 }
 
+// publish rebuilds the view Status shows and signals the watchers.
 func (m *Manager) publish() {
-	out := make([]InstanceStatus, 0, len(m.order))
+	snap := &snapshot{view: make([]InstanceStatus, 0, len(m.order)), insts: slices.Clone(m.order)}
 	for _, in := range m.order {
-		mm := in.m
+		v := in.viewKey()
+		in.shown = v
 		st := InstanceStatus{
 			Name: in.spec.Name, VRID: in.spec.VRID, Interface: in.spec.Interface, Version: in.spec.Version,
-			State: mm.state.String(), Priority: mm.prio, BasePriority: in.spec.Priority,
-			VIPs: in.spec.VIPs, Source: in.conn.Source(), Fault: in.faultWhy,
-			Counters: Counters{RxAdverts: mm.rx, TxAdverts: mm.tx, BecameMaster: mm.becameMaster},
+			State: v.state.String(), Priority: v.prio, BasePriority: in.spec.Priority,
+			VIPs: in.spec.VIPs, Source: in.conn.Source(), Fault: v.fault, Master: v.master, SyncGroup: v.group,
 		}
-		if in.group != nil {
-			st.SyncGroup = in.group.spec.Name
-		}
-		switch mm.state {
-		case StateMaster:
-			st.Master = in.conn.Source()
-		case StateBackup, StateFenced:
-			st.Master = mm.masterIP
-		}
-		if mm.pending {
+		if v.pending {
 			st.Gate = "pending"
-		} else if mm.gateErr != nil {
-			st.Gate = "refused: " + mm.gateErr.Error()
+		} else if in.m.gateErr != nil {
+			st.Gate = "refused: " + v.gateErr
 		}
-		for r := DropReason(1); r < numDropReasons; r++ {
-			if n := mm.stats[r]; n > 0 {
-				if st.Counters.Drops == nil {
-					st.Counters.Drops = map[string]uint64{}
-				}
-				st.Counters.Drops[r.String()] = n
-			}
-		}
-		out = append(out, st)
+		snap.view = append(snap.view, st)
 	}
-	m.status.Store(&out)
+	m.publishCounters()
+	m.status.Store(snap)
+	m.signalWatchers()
+}
+
+// viewKey is what the published view shows of an instance, in a form that
+// compares cheaply (no allocation) after every event.
+type viewKey struct {
+	state   State
+	prio    uint8
+	master  netip.Addr
+	pending bool
+	gateErr string
+	fault   string
+	group   string
+}
+
+func (in *inst) viewKey() viewKey {
+	mm := in.m
+	v := viewKey{state: mm.state, prio: mm.prio, pending: mm.pending, fault: in.faultWhy}
+	if mm.gateErr != nil {
+		v.gateErr = mm.gateErr.Error()
+	}
+	if in.group != nil {
+		v.group = in.group.spec.Name
+	}
+	switch mm.state {
+	case StateMaster:
+		v.master = in.conn.Source()
+	case StateBackup, StateFenced:
+		v.master = mm.masterIP
+	}
+	return v
+}
+
+// viewChanged reports whether an instance changed since the last publish
+// in a way Status shows (a new master heard, say, moves no other field).
+func (m *Manager) viewChanged() bool {
+	for _, in := range m.order {
+		if in.viewKey() != in.shown {
+			return true
+		}
+	}
+	return false
+}
+
+// publishCounters copies every instance's counters where Status reads
+// them; done after each event, so a counter that moved means the event's
+// state changes are published too.
+func (m *Manager) publishCounters() {
+	for _, in := range m.order {
+		in.pub.store(in.m)
+	}
+}
+
+// pubCounters are an instance's counters as last published.
+type pubCounters struct {
+	rx, tx, becameMaster atomic.Uint64
+	drops                [numDropReasons]atomic.Uint64
+}
+
+func (p *pubCounters) store(mm *machine) {
+	p.rx.Store(mm.rx)
+	p.tx.Store(mm.tx)
+	p.becameMaster.Store(mm.becameMaster)
+	for r := DropReason(1); r < numDropReasons; r++ {
+		if n := mm.stats[r]; n != p.drops[r].Load() {
+			p.drops[r].Store(n)
+		}
+	}
+}
+
+func (p *pubCounters) counters() Counters {
+	c := Counters{RxAdverts: p.rx.Load(), TxAdverts: p.tx.Load(), BecameMaster: p.becameMaster.Load()}
+	for r := DropReason(1); r < numDropReasons; r++ {
+		if n := p.drops[r].Load(); n > 0 {
+			if c.Drops == nil {
+				c.Drops = map[string]uint64{}
+			}
+			c.Drops[r.String()] = n
+		}
+	}
+	return c
 }
 
 type group struct {
@@ -740,6 +873,9 @@ type inst struct {
 	claimAdmitted bool
 
 	sendErr string
+
+	shown viewKey     // as last published
+	pub   pubCounters // counters as last published (read by Status)
 }
 
 func (in *inst) readLoop() {
@@ -806,8 +942,8 @@ func (in *inst) transition(from, to State, why string) {
 		"from", from.String(), "state", to.String(), "priority", in.m.prio, "reason", why)
 	m.pending = append(m.pending, transition{in: in, from: from, to: to})
 	m.dirty = true
-	if m.opt.Notifier != nil && to != StateInit {
-		m.opt.Notifier.Notify(Event{Name: in.spec.Name, State: to, Priority: in.m.prio, Scripts: in.spec.Notify, SMTPAlert: in.spec.SMTPAlert})
+	if to != StateInit {
+		m.notify(Event{Name: in.spec.Name, State: to, Priority: in.m.prio, Scripts: in.spec.Notify, SMTPAlert: in.spec.SMTPAlert})
 	}
 }
 

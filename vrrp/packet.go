@@ -244,6 +244,20 @@ func IPv4Header(src, dst netip.Addr, id uint16, payloadLen int) []byte {
 	return h
 }
 
+// IPv6Header is the 40-byte IPv6 header keepalived puts on an advert:
+// traffic class 0xc0, no flow label, next header 112, hop limit 255.
+func IPv6Header(src, dst netip.Addr, payloadLen int) []byte {
+	h := make([]byte, 40, 40+payloadLen)
+	binary.BigEndian.PutUint32(h[0:], 6<<28|TOS<<20)
+	binary.BigEndian.PutUint16(h[4:], uint16(payloadLen))
+	h[6] = Protocol
+	h[7] = TTL
+	s16, d16 := src.As16(), dst.As16()
+	copy(h[8:], s16[:])
+	copy(h[24:], d16[:])
+	return h
+}
+
 // DropReason says why a received packet was not accepted.
 type DropReason uint8
 

@@ -53,6 +53,9 @@ type rawConn struct {
 	c4    *ipv4.RawConn
 	c6    *ipv6.PacketConn
 	buf   []byte
+	// link sends multicast adverts below IP (nil: unicast, or a link
+	// without Ethernet addresses, or no AF_PACKET socket).
+	link *linkSender
 
 	mu sync.Mutex // guards id
 	id uint16
@@ -110,6 +113,10 @@ func Listen(spec *InstanceSpec) (Conn, error) {
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("open VRRP socket for %s on %s: %w", spec.Name, ifi.Name, err)
+	}
+	if len(spec.Peers) == 0 && len(ifi.HardwareAddr) == 6 {
+		// Without it adverts still go out through the raw IP socket.
+		rc.link, _ = newLinkSender(ifi, group)
 	}
 	return rc, nil
 }
@@ -179,6 +186,9 @@ func (rc *rawConn) Source() netip.Addr { return rc.src }
 
 func (rc *rawConn) Close() error {
 	var err error
+	if rc.link != nil {
+		rc.link.close()
+	}
 	if rc.c4 != nil {
 		err = rc.c4.Close()
 	}
@@ -189,45 +199,67 @@ func (rc *rawConn) Close() error {
 }
 
 // Send writes one advert to the group, or one per unicast peer (each with
-// its own v3 checksum).
+// its own v3 checksum). Multicast adverts on Ethernet go out as link-layer
+// frames (linkSender), the IP socket being the fallback.
 func (rc *rawConn) Send(a *Advert) error {
 	// Never block the event loop on a full socket buffer.
 	dl := time.Now().Add(sendTimeout)
-	if rc.c4 != nil {
-		rc.c4.SetWriteDeadline(dl)
-	} else {
-		rc.c6.SetWriteDeadline(dl)
-	}
 	var errs []error
 	for _, dst := range rc.dsts {
 		b, err := Encode(a, rc.src, dst, EncodeOptions{ChecksumAsV2: rc.spec.ChecksumAsV2})
 		if err != nil {
 			return err
 		}
+		var id uint16
 		if rc.c4 != nil {
 			rc.mu.Lock()
 			rc.id++
-			id := rc.id
+			id = rc.id
 			rc.mu.Unlock()
-			h, err := ipv4.ParseHeader(IPv4Header(rc.src, dst, id, len(b)))
-			if err != nil {
-				return fmt.Errorf("build IPv4 header: %w", err)
-			}
-			err = rc.c4.WriteTo(h, b, &ipv4.ControlMessage{IfIndex: rc.ifi.Index})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("send advert to %s: %w", dst, err))
-			}
-			continue
 		}
-		cm := &ipv6.ControlMessage{HopLimit: TTL, TrafficClass: TOS, Src: rc.src.AsSlice(), IfIndex: rc.ifi.Index}
-		// No zone: naming it would resolve the interface in the caller's
-		// namespace; PKTINFO's ifindex and SO_BINDTODEVICE scope it.
-		to := &net.IPAddr{IP: dst.AsSlice()}
-		if _, err := rc.c6.WriteTo(b, cm, to); err != nil {
-			errs = append(errs, fmt.Errorf("send advert to %s: %w", dst, err))
+		var lerr error
+		if rc.link != nil {
+			var pkt []byte
+			if rc.c4 != nil {
+				pkt = append(IPv4Header(rc.src, dst, id, len(b)), b...)
+			} else {
+				pkt = append(IPv6Header(rc.src, dst, len(b)), b...)
+			}
+			if lerr = rc.link.send(pkt, dl); lerr == nil {
+				continue
+			}
+			lerr = fmt.Errorf("on the link: %w", lerr)
+		}
+		if err := rc.sendIP(b, dst, id, dl); err != nil {
+			errs = append(errs, errors.Join(err, lerr))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sendIP writes one advert through the raw IP socket, which asks the
+// kernel's neighbour table for the destination's link address.
+func (rc *rawConn) sendIP(b []byte, dst netip.Addr, id uint16, dl time.Time) error {
+	if rc.c4 != nil {
+		rc.c4.SetWriteDeadline(dl)
+		h, err := ipv4.ParseHeader(IPv4Header(rc.src, dst, id, len(b)))
+		if err != nil {
+			return fmt.Errorf("build IPv4 header: %w", err)
+		}
+		if err := rc.c4.WriteTo(h, b, &ipv4.ControlMessage{IfIndex: rc.ifi.Index}); err != nil {
+			return fmt.Errorf("send advert to %s: %w", dst, err)
+		}
+		return nil
+	}
+	rc.c6.SetWriteDeadline(dl)
+	cm := &ipv6.ControlMessage{HopLimit: TTL, TrafficClass: TOS, Src: rc.src.AsSlice(), IfIndex: rc.ifi.Index}
+	// No zone: naming it would resolve the interface in the caller's
+	// namespace; PKTINFO's ifindex and SO_BINDTODEVICE scope it.
+	to := &net.IPAddr{IP: dst.AsSlice()}
+	if _, err := rc.c6.WriteTo(b, cm, to); err != nil {
+		return fmt.Errorf("send advert to %s: %w", dst, err)
+	}
+	return nil
 }
 
 // Recv reads the next packet: TTL / hop limit must be 255, the message must

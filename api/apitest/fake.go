@@ -35,11 +35,35 @@ type Fake struct {
 	Unavailable bool
 	// ApplyOnPush marks these voters as having applied each pushed version.
 	ApplyOnPush []string
+	// Security is shown in status (nil: none, as without a cluster).
+	Security *api.SecurityStatus
 
 	history []api.ConfigVersion
 	applied map[string]api.Applied
 	pushIDs map[string]uint64
+	audit   []api.AuditEvent
 	Calls   []string
+}
+
+// record adds an audit event with the API's authenticated caller.
+func (f *Fake) record(ctx context.Context, e api.AuditEvent) {
+	if c, ok := api.CallerFrom(ctx); ok {
+		e.Caller = c.String() + " on " + f.Node
+	}
+	e.At = time.Now().UTC()
+	f.mu.Lock()
+	f.audit = append(f.audit, e)
+	f.mu.Unlock()
+}
+
+// Audit returns the events recorded so far.
+func (f *Fake) Audit(ctx context.Context) ([]api.AuditEvent, error) {
+	if err := f.call("audit"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]api.AuditEvent{}, f.audit...), nil
 }
 
 func (f *Fake) call(name string) error {
@@ -80,7 +104,7 @@ func (f *Fake) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cs := api.ClusterStatus{Node: f.Node, Raft: f.Raft, Members: f.Members, Health: f.Health}
+	cs := api.ClusterStatus{Node: f.Node, Raft: f.Raft, Members: f.Members, Health: f.Health, Security: f.Security}
 	if n := len(f.history); n > 0 {
 		cur := f.history[n-1]
 		cs.Config = api.ConfigStatus{Version: cur.Version, SHA256: cur.SHA256, PushedBy: cur.PushedBy, PushedAt: cur.PushedAt}
@@ -157,7 +181,11 @@ func (f *Fake) ConfigPush(ctx context.Context, req api.PushRequest) (api.PushRes
 			return api.PushResult{}, &api.Error{Code: api.CodeInvalid, Message: "configuration refused", Diagnostics: errs}
 		}
 	}
-	return f.commit(req.Text, req.Name, req.PushedBy, req.PushID, 0), nil
+	r := f.commit(req.Text, req.Name, req.PushedBy, req.PushID, 0)
+	if !r.Duplicate {
+		f.record(ctx, api.AuditEvent{Action: "push", Version: r.Version, PushedBy: req.PushedBy})
+	}
+	return r, nil
 }
 
 func (f *Fake) ConfigShow(ctx context.Context) (api.ConfigVersion, error) {
@@ -197,7 +225,11 @@ func (f *Fake) ConfigRollback(ctx context.Context, req api.RollbackRequest) (api
 	}
 	old := f.history[req.Version-1]
 	f.mu.Unlock()
-	return f.commit(old.Text, old.Source, req.PushedBy, req.PushID, req.Version), nil
+	r := f.commit(old.Text, old.Source, req.PushedBy, req.PushID, req.Version)
+	if !r.Duplicate {
+		f.record(ctx, api.AuditEvent{Action: "rollback", Version: r.Version, PushedBy: req.PushedBy})
+	}
+	return r, nil
 }
 
 func (f *Fake) ConfigApplied(ctx context.Context, version uint64) (api.PushResult, error) {
@@ -223,6 +255,7 @@ func (f *Fake) ClusterRemove(ctx context.Context, node string) error {
 	}
 	for _, m := range f.Members {
 		if m.Name == node {
+			f.record(ctx, api.AuditEvent{Action: "remove", Node: node})
 			return nil
 		}
 	}

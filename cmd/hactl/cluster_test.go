@@ -18,6 +18,7 @@ import (
 	"hakeep/api"
 	"hakeep/config"
 	"hakeep/consensus"
+	"hakeep/internal/testpki"
 )
 
 // director is the test's stand-in for the daemon's director: it applies
@@ -74,8 +75,15 @@ func startCluster(t *testing.T) []string {
 	var socks []string
 	var first string
 	base := t.TempDir()
+	ca := testpki.New(t)
 	for i := 1; i <= 3; i++ {
+		fs := ca.Issue(t, fmt.Sprintf("d%d", i))
+		creds, err := consensus.LoadCredentials(fs.Cert, fs.Key, fs.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg := consensus.Config{
+			TLS: creds, GossipKeys: [][]byte{[]byte("0123456789abcdef")},
 			NodeName: fmt.Sprintf("d%d", i), BindAddr: netip.MustParseAddr("127.0.0.1"), DataDir: filepath.Join(base, fmt.Sprintf("d%d", i)),
 			BootstrapExpect: 3, Validate: consensus.ValidatePushed, Logger: log,
 			Timeouts: consensus.Timeouts{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 150 * time.Millisecond, Commit: 5 * time.Millisecond},

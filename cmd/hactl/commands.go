@@ -84,11 +84,15 @@ func (e *env) status() error {
 	if st.Config.LocalError != "" {
 		fmt.Fprintf(e.out, "         apply failed here: %s\n", st.Config.LocalError)
 	}
+	if r := st.Config.LastReload; r != nil {
+		fmt.Fprintf(e.out, "reload:  %s\n", reloadLine(r))
+	}
 	h := "health:  " + orDash(st.Health.Mode)
 	if st.Health.Fallback {
 		h += " (FALLBACK to local checks: " + st.Health.Reason + ")"
 	}
 	fmt.Fprintln(e.out, h)
+	e.security(st.Security)
 	if len(st.Members) > 0 {
 		fmt.Fprintln(e.out)
 		e.members(st.Members)
@@ -102,6 +106,19 @@ func (e *env) status() error {
 		e.ipvs(st.VirtualServers)
 	}
 	return nil
+}
+
+// reloadLine says whether the last reload applied, and why not.
+func reloadLine(r *api.Reload) string {
+	at := r.At.Local().Format(time.DateTime)
+	if r.OK {
+		return fmt.Sprintf("ok (%s at %s)", r.Source, at)
+	}
+	line := fmt.Sprintf("REFUSED (%s at %s): %s; running configuration kept", r.Source, at, r.Error)
+	if !r.LastSuccess.IsZero() {
+		line += ", applied " + r.LastSuccess.Local().Format(time.DateTime)
+	}
+	return line
 }
 
 func orDash(s string) string {
@@ -243,14 +260,7 @@ func validatePushable(path string) ([]byte, []string, []string, error) {
 
 func (e *env) configValidate(path string) error {
 	cfg, diags := config.Load(path, config.Options{ConfigID: e.id})
-	var errs, warns []string
-	for _, d := range diags {
-		if d.Severity == config.Error {
-			errs = append(errs, d.String())
-		} else {
-			warns = append(warns, d.String())
-		}
-	}
+	errs, warns := diags.Errors().Strings(), diags.Warnings().Strings()
 	if cfg == nil && len(errs) == 0 {
 		errs = append(errs, path+": could not be read")
 	}
@@ -401,15 +411,18 @@ func (e *env) configHistory() error {
 		return e.printJSON(h)
 	}
 	tw := e.table()
-	fmt.Fprintln(tw, "VERSION\tPUSHED AT\tBY\tSHA256\tSOURCE\tNOTE")
+	fmt.Fprintln(tw, "VERSION\tPUSHED AT\tBY\tSHA256\tSOURCE\tNOTE\tCALLER (AUTHENTICATED)")
 	for _, v := range h {
-		note := ""
+		note := "-"
 		if v.RollbackOf != 0 {
 			note = fmt.Sprintf("rollback to %d", v.RollbackOf)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.PushedAt.Local().Format(time.DateTime), orDash(v.PushedBy), short(v.SHA256), orDash(v.Source), note)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.PushedAt.Local().Format(time.DateTime), orDash(v.PushedBy), short(v.SHA256), orDash(v.Source), note, orDash(v.Caller))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return e.membershipHistory(ctx)
 }
 
 func (e *env) configRollback(arg string) error {

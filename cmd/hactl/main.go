@@ -35,7 +35,8 @@ commands:
   config push FILE [--wait] [--timeout D]
                                 validate, then commit FILE to the cluster
   config show                   the committed configuration text
-  config history                committed versions
+  config history                committed versions and directors added or removed,
+                                with who asked (the audit trail)
   config rollback VERSION       re-commit an older version as a new one
   cluster init                  bootstrap a one-director cluster here
   cluster join ADDR             join the cluster of the director at gossip ADDR
@@ -44,6 +45,10 @@ commands:
   genhash URL | -s SERVER -p PORT -u PATH [-S]
                                 MD5 digest of a page, for a url block's digest
                                 (keepalived's genhash; runs locally, no daemon)
+  tls init [--dir D] NODE...    a cluster CA, a certificate per director and a
+                                gossip key, with the cluster { } lines using them
+  tls ca create | tls cert create [--client] NAME | keygen [-o FILE]
+                                each of those alone (runs locally; hactl tls help)
 
 global flags (accepted before or after the command):
   --api PATH      the daemon's unix socket (default $HAKEEP_API, else ` + api.DefaultSocket + `),
@@ -117,6 +122,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// would collide with hactl's: it is dispatched before they are parsed.
 	if len(args) > 0 && args[0] == "genhash" {
 		return runGenhash(args[1:], stdout, stderr)
+	}
+	// So do the local secret makers (their --dir, --days, -o).
+	if len(args) > 0 && (args[0] == "tls" || args[0] == "keygen") {
+		return runSecrets(args, stdout, stderr)
 	}
 	e := &env{apiPath: api.DefaultSocket, timeout: 30 * time.Second, out: stdout, errw: stderr}
 	if p := os.Getenv("HAKEEP_API"); p != "" {

@@ -172,6 +172,10 @@ func TestConfigValidate(t *testing.T) {
 	if code != 1 || json.Unmarshal([]byte(out), &vr) != nil || vr.Valid || len(vr.Errors) == 0 {
 		t.Fatalf("validate --json = %d %q", code, out)
 	}
+	cut := writeFile(t, "cut.conf", strings.TrimSuffix(goodConf, "}\n"))
+	if code, _, errOut := hactl("config", "validate", cut); code != 1 || !strings.Contains(errOut, "error: "+cut+":1: vrrp_instance VI_1: block opened here is not closed") {
+		t.Fatalf("validate cut-off file = %d, stderr %q (want the unclosed block at cut.conf:1)", code, errOut)
+	}
 	if code, _, errOut := hactl("config", "validate", "/nonexistent.conf"); code != 1 || errOut == "" {
 		t.Fatalf("validate missing file = %d %q", code, errOut)
 	}
@@ -179,13 +183,17 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigPushFlow(t *testing.T) {
 	sock, f := fakeServer(t)
-	bad := writeFile(t, "bad.conf", badConf)
 	withCluster := writeFile(t, "c.conf", clusterConf)
 	// Refused locally: nothing is sent.
-	for _, file := range []string{bad, withCluster} {
-		code, _, errOut := hactl("--api", sock, "config", "push", file)
-		if code != 1 || !strings.Contains(errOut, "nothing was pushed") || !strings.Contains(errOut, filepath.Base(file)+":") {
-			t.Fatalf("push %s = %d %q", file, code, errOut)
+	for _, tc := range []struct{ file, want string }{
+		{writeFile(t, "bad.conf", badConf), "bad.conf:3: virtual_router_id"},
+		{withCluster, "c.conf:1: a pushed configuration must not contain a cluster"},
+		// A file cut off before its last '}' (a truncated copy).
+		{writeFile(t, "cut.conf", strings.TrimSuffix(goodConf, "}\n")), "cut.conf:1: vrrp_instance VI_1: block opened here is not closed"},
+	} {
+		code, _, errOut := hactl("--api", sock, "config", "push", tc.file)
+		if code != 1 || !strings.Contains(errOut, "nothing was pushed") || !strings.Contains(errOut, "error: "+tc.want) {
+			t.Fatalf("push %s = %d %q, want 1 and %q", tc.file, code, errOut, tc.want)
 		}
 	}
 	if calls := f.CallsCopy(); len(calls) != 0 {

@@ -24,6 +24,7 @@ type options struct {
 	checkOnly   bool   // -C, --check
 	dumpConf    bool   // -d, --dump-conf
 	apiSocket   string // --api
+	stateDir    string // --state-dir
 	version     bool   // -v, --version
 	debug       bool   // --debug: debug-level logs
 }
@@ -56,6 +57,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	boolean(&o.checkOnly, "C", "check", "run only the health-check and IPVS subsystems")
 	boolean(&o.dumpConf, "d", "dump-conf", "print the parsed configuration as JSON and exit")
 	fs.StringVar(&o.apiSocket, "api", "/run/hakeep/hakeepd.sock", "API unix socket (root only)")
+	// /run by default: the record must never outlive the table it
+	// describes, or a later run would delete a service it did not make.
+	fs.StringVar(&o.stateDir, "state-dir", "/run/hakeepd",
+		"directory for what must survive a restart but not a reboot: the IPVS services hakeepd programmed, "+
+			"so that a restart deletes those no longer configured. Keep it on a filesystem cleared at boot "+
+			"(/run is), exactly like the kernel's IPVS table, so the record never outlives the table it describes "+
+			"(\"\": keep none; services of a previous run are then left alone)")
 	boolean(&o.version, "v", "version", "print the version and exit")
 	fs.BoolVar(&o.debug, "debug", false, "debug-level logs (same as -D)")
 	// keepalived's per-child pid files: accepted so its unit files work.

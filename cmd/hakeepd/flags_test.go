@@ -12,7 +12,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(o options) bool
 	}{
 		{[]string{}, false, func(o options) bool {
-			return o.configFile == "/etc/keepalived/keepalived.conf" && o.pidFile == "/run/hakeepd.pid"
+			return o.configFile == "/etc/keepalived/keepalived.conf" && o.pidFile == "/run/hakeepd.pid" && o.stateDir == "/run/hakeepd"
 		}},
 		{[]string{"-f", "x.conf", "-t"}, false, func(o options) bool { return o.configFile == "x.conf" && o.configTest }},
 		{[]string{"--use-file", "y.conf", "--config-test"}, false, func(o options) bool { return o.configFile == "y.conf" && o.configTest }},
@@ -21,6 +21,10 @@ func TestParseFlags(t *testing.T) {
 		}},
 		{[]string{"-S", "3", "-P"}, false, func(o options) bool { return o.logFacility == 3 && o.vrrpOnly }},
 		{[]string{"-r", "/x", "-c", "/y", "-G"}, false, func(o options) bool { return o.noSyslog }},
+		{[]string{"--state-dir", "/tmp/lab/d1"}, false, func(o options) bool { return o.stateDir == "/tmp/lab/d1" }},
+		{[]string{"-state-dir=/x"}, false, func(o options) bool { return o.stateDir == "/x" }},
+		{[]string{"--state-dir", ""}, false, func(o options) bool { return o.stateDir == "" }},
+		{[]string{"--state-dir"}, true, nil},
 		{[]string{"-S", "9"}, true, nil},
 		{[]string{"-P", "-C"}, true, nil},
 		{[]string{"stray"}, true, nil},

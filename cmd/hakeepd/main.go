@@ -92,13 +92,7 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 		return exitError
 	}
 	defer closeLog()
-	for _, d := range diags {
-		if d.Severity == config.Error {
-			log.Error("config", "msg", d.String())
-		} else {
-			log.Warn("config", "msg", d.String())
-		}
-	}
+	diags.Log(log)
 	if diags.HasErrors() {
 		log.Error("configuration has errors, not starting", "file", o.configFile)
 		return exitError
@@ -115,6 +109,8 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 		VRRP:       !o.checkOnly,
 		Checks:     !o.vrrpOnly,
 		APISocket:  o.apiSocket,
+		StateDir:   o.stateDir,
+		OnReload:   func(r director.ReloadOutcome) { go sdNotify(statusLine(r)) },
 		Log:        log,
 	}, cfg)
 	if err != nil {
@@ -132,6 +128,22 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 		log.Warn("cannot tell systemd we are ready", "err", err)
 	}
 	go runWatchdog(ctx, func() bool { return answers(d) })
+	// SIGHUPs are handled one at a time off the signal loop, so SIGTERM is
+	// heard even during a long reload; a SIGHUP that arrives meanwhile
+	// becomes one more reload.
+	hup := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				sdNotify("RELOADING=1")
+				reload(ctx, o, d, log)
+				sdNotify("READY=1")
+			}
+		}
+	}()
 	for {
 		select {
 		case err := <-done:
@@ -143,9 +155,10 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGHUP:
-				sdNotify("RELOADING=1")
-				reload(o, d, log)
-				sdNotify("READY=1")
+				select {
+				case hup <- struct{}{}:
+				default: // one is pending already
+				}
 			case syscall.SIGUSR1, syscall.SIGUSR2:
 				dumpState(d, log, s == syscall.SIGUSR2)
 			default:
@@ -157,40 +170,48 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 	}
 }
 
-// answers reports whether the director's event loops answer a status
-// query in time (the systemd watchdog's health test).
+// answers reports whether the director's event loops answer in time (the
+// systemd watchdog's health test): a wedged loop stops the pets, and
+// systemd restarts the daemon.
 func answers(d *director.Director) bool {
-	done := make(chan struct{})
-	go func() {
-		d.Status()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(5 * time.Second):
-		return false
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return d.Alive(ctx) == nil
 }
 
-func reload(o options, d *director.Director, log *slog.Logger) {
-	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
-	for _, dg := range diags {
-		if dg.Severity == config.Error {
-			log.Error("config", "msg", dg.String())
-		} else {
-			log.Warn("config", "msg", dg.String())
-		}
+// statusLine is systemd's STATUS= for a reload outcome (systemctl status
+// shows it).
+func statusLine(r director.ReloadOutcome) string {
+	if r.Err != nil {
+		return fmt.Sprintf("STATUS=last reload (%s at %s) refused, running configuration kept: %v", r.Source, r.At.Format(time.DateTime), r.Err)
 	}
-	if diags.HasErrors() {
-		log.Error("reload refused: configuration has errors, keeping the running one", "file", o.configFile)
+	return fmt.Sprintf("STATUS=configuration applied (%s at %s)", r.Source, r.At.Format(time.DateTime))
+}
+
+func reload(ctx context.Context, o options, d *director.Director, log *slog.Logger) {
+	cfg, err := reloadConfig(o, log)
+	if err != nil {
+		d.Refused(ctx, "SIGHUP", err)
 		return
 	}
-	if err := d.Reload(cfg); err != nil {
+	if err := d.Reload(ctx, cfg); err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
 		return
 	}
 	log.Info("reload complete", "file", o.configFile)
+}
+
+// reloadConfig reads the file again for SIGHUP and logs what it found. It
+// returns an error when the file must not be applied: any error, a truncated
+// file (a block left open) among them.
+func reloadConfig(o options, log *slog.Logger) (*config.Config, error) {
+	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
+	diags.Log(log)
+	if err := diags.Err(); err != nil {
+		log.Error("reload refused: configuration has errors, keeping the running one", "file", o.configFile)
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // dumpState logs the daemon's state (SIGUSR1) or counters (SIGUSR2) as

@@ -245,7 +245,7 @@ func (l *Lab) StartKeepalived(host, conf string, extra ...string) (*Daemon, erro
 }
 
 // StartHakeepd writes conf to host.Dir/hakeepd.conf and starts bin as
-// `hakeepd -n -l -f CONF -p PIDFILE -api host.Dir/hakeepd.sock extra...`. It returns once the pid file
+// `hakeepd -n -l -f CONF -p PIDFILE -api host.Dir/hakeepd.sock --state-dir host.Dir extra...`. It returns once the pid file
 // exists (or, if the daemon writes none, after it stayed up 500 ms).
 func (l *Lab) StartHakeepd(bin, host, conf string, extra ...string) (*Daemon, error) {
 	h := l.Host(host)
@@ -258,8 +258,9 @@ func (l *Lab) StartHakeepd(bin, host, conf string, extra ...string) (*Daemon, er
 	}
 	pidFile := filepath.Join(h.Dir, "hakeepd.pid")
 	os.Remove(pidFile)
-	// The API socket is per daemon too: several run on one machine.
-	argv := append([]string{bin, "-n", "-l", "-f", path, "-p", pidFile, "-api", filepath.Join(h.Dir, "hakeepd.sock")}, extra...)
+	// The API socket and the state directory are per daemon too: several
+	// run on one machine, and one must never delete another's services.
+	argv := append([]string{bin, "-n", "-l", "-f", path, "-p", pidFile, "-api", filepath.Join(h.Dir, "hakeepd.sock"), "--state-dir", h.Dir}, extra...)
 	p, err := l.Start(host, "hakeepd", argv...)
 	if err != nil {
 		return nil, err

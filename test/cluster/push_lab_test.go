@@ -6,6 +6,7 @@
 package cluster_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -20,39 +21,20 @@ import (
 	"hakeep/api"
 	"hakeep/internal/lab"
 	"hakeep/internal/lab/labtest"
+	"hakeep/internal/testpki"
 )
 
 var (
-	vip1   = netip.MustParseAddr("10.99.0.100") // VI_1, changed by the push
-	vip1b  = netip.MustParseAddr("10.99.0.102") // added to VI_1 by the push
-	vip2   = netip.MustParseAddr("10.99.0.101") // VI_2, untouched by the push
-	builds sync.Once
-	bins   = map[string]string{}
-	errBld error
+	vip1  = netip.MustParseAddr("10.99.0.100") // VI_1, changed by the push
+	vip1b = netip.MustParseAddr("10.99.0.102") // added to VI_1 by the push
+	vip2  = netip.MustParseAddr("10.99.0.101") // VI_2, untouched by the push
 )
 
-// build compiles hakeepd and hactl once per test binary.
+// build returns hakeepd and hactl: built from the tree, or the guest's
+// (vmtest -build) in the VM.
 func build(t *testing.T) (hakeepd, hactl string) {
 	t.Helper()
-	builds.Do(func() {
-		dir, err := os.MkdirTemp("", "hakeep-cluster-bin-")
-		if err != nil {
-			errBld = err
-			return
-		}
-		for _, name := range []string{"hakeepd", "hactl"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "hakeep/cmd/"+name).CombinedOutput()
-			if err != nil {
-				errBld = fmt.Errorf("build %s: %v: %s", name, err, out)
-				return
-			}
-			bins[name] = filepath.Join(dir, name)
-		}
-	})
-	if errBld != nil {
-		t.Fatal(errBld)
-	}
-	return bins["hakeepd"], bins["hactl"]
+	return labtest.Binary(t, "hakeepd"), labtest.Binary(t, "hactl")
 }
 
 // instances is the cluster's VRRP configuration; prio1 gives VI_1's
@@ -88,7 +70,19 @@ vrrp_instance VI_2 {
 `, prio1[0], prio1[1], prio1[2], extra)
 }
 
-func clusterBlock(l *lab.Lab, i int) string {
+// labCAs holds each lab's cluster CA: its directors share it and a gossip
+// key, as a closed cluster must.
+var labCAs sync.Map // *lab.Lab -> *testpki.CA
+
+// clusterBlock is director i's cluster { } block: bootstrap by expectation
+// with the other two, mutual TLS and an encrypted gossip.
+func clusterBlock(t *testing.T, l *lab.Lab, i int) string {
+	t.Helper()
+	v, ok := labCAs.Load(l)
+	if !ok {
+		v, _ = labCAs.LoadOrStore(l, testpki.New(t))
+	}
+	ca := v.(*testpki.CA)
 	h := l.Hosts[i]
 	var join []string
 	for _, p := range l.Hosts[:3] {
@@ -96,16 +90,29 @@ func clusterBlock(l *lab.Lab, i int) string {
 			join = append(join, p.Addr4.Addr().String()+":7401")
 		}
 	}
-	return fmt.Sprintf("cluster {\n    node_name %s\n    bind_addr %s\n    join { %s }\n    bootstrap_expect 3\n    data_dir %s\n}\n",
-		h.Name, h.Addr4.Addr(), strings.Join(join, " "), filepath.Join(h.Dir, "data"))
+	return fmt.Sprintf("cluster {\n    node_name %s\n    bind_addr %s\n    join { %s }\n    bootstrap_expect 3\n    data_dir %s\n%s}\n",
+		h.Name, h.Addr4.Addr(), strings.Join(join, " "), filepath.Join(h.Dir, "data"), ca.ClusterLines(t, h.Name))
 }
+
+// hactlLimit bounds one hactl run: a daemon that never answers fails the
+// test instead of hanging it (a push's own --timeout is shorter).
+const hactlLimit = 40 * time.Second
 
 func hactl(t *testing.T, bin string, l *lab.Lab, host string, args ...string) (string, error) {
 	t.Helper()
-	sock := filepath.Join(l.Host(host).Dir, "hakeepd.sock")
-	out, err := exec.Command(bin, append([]string{"--api", sock}, args...)...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), hactlLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--api", sock(l, host)}, args...)...)
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("hactl %s on %s: no answer within %s: %w", strings.Join(args, " "), host, hactlLimit, err)
+	}
 	return string(out), err
 }
+
+// sock is the API socket of host's hakeepd (lab.StartHakeepd's --api).
+func sock(l *lab.Lab, host string) string { return filepath.Join(l.Host(host).Dir, "hakeepd.sock") }
 
 func status(t *testing.T, bin string, l *lab.Lab, host string) (api.Status, error) {
 	t.Helper()
@@ -135,17 +142,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() error
 	}
 }
 
-func TestPushInLab(t *testing.T) {
-	hakeepd, hactlBin := build(t)
-	l := labtest.New(t, 3, lab.Options{})
-	hosts := []string{"h1", "h2", "h3"}
-	initial := instances([3]int{150, 100, 50}, "")
+// hosts are the three directors of every cluster test.
+var hosts = []string{"h1", "h2", "h3"}
+
+// startCluster starts hakeepd on the three hosts with their cluster block
+// and initial, and waits for them to bootstrap by expectation: one leader
+// known to all three, three members.
+func startCluster(t *testing.T, l *lab.Lab, hakeepd, hactlBin, initial string) {
+	t.Helper()
 	for i, h := range hosts {
-		if _, err := l.StartHakeepd(hakeepd, h, clusterBlock(l, i)+initial, "-i", h); err != nil {
+		if _, err := l.StartHakeepd(hakeepd, h, clusterBlock(t, l, i)+initial, "-i", h); err != nil {
 			t.Fatalf("start %s: %v", h, err)
 		}
 	}
-	// Bootstrap by expectation: one leader, three members, same term.
 	waitFor(t, "a Raft leader known to all three", 30*time.Second, func() error {
 		for _, h := range hosts {
 			st, err := status(t, hactlBin, l, h)
@@ -158,6 +167,13 @@ func TestPushInLab(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestPushInLab(t *testing.T) {
+	hakeepd, hactlBin := build(t)
+	l := labtest.New(t, 3, lab.Options{})
+	initial := instances([3]int{150, 100, 50}, "")
+	startCluster(t, l, hakeepd, hactlBin, initial)
 	if _, err := l.WaitOwner(vip1, "h1", 10*time.Second, hosts...); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +189,7 @@ func TestPushInLab(t *testing.T) {
 		t.Fatalf("bad push: err %v, output %q: want a failure naming bad.conf:LINE", err, out)
 	}
 	withCluster := filepath.Join(t.TempDir(), "with-cluster.conf")
-	os.WriteFile(withCluster, []byte(clusterBlock(l, 0)+initial), 0o644)
+	os.WriteFile(withCluster, []byte(clusterBlock(t, l, 0)+initial), 0o644)
 	if out, err := hactl(t, hactlBin, l, "h3", "config", "push", withCluster); err == nil || !strings.Contains(out, "cluster") {
 		t.Fatalf("push with a cluster block: err %v, output %q: want a refusal", err, out)
 	}

@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hakeep/api"
 )
 
 // ipvsDest is one destination line of ipvsadm -Ln.
@@ -371,5 +374,42 @@ func waitVIP(t *testing.T, ns, dev, addr string, limit time.Duration) {
 			t.Fatalf("VIP %s not on %s in %s after %s", addr, dev, ns, limit)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// apiStatus asks the daemon's API (its --api socket) for its status and
+// fails the test when no answer comes within limit: a wedged director
+// shows up here as a deadline, not as a hung test.
+func (d *daemon) apiStatus(limit time.Duration) api.Status {
+	d.t.Helper()
+	st, err := d.tryStatus(limit)
+	if err != nil {
+		d.t.Fatalf("hakeepd API status, answer wanted within %s: %v", limit, err)
+	}
+	return st
+}
+
+// tryStatus is apiStatus returning the error.
+func (d *daemon) tryStatus(limit time.Duration) (api.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	return api.NewClient(filepath.Join(d.dir, "api.sock")).Status(ctx)
+}
+
+// waitAPI polls until the daemon's API answers (the daemon has started
+// and serves), the daemon still running.
+func (d *daemon) waitAPI(limit time.Duration) api.Status {
+	d.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		d.running()
+		st, err := d.tryStatus(time.Second)
+		if err == nil {
+			return st
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("hakeepd API did not answer within %s: %v", limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

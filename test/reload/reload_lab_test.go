@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -22,15 +20,6 @@ var (
 	vip1 = netip.MustParseAddr("10.99.0.100") // VI_1: never changed
 	vip2 = netip.MustParseAddr("10.99.0.101") // VI_2: priority changed by a reload
 )
-
-func buildHakeepd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "hakeepd")
-	if out, err := exec.Command("go", "build", "-o", bin, "hakeep/cmd/hakeepd").CombinedOutput(); err != nil {
-		t.Fatalf("build hakeepd: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // conf is both directors' file; prio2 is h1's VI_2 priority.
 func conf(prio2 int, labelV1 string) string {
@@ -73,7 +62,7 @@ func noEvents(t *testing.T, what string, ch <-chan lab.AddrEvent) {
 }
 
 func TestSIGHUPReload(t *testing.T) {
-	bin := buildHakeepd(t)
+	bin := labtest.Binary(t, "hakeepd")
 	l := labtest.New(t, 2, lab.Options{})
 	hosts := []string{"h1", "h2"}
 	d := map[string]*lab.Daemon{}

@@ -1,0 +1,494 @@
+// Package dataplane is the health-check and IPVS half of hakeepd: checker
+// transitions (and, in a cluster, the replicated health verdicts) plus the
+// MASTER instances (for ha_suspend) become a desired IPVS table, which a
+// reconciler keeps in the kernel.
+//
+// One goroutine (Run) owns the plane's state. Everything else talks to it
+// with events (Reload, SetMasters) and reads what it publishes (Snapshot);
+// it holds no pointer to its owner and takes no lock of anyone else's.
+// Planning and programming the kernel run on a second goroutine fed the
+// latest inputs only, so a slow kernel never delays a reload or a health
+// transition, and a storm of changes is planned once.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"hakeep/checks"
+	"hakeep/config"
+	"hakeep/consensus"
+	"hakeep/lvs"
+)
+
+// Cluster is what the plane needs of the Raft cluster: share this
+// director's checker results, read the replicated verdicts, and hear when
+// they change. *consensus.Node implements it.
+type Cluster interface {
+	ReportHealth(entries []consensus.HealthEntry)
+	ForgetHealth(vs, rs string)
+	Healthy(vs, rs string) consensus.Effective
+	HealthState() consensus.HealthStatus
+	Watch() (<-chan consensus.Change, func())
+}
+
+// Options are the plane's collaborators; all are optional.
+type Options struct {
+	Log *slog.Logger
+	// Cluster is nil for a standalone director.
+	Cluster Cluster
+	// Alerter sends the checkers' smtp_alert e-mails.
+	Alerter checks.Alerter
+	// Scripts runs quorum_up / quorum_down.
+	Scripts lvs.ScriptRunner
+	// StateFile records the IPVS services this director programmed, so a
+	// restart removes the ones no longer configured (lvs.Options.StateFile).
+	StateFile string
+	// OpenIPVS connects to the kernel's IPVS; default the real kernel
+	// (nil means: check that IPVS exists, then lvs.NewKernel).
+	OpenIPVS func() (lvs.Client, error)
+	// CheckOptions, when set, adjusts the checks manager's options (tests).
+	CheckOptions func(*checks.Options)
+}
+
+// Snapshot is what the plane publishes for the API and metrics. The
+// pointers are to objects safe for concurrent use; none calls back here.
+type Snapshot struct {
+	// Config is the configuration the plane runs (nil before Run).
+	Config *config.Config
+	// Health is the effective health of every checked real server, as the
+	// last plan used it.
+	Health map[lvs.HealthKey]lvs.RSHealth
+	// Checks is the running checks manager; nil before Run.
+	Checks *checks.Manager
+	// IPVS is the reconciler; nil without virtual servers or without IPVS.
+	IPVS *lvs.Reconciler
+	// NoIPVS says why virtual servers are not programmed.
+	NoIPVS error
+}
+
+// Plane runs the checks and the IPVS table of one director.
+type Plane struct {
+	opts Options
+	log  *slog.Logger
+
+	events chan func(*state) // run on the owner goroutine
+	snap   atomic.Pointer[Snapshot]
+	// masters is the latest MASTER set (latest wins; SetMasters never
+	// blocks its caller, the VRRP side).
+	masters     atomic.Pointer[map[string]bool]
+	mastersKick chan struct{}
+	started     chan struct{} // closed when Run owns the state
+	done        chan struct{} // closed when Run returned
+}
+
+// New prepares a plane for cfg; Run starts it.
+func New(cfg *config.Config, opts Options) *Plane {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	p := &Plane{
+		opts: opts, log: opts.Log,
+		events:      make(chan func(*state)),
+		mastersKick: make(chan struct{}, 1),
+		started:     make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	p.snap.Store(&Snapshot{Config: cfg})
+	return p
+}
+
+// Snapshot returns the last published state; it never blocks.
+func (p *Plane) Snapshot() Snapshot { return *p.snap.Load() }
+
+// SetMasters tells the plane which VRRP instances are MASTER (ha_suspend
+// services are programmed only there). It never blocks: only the latest
+// set counts.
+func (p *Plane) SetMasters(masters map[string]bool) {
+	m := make(map[string]bool, len(masters))
+	for k, v := range masters {
+		if v {
+			m[k] = true
+		}
+	}
+	p.masters.Store(&m)
+	select {
+	case p.mastersKick <- struct{}{}:
+	default:
+	}
+}
+
+// ErrNotRunning is returned by calls that need the plane's goroutine when
+// it is not running (not started yet, or stopped).
+var ErrNotRunning = errors.New("checks+ipvs: not running")
+
+// do runs f on the owner goroutine and waits for it, or for ctx.
+func (p *Plane) do(ctx context.Context, f func(*state)) error {
+	select {
+	case <-p.started:
+	case <-p.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	done := make(chan struct{})
+	select {
+	case p.events <- func(s *state) { f(s); close(done) }:
+	case <-p.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ping answers when the owner goroutine is free (the watchdog's test).
+func (p *Plane) Ping(ctx context.Context) error {
+	return p.do(ctx, func(*state) {})
+}
+
+// Reload switches to cfg: unchanged checks keep their state, new virtual
+// servers are planned and programmed (IPVS is opened on the first one), and
+// the table is re-planned as a diff. It returns once the checks run the new
+// specs; programming the kernel follows on the planner.
+func (p *Plane) Reload(ctx context.Context, cfg *config.Config) error {
+	specs, warnings := checks.FromConfig(cfg)
+	for _, w := range warnings {
+		p.log.Warn("checks", "msg", w)
+	}
+	var err error
+	if derr := p.do(ctx, func(s *state) { err = s.reload(cfg, specs) }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// state is owned by Run's goroutine.
+type state struct {
+	p       *Plane
+	ctx     context.Context
+	cfg     *config.Config
+	checks  *checks.Manager
+	health  map[lvs.HealthKey]lvs.RSHealth // this director's own results
+	rec     *lvs.Reconciler
+	recDone chan struct{}
+	noIPVS  error
+	planner *planner
+}
+
+// Run runs the checks and the IPVS table until ctx is done. At stop the
+// IPVS table stays unless lvs_flush_on_stop says otherwise.
+func (p *Plane) Run(ctx context.Context) error {
+	select {
+	case <-p.started:
+		return errors.New("checks+ipvs: Run called twice")
+	default:
+	}
+	defer close(p.done)
+	cfg := p.snap.Load().Config
+	s := &state{p: p, ctx: ctx, cfg: cfg, health: map[lvs.HealthKey]lvs.RSHealth{}}
+	copts := checks.Options{
+		Logger:   p.log,
+		Runner:   checks.Scripts{User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup, Secure: cfg.Global.EnableScriptSecurity},
+		RouterID: RouterID(&cfg.Global),
+		Alerter:  p.opts.Alerter,
+	}
+	if p.opts.CheckOptions != nil {
+		p.opts.CheckOptions(&copts)
+	}
+	s.checks = checks.New(copts)
+	specs, warnings := checks.FromConfig(cfg)
+	for _, w := range warnings {
+		p.log.Warn("checks", "msg", w)
+	}
+	if err := s.checks.Start(specs); err != nil {
+		return fmt.Errorf("start checks: %w", err)
+	}
+	defer s.checks.Stop()
+	// Transitions carry changes only: start from each real server's
+	// initial state (down for a checker with alpha).
+	s.seedHealth()
+
+	s.planner = newPlanner(p.opts.Scripts, p.log)
+	go s.planner.run()
+	defer func() {
+		// The planner finishes its current plan, then runs omega
+		// (quorum_down at stop); only then is the reconciler stopped.
+		s.planner.stop(s.cfg)
+		s.stopIPVS()
+	}()
+	s.maybeStartIPVS()
+	s.publish()
+	close(p.started)
+	s.replan()
+
+	var changes <-chan consensus.Change
+	var fallback *time.Ticker
+	lastMode := ""
+	if c := p.opts.Cluster; c != nil {
+		ch, stop := c.Watch()
+		defer stop()
+		changes = ch
+		// Losing the quorum changes no replicated state: poll it.
+		fallback = time.NewTicker(fallbackPoll)
+		defer fallback.Stop()
+		lastMode = healthMode(c)
+	}
+	var fallbackC <-chan time.Time
+	if fallback != nil {
+		fallbackC = fallback.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-p.events:
+			f(s)
+		case t, ok := <-s.checks.Transitions():
+			if !ok {
+				return errors.New("checks manager stopped")
+			}
+			batch := []checks.Transition{t}
+			// Take what else is queued now, so a burst is planned once.
+			for more := true; more; {
+				select {
+				case t, ok := <-s.checks.Transitions():
+					if !ok {
+						more = false
+						break
+					}
+					batch = append(batch, t)
+				default:
+					more = false
+				}
+			}
+			s.record(batch)
+			s.replan()
+		case <-p.mastersKick:
+			if hasHASuspend(s.cfg) {
+				s.replan()
+			}
+		case c, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			if c&consensus.ChangeHealth != 0 {
+				s.replan()
+			}
+		case <-fallbackC:
+			if m := healthMode(p.opts.Cluster); m != lastMode {
+				lastMode = m
+				s.replan()
+			}
+		}
+	}
+}
+
+// fallbackPoll is how often a clustered director looks whether it fell
+// back to its own checks (or came back to the quorum's verdicts).
+const fallbackPoll = 250 * time.Millisecond
+
+func healthMode(c Cluster) string {
+	hs := c.HealthState()
+	return fmt.Sprintf("%s %v", hs.Mode, hs.Fallback)
+}
+
+func hasHASuspend(cfg *config.Config) bool {
+	for _, vs := range cfg.VirtualServers {
+		if vs.HASuspend {
+			return true
+		}
+	}
+	return false
+}
+
+// RouterID is global_defs' router_id, or the host name as keepalived does.
+func RouterID(g *config.GlobalDefs) string {
+	if g.RouterID != "" {
+		return g.RouterID
+	}
+	return hostname()
+}
+
+func (s *state) reload(cfg *config.Config, specs []checks.Spec) error {
+	if err := s.checks.Reload(specs); err != nil {
+		return err
+	}
+	s.cfg = cfg
+	// Forget results of real servers that are gone, here and in the
+	// cluster's table.
+	keep := make(map[lvs.HealthKey]bool, len(specs))
+	for _, sp := range specs {
+		keep[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}] = true
+	}
+	for k := range s.health {
+		if !keep[k] {
+			delete(s.health, k)
+			if c := s.p.opts.Cluster; c != nil {
+				c.ForgetHealth(k.VS, k.RS.String())
+			}
+		}
+	}
+	s.seedHealth()
+	s.maybeStartIPVS()
+	s.publish()
+	s.replan()
+	return nil
+}
+
+// maybeStartIPVS opens the kernel's IPVS and starts the reconciler when the
+// configuration has virtual servers (or a previous run left services that
+// this director owned) and none runs yet. A kernel without IPVS is
+// reported once and not retried.
+func (s *state) maybeStartIPVS() {
+	if s.rec != nil || s.noIPVS != nil {
+		return
+	}
+	if len(s.cfg.VirtualServers) == 0 && !s.ownedBefore() {
+		return
+	}
+	rec, err := s.openIPVS()
+	if err != nil {
+		// Checks still run (their results are useful in the API and to
+		// peers); the table is not programmed.
+		s.noIPVS = err
+		s.p.log.Error("virtual servers will not be programmed", "err", err)
+		return
+	}
+	s.rec = rec
+	s.recDone = make(chan struct{})
+	go func() {
+		defer close(s.recDone)
+		rec.Run(s.ctx)
+	}()
+}
+
+// ownedBefore reports whether a previous run left services this director
+// programmed: a reconciler must then run, even with no virtual server
+// configured, to remove them. An unreadable record counts as yes: the
+// reconciler reports it and rewrites it (and never deletes on a guess).
+func (s *state) ownedBefore() bool {
+	if s.p.opts.StateFile == "" {
+		return false
+	}
+	owned, err := lvs.OwnedInStateFile(s.p.opts.StateFile)
+	return owned || err != nil
+}
+
+func (s *state) openIPVS() (*lvs.Reconciler, error) {
+	open := s.p.opts.OpenIPVS
+	if open == nil {
+		open = func() (lvs.Client, error) {
+			if err := lvs.CheckIPVS(); err != nil {
+				return nil, err
+			}
+			return lvs.NewKernel("", 4)
+		}
+	}
+	k, err := open()
+	if err != nil {
+		return nil, err
+	}
+	g := &s.cfg.Global
+	return lvs.NewReconciler(k, lvs.Options{
+		Flush:          g.LVSFlush,
+		FlushOnStop:    g.LVSFlushOnStop,
+		FlushAllOnStop: g.LVSFlushOnStopMode == "ALL",
+		StateFile:      s.p.opts.StateFile,
+		Log:            s.p.log,
+	})
+}
+
+func (s *state) stopIPVS() {
+	if s.rec == nil {
+		return
+	}
+	<-s.recDone // Run ends with ctx
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.rec.Stop(sctx); err != nil {
+		s.p.log.Error("stopping IPVS", "err", err)
+	}
+}
+
+// seedHealth records the checkers' current view of every real server not
+// known yet, and shares it with the cluster (a real server that never
+// changes state still has every director's view there).
+func (s *state) seedHealth() {
+	var seeded []consensus.HealthEntry
+	for _, rs := range s.checks.State() {
+		ap, err := netip.ParseAddrPort(rs.RealServer)
+		if err != nil {
+			s.p.log.Error("checker state with a bad real server address", "rs", rs.RealServer, "err", err)
+			continue
+		}
+		key := lvs.HealthKey{VS: rs.VirtualServer, RS: ap}
+		if _, ok := s.health[key]; !ok {
+			s.health[key] = lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
+			seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
+		}
+	}
+	if c := s.p.opts.Cluster; c != nil && len(seeded) > 0 {
+		c.ReportHealth(seeded)
+	}
+}
+
+// record keeps transitions in this director's health table and, in
+// cluster mode, reports them to the replicated one.
+func (s *state) record(ts []checks.Transition) {
+	entries := make([]consensus.HealthEntry, 0, len(ts))
+	for _, t := range ts {
+		s.health[lvs.HealthKey{VS: t.VirtualServer, RS: t.RealServer}] = lvs.RSHealth{Up: t.Up, Weight: t.Weight}
+		entries = append(entries, consensus.HealthEntry{VS: t.VirtualServer, RS: t.RealServer.String(), Up: t.Up})
+	}
+	if c := s.p.opts.Cluster; c != nil {
+		c.ReportHealth(entries)
+	}
+}
+
+// effectiveHealth is what the table is built from: the local results, or
+// in cluster mode the replicated verdict (quorum of directors' views, or
+// as the health mode says) where one is known.
+func (s *state) effectiveHealth() map[lvs.HealthKey]lvs.RSHealth {
+	out := make(map[lvs.HealthKey]lvs.RSHealth, len(s.health))
+	c := s.p.opts.Cluster
+	for k, v := range s.health {
+		if c != nil {
+			if e := c.Healthy(k.VS, k.RS.String()); e.Known {
+				v.Up = e.Up
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// replan hands the planner the latest inputs; it never waits for a plan.
+func (s *state) replan() {
+	health := s.effectiveHealth()
+	var masters map[string]bool
+	if m := s.p.masters.Load(); m != nil {
+		masters = *m
+	}
+	in := planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec}
+	s.planner.submit(in)
+	snap := *s.p.snap.Load()
+	snap.Health = health
+	s.p.snap.Store(&snap)
+}
+
+func (s *state) publish() {
+	old := s.p.snap.Load()
+	s.p.snap.Store(&Snapshot{Config: s.cfg, Health: old.Health, Checks: s.checks, IPVS: s.rec, NoIPVS: s.noIPVS})
+}

@@ -1,0 +1,124 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"hakeep/config"
+	"hakeep/lvs"
+	"hakeep/script"
+)
+
+// planInput is everything one plan depends on.
+type planInput struct {
+	ctx    context.Context
+	cfg    *config.Config
+	health map[lvs.HealthKey]lvs.RSHealth
+	// masters is the MASTER instances; nil means no VRRP runs here (-C),
+	// so every ha_suspend service is active.
+	masters map[string]bool
+	rec     *lvs.Reconciler
+}
+
+// planner computes the desired IPVS table and hands it to the reconciler
+// on its own goroutine. It keeps only the latest input: while one plan
+// runs, any number of changes become one more plan.
+type planner struct {
+	lvs     *lvs.Planner
+	scripts *quorumScripts // nil when Options.Scripts is set
+	log     *slog.Logger
+	in      chan planInput // capacity 1: the pending input
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func newPlanner(scripts lvs.ScriptRunner, log *slog.Logger) *planner {
+	p := &planner{log: log, in: make(chan planInput, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	if scripts == nil {
+		p.scripts = &quorumScripts{log: log}
+		scripts = p.scripts
+	}
+	p.lvs = lvs.NewPlanner(scripts, log)
+	return p
+}
+
+// submit replaces the pending input, if any, with in. It never blocks: it
+// is only called from the plane's owner goroutine, the only sender.
+func (p *planner) submit(in planInput) {
+	select {
+	case <-p.in: // drop the stale pending input
+	default:
+	}
+	p.in <- in
+}
+
+func (p *planner) run() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.quit:
+			return
+		case in := <-p.in:
+			p.plan(in)
+		}
+	}
+}
+
+func (p *planner) plan(in planInput) {
+	if p.scripts != nil {
+		p.scripts.global.Store(&in.cfg.Global)
+	}
+	isMaster := func(name string) bool { return in.masters == nil || in.masters[name] }
+	t, err := p.lvs.Plan(in.ctx, in.cfg, lvs.Inputs{Health: in.health, Master: lvs.MasterOf(in.cfg, isMaster)})
+	if err != nil {
+		p.log.Error("cannot compute the IPVS table", "err", err)
+		return
+	}
+	if in.rec == nil {
+		return
+	}
+	if _, err := in.rec.SetDesired(in.ctx, t); err != nil && !errors.Is(err, context.Canceled) {
+		p.log.Error("IPVS update failed (retried by the reconciler)", "err", err)
+	}
+}
+
+// stop waits for the plan in progress, then runs omega (quorum_down of
+// every virtual server that had quorum, as keepalived does at stop).
+func (p *planner) stop(cfg *config.Config) {
+	close(p.quit)
+	<-p.done
+	if p.scripts != nil && cfg != nil {
+		p.scripts.global.Store(&cfg.Global)
+	}
+	p.lvs.Shutdown(context.Background(), cfg)
+}
+
+// quorumScripts runs quorum_up / quorum_down as the configuration's
+// script_user, in the background: the planner never waits for a script.
+type quorumScripts struct {
+	log    *slog.Logger
+	global atomic.Pointer[config.GlobalDefs] // of the configuration being planned
+}
+
+func (q *quorumScripts) RunScript(ctx context.Context, cmdline, reason string) {
+	g := q.global.Load()
+	if g == nil {
+		g = &config.GlobalDefs{}
+	}
+	r := &script.Runner{User: g.ScriptUser, Group: g.ScriptGroup, Secure: g.EnableScriptSecurity}
+	go func() {
+		res := r.Run(context.Background(), cmdline, nil, time.Minute)
+		if !res.OK() {
+			q.log.Warn("quorum script failed", "script", cmdline, "reason", reason, "exit", res.ExitCode, "timed_out", res.TimedOut, "err", res.Err)
+		}
+	}()
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}

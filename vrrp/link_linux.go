@@ -1,0 +1,102 @@
+package vrrp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// linkSender sends multicast adverts as link-layer frames through an
+// AF_PACKET datagram socket: the kernel adds the Ethernet header (the
+// device's own address as source, the group's multicast MAC as
+// destination) and queues the frame on the device, as for any IP packet.
+//
+// Why not the raw IP socket alone: an IP packet to 224.0.0.18 needs an
+// entry in the kernel's neighbour table for the group, and that table is
+// one per host (every namespace shares gc_thresh3, 1,024 entries by
+// default). Health checks to thousands of unreachable on-link real
+// servers fill it with unresolved entries; the group's entry, which holds
+// no reference, is then evicted and cannot be created again, and the
+// kernel drops the advert without telling the sender (raw sockets report
+// no ENOBUFS). In the issue 10 lab that silenced the master for up to 15 s
+// while the event loop sent every advert on time. A frame sent here never
+// touches the neighbour table.
+//
+// The frame bypasses netfilter's OUTPUT chain (iptables rules meant to
+// drop a host's own adverts do not apply); INPUT on the receivers does.
+type linkSender struct {
+	f  *os.File
+	rc syscall.RawConn
+	sa *unix.SockaddrLinklayer
+}
+
+func newLinkSender(ifi *net.Interface, group netip.Addr) (*linkSender, error) {
+	mac, proto := multicastMAC(group)
+	if mac == nil {
+		return nil, fmt.Errorf("%s is not a multicast group", group)
+	}
+	// Protocol 0: the socket receives nothing, it only sends.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("packet socket: %w", err)
+	}
+	// A non-blocking fd: os.File puts it in the netpoller, so writes honour
+	// deadlines.
+	f := os.NewFile(uintptr(fd), "vrrp-link-"+ifi.Name)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index, Halen: uint8(len(mac))}
+	copy(sa.Addr[:], mac)
+	return &linkSender{f: f, rc: rc, sa: sa}, nil
+}
+
+// send writes one IP packet (header included) as a frame; it gives up at
+// deadline if the device's queue stays full.
+func (l *linkSender) send(pkt []byte, deadline time.Time) error {
+	if err := l.f.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	var serr error
+	err := l.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), pkt, 0, l.sa)
+		return !errors.Is(serr, unix.EAGAIN)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+func (l *linkSender) close() { l.f.Close() }
+
+// multicastMAC maps an IPv4 or IPv6 multicast group to its Ethernet
+// address (RFC 1112: 01:00:5e + the low 23 bits; RFC 2464: 33:33 + the low
+// 32 bits) and the EtherType of its packets.
+func multicastMAC(group netip.Addr) (net.HardwareAddr, uint16) {
+	switch {
+	case group.Is4() && group.IsMulticast():
+		g := group.As4()
+		return net.HardwareAddr{0x01, 0x00, 0x5e, g[1] & 0x7f, g[2], g[3]}, unix.ETH_P_IP
+	case group.Is6() && group.IsMulticast():
+		g := group.As16()
+		return net.HardwareAddr{0x33, 0x33, g[12], g[13], g[14], g[15]}, unix.ETH_P_IPV6
+	}
+	return nil, 0
+}
+
+// htons is v in network byte order, as sockaddr_ll's protocol wants it.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
