@@ -27,13 +27,11 @@ vet:
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
-# The race detector needs cgo (gcc). RACE_SHORT packages run with -short:
-# their long tests take minutes under -race and hold no extra concurrency.
-RACE_PKGS := ./director ./vrrp ./checks ./lvs ./api ./mail ./script ./metrics
-RACE_SHORT := ./consensus
+# The packages with goroutines under the race detector (it needs cgo: gcc).
+# About 75 s on two cores, so no -short.
+RACE_PKGS := ./director ./dataplane ./vrrp ./checks ./lvs ./consensus ./api ./mail ./script ./metrics
 test-race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
-	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 10m $(RACE_SHORT)
 
 # Everything that programs IPVS, daemons included (hakeepd and hactl are
 # built into the guest's PATH), in one boot of the VM.
@@ -49,7 +47,10 @@ demo: build
 	@for f in deploy/examples/*.conf; do \
 		$(BIN)/hakeepd -t -i d1 -f $$f >/dev/null 2>&1; rc=$$?; \
 		case $$rc in 0) v=clean;; 5) v="warnings (as keepalived)";; *) v="ERRORS";; esac; \
-		printf '  %-36s %s\n' "$$f" "$$v"; [ $$rc = 0 ] || [ $$rc = 5 ] || exit 1; \
+		case $$f in *seed-004_1.conf) [ $$rc = 1 ] || exit 1; \
+			v="refused as expected: the blog lost its last '}' (keepalived warns; a cut-off file is an error here)";; \
+		*) [ $$rc = 0 ] || [ $$rc = 5 ] || exit 1;; esac; \
+		printf '  %-36s %s\n' "$$f" "$$v"; \
 	done
 	@echo "== parsed summary of deploy/examples/cluster-3.conf as director d1"
 	@$(BIN)/hakeepd -t -i d1 -f deploy/examples/cluster-3.conf | sed 's/^/  /'
@@ -68,6 +69,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSplit -fuzztime $(FUZZTIME) ./script
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./consensus
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSnapshot -fuzztime $(FUZZTIME) ./consensus
+	$(GO) test -run '^$$' -fuzz FuzzRPCRequest -fuzztime $(FUZZTIME) ./consensus
+	$(GO) test -run '^$$' -fuzz FuzzAPIBody -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./lvs
 	$(GO) test -run '^$$' -fuzz FuzzReadHTTPResponse -fuzztime $(FUZZTIME) ./checks
 	$(GO) test -run '^$$' -fuzz FuzzCheckDNSReply -fuzztime $(FUZZTIME) ./checks

@@ -29,8 +29,10 @@ type Options struct {
 	Alerter Alerter
 	// RouterID prefixes alert subjects (global_defs router_id).
 	RouterID string
-	// MaxConcurrent bounds probes in flight (default 4096); beyond it due
-	// checks wait in FIFO order.
+	// MaxConcurrent bounds probes in flight; beyond it due checks wait in
+	// FIFO order. Default: what the file-descriptor limit allows
+	// (defaultMaxConcurrent). A check is never queued twice, so the wait
+	// queue holds at most one entry per distinct check.
 	MaxConcurrent int
 	// NewProber builds a checker's prober (default: the real ones).
 	NewProber func(Checker) (Prober, error)
@@ -110,7 +112,7 @@ func New(opts Options) *Manager {
 		opts.Runner = Scripts{}
 	}
 	if opts.MaxConcurrent <= 0 {
-		opts.MaxConcurrent = 4096
+		opts.MaxConcurrent = defaultMaxConcurrent()
 	}
 	if opts.NotifyTimeout <= 0 {
 		opts.NotifyTimeout = 60 * time.Second

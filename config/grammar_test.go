@@ -91,10 +91,10 @@ var diagnosticCases = []struct {
 	{"unterminated quote", "vrrp_script s {\n script \"/bin/true\n}\n", []string{"error t.conf:2: unterminated quoted string"}},
 	{"nopreempt with MASTER", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n state MASTER\n priority 100\n nopreempt\n", 1),
 		[]string{"warning t.conf:1: vrrp_instance V: nopreempt does not work with state MASTER; ignored (as keepalived does): use state BACKUP on every node"}},
-	{"cluster without bind_addr", "cluster {\n node_name d1\n}\n", []string{"error t.conf:1: cluster: bind_addr is required"}},
-	{"cluster bad key", "cluster {\n bind_addr 10.0.0.1\n gossip_key notbase64!\n}\n",
+	{"cluster without bind_addr", "cluster {\n node_name d1\n insecure_open_cluster\n}\n", []string{"error t.conf:1: cluster: bind_addr is required"}},
+	{"cluster bad key", "cluster {\n bind_addr 10.0.0.1\n gossip_key notbase64!\n insecure_open_cluster\n}\n",
 		[]string{"error t.conf:3: gossip_key: want a file path or a base64 key of 16, 24 or 32 bytes"}},
-	{"cluster typo", "cluster {\n bind_addr 10.0.0.1\n bootstrap_expec 3\n}\n",
+	{"cluster typo", "cluster {\n bind_addr 10.0.0.1\n bootstrap_expec 3\n insecure_open_cluster\n}\n",
 		[]string{"warning t.conf:3: unknown keyword 'bootstrap_expec' in cluster (did you mean 'bootstrap_expect'?)"}},
 	{"include refused", "include other.conf\n", []string{"error t.conf:1: include other.conf: includes are not allowed here"}},
 	{"preempt_delay with nopreempt", strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n nopreempt\n preempt_delay 10\n", 1),
@@ -325,7 +325,7 @@ var grammarCases = []struct {
 			t.Errorf("static %+v %+v %+v", c.StaticAddresses, c.StaticRoutes, c.StaticRules)
 		}
 	}},
-	{"cluster block", Options{}, "cluster {\n node_name d1\n bind_addr 10.0.0.11\n raft_port 7301\n gossip_port 7401\n join { 10.0.0.12:7401 10.0.0.13 }\n bootstrap_expect 3\n data_dir /var/lib/hakeep\n lease 0.8\n}\n" + minimalInst, func(t *testing.T, c *Config) {
+	{"cluster block", Options{}, "cluster {\n node_name d1\n bind_addr 10.0.0.11\n raft_port 7301\n gossip_port 7401\n join { 10.0.0.12:7401 10.0.0.13 }\n bootstrap_expect 3\n data_dir /var/lib/hakeep\n lease 0.8\n insecure_open_cluster\n}\n" + minimalInst, func(t *testing.T, c *Config) {
 		cl := c.Cluster
 		if cl.NodeName != "d1" || cl.BindAddr.String() != "10.0.0.11" || strings.Join(cl.Join, ",") != "10.0.0.12:7401,10.0.0.13:7401" ||
 			cl.BootstrapExpect != 3 || cl.Lease != 800*time.Millisecond || cl.Renew != 200*time.Millisecond || !c.Instance("V").Fenced(c) {
@@ -501,7 +501,7 @@ virtual_server fd00:1::100 443 {
 			t.Errorf("rs = %+v %+v", r, r.Checkers[0])
 		}
 	}},
-	{"fence off", Options{}, "cluster {\n bind_addr 10.0.0.11\n}\n" + strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n fence off\n", 1), func(t *testing.T, c *Config) {
+	{"fence off", Options{}, "cluster {\n bind_addr 10.0.0.11\n insecure_open_cluster\n}\n" + strings.Replace(minimalInst, " interface eth0\n", " interface eth0\n fence off\n", 1), func(t *testing.T, c *Config) {
 		if c.Instance("V").Fenced(c) {
 			t.Error("fence off ignored")
 		}

@@ -255,7 +255,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, noPipeline{n.trans})
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -957,4 +957,16 @@ func (n *Node) notifyChange(c Change) {
 		}
 		w.ch <- v
 	}
+}
+
+// noPipeline turns off raft's pipelined replication. In hashicorp/raft
+// 1.7.3 a pipeline whose response decoder has stopped (a follower answered
+// with a newer term) fills its in-flight queue and blocks the replication
+// goroutine for good, so raft.Shutdown never returns and hakeepd hangs at
+// stop (seen in director tests). Three directors on a LAN do not need
+// pipelining: each AppendEntries then waits for its answer.
+type noPipeline struct{ *raft.NetworkTransport }
+
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -151,4 +152,14 @@ func (n *Node) ReloadCredentials(c *config.Cluster) error {
 		errs = append(errs, fmt.Errorf("%s: this director runs open (insecure_open_cluster): closing it needs a restart with tls_* and gossip_key", c.Pos))
 	}
 	return errors.Join(errs...)
+}
+
+// APIServerTLS is the TCP API's (api_listen) TLS backed by this director's
+// cluster credentials, so SIGHUP's ReloadCredentials rotates it too; nil
+// without cluster TLS.
+func (n *Node) APIServerTLS() *tls.Config {
+	if n.cfg.TLS == nil {
+		return nil
+	}
+	return n.cfg.TLS.APIServerTLS()
 }

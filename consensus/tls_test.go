@@ -85,13 +85,36 @@ func TestCertificateRotation(t *testing.T) {
 		}
 	}
 
-	// A new certificate from the same CA.
+	// The TCP API (api_listen) serves the same credentials.
 	d1 := c.nodes[0]
+	apiSrv := api.NewServer(api.Compose(nil, d1.node.API()), testLogger())
+	defer apiSrv.Close()
+	apiAddr, err := apiSrv.ServeTLS("127.0.0.1:0", d1.node.APIServerTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiCert := func() string {
+		conf := ca1.ClientTLS(t, ca1.Issue(t, "probe"))
+		conf.InsecureSkipVerify = true
+		conn, err := tls.Dial("tcp", apiAddr.String(), conf)
+		if err != nil {
+			t.Fatalf("dial the API: %v", err)
+		}
+		defer conn.Close()
+		sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
+		return hex.EncodeToString(sum[:])
+	}
+
+	// A new certificate from the same CA.
 	before := servedCert(t, d1, probe)
+	if apiCert() != before {
+		t.Fatal("the API serves another certificate than the Raft port")
+	}
 	fresh := ca1.Issue(t, "d1")
 	reload(d1, fresh)
-	if after := servedCert(t, d1, probe); after == before || d1.node.Security().Identity.CertSHA256 != after {
-		t.Fatalf("served certificate %s, before %s, status %s", after, before, d1.node.Security().Identity.CertSHA256)
+	after := servedCert(t, d1, probe)
+	if after == before || d1.node.Security().Identity.CertSHA256 != after || apiCert() != after {
+		t.Fatalf("served certificate %s, before %s, status %s, API %s", after, before, d1.node.Security().Identity.CertSHA256, apiCert())
 	}
 	push()
 

@@ -36,6 +36,9 @@ type muxListener struct {
 	// allowRaft decides whether a peer may carry Raft traffic to us.
 	allowRaft func(peer) error
 	cut       atomic.Bool
+	// sorting bounds the connections not yet sorted (handshake and first
+	// byte pending): strangers opening many cannot make us hold many.
+	sorting chan struct{}
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -49,7 +52,7 @@ func newMuxListener(addr string, creds *Credentials, log *slog.Logger) (*muxList
 		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
 	}
 	m := &muxListener{ln: ln, creds: creds, log: log, raftCh: make(chan net.Conn, 16), conns: map[net.Conn]struct{}{}, closed: make(chan struct{}),
-		allowRaft: func(peer) error { return nil }}
+		allowRaft: func(peer) error { return nil }, sorting: make(chan struct{}, maxSorting)}
 	if creds != nil {
 		m.srvTLS, m.cliTLS = creds.serverConfig(), creds.clientConfig()
 	}
@@ -104,12 +107,26 @@ func (m *muxListener) serve() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		go m.sort(c)
+		select {
+		case m.sorting <- struct{}{}:
+			go m.sort(c, func() { <-m.sorting })
+		default:
+			m.log.Warn("raft port: too many connections in their handshake; dropping one", "remote", c.RemoteAddr().String(), "limit", maxSorting)
+			c.Close()
+		}
 	}
 }
 
-// sort reads the first byte (after the TLS handshake) and routes the conn.
-func (m *muxListener) sort(c net.Conn) {
+// maxSorting bounds the connections in their handshake at once; a cluster
+// of directors needs a handful.
+const maxSorting = 128
+
+// sort reads the first byte (after the TLS handshake) and routes the conn;
+// it calls sorted once that is done (or has failed), before serving it.
+func (m *muxListener) sort(c net.Conn, sorted func()) {
+	var once sync.Once
+	done := func() { once.Do(sorted) }
+	defer done()
 	if m.cut.Load() {
 		c.Close()
 		return
@@ -132,6 +149,7 @@ func (m *muxListener) sort(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	done()
 	p := peerOf(c)
 	if b[0] == connRaft {
 		// Raft itself cannot carry a refusal: the connection is closed,

@@ -184,6 +184,9 @@ type state struct {
 	recDone chan struct{}
 	noIPVS  error
 	planner *planner
+	// planning: the planner has an input it has not finished; dirty: the
+	// inputs changed since the last one handed over.
+	planning, dirty bool
 }
 
 // Run runs the checks and the IPVS table until ctx is done. At stop the
@@ -274,6 +277,8 @@ func (p *Plane) Run(ctx context.Context) error {
 			}
 			s.record(batch)
 			s.replan()
+		case <-s.planner.ready:
+			s.planned()
 		case <-p.mastersKick:
 			if hasHASuspend(s.cfg) {
 				s.replan()
@@ -474,18 +479,35 @@ func (s *state) effectiveHealth() map[lvs.HealthKey]lvs.RSHealth {
 	return out
 }
 
-// replan hands the planner the latest inputs; it never waits for a plan.
+// replan marks the table for planning and hands the planner the latest
+// inputs as soon as it is free: while it plans, any number of changes cost
+// one flag, and then one plan.
 func (s *state) replan() {
+	s.dirty = true
+	if !s.planning {
+		s.submit()
+	}
+}
+
+func (s *state) submit() {
 	health := s.effectiveHealth()
 	var masters map[string]bool
 	if m := s.p.masters.Load(); m != nil {
 		masters = *m
 	}
-	in := planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec}
-	s.planner.submit(in)
+	s.planner.submit(planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec})
+	s.dirty, s.planning = false, true
 	snap := *s.p.snap.Load()
 	snap.Health = health
 	s.p.snap.Store(&snap)
+}
+
+// planned: the planner is free again.
+func (s *state) planned() {
+	s.planning = false
+	if s.dirty {
+		s.submit()
+	}
 }
 
 func (s *state) publish() {

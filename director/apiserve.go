@@ -2,13 +2,11 @@ package director
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"hakeep/api"
-	"hakeep/consensus"
 	"hakeep/metrics"
 )
 
@@ -32,12 +30,11 @@ func (d *Director) serveAPI(ctx context.Context) error {
 	}
 	defer srv.Close()
 	if c := v.cfg.Cluster; c != nil && c.APIListen != "" {
-		conf, err := consensus.LoadTLS(c.TLSCert, c.TLSKey, c.TLSCA)
-		if err != nil {
-			return fmt.Errorf("api_listen %s: %w", c.APIListen, err)
+		// The node's TLS follows SIGHUP's certificate rotation.
+		conf := v.node.APIServerTLS()
+		if conf == nil {
+			return fmt.Errorf("api_listen %s: the cluster has no TLS (tls_cert, tls_key, tls_ca)", c.APIListen)
 		}
-		conf.ClientAuth = tls.RequireAndVerifyClientCert
-		conf.ClientCAs = conf.RootCAs
 		if _, err := srv.ServeTLS(c.APIListen, conf); err != nil {
 			return err
 		}

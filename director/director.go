@@ -247,6 +247,15 @@ func (d *Director) Alive(ctx context.Context) error {
 // the source of truth: it is re-applied with the file's cluster { } block.
 func (d *Director) Reload(ctx context.Context, cfg *config.Config) error {
 	v := d.current()
+	if v.node != nil && cfg.Cluster != nil {
+		// Certificates and gossip keys rotate with SIGHUP whether or not
+		// the rest of the file applies.
+		if err := v.node.ReloadCredentials(cfg.Cluster); err != nil {
+			d.log.Error("cluster credentials not reloaded, keeping the running ones", "err", err)
+		} else {
+			d.log.Info("cluster credentials reloaded")
+		}
+	}
 	if v.node != nil && v.version > 0 {
 		d.log.Warn("cluster configuration is committed: the file's cluster { } block is kept, the rest comes from the cluster (use hactl config push)", "version", v.version)
 		cur, ok := v.node.FSM().Current()

@@ -260,6 +260,9 @@ func (e *env) dispatch(pos []string) error {
 			return e.clusterRemove(pos[2])
 		}
 		return usagef("unknown cluster command %q", pos[1])
+	case "tls", "keygen":
+		// Reached only after global flags: these run locally, first.
+		return usagef("%s takes no global flags: hactl %s ... (hactl tls help)", cmd, cmd)
 	}
 	return usagef("unknown command %q", cmd)
 }

@@ -73,7 +73,8 @@ func (d *demo) shared(withVI2 bool, rs1Weight int) string {
 }
 
 // clusterBlock is director i's node-local cluster { } block: bootstrap by
-// expectation with the other two, health decided by a quorum of views.
+// expectation with the other two, health decided by a quorum of views,
+// mutual TLS and gossip encryption with the files `hactl tls init` made.
 func (d *demo) clusterBlock(i int) string {
 	h := d.l.Host(directors[i])
 	var join []string
@@ -82,8 +83,70 @@ func (d *demo) clusterBlock(i int) string {
 			join = append(join, d.l.Host(p).Addr4.Addr().String()+":7401")
 		}
 	}
-	return fmt.Sprintf("cluster {\n    node_name %s\n    bind_addr %s\n    join { %s }\n    bootstrap_expect 3\n    data_dir %s\n    health_mode quorum\n}\n",
-		h.Name, h.Addr4.Addr(), strings.Join(join, " "), filepath.Join(h.Dir, "data"))
+	return fmt.Sprintf("cluster {\n    node_name %s\n    bind_addr %s\n    join { %s }\n    bootstrap_expect 3\n    data_dir %s\n    health_mode quorum\n"+
+		"    tls_cert %s\n    tls_key %s\n    tls_ca %s\n    gossip_key %s\n}\n",
+		h.Name, h.Addr4.Addr(), strings.Join(join, " "), filepath.Join(h.Dir, "data"),
+		filepath.Join(d.tlsDir(), h.Name+".pem"), filepath.Join(d.tlsDir(), h.Name+"-key.pem"), filepath.Join(d.tlsDir(), "ca.pem"), filepath.Join(d.tlsDir(), "gossip.key"))
+}
+
+// tlsDir holds the cluster's CA, certificates and gossip key.
+func (d *demo) tlsDir() string { return filepath.Join(d.l.Dir, "tls") }
+
+// secrets makes the cluster's secrets with hactl, as an operator would:
+// one command for the CA, a certificate per director and the gossip key.
+func (d *demo) secrets() error {
+	args := append([]string{"tls", "init", "--dir", d.tlsDir()}, directors...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, d.o.hactl, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("hactl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	d.say("SECURE: cluster CA, a certificate per director (its name in the SAN) and a gossip key, made by hactl:")
+	d.say("$ hactl %s", strings.Join(args, " "))
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fmt.Fprintf(d.out, "          | %s\n", line)
+	}
+	return nil
+}
+
+// stranger is issue 12's attack from the client, which is not a director:
+// a 'P' and {"op":"remove","id":"h3"} on the leader's Raft port. A closed
+// cluster does not even finish the TLS handshake with it.
+func (d *demo) stranger() error {
+	var st api.Status
+	if err := d.hactlJSON("h1", &st, "status"); err != nil {
+		return err
+	}
+	leader := d.l.Host(st.Raft.Leader)
+	if leader == nil {
+		return fmt.Errorf("no leader to attack: %q", st.Raft.Leader)
+	}
+	target := leader.Addr4.Addr().String() + ":7301"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := d.l.Exec(ctx, "client", d.self, cmdRaftRPC, target, `{"op":"remove","id":"h3"}`)
+	if err != nil {
+		return fmt.Errorf("stranger: %w: %s", err, out)
+	}
+	res := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(res, "no reply") {
+		return fmt.Errorf("the client, not a director, got an answer from %s's Raft port: %s", leader.Name, res)
+	}
+	if err := d.hactlJSON("h1", &st, "status"); err != nil {
+		return err
+	}
+	voters := 0
+	for _, m := range st.Members {
+		if m.Voter {
+			voters++
+		}
+	}
+	if voters != 3 {
+		return fmt.Errorf("%d voters after the stranger's remove", voters)
+	}
+	d.say("STRANGER: the client (not a director) sent 'P' + {\"op\":\"remove\",\"id\":\"h3\"} to the leader %s's Raft port %s: %s; still 3 voters", leader.Name, target, res)
+	return nil
 }
 
 func (d *demo) sock(host string) string { return filepath.Join(d.l.Host(host).Dir, "hakeepd.sock") }

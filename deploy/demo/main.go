@@ -2,10 +2,12 @@
 // directors (priorities 150/100/50, one VIP), two real servers serving HTTP
 // and a client on one bridge. With hakeepd the directors form a cluster
 // (Raft bootstrap by expectation) and health-check the real servers of a
-// virtual server; the demo prints the election and the cluster, the IPVS
-// table with its health column, a real server going down and up again, a
-// `hactl config push`, a kill -9 of the master with the takeover time, the
-// restart and preemption, then removes everything. Run as root:
+// virtual server; the cluster is closed (mutual TLS and a gossip key made
+// by `hactl tls init`). The demo prints the election and the cluster, a
+// stranger refused on the Raft port, the IPVS table with its health
+// column, a real server going down and up again, a `hactl config push`, a
+// kill -9 of the master with the takeover time, the restart and
+// preemption, then removes everything. Run as root:
 //
 //	go run ./deploy/demo --hakeepd bin/hakeepd --hactl bin/hactl
 //	go run ./deploy/demo --keepalived
@@ -123,7 +125,8 @@ func run(o options, out io.Writer) error {
 
 	steps := []func() error{d.realServers, d.startDirectors, d.election}
 	if d.cluster() {
-		steps = append(steps, d.raft, d.table, d.healthFlap, d.push)
+		steps = append([]func() error{d.secrets}, steps...)
+		steps = append(steps, d.raft, d.stranger, d.table, d.healthFlap, d.push)
 	} else {
 		steps = append(steps, func() error {
 			d.say("keepalived runs VRRP only here (-P): the cluster, hactl, health checks and config push are hakeepd's and skipped")
@@ -250,7 +253,7 @@ func (d *demo) startDirectors() error {
 		d.say("started %s on %s (priority %d, VRRPv%d, advert_int %gs)", d.impl, h, prio[h], d.o.version, d.o.advertInt)
 	}
 	if d.cluster() {
-		d.say("each director's file: a cluster { } block (bootstrap_expect 3, join the other two) + VI_1 + virtual_server %s:80 (wrr, DR, HTTP_GET / every 1 s on rs1, rs2)", vip)
+		d.say("each director's file: a cluster { } block (bootstrap_expect 3, join the other two; tls_cert/tls_key/tls_ca and gossip_key from hactl tls init) + VI_1 + virtual_server %s:80 (wrr, DR, HTTP_GET / every 1 s on rs1, rs2)", vip)
 	}
 	return nil
 }

@@ -46,7 +46,12 @@ func TestDemo(t *testing.T) {
 	want := map[string][]string{
 		"keepalived": append([]string{`skipped`}, common...),
 		"hakeepd": append([]string{
+			`SECURE: cluster CA, a certificate per director \(its name in the SAN\) and a gossip key, made by hactl`,
+			`\$ hactl tls init --dir \S+ h1 h2 h3`,
+			`\| +@h2 tls_cert \S+/h2\.pem`,
 			`RAFT: bootstrapped by expectation \(3 of 3 seen\); leader h\d`,
+			`security: mutual TLS as h1 \(certificate valid until`,
+			`STRANGER: the client \(not a director\) .*: no reply: .*; still 3 voters`,
 			`\| h1 +alive +yes`,
 			`\| h2 +alive +yes`,
 			`\| h3 +alive +yes`,

@@ -102,6 +102,7 @@ vrrp_instance VI_2 {
 	for _, kv := range strings.Fields(os.Getenv("HK_ENV")) {
 		argv = append(argv, kv)
 	}
+	argv = append(argv, strings.Fields(os.Getenv("HK_PREFIX"))...)
 	argv = append(argv, bin, "-n", "-l", "-f", path, "-p", filepath.Join(l.Host("h1").Dir, "hakeepd.pid"), "-api", filepath.Join(l.Host("h1").Dir, "hakeepd.sock"))
 	d, err := l.Start("h1", "hakeepd", argv...)
 	if err != nil {

@@ -1,0 +1,381 @@
+package fence
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Reasons an instance is fenced, as status and logs show them.
+const (
+	ReasonNoQuorum   = "no quorum"
+	ReasonExpired    = "lease expired"
+	ReasonRefused    = "claim refused"
+	ReasonWaiting    = "waiting for previous owner's lease"
+	ReasonTaken      = "claimed by another director"
+	ReasonRenewalRef = "renewal refused"
+)
+
+// effects is what the core asks of the outside world. Every method returns
+// at once except hold, which is synchronous: when it returns with a zero
+// bound, the VIPs are gone and no write can install them again.
+type effects interface {
+	// claim proposes a claim; the answer comes back as claimDone(seq).
+	claim(k Key, prevEpoch uint64, prio int, seq uint64, sent time.Time)
+	// renew proposes one batched renewal; the answer is renewDone.
+	renew(epochs map[Key]uint64, sent time.Time)
+	// release proposes giving k up at epoch (VIPs already gone).
+	release(k Key, epoch uint64)
+	// hold sets how long VIPs of k may exist in the kernel: writes must
+	// end their lifetime by bound (the kernel may keep them CoarseTimer
+	// more); a zero bound removes them now and forbids writes.
+	hold(k Key, bound time.Time)
+	// answer tells VRRP: the first answer of a claim admits (nil) or
+	// refuses; after admission an answer revokes.
+	answer(k Key, err error)
+	// logf reports a fence decision.
+	logf(k Key, msg string, args ...any)
+}
+
+type phase uint8
+
+const (
+	phIdle     phase = iota
+	phClaiming       // claim proposed, not answered
+	phWaiting        // claim committed: waiting for our apply and for the previous owner
+	phOwned          // admitted: the VIPs may be installed
+)
+
+var phaseNames = [...]string{"idle", "claiming", "waiting", "owned"}
+
+func (p phase) String() string { return phaseNames[p] }
+
+// entry is this director's fence state for one key.
+type entry struct {
+	key   Key
+	want  bool // VRRP asks (an Admit not withdrawn or answered no)
+	prio  int
+	phase phase
+	seq   uint64 // claim proposals, to match answers
+	sent  time.Time
+	epoch uint64 // ours while waiting or owned
+	// leaseSent is when we sent our last accepted claim or renewal: the
+	// lease runs to leaseSent+L on our clock.
+	leaseSent time.Time
+	reason    string // why fenced ("" when not)
+	detail    string
+	// Counters for metrics.
+	claims, refusals, revokes uint64
+}
+
+func (e *entry) live(p Params, now time.Time) bool {
+	return now.Before(e.leaseSent.Add(p.Lease))
+}
+
+// core is the fence's lease logic for every key of one director. It is
+// driven by explicit times and owned by one goroutine.
+type core struct {
+	p     Params
+	self  string
+	fx    effects
+	ents  map[Key]*entry
+	table map[Key]Record
+
+	quorum    bool
+	quorumWhy string
+
+	renewing  bool
+	lastRenew time.Time
+	renewals  uint64 // accepted renewal batches (metrics)
+}
+
+func newCore(p Params, self string, fx effects) *core {
+	return &core{p: p, self: self, fx: fx, ents: map[Key]*entry{}, table: map[Key]Record{}}
+}
+
+func (c *core) ent(k Key) *entry {
+	e := c.ents[k]
+	if e == nil {
+		e = &entry{key: k}
+		c.ents[k] = e
+	}
+	return e
+}
+
+func (c *core) fenced(e *entry, reason, detail string) {
+	e.reason, e.detail = reason, detail
+}
+
+// refuse answers a claim not yet admitted with no.
+func (c *core) refuse(e *entry, reason, detail string) {
+	c.fenced(e, reason, detail)
+	e.want = false
+	e.refusals++
+	c.fx.logf(e.key, "claim refused", "reason", reason, "detail", detail)
+	c.fx.answer(e.key, fmt.Errorf("fenced: %s: %s", reason, detail))
+}
+
+// admit is VRRP asking to become MASTER.
+func (c *core) admit(now time.Time, k Key, prio int) {
+	e := c.ent(k)
+	e.want, e.prio = true, prio
+	e.reason, e.detail = "", ""
+	if !c.quorum {
+		c.refuse(e, ReasonNoQuorum, c.quorumWhy)
+		return
+	}
+	switch e.phase {
+	case phClaiming:
+		return // the claim in flight answers this ask too
+	case phWaiting, phOwned:
+		// Not withdrawn since: the earlier claim still stands.
+		c.check(now, e)
+		return
+	}
+	rec := c.table[k]
+	// A live owner of at least our priority keeps it: VRRP would not have
+	// preempted it, so our Master_Down fired because adverts are lost, and
+	// stealing would move the VIPs back and forth every interval.
+	if rec.Node != "" && rec.Node != c.self && now.Before(rec.Applied.Add(c.p.Lease)) && rec.Priority >= prio {
+		c.refuse(e, ReasonRefused, fmt.Sprintf("%s owns it (priority %d, epoch %d) and renews its lease", rec.Node, rec.Priority, rec.Epoch))
+		return
+	}
+	e.phase = phClaiming
+	e.seq++
+	e.sent = now
+	e.claims++
+	c.fx.claim(k, rec.Epoch, prio, e.seq, now)
+}
+
+// withdraw is VRRP taking its claim back (a better master, shutdown,
+// leaving MASTER): the VIPs go and the record is released.
+func (c *core) withdraw(now time.Time, k Key) {
+	e := c.ents[k]
+	if e == nil || !e.want {
+		return
+	}
+	e.want = false
+	e.reason, e.detail = "", ""
+	switch e.phase {
+	case phWaiting, phOwned:
+		c.drop(e)
+	}
+}
+
+// drop removes the VIPs and releases our record (also after a foreign
+// claim: the state machine takes it as the previous owner's
+// acknowledgement, the new owner's fast path).
+func (c *core) drop(e *entry) {
+	c.fx.hold(e.key, time.Time{})
+	epoch := e.epoch
+	e.phase, e.epoch = phIdle, 0
+	c.fx.release(e.key, epoch)
+}
+
+// lose ends our claim or ownership for reason: VIPs first, then VRRP
+// hears it (a revoke, or the refusal of a claim not yet admitted).
+func (c *core) lose(e *entry, reason, detail string) {
+	admitted := e.phase == phOwned
+	c.drop(e)
+	if !e.want {
+		c.fenced(e, reason, detail)
+		return
+	}
+	if admitted {
+		e.want = false
+		e.revokes++
+		c.fenced(e, reason, detail)
+		c.fx.logf(e.key, "ownership revoked, VIPs removed", "reason", reason, "detail", detail)
+		c.fx.answer(e.key, fmt.Errorf("fenced: %s: %s", reason, detail))
+		return
+	}
+	c.refuse(e, reason, detail)
+}
+
+func (c *core) claimDone(now time.Time, k Key, seq, epoch uint64, err error) {
+	e := c.ent(k)
+	if seq != e.seq || e.phase != phClaiming {
+		return
+	}
+	e.phase = phIdle
+	if err != nil {
+		if e.want {
+			c.refuse(e, ReasonRefused, err.Error())
+		}
+		return
+	}
+	e.phase, e.epoch, e.leaseSent = phWaiting, epoch, e.sent
+	if !e.want {
+		c.drop(e) // withdrawn while the claim was in flight
+		return
+	}
+	if !c.quorum {
+		c.lose(e, ReasonNoQuorum, c.quorumWhy)
+		return
+	}
+	c.check(now, e)
+}
+
+// check moves a waiting claim on, and ends a claim or ownership that the
+// applied records, the lease or the clock no longer allow.
+func (c *core) check(now time.Time, e *entry) {
+	if e.phase != phWaiting && e.phase != phOwned {
+		return
+	}
+	if !e.live(c.p, now) {
+		c.lose(e, ReasonExpired, fmt.Sprintf("last renewal sent %s ago", now.Sub(e.leaseSent).Round(time.Millisecond)))
+		return
+	}
+	rec := c.table[e.key]
+	if rec.Epoch > e.epoch || (rec.Epoch == e.epoch && rec.Node != c.self) {
+		c.lose(e, ReasonTaken, fmt.Sprintf("%s claimed epoch %d", rec.Node, rec.Epoch))
+		return
+	}
+	if e.phase == phOwned || rec.Epoch < e.epoch {
+		return // owned; or our claim is committed but not applied here yet
+	}
+	if w := c.waitUntil(rec); now.Before(w) {
+		c.fenced(e, ReasonWaiting, fmt.Sprintf("%s's lease may run until %s from now", rec.Prev, w.Sub(now).Round(time.Millisecond)))
+		return
+	}
+	e.phase = phOwned
+	e.reason, e.detail = "", ""
+	c.fx.hold(e.key, e.leaseSent.Add(c.p.hold()))
+	c.fx.logf(e.key, "claim admitted", "epoch", e.epoch, "previous", rec.Prev, "previous_released", rec.PrevReleased)
+	c.fx.answer(e.key, nil)
+}
+
+// waitUntil is when the previous owner's VIPs are surely gone, on our
+// clock: now when it released them (or it was us), else Wait after we
+// applied its last accepted renewal.
+func (c *core) waitUntil(rec Record) time.Time {
+	if rec.Prev == "" || rec.Prev == c.self || rec.PrevReleased {
+		return time.Time{}
+	}
+	return rec.PrevSeen.Add(c.p.Wait())
+}
+
+// owners takes a new applied table.
+func (c *core) owners(now time.Time, t map[Key]Record) {
+	c.table = t
+	for _, k := range slices.SortedFunc(maps.Keys(c.ents), keyCmp) {
+		c.check(now, c.ents[k])
+	}
+}
+
+// members takes the gossip hint: fewer than a quorum of live voters ends
+// every claim and ownership at once, without waiting for the lease.
+func (c *core) members(now time.Time, alive, voters int) {
+	ok := voters > 0 && alive >= voters/2+1
+	why := fmt.Sprintf("%d of %d voters alive", alive, voters)
+	c.quorum, c.quorumWhy = ok, why
+	if ok {
+		return
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(c.ents), keyCmp) {
+		e := c.ents[k]
+		switch e.phase {
+		case phWaiting, phOwned:
+			c.lose(e, ReasonNoQuorum, why)
+		case phClaiming:
+			if e.want {
+				c.refuse(e, ReasonNoQuorum, why) // its commit, if any, is released
+			}
+		}
+	}
+}
+
+// tick runs what is due at now: lease ends, waits ended, the renewal.
+func (c *core) tick(now time.Time) {
+	for _, k := range slices.SortedFunc(maps.Keys(c.ents), keyCmp) {
+		c.check(now, c.ents[k])
+	}
+	if c.renewing || now.Before(c.lastRenew.Add(c.p.Renew)) {
+		return
+	}
+	epochs := map[Key]uint64{}
+	for k, e := range c.ents {
+		if e.phase == phWaiting || e.phase == phOwned {
+			epochs[k] = e.epoch
+		}
+	}
+	if len(epochs) == 0 {
+		return
+	}
+	c.renewing, c.lastRenew = true, now
+	c.fx.renew(epochs, now)
+}
+
+// renewDone takes a renewal's answer: accepted keys extend their lease
+// from its send time and rewrite the VIPs' kernel lifetimes.
+func (c *core) renewDone(now time.Time, sent time.Time, epochs map[Key]uint64, refused []Key, err error) {
+	c.renewing = false
+	if err != nil && len(refused) == 0 {
+		c.fx.logf(Key{}, "lease renewal failed", "err", err)
+		return // the leases run out on their own
+	}
+	c.renewals++
+	for _, k := range slices.SortedFunc(maps.Keys(epochs), keyCmp) {
+		e := c.ents[k]
+		if e == nil || e.epoch != epochs[k] || (e.phase != phWaiting && e.phase != phOwned) {
+			continue
+		}
+		if slices.Contains(refused, k) {
+			c.lose(e, ReasonRenewalRef, fmt.Sprintf("epoch %d is not current", e.epoch))
+			continue
+		}
+		if sent.After(e.leaseSent) {
+			e.leaseSent = sent
+		}
+		if e.phase == phOwned {
+			c.fx.hold(k, e.leaseSent.Add(c.p.hold()))
+		}
+	}
+	c.tick(now)
+}
+
+// next is when tick must run next (zero: nothing due).
+func (c *core) next() time.Time {
+	var at time.Time
+	min := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	held := false
+	for _, e := range c.ents {
+		if e.phase != phWaiting && e.phase != phOwned {
+			continue
+		}
+		held = true
+		min(e.leaseSent.Add(c.p.Lease))
+		if e.phase == phWaiting {
+			if rec := c.table[e.key]; rec.Epoch == e.epoch && rec.Node == c.self {
+				min(c.waitUntil(rec))
+			}
+		}
+	}
+	if held && !c.renewing {
+		min(c.lastRenew.Add(c.p.Renew))
+	}
+	return at
+}
+
+func keyCmp(a, b Key) int {
+	switch {
+	case a.VRID != b.VRID:
+		return int(a.VRID) - int(b.VRID)
+	case a.Interface != b.Interface:
+		if a.Interface < b.Interface {
+			return -1
+		}
+		return 1
+	case a.IPv6 != b.IPv6:
+		if a.IPv6 {
+			return 1
+		}
+		return -1
+	}
+	return 0
+}
