@@ -28,8 +28,9 @@ test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 # The packages with goroutines under the race detector (it needs cgo: gcc).
-# About 75 s on two cores, so no -short.
-RACE_PKGS := ./director ./dataplane ./vrrp ./checks ./lvs ./consensus ./api ./mail ./script ./metrics
+# About 90 s on two cores, so no -short.
+RACE_PKGS := ./director ./dataplane ./vrrp ./vip ./checks ./lvs ./consensus ./fence \
+	./api ./mail ./script ./metrics ./internal/lab
 test-race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 

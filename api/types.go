@@ -135,6 +135,23 @@ type Instance struct {
 	Fenced    bool     `json:"fenced,omitempty"`
 	// MasterAddr is the current master's address as heard in adverts.
 	MasterAddr string `json:"master_addr,omitempty"`
+	// Fence is the quorum gate's view of a fenced instance (nil: not
+	// fenced, or never asked).
+	Fence *InstanceFence `json:"fence,omitempty"`
+}
+
+// InstanceFence is the fence's state of one instance (fencing.md).
+type InstanceFence struct {
+	// Reason is why the instance is fenced now ("" when it is not): no
+	// quorum, lease expired, claim refused, waiting for previous owner's
+	// lease, claimed by another director, renewal refused.
+	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// Owner and Epoch are the replicated ownership record as applied here.
+	Owner string `json:"owner,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// LeaseLeftMS is this director's lease left (0: it holds none).
+	LeaseLeftMS int64 `json:"lease_left_ms,omitempty"`
 }
 
 // VirtualServer is one virtual_server as programmed (or to be programmed).

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,10 +27,11 @@ type httpProber struct {
 	c       Checker
 	tls     *tls.Config
 	regexes []*regexp.Regexp
+	plan    *dialPlan // nil: dial in Probe
 }
 
 func newHTTPProber(c Checker) (*httpProber, error) {
-	p := &httpProber{c: c, regexes: make([]*regexp.Regexp, len(c.HTTP.URLs))}
+	p := &httpProber{c: c, regexes: make([]*regexp.Regexp, len(c.HTTP.URLs)), plan: newDialPlan(&c)}
 	for i, u := range c.HTTP.URLs {
 		if u.Regex == "" {
 			continue
@@ -67,10 +69,15 @@ func clientTLS(certFile, keyFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-func (p *httpProber) Probe(ctx context.Context) Result {
+func (p *httpProber) Probe(ctx context.Context) Result { return p.probe(ctx, nil) }
+
+// probe checks every url, each on its own connection; conn, when given,
+// is the first url's, already connected (by the connector).
+func (p *httpProber) probe(ctx context.Context, conn net.Conn) Result {
 	var oks []string
 	for i, u := range p.c.HTTP.URLs {
-		r := p.checkURL(ctx, u, p.regexes[i])
+		r := p.checkURL(ctx, u, p.regexes[i], conn)
+		conn = nil
 		if !r.OK {
 			return r
 		}
@@ -79,7 +86,24 @@ func (p *httpProber) Probe(ctx context.Context) Result {
 	return okResult(strings.Join(oks, ", "))
 }
 
-func (p *httpProber) checkURL(ctx context.Context, u URL, re *regexp.Regexp) Result {
+func (p *httpProber) dialPlan() *dialPlan { return p.plan }
+
+func (p *httpProber) handshakeOnly() bool { return false }
+
+// exchange is the check on the first url's connection, made by the
+// connector before the deadline of ctx.
+func (p *httpProber) exchange(ctx context.Context, conn net.Conn) Result { return p.probe(ctx, conn) }
+
+// connectFailed words a failed handshake as checkURL does.
+func (p *httpProber) connectFailed(err error) Result {
+	where := fmt.Sprintf("(%s%s)", FormatAddr(p.c.Connect), p.c.HTTP.URLs[0].Path)
+	if errors.Is(err, errConnectTimeout) {
+		return failf("HTTP connection timed out %s", where)
+	}
+	return failf("HTTP connection failed: %s %s", netReason(err), where)
+}
+
+func (p *httpProber) checkURL(ctx context.Context, u URL, re *regexp.Regexp, conn net.Conn) Result {
 	where := fmt.Sprintf("(%s%s)", FormatAddr(p.c.Connect), u.Path)
 	vhost := u.Virtualhost
 	if vhost == "" {
@@ -94,9 +118,15 @@ func (p *httpProber) checkURL(ctx context.Context, u URL, re *regexp.Regexp) Res
 		Path: u.Path, Virtualhost: vhost, Protocol: p.c.HTTP.Protocol, SNI: p.c.HTTP.SNI,
 		KeepBody: keep,
 	}
-	ctx, cancel := context.WithTimeout(ctx, connectTimeout(&p.c))
-	defer cancel()
-	resp, err := req.do(ctx)
+	var resp *httpResponse
+	var err error
+	if conn != nil {
+		resp, err = req.exchange(ctx, conn) // ctx ends at the connector's deadline
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, connectTimeout(&p.c))
+		defer cancel()
+		resp, err = req.do(ctx)
+	}
 	if err != nil {
 		return failf("%s %s", err, where)
 	}
@@ -146,6 +176,12 @@ func (r *httpRequest) do(ctx context.Context) (*httpResponse, error) {
 		}
 		return nil, fmt.Errorf("HTTP connection failed: %s", netReason(err))
 	}
+	return r.exchange(ctx, conn)
+}
+
+// exchange sends the GET on conn (connected) and reads the answer; it
+// closes conn.
+func (r *httpRequest) exchange(ctx context.Context, conn net.Conn) (*httpResponse, error) {
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)

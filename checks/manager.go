@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Alerter sends an e-mail alert (mail.Client implements it) without
@@ -58,8 +62,11 @@ type Manager struct {
 	started  bool
 	stopped  bool
 
-	wake   chan struct{}
-	work   chan *job // idle workers wait here
+	wake chan struct{}
+	work chan task // idle workers wait here
+	// conn makes the handshakes of TCP-based checks (nil: every probe
+	// dials on its worker, as before Start or if it could not start).
+	conn   *connector
 	out    chan Transition
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -127,7 +134,7 @@ func New(opts Options) *Manager {
 		jobs:    map[string]*job{},
 		servers: map[RSKey]*rsState{},
 		wake:    make(chan struct{}, 1),
-		work:    make(chan *job),
+		work:    make(chan task),
 		out:     make(chan Transition, 256),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
@@ -150,6 +157,11 @@ func (m *Manager) Start(specs []Spec) error {
 		return errors.New("checks: already started")
 	}
 	m.started = true
+	if c, err := newConnector(); err != nil {
+		m.log.Warn("TCP checks dial one goroutine each", "err", err)
+	} else {
+		m.conn = c
+	}
 	m.mu.Unlock()
 	if err := m.Reload(specs); err != nil {
 		return err
@@ -188,6 +200,9 @@ func (m *Manager) Stop() {
 		}()
 	}
 	wg.Wait()
+	if m.conn != nil {
+		m.conn.close() // handshakes still waiting end now
+	}
 	m.probes.Wait()
 	m.mu.Lock()
 	m.tqCond.Broadcast()
@@ -364,31 +379,122 @@ func (m *Manager) dispatchLocked(j *job) {
 	}
 	m.inflight++
 	j.running = true
+	if cp, ok := j.prober.(connProber); ok && m.conn != nil {
+		if plan := cp.dialPlan(); plan != nil {
+			m.handshake(j, cp, plan)
+			return
+		}
+	}
+	m.handOff(task{j: j})
+}
+
+// task is a worker's unit: a whole probe, or the rest of one whose
+// handshake the connector made (conn set).
+type task struct {
+	j        *job
+	cp       connProber
+	conn     net.Conn
+	lag      time.Duration
+	deadline time.Time
+}
+
+// handOff gives t to an idle worker, or a new one.
+func (m *Manager) handOff(t task) {
 	select {
-	case m.work <- j: // an idle worker took it
+	case m.work <- t: // an idle worker took it
 	default:
 		m.probes.Add(1)
-		go m.worker(j)
+		go m.worker(t)
 	}
 }
 
-// worker runs probes: its first, then whatever dispatch hands it while it
+// handshake starts j's TCP handshake on the connector; called with m.mu
+// held (start only queues).
+func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan) {
+	now := time.Now()
+	lag := m.opts.Clock.Now().Sub(j.due)
+	deadline := now.Add(plan.timeout)
+	r := &connReq{remote: plan.remote, local: plan.local, deadline: deadline, index: -1}
+	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, deadline) }
+	m.probes.Add(1)
+	if !m.conn.start(r) {
+		// The connector closed: the manager is stopping.
+		m.probes.Done()
+		m.inflight--
+		j.running = false
+	}
+}
+
+// handshakeDone runs on the connector's goroutine, so it never blocks: a
+// failed handshake completes the probe here; a connection goes to a worker
+// for the rest of the check.
+func (m *Manager) handshakeDone(j *job, cp connProber, fd int, err error, lag time.Duration, deadline time.Time) {
+	defer m.probes.Done()
+	if m.ctx.Err() != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		m.mu.Lock()
+		m.inflight--
+		m.mu.Unlock()
+		return
+	}
+	if err != nil {
+		m.complete(j, cp.connectFailed(err), lag)
+		return
+	}
+	if cp.handshakeOnly() {
+		// Reset rather than FIN (as the dialing TCP_CHECK does): no
+		// TIME_WAIT pile-up at thousands of checks a second.
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.Close(fd)
+		m.complete(j, cp.exchange(m.ctx, nil), lag)
+		return
+	}
+	f := os.NewFile(uintptr(fd), "check")
+	conn, cerr := net.FileConn(f) // a dup in the netpoller
+	f.Close()
+	if cerr != nil {
+		m.complete(j, cp.connectFailed(cerr), lag)
+		return
+	}
+	m.handOff(task{j: j, cp: cp, conn: conn, lag: lag, deadline: deadline})
+}
+
+// worker runs tasks: its first, then whatever dispatch hands it while it
 // waits idle.
-func (m *Manager) worker(j *job) {
+func (m *Manager) worker(t task) {
 	defer m.probes.Done()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		m.probe(j)
+		m.run(t)
 		idle.Reset(workerIdle)
 		select {
-		case j = <-m.work:
+		case t = <-m.work:
 		case <-idle.C:
 			return
 		case <-m.ctx.Done():
 			return
 		}
 	}
+}
+
+func (m *Manager) run(t task) {
+	if t.conn != nil {
+		ctx, cancel := context.WithDeadline(m.ctx, t.deadline)
+		res := t.cp.exchange(ctx, t.conn)
+		cancel()
+		if m.ctx.Err() != nil {
+			m.mu.Lock()
+			m.inflight--
+			m.mu.Unlock()
+			return
+		}
+		m.complete(t.j, res, t.lag)
+		return
+	}
+	m.probe(t.j)
 }
 
 func (m *Manager) probe(j *job) {

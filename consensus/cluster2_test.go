@@ -126,8 +126,8 @@ func TestSnapshotRestoreAllState(t *testing.T) {
 		t.Helper()
 		var got State
 		tn.node.FSM().Read(func(s *State) { got = *s })
-		if len(got.Applied) != 3 || len(got.Health["vs"]["rs1"]) != 3 || got.Owners[9].Node != "d2" || len(got.PushIDs) != 22 {
-			t.Fatalf("%s state after snapshot install: applied %d, views %d, owner %+v, push ids %d", tn.cfg.NodeName, len(got.Applied), len(got.Health["vs"]["rs1"]), got.Owners[9], len(got.PushIDs))
+		if len(got.Applied) != 3 || len(got.Health["vs"]["rs1"]) != 3 || got.Owners["9"].Node != "d2" || len(got.PushIDs) != 22 {
+			t.Fatalf("%s state after snapshot install: applied %d, views %d, owner %+v, push ids %d", tn.cfg.NodeName, len(got.Applied), len(got.Health["vs"]["rs1"]), got.Owners["9"], len(got.PushIDs))
 		}
 		if got.Health["vs"]["rs1"]["d1"].Up != want.Health["vs"]["rs1"]["d1"].Up {
 			t.Fatalf("%s health view lost", tn.cfg.NodeName)

@@ -103,14 +103,21 @@ type Claim struct {
 	Node      string    `json:"node"`
 	PrevEpoch uint64    `json:"prev_epoch"`
 	At        time.Time `json:"at"`
+	// Key is the instance's identity (fence key); empty in entries
+	// written before keys: the VRID alone.
+	Key      string        `json:"key,omitempty"`
+	Priority int           `json:"priority,omitempty"`
+	Hold     time.Duration `json:"hold,omitempty"`
 }
 
 // Renew extends the lease of every listed VRID the node owns at the given
 // epoch; SentAt is when the node sent it (the lease runs from then).
 type Renew struct {
 	Node   string         `json:"node"`
-	Epochs map[int]uint64 `json:"epochs"` // vrid -> epoch
+	Epochs map[int]uint64 `json:"epochs,omitempty"` // vrid -> epoch (entries written before keys)
 	SentAt time.Time      `json:"sent_at"`
+	// Keys maps instance keys to epochs.
+	Keys map[string]uint64 `json:"keys,omitempty"`
 }
 
 // Release gives up a VRID owned at Epoch.
@@ -119,6 +126,7 @@ type Release struct {
 	Node  string    `json:"node"`
 	Epoch uint64    `json:"epoch"`
 	At    time.Time `json:"at"`
+	Key   string    `json:"key,omitempty"` // see Claim.Key
 }
 
 // Membership actions.

@@ -56,16 +56,27 @@ type View struct {
 	At time.Time `json:"at"`
 }
 
-// Owner is the ownership record of one VRID (fencing.md).
+// Owner is the ownership record of one fenced instance (fencing.md),
+// keyed by the instance's identity (the fence's "VRID/interface/family").
 type Owner struct {
+	Key   string `json:"key,omitempty"`
 	VRID  int    `json:"vrid"`
 	Node  string `json:"node"` // empty when released
 	Epoch uint64 `json:"epoch"`
 	// RenewedAt is the sender's time of the last committed renewal (or the
-	// claim); the lease runs from it.
+	// claim), for display: no director counts a lease from it.
 	RenewedAt time.Time `json:"renewed_at"`
 	// RenewIndex is the log index of that renewal or claim.
 	RenewIndex uint64 `json:"renew_index"`
+	// Priority and Hold are the owner's as it claimed (Hold: how long its
+	// kernel may keep the VIPs after it sent its last renewal).
+	Priority int           `json:"priority,omitempty"`
+	Hold     time.Duration `json:"hold,omitempty"`
+	// Prev is the owner before this claim, with its Hold; PrevReleased
+	// says it has released (its VIPs are gone).
+	Prev         string        `json:"prev,omitempty"`
+	PrevHold     time.Duration `json:"prev_hold,omitempty"`
+	PrevReleased bool          `json:"prev_released,omitempty"`
 }
 
 // State is everything the replicated state machine holds. It is also the
@@ -83,7 +94,7 @@ type State struct {
 	Applied   map[string]AppliedRecord `json:"applied,omitempty"`
 	// Health: vs -> rs -> node -> view.
 	Health map[string]map[string]map[string]View `json:"health,omitempty"`
-	Owners map[int]Owner                         `json:"owners,omitempty"`
+	Owners map[string]Owner                      `json:"owners,omitempty"`
 	// Membership is the audit trail of directors joined and removed,
 	// oldest first, bounded by auditLimit.
 	Membership []Membership `json:"membership,omitempty"`
@@ -102,6 +113,8 @@ type ApplyResult struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Accepted counts accepted VRIDs of a renewal.
 	Accepted int `json:"accepted,omitempty"`
+	// Refused lists the keys a renewal refused.
+	Refused []string `json:"refused,omitempty"`
 	// Error is set when the command was refused (the log entry is still
 	// committed; it changed nothing).
 	Error string `json:"error,omitempty"`
@@ -125,6 +138,9 @@ type FSM struct {
 	onConfig func(ConfigVersion)
 	// onChange is called (outside the lock) with what an entry changed.
 	onChange func(Change)
+	// seen is node-local, never replicated: when this node applied each
+	// owner's claim or last accepted renewal (owners.go).
+	seen map[string]ownerSeen
 }
 
 // Change says which parts of the state an applied entry changed.
@@ -156,7 +172,7 @@ func emptyState() State {
 		PushIDs: map[string]uint64{},
 		Applied: map[string]AppliedRecord{},
 		Health:  map[string]map[string]map[string]View{},
-		Owners:  map[int]Owner{},
+		Owners:  map[string]Owner{},
 	}
 }
 
@@ -260,35 +276,39 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 		return ApplyResult{Accepted: len(h.Entries)}, nil
 	case CmdClaim:
 		cl := c.Claim
-		cur := st.Owners[cl.VRID]
+		key := cl.key()
+		cur := st.Owners[key]
 		if cur.Node == cl.Node && cur.Epoch == cl.PrevEpoch+1 {
 			// The same claim again (a retry after a lost reply): it
 			// already holds; nothing changes.
 			return ApplyResult{Epoch: cur.Epoch, Duplicate: true}, nil
 		}
 		if cur.Epoch != cl.PrevEpoch {
-			return ApplyResult{Epoch: cur.Epoch, Error: fmt.Sprintf("claim of vrid %d by %s: stale epoch %d, current %d (owner %q)", cl.VRID, cl.Node, cl.PrevEpoch, cur.Epoch, cur.Node)}, nil
+			return ApplyResult{Epoch: cur.Epoch, Error: fmt.Sprintf("claim of %s by %s: stale epoch %d, current %d (owner %q)", key, cl.Node, cl.PrevEpoch, cur.Epoch, cur.Node)}, nil
 		}
-		o := Owner{VRID: cl.VRID, Node: cl.Node, Epoch: cur.Epoch + 1, RenewedAt: cl.At, RenewIndex: index}
-		st.Owners[cl.VRID] = o
+		o := Owner{Key: key, VRID: cl.VRID, Node: cl.Node, Epoch: cur.Epoch + 1, RenewedAt: cl.At, RenewIndex: index,
+			Priority: cl.Priority, Hold: cl.Hold, Prev: cur.Node, PrevHold: cur.Hold, PrevReleased: cur.Node == ""}
+		st.Owners[key] = o
+		f.sawClaim(key, cur.Node)
 		return ApplyResult{Epoch: o.Epoch}, nil
 	case CmdRenew:
 		r := c.Renew
 		n := 0
-		var refused []int
-		for _, vrid := range slices.Sorted(maps.Keys(r.Epochs)) {
-			cur, ok := st.Owners[vrid]
-			if !ok || cur.Node != r.Node || cur.Epoch != r.Epochs[vrid] {
-				refused = append(refused, vrid)
+		var refused []string
+		for _, key := range slices.Sorted(maps.Keys(r.leases())) {
+			cur, ok := st.Owners[key]
+			if !ok || cur.Node != r.Node || cur.Epoch != r.leases()[key] {
+				refused = append(refused, key)
 				continue
 			}
 			cur.RenewedAt, cur.RenewIndex = r.SentAt, index
-			st.Owners[vrid] = cur
+			st.Owners[key] = cur
+			f.sawRenewal(key)
 			n++
 		}
-		res := ApplyResult{Accepted: n}
+		res := ApplyResult{Accepted: n, Refused: refused}
 		if len(refused) > 0 {
-			res.Error = fmt.Sprintf("renewal by %s refused for vrids %v (stale epoch or not owner)", r.Node, refused)
+			res.Error = fmt.Sprintf("renewal by %s refused for %v (stale epoch or not owner)", r.Node, refused)
 		}
 		return res, nil
 	case CmdMembership:
@@ -299,14 +319,23 @@ func (f *FSM) apply(c Command, index uint64) (ApplyResult, *ConfigVersion) {
 		return ApplyResult{}, nil
 	case CmdRelease:
 		r := c.Release
-		cur := st.Owners[r.VRID]
+		key := r.key()
+		cur := st.Owners[key]
+		if cur.Prev == r.Node && cur.Epoch == r.Epoch+1 && r.Node != "" {
+			// The previous owner confirms its VIPs are gone after a newer
+			// claim: the new owner's fast path (it need not wait out the
+			// lease).
+			cur.PrevReleased = true
+			st.Owners[key] = cur
+			return ApplyResult{Epoch: cur.Epoch}, nil
+		}
 		if cur.Node != r.Node || cur.Epoch != r.Epoch {
-			return ApplyResult{Epoch: cur.Epoch, Error: fmt.Sprintf("release of vrid %d by %s at epoch %d refused: owner %q epoch %d", r.VRID, r.Node, r.Epoch, cur.Node, cur.Epoch)}, nil
+			return ApplyResult{Epoch: cur.Epoch, Error: fmt.Sprintf("release of %s by %s at epoch %d refused: owner %q epoch %d", key, r.Node, r.Epoch, cur.Node, cur.Epoch)}, nil
 		}
 		// The epoch stays: a later claim must name it, so a release cannot
 		// race a newer claim.
-		cur.Node, cur.RenewIndex = "", index
-		st.Owners[r.VRID] = cur
+		cur.Node, cur.Hold, cur.RenewIndex = "", 0, index
+		st.Owners[key] = cur
 		return ApplyResult{Epoch: cur.Epoch}, nil
 	}
 	return ApplyResult{Error: fmt.Sprintf("unknown command type %q", c.Type)}, nil
@@ -381,8 +410,8 @@ func (f *FSM) AppliedRecords() map[string]AppliedRecord {
 	return maps.Clone(f.st.Applied)
 }
 
-// Owners returns the VIP ownership records.
-func (f *FSM) Owners() map[int]Owner {
+// Owners returns the VIP ownership records, by key.
+func (f *FSM) Owners() map[string]Owner {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return maps.Clone(f.st.Owners)
@@ -434,6 +463,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.st = st
+	f.restoredOwners()
 	cur := st.Current
 	f.mu.Unlock()
 	if cur != nil && f.onConfig != nil {
@@ -464,7 +494,7 @@ func DecodeSnapshot(data []byte) (State, error) {
 		st.Health = map[string]map[string]map[string]View{}
 	}
 	if st.Owners == nil {
-		st.Owners = map[int]Owner{}
+		st.Owners = map[string]Owner{}
 	}
 	if st.Current != nil && (len(st.History) == 0 || st.History[len(st.History)-1].Version != st.Current.Version) {
 		return State{}, fmt.Errorf("decode snapshot: current version %d is not the last of the history", st.Current.Version)

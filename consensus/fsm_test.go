@@ -91,7 +91,10 @@ func TestFSMOwnership(t *testing.T) {
 		{"renew by other", Command{Type: CmdRenew, Renew: &Renew{Node: "d2", Epochs: map[int]uint64{51: 1}, SentAt: t0}}, true, 0, "d1"},
 		{"takeover claim", claim("d2", 1), false, 2, "d2"},
 		{"renew stale epoch", Command{Type: CmdRenew, Renew: &Renew{Node: "d1", Epochs: map[int]uint64{51: 1}, SentAt: t0}}, true, 0, "d2"},
-		{"release stale", Command{Type: CmdRelease, Release: &Release{VRID: 51, Node: "d1", Epoch: 1, At: t0}}, true, 2, "d2"},
+		// The previous owner's release after the takeover is its
+		// acknowledgement (the new owner's fast path), not a refusal.
+		{"release by the previous owner acknowledges", Command{Type: CmdRelease, Release: &Release{VRID: 51, Node: "d1", Epoch: 1, At: t0}}, false, 2, "d2"},
+		{"release stale", Command{Type: CmdRelease, Release: &Release{VRID: 51, Node: "d3", Epoch: 1, At: t0}}, true, 2, "d2"},
 		{"release by owner", Command{Type: CmdRelease, Release: &Release{VRID: 51, Node: "d2", Epoch: 2, At: t0}}, false, 2, ""},
 		{"claim after release", claim("d3", 2), false, 3, "d3"},
 	}
@@ -103,11 +106,11 @@ func TestFSMOwnership(t *testing.T) {
 		if tc.wantEpoch != 0 && r.Epoch != tc.wantEpoch {
 			t.Fatalf("%s: epoch %d, want %d", tc.name, r.Epoch, tc.wantEpoch)
 		}
-		if o := f.Owners()[51]; o.Node != tc.wantOwner {
+		if o := f.Owners()["51"]; o.Node != tc.wantOwner {
 			t.Fatalf("%s: owner %q, want %q", tc.name, o.Node, tc.wantOwner)
 		}
 	}
-	if o := f.Owners()[51]; !o.RenewedAt.Equal(t0) || o.Epoch != 3 {
+	if o := f.Owners()["51"]; !o.RenewedAt.Equal(t0) || o.Epoch != 3 {
 		t.Fatalf("final owner %+v", o)
 	}
 }

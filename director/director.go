@@ -24,6 +24,7 @@ import (
 	"hakeep/config"
 	"hakeep/consensus"
 	"hakeep/dataplane"
+	"hakeep/fence"
 	"hakeep/lvs"
 	"hakeep/mail"
 	"hakeep/script"
@@ -79,6 +80,7 @@ type Director struct {
 	mail     *mail.Client
 	notifier *vrrp.ScriptNotifier
 	masters  *masterWatch
+	fence    *fence.Fence // nil without a cluster block
 	started  chan struct{}
 	done     chan struct{}
 }
@@ -148,6 +150,23 @@ func (d *Director) Run(ctx context.Context) error {
 		defer node.Close()
 		v.node = node
 		subs = append(subs, Subsystem{Name: "cluster", Run: d.followCluster})
+		f, err := newFence(cfg, node, d.log)
+		if err != nil {
+			return fmt.Errorf("%s: cluster: %w", cfg.Cluster.Pos, err)
+		}
+		d.fence = f
+		// The fence outlives VRRP: the last-gasp releases at shutdown
+		// still go through it. It stops after the subsystems.
+		fctx, stopFence := context.WithCancel(context.Background())
+		fenceDone := make(chan struct{})
+		go func() {
+			defer close(fenceDone)
+			f.Run(fctx)
+		}()
+		defer func() {
+			stopFence()
+			<-fenceDone
+		}()
 	}
 	if d.opts.Checks {
 		v.plane = d.newPlane(cfg, v.node)

@@ -4,7 +4,9 @@ import (
 	"context"
 
 	"hakeep/api"
+	"hakeep/fence"
 	"hakeep/lvs"
+	"hakeep/vrrp"
 )
 
 // localView is the director's own side of the API: what this node runs.
@@ -28,8 +30,12 @@ func (d *Director) instances() []api.Instance {
 		if st.Master.IsValid() {
 			in.MasterAddr = st.Master.String()
 		}
-		// Fenced stays false: the quorum gate of fencing.md is not wired yet
-		// (vrrp.AlwaysAdmit), so no instance is guarded by it.
+		if f := d.fence; f != nil {
+			if fs, ok := f.Status(fence.Key{VRID: st.VRID, Interface: st.Interface, IPv6: isV6(st)}); ok {
+				in.Fenced = fs.Fenced || st.State == "FENCED"
+				in.Fence = &api.InstanceFence{Reason: fs.Reason, Detail: fs.Detail, Owner: fs.Owner, Epoch: fs.Epoch, LeaseLeftMS: fs.LeaseLeft.Milliseconds()}
+			}
+		}
 		out = append(out, in)
 	}
 	return out
@@ -147,4 +153,12 @@ func (d *Director) Status() api.Status {
 	}
 	st.Config.LastReload = apiReload(v.reload)
 	return st
+}
+
+// isV6 tells an IPv6 instance from its status (its source, else its VIPs).
+func isV6(st vrrp.InstanceStatus) bool {
+	if st.Source.IsValid() {
+		return st.Source.Is6() && !st.Source.Is4In6()
+	}
+	return len(st.VIPs) > 0 && st.VIPs[0].Is6()
 }

@@ -31,12 +31,16 @@ func (d *Director) runVRRP(ctx context.Context) error {
 		}
 	}
 	d.masters.reset()
+	// Without a cluster every claim is admitted, as keepalived does; with
+	// one, fenced instances ask the fence (fencing.md).
+	var gate vrrp.Gate = vrrp.AlwaysAdmit{}
+	if d.fence != nil {
+		gate = fenceGate{d: d, f: d.fence}
+	}
 	m, err := vrrp.New(set, vrrp.Options{
-		Addresses: addressFactory(d.log),
-		Notifier:  d.masters.wrap(d.notifier),
-		// The fence's quorum gate goes here (fencing.md); until then every
-		// claim is admitted, as keepalived does.
-		Gate:           vrrp.AlwaysAdmit{},
+		Addresses:      addressFactory(d.log, d.fence, func() *config.Config { return d.current().cfg }),
+		Notifier:       d.masters.wrap(d.notifier),
+		Gate:           gate,
 		ScriptUser:     g.ScriptUser,
 		ScriptGroup:    g.ScriptGroup,
 		ScriptSecurity: g.EnableScriptSecurity,

@@ -23,14 +23,18 @@ type Record struct {
 	// of the claim.
 	Applied  time.Time
 	PrevSeen time.Time
+	// Hold is Node's HoldBound as it claimed (leases are node-local
+	// settings: the wait must use the previous owner's, not ours);
+	// PrevHold is Prev's.
+	Hold, PrevHold time.Duration
 }
 
 // Cluster is what the fence needs of the consensus layer. Proposals block
 // until committed (or ctx ends); a refused command returns ErrRefused.
 type Cluster interface {
-	// Claim proposes a compare-and-set claim of key at prevEpoch; it
-	// returns the new epoch.
-	Claim(ctx context.Context, key string, prevEpoch uint64, priority int, at time.Time) (uint64, error)
+	// Claim proposes a compare-and-set claim of key at prevEpoch, with
+	// our priority and HoldBound; it returns the new epoch.
+	Claim(ctx context.Context, key string, prevEpoch uint64, priority int, hold time.Duration, at time.Time) (uint64, error)
 	// Renew proposes one batched renewal; it returns the keys refused
 	// (stale epoch, not owner).
 	Renew(ctx context.Context, epochs map[string]uint64, sentAt time.Time) (refused []string, err error)

@@ -22,7 +22,7 @@ const (
 // bound, the VIPs are gone and no write can install them again.
 type effects interface {
 	// claim proposes a claim; the answer comes back as claimDone(seq).
-	claim(k Key, prevEpoch uint64, prio int, seq uint64, sent time.Time)
+	claim(k Key, prevEpoch uint64, prio int, hold time.Duration, seq uint64, sent time.Time)
 	// renew proposes one batched renewal; the answer is renewDone.
 	renew(epochs map[Key]uint64, sent time.Time)
 	// release proposes giving k up at epoch (VIPs already gone).
@@ -145,7 +145,7 @@ func (c *core) admit(now time.Time, k Key, prio int) {
 	e.seq++
 	e.sent = now
 	e.claims++
-	c.fx.claim(k, rec.Epoch, prio, e.seq, now)
+	c.fx.claim(k, rec.Epoch, prio, c.p.HoldBound(), e.seq, now)
 }
 
 // withdraw is VRRP taking its claim back (a better master, shutdown,
@@ -247,13 +247,13 @@ func (c *core) check(now time.Time, e *entry) {
 }
 
 // waitUntil is when the previous owner's VIPs are surely gone, on our
-// clock: now when it released them (or it was us), else Wait after we
-// applied its last accepted renewal.
+// clock: now when it released them (or it was us), else its HoldBound
+// (stretched by rho both ways) after we applied its last accepted renewal.
 func (c *core) waitUntil(rec Record) time.Time {
 	if rec.Prev == "" || rec.Prev == c.self || rec.PrevReleased {
 		return time.Time{}
 	}
-	return rec.PrevSeen.Add(c.p.Wait())
+	return rec.PrevSeen.Add(c.p.waitFor(rec.PrevHold))
 }
 
 // owners takes a new applied table.

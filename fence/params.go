@@ -74,9 +74,13 @@ func (p Params) HoldBound() time.Duration { return p.hold() + CoarseTimer }
 // add the VIPs (unless the previous owner released them). Apply comes
 // after send in real time; the owner's clock may run slow by rho and ours
 // fast by rho, hence (1+rho)/(1-rho).
-func (p Params) Wait() time.Duration {
-	w := float64(p.HoldBound()) * (1 + p.Drift) / (1 - p.Drift)
-	return time.Duration(math.Ceil(w))
+func (p Params) Wait() time.Duration { return p.waitFor(0) }
+
+// waitFor is Wait for a previous owner whose HoldBound is hold (0:
+// unknown, ours is taken; the longer of the two counts).
+func (p Params) waitFor(hold time.Duration) time.Duration {
+	h := max(hold, p.HoldBound())
+	return time.Duration(math.Ceil(float64(h) * (1 + p.Drift) / (1 - p.Drift)))
 }
 
 // lifetimeAt is the kernel lifetime a VIP may be written with at now, so

@@ -146,11 +146,29 @@ func yes(b bool) string {
 
 func (e *env) instances(is []api.Instance) {
 	tw := e.table()
-	fmt.Fprintln(tw, "INSTANCE\tVRID\tSTATE\tPRIORITY\tINTERFACE\tVIPS")
+	fmt.Fprintln(tw, "INSTANCE\tVRID\tSTATE\tPRIORITY\tINTERFACE\tVIPS\tFENCE")
 	for _, i := range is {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", i.Name, i.VRID, i.State, i.Priority, orDash(i.Interface), strings.Join(i.VIPs, " "))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\n", i.Name, i.VRID, i.State, i.Priority, orDash(i.Interface), strings.Join(i.VIPs, " "), fenceColumn(i))
 	}
 	tw.Flush()
+}
+
+// fenceColumn says why a fenced instance is fenced, and who owns it with
+// which epoch and how much of our lease is left; "-" when not fenced.
+func fenceColumn(i api.Instance) string {
+	f := i.Fence
+	if f == nil {
+		return "-"
+	}
+	var b strings.Builder
+	if f.Reason != "" {
+		fmt.Fprintf(&b, "FENCED (%s) ", f.Reason)
+	}
+	fmt.Fprintf(&b, "owner=%s epoch=%d", orDash(f.Owner), f.Epoch)
+	if f.LeaseLeftMS > 0 {
+		fmt.Fprintf(&b, " lease=%dms", f.LeaseLeftMS)
+	}
+	return b.String()
 }
 
 // ipvs prints the table the way ipvsadm -Ln does, with a health column.

@@ -1,0 +1,287 @@
+package checks
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// connector runs the TCP handshakes of every TCP-based check (TCP_CHECK,
+// HTTP_GET, SSL_GET, SMTP_CHECK) on one goroutine: non-blocking connects
+// watched by an epoll set, with a heap of connect_timeout deadlines. A
+// probe waiting for a handshake costs a socket and ~150 bytes, no
+// goroutine.
+//
+// Why: when the real servers' network is down every probe waits its whole
+// connect_timeout, so 40,000 servers at connect_timeout 3 and
+// delay_before_retry 3 keep ~20,000 probes in flight. As goroutines (one
+// per probe, each in net.Dial) that was 86 MB of stacks for every GC cycle
+// to scan, waves of thousands of goroutines made runnable when their
+// deadlines expired together, and GC mark phases of 500-700 ms: the
+// scheduler and GC latency that delayed the VRRP adverts of the same
+// process by up to 500 ms (issue 10). Here a failed handshake is a few
+// system calls on this goroutine; only an established connection gets a
+// goroutine (a worker) for the rest of its check.
+type connector struct {
+	epfd int
+	wake int // eventfd: new requests or close
+
+	mu     sync.Mutex
+	queue  []*connReq
+	closed bool
+
+	// Owned by run.
+	pending map[int32]*connReq // by fd
+	byDue   connHeap
+	seq     uint32
+	done    chan struct{}
+}
+
+// connReq is one handshake to make. done is called exactly once, on the
+// connector's goroutine, with the connected socket (its owner closes it)
+// or an error; it must not block.
+type connReq struct {
+	remote   unix.Sockaddr
+	local    unix.Sockaddr // nil: any
+	deadline time.Time
+	done     func(fd int, err error)
+
+	fd    int
+	seq   uint32
+	index int // in byDue; -1 when out
+}
+
+// errConnectTimeout is the error of a handshake that did not finish by its
+// deadline.
+var errConnectTimeout = errors.New("timed out")
+
+func newConnector() (*connector, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll add: %w", err)
+	}
+	c := &connector{epfd: epfd, wake: wake, pending: map[int32]*connReq{}, done: make(chan struct{})}
+	go c.run()
+	return c, nil
+}
+
+// start queues a handshake; false once the connector is closed (done is
+// then never called).
+func (c *connector) start(r *connReq) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, r)
+	c.mu.Unlock()
+	c.poke()
+	return true
+}
+
+func (c *connector) poke() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(c.wake, one[:])
+}
+
+// close fails every handshake still waiting (done gets net.ErrClosed) and
+// stops the goroutine; it returns once that is done.
+func (c *connector) close() {
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if !already {
+		c.poke()
+	}
+	<-c.done
+}
+
+func (c *connector) run() {
+	defer close(c.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		timeout := -1
+		if len(c.byDue) > 0 {
+			d := time.Until(c.byDue[0].deadline)
+			timeout = int((d + time.Millisecond - 1) / time.Millisecond)
+			timeout = max(timeout, 0)
+		}
+		n, err := unix.EpollWait(c.epfd, events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			// Cannot happen with a valid epoll fd; fail everything rather
+			// than spin.
+			c.shutdown(fmt.Errorf("epoll wait: %w", err))
+			return
+		}
+		woken := false
+		for i := 0; i < n; i++ {
+			ev := events[i]
+			if int(ev.Fd) == c.wake {
+				woken = true
+				continue
+			}
+			r := c.pending[ev.Fd]
+			if r == nil || r.seq != uint32(ev.Pad) {
+				continue
+			}
+			soerr, gerr := unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case gerr != nil:
+				c.finish(r, os.NewSyscallError("getsockopt", gerr))
+			case soerr != 0:
+				c.finish(r, os.NewSyscallError("connect", unix.Errno(soerr)))
+			default:
+				c.finish(r, nil)
+			}
+		}
+		if woken {
+			var buf [8]byte
+			unix.Read(c.wake, buf[:])
+			c.mu.Lock()
+			q, closed := c.queue, c.closed
+			c.queue = nil
+			c.mu.Unlock()
+			if closed {
+				for _, r := range q {
+					r.done(-1, net.ErrClosed)
+				}
+				c.shutdown(net.ErrClosed)
+				return
+			}
+			for _, r := range q {
+				c.begin(r)
+			}
+		}
+		now := time.Now()
+		for len(c.byDue) > 0 && !c.byDue[0].deadline.After(now) {
+			c.finish(c.byDue[0], errConnectTimeout)
+		}
+	}
+}
+
+// begin opens the socket and starts the handshake.
+func (c *connector) begin(r *connReq) {
+	family := unix.AF_INET
+	if _, ok := r.remote.(*unix.SockaddrInet6); ok {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		r.done(-1, os.NewSyscallError("socket", err))
+		return
+	}
+	if r.local != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		if err := unix.Bind(fd, r.local); err != nil {
+			unix.Close(fd)
+			r.done(-1, os.NewSyscallError("bind", err))
+			return
+		}
+	}
+	err = unix.Connect(fd, r.remote)
+	if err == nil {
+		r.done(fd, nil) // loopback can complete at once
+		return
+	}
+	if !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		r.done(-1, os.NewSyscallError("connect", err))
+		return
+	}
+	c.seq++
+	r.fd, r.seq = fd, c.seq
+	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLERR | unix.EPOLLHUP, Fd: int32(fd), Pad: int32(r.seq)}
+	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		r.done(-1, os.NewSyscallError("epoll_ctl", err))
+		return
+	}
+	c.pending[int32(fd)] = r
+	heap.Push(&c.byDue, r)
+}
+
+// finish ends a handshake: the socket goes to done on success and is
+// closed otherwise.
+func (c *connector) finish(r *connReq, err error) {
+	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
+	delete(c.pending, int32(r.fd))
+	if r.index >= 0 {
+		heap.Remove(&c.byDue, r.index)
+	}
+	if err != nil {
+		unix.Close(r.fd)
+		r.done(-1, err)
+		return
+	}
+	r.done(r.fd, nil)
+}
+
+func (c *connector) shutdown(err error) {
+	for len(c.byDue) > 0 {
+		c.finish(c.byDue[0], err)
+	}
+	unix.Close(c.wake)
+	unix.Close(c.epfd)
+}
+
+// sockaddr is the unix form of ap; zone names an interface (link-local).
+func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}, nil
+	}
+	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	if z := a.Zone(); z != "" {
+		ifi, err := net.InterfaceByName(z)
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: %w", z, err)
+		}
+		sa.ZoneId = uint32(ifi.Index)
+	}
+	return sa, nil
+}
+
+// connHeap orders handshakes by deadline.
+type connHeap []*connReq
+
+func (h connHeap) Len() int           { return len(h) }
+func (h connHeap) Less(a, b int) bool { return h[a].deadline.Before(h[b].deadline) }
+func (h connHeap) Swap(a, b int) {
+	h[a], h[b] = h[b], h[a]
+	h[a].index, h[b].index = a, b
+}
+func (h *connHeap) Push(x any) {
+	r := x.(*connReq)
+	r.index = len(*h)
+	*h = append(*h, r)
+}
+func (h *connHeap) Pop() any {
+	old := *h
+	n := len(old)
+	r := old[n-1]
+	old[n-1] = nil
+	r.index = -1
+	*h = old[:n-1]
+	return r
+}

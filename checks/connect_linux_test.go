@@ -1,0 +1,221 @@
+package checks
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fullListener listens on 127.0.0.1 with an accept queue of one, and fills
+// it: every later SYN is dropped, so a handshake to it hangs until its
+// deadline (a real server whose network is down, on loopback).
+func fullListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port))
+	// The one connection the queue holds, never accepted.
+	c, err := net.Dial("tcp", ap.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ap
+}
+
+type connResult struct {
+	fd  int
+	err error
+}
+
+func TestConnector(t *testing.T) {
+	open, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	peers := make(chan string, 16)
+	go func() {
+		for {
+			c, err := open.Accept()
+			if err != nil {
+				return
+			}
+			peers <- c.RemoteAddr().String()
+			c.Close()
+		}
+	}()
+	openAP := open.Addr().(*net.TCPAddr).AddrPort()
+	closedAP := netip.AddrPortFrom(openAP.Addr(), freePort(t, "tcp"))
+	full := fullListener(t)
+	bindPort := freePort(t, "tcp")
+	var v6 netip.AddrPort
+	if l6, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		defer l6.Close()
+		go func() {
+			for {
+				c, err := l6.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		v6 = l6.Addr().(*net.TCPAddr).AddrPort()
+	}
+
+	tests := []struct {
+		name    string
+		remote  netip.AddrPort
+		local   netip.AddrPort // zero: none
+		wantErr error          // nil: connected
+		peer    string         // the listener sees this source
+	}{
+		{"connected", openAP, netip.AddrPort{}, nil, ""},
+		{"refused", closedAP, netip.AddrPort{}, syscall.ECONNREFUSED, ""},
+		{"timed out", full, netip.AddrPort{}, errConnectTimeout, ""},
+		{"bound source", openAP, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.5:%d", bindPort)), nil,
+			fmt.Sprintf("127.0.0.5:%d", bindPort)},
+		{"IPv6", v6, netip.AddrPort{}, nil, ""},
+	}
+	c, err := newConnector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.remote.IsValid() {
+				t.Skip("no IPv6 loopback")
+			}
+			remote, err := sockaddr(tt.remote)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &connReq{remote: remote, deadline: time.Now().Add(300 * time.Millisecond), index: -1}
+			if tt.local.IsValid() {
+				r.local, _ = sockaddr(tt.local)
+			}
+			res := make(chan connResult, 1)
+			r.done = func(fd int, err error) { res <- connResult{fd, err} }
+			if !c.start(r) {
+				t.Fatal("connector closed")
+			}
+			var got connResult
+			select {
+			case got = <-res:
+			case <-time.After(10 * time.Second):
+				t.Fatal("handshake never ended")
+			}
+			if got.fd >= 0 {
+				defer unix.Close(got.fd)
+			}
+			switch {
+			case tt.wantErr == nil && (got.err != nil || got.fd < 0):
+				t.Fatalf("got fd %d err %v, want a connection", got.fd, got.err)
+			case tt.wantErr != nil && !errors.Is(got.err, tt.wantErr):
+				t.Fatalf("got fd %d err %v, want %v", got.fd, got.err, tt.wantErr)
+			}
+			if tt.remote == openAP {
+				if p := <-peers; tt.peer != "" && p != tt.peer {
+					t.Fatalf("listener saw %s, want %s", p, tt.peer)
+				}
+			}
+		})
+	}
+}
+
+// TestConnectorClose: handshakes still waiting end with net.ErrClosed when
+// the connector closes; later ones are refused.
+func TestConnectorClose(t *testing.T) {
+	full := fullListener(t)
+	c, err := newConnector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, _ := sockaddr(full)
+	res := make(chan error, 1)
+	c.start(&connReq{remote: remote, deadline: time.Now().Add(time.Hour), index: -1,
+		done: func(fd int, err error) { res <- err }})
+	c.close()
+	if err := <-res; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("waiting handshake ended with %v, want net.ErrClosed", err)
+	}
+	if c.start(&connReq{remote: remote, done: func(int, error) { t.Error("done called after close") }}) {
+		t.Fatal("start accepted after close")
+	}
+}
+
+// TestManagerHandshakesWithoutGoroutines: TCP checks waiting for their
+// connect_timeout cost no goroutine each (the issue 10 overload: 20,000
+// probes in flight against a dead network).
+func TestManagerHandshakesWithoutGoroutines(t *testing.T) {
+	full := fullListener(t)
+	const n = 400
+	var specs []Spec
+	for i := 0; i < n; i++ {
+		c := fastChecker(KindTCP, full)
+		// Distinct checks (one job each) against the same dead address.
+		c.ConnectTimeout = 30*time.Second + time.Duration(i)*time.Millisecond
+		specs = append(specs, Spec{VirtualServer: fmt.Sprintf("vs%d", i), RealServer: full, Checkers: []Checker{c}})
+	}
+	before := runtime.NumGoroutine()
+	w := newRealWorld(t, specs, Options{})
+	deadline := time.Now().Add(20 * time.Second)
+	for w.m.Stats().InFlight < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d probes in flight", w.m.Stats().InFlight, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine() - before; g > 20 {
+		t.Fatalf("%d probes waiting for a handshake hold %d goroutines", n, g)
+	}
+}
+
+// TestConnectFailedReasons: a handshake that failed on the connector is
+// worded as the dialing probers word it.
+func TestConnectFailedReasons(t *testing.T) {
+	ap := netip.MustParseAddrPort("10.60.0.7:80")
+	hc := fastChecker(KindHTTP, ap)
+	hc.HTTP.URLs = []URL{{Path: "/health"}}
+	hp, err := newHTTPProber(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := os.NewSyscallError("connect", syscall.ECONNREFUSED)
+	tests := []struct {
+		name string
+		p    connProber
+		err  error
+		want string
+	}{
+		{"TCP timeout", newTCPProber(fastChecker(KindTCP, ap)), errConnectTimeout, "TCP connection to [10.60.0.7]:80 timed out"},
+		{"TCP refused", newTCPProber(fastChecker(KindTCP, ap)), refused, "TCP connection to [10.60.0.7]:80 failed: connect: connection refused"},
+		{"HTTP timeout", hp, errConnectTimeout, "HTTP connection timed out ([10.60.0.7]:80/health)"},
+		{"HTTP refused", hp, refused, "HTTP connection failed: connect: connection refused ([10.60.0.7]:80/health)"},
+	}
+	for _, tt := range tests {
+		if r := tt.p.connectFailed(tt.err); r.OK || r.Reason != tt.want {
+			t.Errorf("%s: got %+v, want %q", tt.name, r, tt.want)
+		}
+	}
+}
