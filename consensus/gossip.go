@@ -31,6 +31,42 @@ type nodeMeta struct {
 	RaftAddr string `json:"raft"`
 	// HasState: this director belongs to a bootstrapped Raft cluster.
 	HasState bool `json:"state"`
+	// Boot is this director's part in bootstrap_expect (see bootstrapLoop);
+	// nil without bootstrap_expect and once it belongs to a cluster.
+	Boot *bootMeta `json:"boot,omitempty"`
+}
+
+// ballot numbers a bootstrap proposal: by round, then by proposer name, so
+// two directors never propose under the same ballot.
+type ballot struct {
+	N  uint64 `json:"n,omitempty"`
+	By string `json:"by,omitempty"`
+}
+
+func (b ballot) less(o ballot) bool {
+	return b.N < o.N || b.N == o.N && b.By < o.By
+}
+
+// bootServer is one server of a bootstrap configuration: name, Raft address.
+type bootServer [2]string
+
+// bootMeta is a director's bootstrap_expect state in gossip: its durable
+// vote (acceptor) and its own proposal, if any (see bootstrapLoop). Short
+// JSON names: memberlist caps node meta at 512 bytes.
+type bootMeta struct {
+	Expect int `json:"e"`
+	// Promised: no proposal below this ballot gets this director's vote.
+	Promised ballot `json:"p"`
+	// Accepted is the ballot whose server list (Value) it last accepted.
+	Accepted ballot       `json:"a"`
+	Value    []bootServer `json:"v,omitempty"`
+	// Prop is the round of this director's own proposal (0: none); Phase 1
+	// asks for promises, phase 2 for acceptance of Value (then Accepted is
+	// {Prop, this director}).
+	Prop  uint64 `json:"r,omitempty"`
+	Phase int    `json:"ph,omitempty"`
+	// Chosen: every director of the proposal's quorum accepted Value.
+	Chosen bool `json:"c,omitempty"`
 }
 
 // gossipMember is the gossip view of one director.
@@ -59,10 +95,14 @@ type gossip struct {
 	down          bool
 	self          string // this node's name
 	selfAddr      string // this node's gossip host:port
+	// changed is signalled when a member joins, leaves or updates its meta
+	// (bootstrapLoop reacts at once instead of at its next tick).
+	changed chan struct{}
 }
 
 func newGossip(cfg Config, raftAddr string, log *slog.Logger) (*gossip, error) {
-	g := &gossip{log: log, meta: nodeMeta{RaftAddr: raftAddr}, known: map[string]gossipMember{}, lastAck: map[string]time.Time{}}
+	g := &gossip{log: log, meta: nodeMeta{RaftAddr: raftAddr}, known: map[string]gossipMember{}, lastAck: map[string]time.Time{},
+		changed: make(chan struct{}, 1)}
 	mc := memberlist.DefaultLANConfig()
 	if cfg.GossipTuning != nil {
 		cfg.GossipTuning(mc)
@@ -145,13 +185,55 @@ func (g *gossip) addr() string { return g.selfAddr }
 
 func (g *gossip) setHasState(v bool) {
 	g.mu.Lock()
-	changed := g.meta.HasState != v
+	changed := g.meta.HasState != v || v && g.meta.Boot != nil
 	g.meta.HasState = v
+	if v {
+		// A member of a cluster takes no further part in bootstrapping.
+		g.meta.Boot = nil
+	}
 	g.mu.Unlock()
 	if changed {
 		if err := g.ml.UpdateNode(time.Second); err != nil {
 			g.log.Warn("gossip meta update failed", "err", err)
 		}
+	}
+}
+
+// setBoot publishes this director's bootstrap state (see bootstrapLoop).
+func (g *gossip) setBoot(b *bootMeta) {
+	g.mu.Lock()
+	old, _ := json.Marshal(g.meta.Boot)
+	now, _ := json.Marshal(b)
+	changed := !bytes.Equal(old, now) && !g.meta.HasState
+	if changed {
+		g.meta.Boot = b
+	}
+	g.mu.Unlock()
+	if !changed {
+		return
+	}
+	// The new meta is queued for broadcast at once; waiting for it to be
+	// sent would only slow the caller down.
+	if err := g.ml.UpdateNode(10 * time.Millisecond); err != nil {
+		g.log.Debug("gossip meta update not sent yet", "err", err)
+	}
+}
+
+// metaFits reports whether this director's meta with boot b stays within
+// memberlist's limit.
+func (g *gossip) metaFits(b *bootMeta) bool {
+	g.mu.Lock()
+	m := g.meta
+	g.mu.Unlock()
+	m.Boot = b
+	raw, err := json.Marshal(m)
+	return err == nil && len(raw) <= memberlist.MetaMaxSize
+}
+
+func (g *gossip) kick() {
+	select {
+	case g.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -250,14 +332,19 @@ func (g *gossip) NotifyJoin(n *memberlist.Node) {
 	g.lastAck[n.Name] = time.Now()
 	g.mu.Unlock()
 	g.log.Info("director joined gossip", "peer", n.Name, "addr", n.Address())
+	g.kick()
 }
 func (g *gossip) NotifyLeave(n *memberlist.Node) {
 	// memberlist calls this for a failed member and for one that left
 	// gracefully alike; both are gone, shown as dead.
 	g.record(n, MemberDead)
 	g.log.Info("director gone from gossip", "peer", n.Name)
+	g.kick()
 }
-func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, MemberAlive) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) {
+	g.record(n, MemberAlive)
+	g.kick()
+}
 
 // memberlist.PingDelegate.
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -386,21 +387,78 @@ func (n *Node) hasClusterState() bool {
 	return f.Error() == nil && len(f.Configuration().Servers) > 0
 }
 
-// bootstrapLoop implements bootstrap_expect: wait for the expected number
-// of directors in gossip, then bootstrap with exactly that sorted set (every
-// director computes the same one, and raft accepts an identical bootstrap
-// configuration on each). A director that finds a peer already in a cluster
-// asks to join it instead.
+// bootstrapLoop implements bootstrap_expect (E below) so that one Raft
+// configuration only is ever bootstrapped, however many directors start at
+// once and whatever part of the gossip pool each one has seen.
+//
+// What went wrong before: each director bootstrapped as soon as it saw E
+// alive members, with the first E names of its own view. Views differ while
+// gossip spreads: with E=3 and d1..d5 started together, d3 seeing
+// {d1,d2,d3} bootstrapped {d1,d2,d3} while d2, told of d4 before d3,
+// bootstrapped {d1,d2,d4}. An unbootstrapped director votes for any
+// candidate, so d1 gave d3 its vote and d4 gave d2 its vote: two leaders,
+// two clusters, whose first log entries differ at the same index and term.
+//
+// The rule now: the directors agree on the server list before any of them
+// bootstraps, by single-decree Paxos carried in gossip meta (bootstrapper):
+//
+//   - Every director with bootstrap_expect is an acceptor. Its vote
+//     (promised ballot; accepted ballot and list) is written to data_dir
+//     before gossip shows it, so a restart does not forget it.
+//   - A director proposes only while it sees at least E unbootstrapped
+//     directors with the same bootstrap_expect (itself included), none with
+//     another bootstrap_expect, no member of a cluster, and no lower name.
+//     Its quorum is all of them. Phase 1: each promises its ballot; it then
+//     proposes the list accepted under the highest ballot any of them
+//     reports or, if none did, the first E names of its quorum. Phase 2:
+//     each accepts that list. The list is then chosen, and the proposer
+//     says so in gossip.
+//   - A director bootstraps only a chosen list and only if it is in it, so
+//     every BootstrapCluster call gets the same raft.Configuration: one
+//     first log entry, one cluster. The others, the surplus directors, wait
+//     for a member of that cluster to show in gossip and ask it to add them
+//     as voters (opJoin), as any late director does.
+//
+// Why two different lists cannot both be chosen: Paxos is safe when any two
+// quorums share an acceptor. A quorum is at least E distinct directors, so
+// while fewer than 2E fresh directors take part, any two quorums intersect
+// (pigeonhole), whatever each proposer saw when it decided. The shared
+// director promised the later ballot either before the earlier list reached
+// it (then it refused that list, which was not chosen) or after accepting
+// it (then it reported the list, and the later proposer proposed it again).
+// With 2E or more fresh directors, two proposals whose quorums share a
+// director are still safe; two groups of E that have not heard of each
+// other at all when they decide (no common join address) cannot be told
+// from two deployments and would form two clusters. A director that sees a
+// member of a cluster never proposes: it joins (as Consul does).
 func (n *Node) bootstrapLoop(hasState bool) {
 	defer n.wg.Done()
+	if hasState {
+		return
+	}
+	var bs *bootstrapper
+	votePath := filepath.Join(n.cfg.DataDir, bootVoteFile)
+	if n.cfg.BootstrapExpect > 0 {
+		vote, err := readBootVote(votePath)
+		if err != nil {
+			// Voting afresh could contradict the lost vote: only joining an
+			// existing cluster (or hactl cluster init/join) is left.
+			n.log.Error("bootstrap_expect disabled: cannot read this director's bootstrap vote", "err", err)
+		} else {
+			bs = &bootstrapper{self: n.cfg.NodeName, raftAddr: n.raftAddr, expect: n.cfg.BootstrapExpect, vote: vote, fits: n.gossip.metaFits}
+			n.gossip.setBoot(bs.meta())
+		}
+	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	lastJoin := time.Now()
-	for !hasState {
+	warned := ""
+	for {
 		select {
 		case <-n.closed:
 			return
 		case <-tick.C:
+		case <-n.gossip.changed:
 		}
 		if n.hasClusterState() {
 			n.gossip.setHasState(true)
@@ -412,17 +470,46 @@ func (n *Node) bootstrapLoop(hasState bool) {
 				n.log.Debug("gossip join retry failed", "err", err)
 			}
 		}
-		if n.cfg.BootstrapExpect <= 0 {
+		if bs == nil {
 			continue
 		}
-		var alive []gossipMember
-		var existing []string
-		for _, m := range n.gossip.members() {
-			if m.State != MemberAlive || m.Meta.RaftAddr == "" {
+		members := n.gossip.members()
+		prev := *bs
+		out := bs.step(members, time.Now())
+		if out.conflict != "" && out.conflict != warned {
+			warned = out.conflict
+			n.log.Error("not bootstrapping: a director has a different bootstrap_expect (all must expect the same number)", "peer", out.conflict, "expect", n.cfg.BootstrapExpect)
+		}
+		if out.tooBig {
+			n.log.Error("not bootstrapping: the server list does not fit in gossip meta (names or addresses too long); use hactl cluster init and join")
+		}
+		if out.persist {
+			if err := writeBootVote(votePath, bs.vote); err != nil {
+				n.log.Error("cannot save this director's bootstrap vote; retrying", "err", err)
+				*bs = prev
 				continue
 			}
-			alive = append(alive, m)
-			if m.Meta.HasState && m.Name != n.cfg.NodeName {
+		}
+		n.gossip.setBoot(bs.meta())
+		if out.progress {
+			n.gossip.kick() // the next step may follow at once (a quorum of one)
+		}
+		if bs.chosen != nil && slices.ContainsFunc(bs.chosen, func(s bootServer) bool { return s[0] == n.cfg.NodeName }) {
+			var servers []raft.Server
+			for _, s := range bs.chosen {
+				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s[0]), Address: raft.ServerAddress(s[1])})
+			}
+			n.log.Info("bootstrapping raft cluster with the agreed servers", "expect", n.cfg.BootstrapExpect, "servers", serverNames(servers))
+			if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				n.log.Error("bootstrap failed", "err", err)
+				continue
+			}
+			n.gossip.setHasState(true)
+			return
+		}
+		var existing []string
+		for _, m := range members {
+			if m.State == MemberAlive && m.Meta.HasState && m.Name != n.cfg.NodeName && m.Meta.RaftAddr != "" {
 				existing = append(existing, m.Meta.RaftAddr)
 			}
 		}
@@ -437,29 +524,306 @@ func (n *Node) bootstrapLoop(hasState bool) {
 				return
 			}
 			n.log.Debug("join existing cluster failed; retrying", "err", err)
-			continue
 		}
-		if len(alive) < n.cfg.BootstrapExpect {
-			continue
-		}
-		// Exactly the first bootstrap_expect names: a director beyond them
-		// waits for the cluster to exist and then asks to join it.
-		alive = alive[:n.cfg.BootstrapExpect]
-		if !slices.ContainsFunc(alive, func(m gossipMember) bool { return m.Name == n.cfg.NodeName }) {
-			continue
-		}
-		var servers []raft.Server
-		for _, m := range alive {
-			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.RaftAddr)})
-		}
-		n.log.Info("bootstrapping raft cluster", "expect", n.cfg.BootstrapExpect, "servers", serverNames(servers))
-		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			n.log.Error("bootstrap failed", "err", err)
-			continue
-		}
-		n.gossip.setHasState(true)
-		return
 	}
+}
+
+// bootVoteFile keeps this director's bootstrap vote (see bootstrapLoop).
+const bootVoteFile = "bootstrap-vote.json"
+
+// bootRetry bounds one bootstrap proposal: one not complete by then (a
+// quorum member never answered) starts over under a higher ballot. It
+// serves progress only; no decision depends on time.
+const bootRetry = 5 * time.Second
+
+// bootVote is an acceptor's durable state.
+type bootVote struct {
+	Promised ballot       `json:"promised"`
+	Accepted ballot       `json:"accepted"`
+	Value    []bootServer `json:"value,omitempty"`
+}
+
+func readBootVote(path string) (bootVote, error) {
+	var v bootVote
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return v, nil
+	}
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// writeBootVote replaces the vote file durably: a vote shown in gossip must
+// survive a crash.
+func writeBootVote(path string, v bootVote) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// bootstrapper is one director's part in bootstrap_expect: acceptor,
+// proposer and learner (see bootstrapLoop). step does no I/O, so the
+// protocol is tested against simulated gossip as well as real clusters.
+type bootstrapper struct {
+	self, raftAddr string
+	expect         int
+	vote           bootVote
+	prop           ballot   // own proposal; N 0: none
+	phase          int      // 1: collecting promises, 2: acceptances
+	quorum         []string // the other directors that must answer prop
+	started        time.Time
+	chosen         []bootServer // the chosen list, once known
+	ownChosen      bool         // chosen by this director's proposal: say so
+	// fits reports whether a meta fits in gossip (nil: always).
+	fits func(*bootMeta) bool
+}
+
+// bootOutcome is what a step asks of the caller.
+type bootOutcome struct {
+	persist  bool   // the vote changed: write it before publishing the meta
+	progress bool   // the state moved: step again soon
+	conflict string // a director with another bootstrap_expect
+	tooBig   bool   // the proposed list would not fit in gossip meta
+}
+
+// meta is the gossip view of b.
+func (b *bootstrapper) meta() *bootMeta {
+	m := &bootMeta{Expect: b.expect, Promised: b.vote.Promised, Accepted: b.vote.Accepted, Value: b.vote.Value, Chosen: b.ownChosen}
+	if b.prop.N > 0 {
+		m.Prop, m.Phase = b.prop.N, b.phase
+	}
+	return m
+}
+
+// setVote changes the vote if the resulting meta fits in gossip.
+func (b *bootstrapper) setVote(v bootVote) bool {
+	old := b.vote
+	b.vote = v
+	if b.fits != nil && !b.fits(b.meta()) {
+		b.vote = old
+		return false
+	}
+	return true
+}
+
+// validValue: a list of expect servers, distinct names, with addresses.
+func validValue(v []bootServer, expect int) bool {
+	if len(v) != expect {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, s := range v {
+		if s[0] == "" || s[1] == "" || seen[s[0]] {
+			return false
+		}
+		seen[s[0]] = true
+	}
+	return true
+}
+
+// step takes one look at the gossip view (members, as gossip.members
+// returns it) and moves the acceptor, learner and proposer on.
+func (b *bootstrapper) step(members []gossipMember, now time.Time) (out bootOutcome) {
+	peers := map[string]gossipMember{}
+	inCluster := false
+	for _, m := range members {
+		switch {
+		case m.Name == b.self || m.State != MemberAlive:
+		case m.Meta.HasState:
+			inCluster = true
+		case m.Meta.Boot == nil || m.Meta.RaftAddr == "":
+			// Bootstraps by hand (no bootstrap_expect), or not started yet.
+		case m.Meta.Boot.Expect != b.expect:
+			out.conflict = m.Name
+		default:
+			peers[m.Name] = m
+		}
+	}
+	if b.chosen == nil {
+		for _, m := range peers {
+			if bm := m.Meta.Boot; bm.Chosen && validValue(bm.Value, b.expect) {
+				b.chosen = bm.Value
+				out.progress = true
+				break
+			}
+		}
+	}
+	if b.accept(peers) {
+		out.persist, out.progress = true, true
+	}
+	if b.chosen != nil {
+		return out // nothing left to propose
+	}
+	persist, progress, tooBig := b.propose(peers, inCluster || out.conflict != "", now)
+	out.persist = out.persist || persist
+	out.progress = out.progress || progress
+	out.tooBig = tooBig
+	return out
+}
+
+// accept answers the proposals in sight, highest ballot first (a lower one
+// is then refused by the promise anyway).
+func (b *bootstrapper) accept(peers map[string]gossipMember) bool {
+	type proposal struct {
+		bal   ballot
+		phase int
+		value []bootServer
+	}
+	var props []proposal
+	for name, m := range peers {
+		bm := m.Meta.Boot
+		if bm.Prop == 0 {
+			continue
+		}
+		p := proposal{bal: ballot{N: bm.Prop, By: name}, phase: bm.Phase}
+		if p.phase == 2 {
+			// The proposer accepted its own list first: that is the list.
+			if bm.Accepted != p.bal || !validValue(bm.Value, b.expect) {
+				continue
+			}
+			p.value = bm.Value
+		}
+		props = append(props, p)
+	}
+	slices.SortFunc(props, func(x, y proposal) int {
+		switch {
+		case y.bal.less(x.bal):
+			return -1
+		case x.bal.less(y.bal):
+			return 1
+		}
+		return 0
+	})
+	changed := false
+	for _, p := range props {
+		switch p.phase {
+		case 1:
+			if b.vote.Promised.less(p.bal) {
+				changed = b.setVote(bootVote{Promised: p.bal, Accepted: b.vote.Accepted, Value: b.vote.Value}) || changed
+			}
+		case 2:
+			if !p.bal.less(b.vote.Promised) && b.vote.Accepted != p.bal {
+				changed = b.setVote(bootVote{Promised: p.bal, Accepted: p.bal, Value: p.value}) || changed
+			}
+		}
+	}
+	return changed
+}
+
+// propose runs this director's own proposal. blocked: a cluster exists or
+// the directors disagree on bootstrap_expect.
+func (b *bootstrapper) propose(peers map[string]gossipMember, blocked bool, now time.Time) (persist, progress, tooBig bool) {
+	lowest := true
+	for name := range peers {
+		if name < b.self {
+			lowest = false
+		}
+	}
+	if b.prop.N > 0 && (blocked || !lowest || b.vote.Promised != b.prop || now.Sub(b.started) > bootRetry || b.outvoted(peers)) {
+		// Our own acceptor promised a higher ballot, a quorum member left
+		// or did, or it took too long: drop it (a later one starts over).
+		b.prop, b.phase, b.quorum = ballot{}, 0, nil
+		progress = true
+	}
+	switch {
+	case b.prop.N > 0 && b.phase == 1:
+		for _, q := range b.quorum {
+			if peers[q].Meta.Boot.Promised != b.prop {
+				return false, progress, false
+			}
+		}
+		// Every one promised: the list accepted under the highest ballot
+		// any reports, else the first expect names of the quorum.
+		best := b.vote
+		for _, q := range b.quorum {
+			if bm := peers[q].Meta.Boot; best.Accepted.less(bm.Accepted) && validValue(bm.Value, b.expect) {
+				best = bootVote{Accepted: bm.Accepted, Value: bm.Value}
+			}
+		}
+		value := best.Value
+		if best.Accepted.N == 0 {
+			names := append([]string{b.self}, b.quorum...)
+			slices.Sort(names)
+			value = nil
+			for _, name := range names[:b.expect] {
+				addr := b.raftAddr
+				if name != b.self {
+					addr = peers[name].Meta.RaftAddr
+				}
+				value = append(value, bootServer{name, addr})
+			}
+		}
+		if !b.setVote(bootVote{Promised: b.prop, Accepted: b.prop, Value: value}) {
+			b.prop, b.phase, b.quorum = ballot{}, 0, nil
+			return false, true, true
+		}
+		b.phase = 2
+		return true, true, false
+	case b.prop.N > 0 && b.phase == 2:
+		for _, q := range b.quorum {
+			if peers[q].Meta.Boot.Accepted != b.prop {
+				return false, progress, false
+			}
+		}
+		b.chosen, b.ownChosen = b.vote.Value, true
+		return false, true, false
+	case b.prop.N == 0 && !blocked && lowest && 1+len(peers) >= b.expect:
+		top := max(b.vote.Promised.N, b.vote.Accepted.N)
+		for _, m := range peers {
+			bm := m.Meta.Boot
+			top = max(top, bm.Promised.N, bm.Accepted.N, bm.Prop)
+		}
+		prop := ballot{N: top + 1, By: b.self}
+		if !b.setVote(bootVote{Promised: prop, Accepted: b.vote.Accepted, Value: b.vote.Value}) {
+			return false, progress, true
+		}
+		b.prop, b.phase, b.started = prop, 1, now
+		b.quorum = slices.Sorted(maps.Keys(peers))
+		return true, true, false
+	}
+	return false, progress, false
+}
+
+// outvoted: a quorum member is gone from the view or promised a higher
+// ballot, so the current proposal cannot complete.
+func (b *bootstrapper) outvoted(peers map[string]gossipMember) bool {
+	for _, q := range b.quorum {
+		m, ok := peers[q]
+		if !ok || b.prop.less(m.Meta.Boot.Promised) {
+			return true
+		}
+	}
+	return false
 }
 
 func serverNames(s []raft.Server) []string {

@@ -54,6 +54,10 @@ type Fence struct {
 	status   map[Key]Status
 	renewals uint64
 	kick     chan struct{}
+	// releases counts release proposals in flight: Run waits for them on
+	// its way out, so a graceful stop's release commits before the node
+	// closes (the next owner then takes over at once, not after the wait).
+	releases sync.WaitGroup
 
 	core *core // loop only
 }
@@ -221,7 +225,9 @@ func (x fenceFx) renew(epochs map[Key]uint64, sent time.Time) {
 
 func (x fenceFx) release(k Key, epoch uint64) {
 	f := x.f
+	f.releases.Add(1)
 	go func() {
+		defer f.releases.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), f.opt.Params.claimTimeout())
 		defer cancel()
 		if err := f.opt.Cluster.Release(ctx, k.String(), epoch); err != nil && !errors.Is(err, ErrRefused) {
@@ -304,7 +310,12 @@ func (f *Fence) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			// VRRP's last withdrawals (it stopped first) are still in the
+			// inbox: taken as withdrawals, they release at once.
+			f.drain()
 			f.stop(clock.Now())
+			// Each release gives up after claimTimeout.
+			f.releases.Wait()
 			return nil
 		case <-f.kick:
 		case _, ok := <-watch:
@@ -318,15 +329,20 @@ func (f *Fence) Run(ctx context.Context) error {
 			hint = clock.After(hintEvery)
 		case <-timer:
 		}
-		f.mu.Lock()
-		evs := f.inbox
-		f.inbox = nil
-		f.mu.Unlock()
-		for _, ev := range evs {
-			ev(clock.Now())
-		}
+		f.drain()
 		f.core.tick(clock.Now())
 		f.publish(clock.Now())
+	}
+}
+
+// drain runs the events posted so far.
+func (f *Fence) drain() {
+	f.mu.Lock()
+	evs := f.inbox
+	f.inbox = nil
+	f.mu.Unlock()
+	for _, ev := range evs {
+		ev(f.opt.Clock.Now())
 	}
 }
 

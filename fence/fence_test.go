@@ -68,6 +68,9 @@ type memCluster struct {
 	w      chan struct{}
 	renews int
 	down   bool // proposals fail (no quorum)
+	// relStarted, when set, is signalled as a Release starts, which then
+	// waits for relGate to close.
+	relStarted, relGate chan struct{}
 }
 
 func newMemCluster(c *fakeClock) *memCluster {
@@ -119,6 +122,13 @@ func (m *memCluster) Renew(ctx context.Context, epochs map[string]uint64, at tim
 }
 
 func (m *memCluster) Release(ctx context.Context, key string, epoch uint64) error {
+	m.mu.Lock()
+	started, gate := m.relStarted, m.relGate
+	m.mu.Unlock()
+	if started != nil {
+		started <- struct{}{}
+		<-gate
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.recs[key]
@@ -330,5 +340,54 @@ func TestParamsAndKeys(t *testing.T) {
 		if got := lifetimeAt(base.Add(tc.left), base); got != tc.want {
 			t.Errorf("lifetimeAt(%s left) = %s, want %s", tc.left, got, tc.want)
 		}
+	}
+}
+
+// TestStopWaitsForRelease: at a graceful stop the fence's loop returns only
+// after its release committed, so the node is not closed under it and the
+// next owner takes over at once instead of waiting out the lease.
+func TestStopWaitsForRelease(t *testing.T) {
+	claim := vrrp.Claim{Instance: "VI_1", VRID: 51, Interface: "eth0"}
+	k := KeyOf(claim)
+	for _, tc := range []struct {
+		name     string
+		withdraw bool // VRRP released the claim just before the stop
+	}{
+		{"stop while owning", false},
+		{"VRRP withdrew just before the stop", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			m := newMemCluster(clock)
+			f, err := New(Options{Node: "self", Params: DefaultParams(), Cluster: m, Clock: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Guard(k, 100, &memAddrs{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- f.Run(ctx) }()
+			ch := f.Admit(context.Background(), claim)
+			waitFor(t, clock, 10*time.Millisecond, "admission", func() bool { err, ok := answered(ch); return ok && err == nil })
+
+			m.mu.Lock()
+			m.relStarted, m.relGate = make(chan struct{}, 1), make(chan struct{})
+			m.mu.Unlock()
+			if tc.withdraw {
+				f.Release(claim)
+			}
+			cancel()
+			<-m.relStarted
+			select {
+			case <-done:
+				t.Fatal("Run returned while its release was still being proposed")
+			default:
+			}
+			close(m.relGate)
+			<-done
+			if r := m.Owners()[k.String()]; r.Node != "" {
+				t.Errorf("record after stop: owner %q, want released", r.Node)
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"hakeep/checks"
 	"hakeep/consensus"
+	"hakeep/fence"
 	"hakeep/lvs"
 	"hakeep/vrrp"
 )
@@ -44,7 +45,36 @@ type Sources struct {
 	// Reload is the outcome of the last reload (SIGHUP or committed
 	// version); ok false leaves its series out.
 	Reload func() (Reload, bool)
+	// Fence is the quorum gate's view of the fenced instances (ok false:
+	// no cluster block, so nothing is fenced).
+	Fence func() (Fence, bool)
 }
+
+// Fence is one reading of this director's fence (fencing.md).
+type Fence struct {
+	Instances []FenceInstance
+	// Renewals is the number of lease renewal batches committed.
+	Renewals uint64
+}
+
+// FenceInstance is one fenced instance as the fence sees it.
+type FenceInstance struct {
+	Instance  string
+	VRID      uint8
+	Interface string
+	// Fenced: VRRP asked to be MASTER and was refused, or was revoked;
+	// Reason is one of FenceReasons then.
+	Fenced                        bool
+	Reason                        string
+	Claims, Refusals, Revocations uint64
+	// LeaseLeft is this director's lease left (0: it holds none).
+	LeaseLeft time.Duration
+}
+
+// FenceReasons are the reasons reported by hakeep_fence_instance_fenced
+// (one series per reason, 1 for the current one).
+var FenceReasons = []string{fence.ReasonNoQuorum, fence.ReasonExpired, fence.ReasonRefused, fence.ReasonWaiting,
+	fence.ReasonTaken, fence.ReasonRenewalRef}
 
 // Reload is the last reload's outcome, as Prometheus's own
 // ..._config_last_reload_successful series report theirs.
@@ -75,6 +105,7 @@ func NewRegistry(src Sources) *prometheus.Registry {
 		&ipvsCollector{src: src.IPVS},
 		&clusterCollector{src: src.Cluster, config: src.Config},
 		&reloadCollector{src: src.Reload},
+		&fenceCollector{src: src.Fence},
 	)
 	return reg
 }
@@ -383,4 +414,45 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(cfgNodeErr, prometheus.GaugeValue, boolf(r.Error != ""), node)
 	}
 	ch <- prometheus.MustNewConstMetric(healthFallback, prometheus.GaugeValue, boolf(st.Health.Fallback))
+}
+
+// --- Fence ---
+
+var (
+	fenceFenced     = desc("hakeep_fence_instance_fenced", "1 for the reason the fenced instance is refused MASTER now, 0 for the other reasons (all 0: not fenced).", "instance", "vrid", "interface", "reason")
+	fenceClaims     = desc("hakeep_fence_claims_total", "Ownership claims this director proposed for the instance.", "instance", "vrid", "interface")
+	fenceRefusals   = desc("hakeep_fence_refusals_total", "Times the fence refused the instance MASTER (no quorum, refused claim, live owner, ...).", "instance", "vrid", "interface")
+	fenceRevokes    = desc("hakeep_fence_revocations_total", "Times the fence took MASTER back from the instance (lease lost, claimed elsewhere, no quorum).", "instance", "vrid", "interface")
+	fenceLeaseLeft  = desc("hakeep_fence_lease_remaining_seconds", "Time left on this director's lease for the instance (0: it holds none).", "instance", "vrid", "interface")
+	fenceRenewals   = desc("hakeep_fence_renewals_total", "Lease renewal batches this director committed.")
+	fenceCollectAll = []*prometheus.Desc{fenceFenced, fenceClaims, fenceRefusals, fenceRevokes, fenceLeaseLeft, fenceRenewals}
+)
+
+type fenceCollector struct{ src func() (Fence, bool) }
+
+func (c *fenceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range fenceCollectAll {
+		ch <- d
+	}
+}
+
+func (c *fenceCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.src == nil {
+		return
+	}
+	f, ok := c.src()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(fenceRenewals, prometheus.CounterValue, float64(f.Renewals))
+	for _, in := range f.Instances {
+		l := []string{in.Instance, strconv.Itoa(int(in.VRID)), in.Interface}
+		for _, r := range FenceReasons {
+			ch <- prometheus.MustNewConstMetric(fenceFenced, prometheus.GaugeValue, boolf(in.Fenced && in.Reason == r), append(l, r)...)
+		}
+		ch <- prometheus.MustNewConstMetric(fenceClaims, prometheus.CounterValue, float64(in.Claims), l...)
+		ch <- prometheus.MustNewConstMetric(fenceRefusals, prometheus.CounterValue, float64(in.Refusals), l...)
+		ch <- prometheus.MustNewConstMetric(fenceRevokes, prometheus.CounterValue, float64(in.Revocations), l...)
+		ch <- prometheus.MustNewConstMetric(fenceLeaseLeft, prometheus.GaugeValue, in.LeaseLeft.Seconds(), l...)
+	}
 }

@@ -38,6 +38,7 @@ type fakeState struct {
 	running  uint64
 	applyErr error
 	reload   *metrics.Reload
+	fence    *metrics.Fence
 }
 
 func (f *fakeState) sources() metrics.Sources {
@@ -68,6 +69,12 @@ func (f *fakeState) sources() metrics.Sources {
 				return metrics.Reload{}, false
 			}
 			return *f.reload, true
+		},
+		Fence: func() (metrics.Fence, bool) {
+			if f.fence == nil {
+				return metrics.Fence{}, false
+			}
+			return *f.fence, true
 		},
 	}
 }
@@ -109,6 +116,10 @@ func full() *fakeState {
 		running:  6,
 		applyErr: errors.New("interface eth9 missing"),
 		reload:   &metrics.Reload{OK: false, LastSuccess: time.Unix(1700000100, 250_000_000)},
+		fence: &metrics.Fence{Renewals: 812, Instances: []metrics.FenceInstance{
+			{Instance: "VI_1", VRID: 51, Interface: "eth0", Claims: 3, Refusals: 0, Revocations: 1, LeaseLeft: 750 * time.Millisecond},
+			{Instance: "VI_2", VRID: 52, Interface: "eth1", Fenced: true, Reason: "no quorum", Claims: 2, Refusals: 5},
+		}},
 	}
 }
 
@@ -246,6 +257,15 @@ func TestScrapeValues(t *testing.T) {
 		{"hakeep_cluster_health_fallback", nil, 1},
 		{"hakeep_config_last_reload_successful", nil, 0},
 		{"hakeep_config_last_reload_success_timestamp_seconds", nil, 1700000100.25},
+		{"hakeep_fence_renewals_total", nil, 812},
+		{"hakeep_fence_instance_fenced", l("instance", "VI_1", "vrid", "51", "interface", "eth0", "reason", "no quorum"), 0},
+		{"hakeep_fence_instance_fenced", l("instance", "VI_2", "vrid", "52", "interface", "eth1", "reason", "no quorum"), 1},
+		{"hakeep_fence_instance_fenced", l("instance", "VI_2", "reason", "lease expired"), 0},
+		{"hakeep_fence_claims_total", l("instance", "VI_1", "vrid", "51"), 3},
+		{"hakeep_fence_refusals_total", l("instance", "VI_2"), 5},
+		{"hakeep_fence_revocations_total", l("instance", "VI_1"), 1},
+		{"hakeep_fence_lease_remaining_seconds", l("instance", "VI_1"), 0.75},
+		{"hakeep_fence_lease_remaining_seconds", l("instance", "VI_2"), 0},
 	} {
 		got, ok := value(fams, tc.name, tc.labels)
 		if !ok {
@@ -281,6 +301,8 @@ func TestReadAtScrapeTime(t *testing.T) {
 	fs.ipvs.LastError = "netlink: permission denied"
 	fs.cluster.Status.State = "Follower"
 	fs.applyErr = nil
+	fs.fence.Instances[1].Fenced = false
+	fs.fence.Instances[0].Fenced, fs.fence.Instances[0].Reason = true, "lease expired"
 	fams := scrape(t, h)
 	for _, tc := range []struct {
 		name   string
@@ -294,6 +316,8 @@ func TestReadAtScrapeTime(t *testing.T) {
 		{"hakeep_cluster_raft_state", l("state", "Leader"), 0},
 		{"hakeep_cluster_raft_state", l("state", "Follower"), 1},
 		{"hakeep_cluster_config_apply_error", nil, 0},
+		{"hakeep_fence_instance_fenced", l("instance", "VI_2", "reason", "no quorum"), 0},
+		{"hakeep_fence_instance_fenced", l("instance", "VI_1", "reason", "lease expired"), 1},
 	} {
 		if got, ok := value(fams, tc.name, tc.labels); !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present %v), want %v", tc.name, tc.labels, got, ok, tc.want)
@@ -309,8 +333,8 @@ func TestAbsentSubsystems(t *testing.T) {
 		present []string
 		absent  []string
 	}{
-		{"nothing", metrics.Sources{}, nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_cluster_config_version_running"}},
-		{"not running", (&fakeState{}).sources(), nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term"}},
+		{"nothing", metrics.Sources{}, nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_cluster_config_version_running", "hakeep_fence_renewals_total"}},
+		{"not running", (&fakeState{}).sources(), nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_fence_instance_fenced"}},
 		{"vrrp only", metrics.Sources{VRRP: full().sources().VRRP}, []string{"hakeep_vrrp_instance_state"}, []string{"hakeep_ipvs_services", "hakeep_cluster_raft_term"}},
 		{"checks without ipvs", metrics.Sources{Checks: full().sources().Checks, IPVS: (&fakeState{}).sources().IPVS}, []string{"hakeep_check_realserver_up"}, []string{"hakeep_ipvs_reconcile_changes_total"}},
 	} {

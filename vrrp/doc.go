@@ -28,8 +28,19 @@
 // instance withdraws it, and Release is called when an admitted instance
 // leaves MASTER. AlwaysAdmit is plain keepalived behaviour.
 //
+// The timer path waits on nothing else (issue 10). Status reads a view the
+// loop publishes after each change (never a round trip through the loop);
+// Watch signals changes without blocking; notifications go through a
+// bounded queue to their own goroutine, so a stuck Notifier delays no
+// advert; the loop's timer is a timerfd and a runtime timer armed together
+// (clock.go: the runtime timer wins when the process is busy, the timerfd
+// when it is idle); multicast adverts leave as link-layer frames that need
+// no entry in the kernel's neighbour table (link_linux.go), which health
+// checks to a dead on-link network can fill for the whole host.
+//
 // Wiring: set, _ := FromConfig(cfg); m, _ := New(set, Options{Addresses:
 // factory, Notifier: &ScriptNotifier{...}}); go m.Run(ctx); m.Reload(ctx,
-// newSet) on SIGHUP; m.Status() for the API. Cancelling ctx stops like
-// keepalived on SIGTERM.
+// newSet) on SIGHUP; m.Status() for the API and m.Watch() for whoever
+// follows state changes; m.Ping(ctx) for a watchdog. Cancelling ctx stops
+// like keepalived on SIGTERM.
 package vrrp

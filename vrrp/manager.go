@@ -275,6 +275,12 @@ func (m *Manager) Reload(ctx context.Context, set *Set) error {
 	return err
 }
 
+// Ping round-trips through the event loop: a liveness probe for a
+// watchdog (a wedged loop does not answer before ctx ends). Status does
+// not prove the loop alive any more, since it never asks the loop. Not for
+// any path an advert waits on.
+func (m *Manager) Ping(ctx context.Context) error { return m.do(ctx, func() {}) }
+
 // do runs f on the event loop and waits for it.
 func (m *Manager) do(ctx context.Context, f func()) error {
 	if !m.running.Load() {

@@ -1,0 +1,279 @@
+package fence_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scenario is one fault and its heal, h1 owning both VIPs before.
+type scenario struct {
+	name string
+	// takeover: the fenced VIP must leave h1 (within L1's bound); else it
+	// must stay on h1 throughout.
+	takeover bool
+	// splitBrain: the fence-off control instance must be seen owned twice
+	// (the proof that the sampler sees what the fence prevents).
+	splitBrain bool
+	fault      func(c *cluster) error
+	heal       func(c *cluster) error
+}
+
+func (c *cluster) ipt(h string, rules ...[]string) error {
+	for _, r := range rules {
+		if err := c.l.Iptables(h, r...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush removes every fault rule on every director.
+func (c *cluster) flush() error {
+	for _, h := range hosts {
+		if err := c.ipt(h, []string{"-F", "INPUT"}, []string{"-F", "OUTPUT"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partition cuts side from the other directors: each director drops
+// everything whose source is across the cut (multicast adverts included:
+// they carry the sender's address).
+func (c *cluster) partition(side ...string) error {
+	in := func(h string) bool { return strings.Contains(strings.Join(side, ","), h) }
+	for _, h := range hosts {
+		for _, o := range hosts {
+			if in(h) != in(o) {
+				if err := c.ipt(h, []string{"-A", "INPUT", "-s", c.l.Host(o).Addr4.Addr().String(), "-j", "DROP"}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (c *cluster) restart(h string) error { return c.d[h].Restart() }
+
+var scenarios = []scenario{
+	{name: "kill-9 owner", takeover: true,
+		fault: func(c *cluster) error { c.d["h1"].Kill(); return nil },
+		heal:  func(c *cluster) error { return c.restart("h1") }},
+	{name: "SIGTERM owner", takeover: true,
+		fault: func(c *cluster) error { return c.d["h1"].Stop(10 * time.Second) },
+		heal:  func(c *cluster) error { return c.restart("h1") }},
+	{name: "SIGSTOP owner", takeover: true,
+		fault: func(c *cluster) error { return c.d["h1"].Pause() },
+		heal:  func(c *cluster) error { return c.d["h1"].Resume() }},
+	{name: "owner link down", takeover: true, splitBrain: true,
+		fault: func(c *cluster) error { return c.l.SetLink("h1", "eth0", false) },
+		heal:  func(c *cluster) error { return c.l.SetLink("h1", "eth0", true) }},
+	{name: "owner isolated, carrier up", takeover: true, splitBrain: true,
+		fault: func(c *cluster) error {
+			return c.ipt("h1", []string{"-A", "INPUT", "-i", "eth0", "-j", "DROP"}, []string{"-A", "OUTPUT", "-o", "eth0", "-j", "DROP"})
+		},
+		heal: func(c *cluster) error { return c.flush() }},
+	{name: "VRRP-only drops at owner", takeover: false, splitBrain: true,
+		fault: func(c *cluster) error {
+			return c.ipt("h1", []string{"-A", "INPUT", "-p", "112", "-j", "DROP"}, []string{"-A", "OUTPUT", "-p", "112", "-j", "DROP"})
+		},
+		heal: func(c *cluster) error { return c.flush() }},
+	{name: "Raft+gossip-only drops at owner", takeover: true,
+		fault: func(c *cluster) error {
+			var rules [][]string
+			for _, ch := range []string{"INPUT", "OUTPUT"} {
+				for _, p := range []string{"tcp", "udp"} {
+					rules = append(rules, []string{"-A", ch, "-p", p, "-j", "DROP"})
+				}
+			}
+			return c.ipt("h1", rules...)
+		},
+		heal: func(c *cluster) error { return c.flush() }},
+	{name: "one direction: owner hears nothing", takeover: true,
+		fault: func(c *cluster) error { return c.ipt("h1", []string{"-A", "INPUT", "-i", "eth0", "-j", "DROP"}) },
+		heal:  func(c *cluster) error { return c.flush() }},
+	{name: "{A}|{B,C}, A owner", takeover: true, splitBrain: true,
+		fault: func(c *cluster) error { return c.partition("h1") },
+		heal:  func(c *cluster) error { return c.flush() }},
+	{name: "{A}|{B,C}, A backup", takeover: false, splitBrain: true,
+		fault: func(c *cluster) error { return c.partition("h3") },
+		heal:  func(c *cluster) error { return c.flush() }},
+}
+
+// result is what one run of a scenario showed.
+type result struct {
+	name                string
+	doubles, doublesU   int           // samples with two owners: fenced, control
+	takeover, takeoverU time.Duration // fault to a new single owner (0: none)
+	healMoves           int           // owner changes of the fenced VIP after the heal
+	arpFlips            int           // the client's MAC for the fenced VIP changed
+	errs                []string
+}
+
+// run injects sc's fault on a steady cluster, watches, heals, and checks
+// the fence's properties.
+func (c *cluster) run(sc scenario) result {
+	r := result{name: sc.name}
+	fail := func(f string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(f, a...)) }
+	bound := takeoverBound()
+	t0 := time.Now()
+	if err := sc.fault(c); err != nil {
+		fail("fault: %v", err)
+		return r
+	}
+	if sc.takeover {
+		if err := waitFor(bound+5*time.Second, ownedBy(c.l, vipF, func(h string) bool { return h != "h1" })); err != nil {
+			fail("no takeover: %v", err)
+		}
+		// A little longer under the fault: a late second owner shows too.
+		time.Sleep(time.Second) // observation period, not a wait for state
+	} else {
+		// Long enough for a backup that stopped hearing the owner to try.
+		time.Sleep(bound + time.Second) // observation period, not a wait for state
+	}
+	tHeal := time.Now()
+	if err := sc.heal(c); err != nil {
+		fail("heal: %v", err)
+	}
+	if err := waitFor(45*time.Second, ownedBy(c.l, vipF, func(h string) bool { return h == "h1" })); err != nil {
+		fail("not back on h1 after the heal: %v", err)
+	}
+	// Settled: all alive and in their roles; then a second without moves.
+	if err := waitFor(45*time.Second, c.steady); err != nil {
+		fail("not steady after the heal: %v", err)
+	}
+	time.Sleep(time.Second) // observation period for late flaps
+	end := time.Now()
+
+	w := c.s.window(vipF, t0, end)
+	wu := c.s.window(vipU, t0, end)
+	r.doubles, r.doublesU, r.arpFlips = w.doubles, wu.doubles, w.arpFlips
+	if at, _, ok := firstOwnerOtherThan(inWindow(w.changes, t0, tHeal), "h1"); ok {
+		r.takeover = at.Sub(t0)
+	}
+	if at, _, ok := firstOwnerOtherThan(inWindow(wu.changes, t0, tHeal), "h1"); ok {
+		r.takeoverU = at.Sub(t0)
+	}
+	r.healMoves = moves(inWindow(w.changes, tHeal, end))
+
+	if r.doubles > 0 {
+		fail("S1: %d samples with two owners of the fenced VIP; owners:%s", r.doubles, fmtChanges(w.changes, t0))
+	}
+	switch {
+	case sc.takeover && r.takeover == 0:
+		fail("L1: the fenced VIP never left h1 under the fault; owners:%s", fmtChanges(w.changes, t0))
+	case sc.takeover && r.takeover > bound:
+		fail("L1: takeover took %s, bound %s; owners:%s", r.takeover.Round(time.Millisecond), bound, fmtChanges(w.changes, t0))
+	case !sc.takeover && r.takeover != 0:
+		fail("the fenced VIP left h1, whose lease was never in doubt; owners:%s", fmtChanges(w.changes, t0))
+	}
+	if r.healMoves > 1 {
+		fail("L2: %d moves after the heal; owners:%s", r.healMoves, fmtChanges(w.changes, t0))
+	}
+	if sc.splitBrain && r.doublesU == 0 {
+		fail("control: the fence-off VIP was never seen owned twice; owners:%s", fmtChanges(wu.changes, t0))
+	}
+	return r
+}
+
+// TestFence runs every scenario once on one cluster.
+func TestFence(t *testing.T) {
+	c := startCluster(t)
+	t.Logf("L1 bound %s (Master_Down %s + wait %s + 2 x %s); sampling every %s",
+		takeoverBound(), masterDown(100), params().Wait(), commitAllowance, sampleEvery)
+	var results []result
+	for _, sc := range scenarios {
+		r := c.run(sc)
+		results = append(results, r)
+		for _, e := range r.errs {
+			t.Errorf("%s: %s", sc.name, e)
+		}
+		if len(r.errs) > 0 && c.steady() != nil {
+			t.Fatalf("%s left the cluster unsteady; stopping", sc.name)
+		}
+	}
+	t.Log("\n" + table(results))
+}
+
+// TestFenceChaos repeats random scenarios for HAKEEP_FENCE_CHAOS (a Go
+// duration; `make chaos DURATION=10m`) and prints a table per scenario.
+func TestFenceChaos(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("HAKEEP_FENCE_CHAOS"))
+	if err != nil || d <= 0 {
+		t.Skip("set HAKEEP_FENCE_CHAOS=10m (make chaos DURATION=10m)")
+	}
+	c := startCluster(t)
+	end := time.Now().Add(d)
+	var results []result
+	for time.Now().Before(end) {
+		sc := scenarios[rand.IntN(len(scenarios))]
+		r := c.run(sc)
+		results = append(results, r)
+		for _, e := range r.errs {
+			t.Errorf("run %d, %s: %s", len(results), sc.name, e)
+		}
+		if len(r.errs) > 0 && c.steady() != nil {
+			t.Errorf("%s left the cluster unsteady; stopping", sc.name)
+			break
+		}
+	}
+	t.Log("\n" + table(results))
+}
+
+// table aggregates results per scenario: runs, double-owner samples (fenced
+// and control), takeover p50/max (fenced and control), worst moves after
+// heal, client ARP flips.
+func table(rs []result) string {
+	type agg struct {
+		runs, doubles, doublesU, moves, arp, fails int
+		tk, tkU                                    []time.Duration
+	}
+	by := map[string]*agg{}
+	var order []string
+	for _, r := range rs {
+		a := by[r.name]
+		if a == nil {
+			a = &agg{}
+			by[r.name] = a
+			order = append(order, r.name)
+		}
+		a.runs++
+		a.doubles += r.doubles
+		a.doublesU += r.doublesU
+		a.moves = max(a.moves, r.healMoves)
+		a.arp += r.arpFlips
+		if len(r.errs) > 0 {
+			a.fails++
+		}
+		if r.takeover > 0 {
+			a.tk = append(a.tk, r.takeover)
+		}
+		if r.takeoverU > 0 {
+			a.tkU = append(a.tkU, r.takeoverU)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-36s %4s %5s | %7s %8s %8s %6s | %9s %8s %8s | %4s\n",
+		"scenario", "runs", "fails", "doubles", "tk p50", "tk max", "moves", "ctl dbl", "ctl p50", "ctl max", "arp")
+	for _, n := range order {
+		a := by[n]
+		fmt.Fprintf(&b, "%-36s %4d %5d | %7d %8s %8s %6d | %9d %8s %8s | %4d\n", n, a.runs, a.fails,
+			a.doubles, secs(median(a.tk)), secs(maxD(a.tk)), a.moves, a.doublesU, secs(median(a.tkU)), secs(maxD(a.tkU)), a.arp)
+	}
+	b.WriteString("doubles: samples with two owners; tk: fault to a new single owner; moves: worst owner changes after heal;\n" +
+		"ctl: the `fence off` instance on the same directors; arp: changes of the client's MAC for the fenced VIP\n")
+	return b.String()
+}
+
+func maxD(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
