@@ -84,3 +84,12 @@ clean:
 # IPVS benchmarks in the VM, keepalived side by side (see BENCHMARKS.md).
 bench-ipvs:
 	$(GO) run ./internal/vmtest/cmd/vmtest -mem 4096 -bin /usr/sbin/keepalived -build ./cmd/hakeepd -env HAKEEP_BENCH_KEEPALIVED=1 -run SideBySide -bench . -benchtime 3x ./lvs ./test/ipvs
+
+# The fence's chaos lab (test/fence): random faults (kill -9, SIGSTOP, link
+# down, iptables drops, partitions) against three clustered hakeepd for
+# DURATION, then a table per scenario (double-owner samples, takeover
+# p50/max, moves after heal). Root; about 15 s per scenario run.
+DURATION ?= 10m
+.PHONY: chaos
+chaos:
+	HAKEEP_FENCE_CHAOS=$(DURATION) HAKEEP_FENCE_SCENARIOS='$(SCENARIOS)' $(GO) test -count=1 -v -timeout 0 -run '^TestFenceChaos$$' ./test/fence

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +80,11 @@ type clusterOpts struct {
 	snapshot uint64
 	timeouts Timeouts
 	log      *slog.Logger // default testLogger()
+	// atOnce starts every node at the same instant, node i joining the
+	// gossip addresses join(i, addrs) picks from everyone's (nil: all the
+	// others'); ports are picked beforehand so they can be joined.
+	atOnce bool
+	join   func(i int, addrs []string) []string
 }
 
 func newCluster(t testing.TB, o clusterOpts) *tcluster {
@@ -105,18 +114,79 @@ func newCluster(t testing.TB, o clusterOpts) *tcluster {
 		}
 		c.nodes = append(c.nodes, tn)
 	}
-	for i, tn := range c.nodes {
-		if i > 0 {
-			tn.cfg.Join = []string{c.nodes[0].node.GossipAddr()}
-		}
-		tn.start()
-	}
+	// Registered first: a node that failed to start stops the others.
 	t.Cleanup(func() {
 		for _, tn := range c.nodes {
 			tn.stop()
 		}
 	})
+	if o.atOnce {
+		c.startAtOnce(o.join)
+	} else {
+		for i, tn := range c.nodes {
+			if i > 0 {
+				tn.cfg.Join = []string{c.nodes[0].node.GossipAddr()}
+			}
+			tn.start()
+		}
+	}
 	return c
+}
+
+// startAtOnce starts every node in its own goroutine, all released
+// together, each joining the gossip addresses join picks (nil: all the
+// others').
+func (c *tcluster) startAtOnce(join func(i int, addrs []string) []string) {
+	c.t.Helper()
+	addrs := make([]string, len(c.nodes))
+	for i, tn := range c.nodes {
+		p, err := freePort(tn.cfg.BindAddr)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		tn.cfg.GossipPort = p
+		addrs[i] = net.JoinHostPort(tn.cfg.BindAddr.String(), strconv.Itoa(p))
+	}
+	for i, tn := range c.nodes {
+		if join != nil {
+			tn.cfg.Join = join(i, slices.Clone(addrs))
+		} else {
+			tn.cfg.Join = slices.Delete(slices.Clone(addrs), i, i+1)
+		}
+	}
+	gate := make(chan struct{})
+	errs := make([]error, len(c.nodes))
+	var wg sync.WaitGroup
+	for i, tn := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			tn.node, errs[i] = New(tn.cfg)
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	for i, tn := range c.nodes {
+		if errs[i] != nil {
+			c.t.Fatalf("start %s: %v", tn.cfg.NodeName, errs[i])
+		}
+		tn.cfg.RaftPort = tn.node.cfg.RaftPort
+	}
+}
+
+// stopAll stops every running node at once (a round of a test that starts
+// many clusters need not wait for them one by one).
+func (c *tcluster) stopAll() {
+	var wg sync.WaitGroup
+	for _, tn := range c.running() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tn.stop()
+		}()
+	}
+	wg.Wait()
 }
 
 func (tn *tnode) start() {

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -145,6 +146,10 @@ type Node struct {
 
 	rpcMu   sync.Mutex
 	rpcIdle map[string][]*rpcConn // kept RPC connections by peer address
+
+	joining atomic.Bool // a background gossip join is under way
+	joinMu  sync.Mutex
+	joined  map[string]bool // join addresses joined once (joinMissing)
 
 	subMu   sync.Mutex
 	subs    map[chan ConfigVersion]struct{}
@@ -452,7 +457,7 @@ func (n *Node) bootstrapLoop(hasState bool) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	lastJoin := time.Now()
-	warned := ""
+	warned, warnedBig := "", false
 	for {
 		select {
 		case <-n.closed:
@@ -464,23 +469,23 @@ func (n *Node) bootstrapLoop(hasState bool) {
 			n.gossip.setHasState(true)
 			return
 		}
-		if join := n.joinAddrs(); len(join) > 0 && n.gossip.ml.NumMembers() <= 1 && time.Since(lastJoin) > time.Second {
+		if time.Since(lastJoin) > time.Second {
+			// gossipLoop does this too, less often.
 			lastJoin = time.Now()
-			if _, err := n.gossip.join(join); err != nil {
-				n.log.Debug("gossip join retry failed", "err", err)
-			}
+			n.joinMissing()
 		}
+		members := n.gossip.members()
 		if bs == nil {
 			continue
 		}
-		members := n.gossip.members()
 		prev := *bs
 		out := bs.step(members, time.Now())
 		if out.conflict != "" && out.conflict != warned {
 			warned = out.conflict
 			n.log.Error("not bootstrapping: a director has a different bootstrap_expect (all must expect the same number)", "peer", out.conflict, "expect", n.cfg.BootstrapExpect)
 		}
-		if out.tooBig {
+		if out.tooBig && !warnedBig {
+			warnedBig = true
 			n.log.Error("not bootstrapping: the server list does not fit in gossip meta (names or addresses too long); use hactl cluster init and join")
 		}
 		if out.persist {
@@ -489,6 +494,9 @@ func (n *Node) bootstrapLoop(hasState bool) {
 				*bs = prev
 				continue
 			}
+		}
+		if bs.prop != prev.prop || bs.phase != prev.phase {
+			n.log.Debug("bootstrap proposal", "ballot", bs.prop.N, "phase", bs.phase, "quorum", bs.quorum)
 		}
 		n.gossip.setBoot(bs.meta())
 		if out.progress {
@@ -1238,9 +1246,54 @@ func (n *Node) joinAddrs() []string {
 	return addrs
 }
 
+// joinMissing joins, in the background, every join address when this
+// director is alone, else those never joined nor seen as a member's. The
+// second case matters to directors started together: each joins the peers
+// it can reach, and separate pools form (a's peer was not up yet, b's
+// was), which would never merge if only a director left alone retried.
+func (n *Node) joinMissing() {
+	if n.joining.Load() {
+		return
+	}
+	join := n.joinAddrs()
+	if n.gossip.ml.NumMembers() > 1 {
+		members := n.gossip.members()
+		n.joinMu.Lock()
+		join = slices.DeleteFunc(join, func(a string) bool {
+			// A name rather than an address never matches a member: it
+			// counts once joined.
+			return n.joined[a] || slices.ContainsFunc(members, func(m gossipMember) bool { return m.Addr == a })
+		})
+		n.joinMu.Unlock()
+	}
+	if len(join) == 0 {
+		return
+	}
+	n.joining.Store(true)
+	// The callers run under n.wg, so this Add cannot race Close's Wait.
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.joining.Store(false)
+		for _, a := range join {
+			if _, err := n.gossip.join([]string{a}); err != nil {
+				n.log.Debug("gossip join retry failed", "err", err)
+				continue
+			}
+			n.joinMu.Lock()
+			if n.joined == nil {
+				n.joined = map[string]bool{}
+			}
+			n.joined[a] = true
+			n.joinMu.Unlock()
+		}
+	}()
+}
+
 // gossipLoop rejoins gossip when this director finds itself alone (it was
-// restarted, or the network healed after everyone declared it dead), and
-// remembers the peers it sees.
+// restarted, or the network healed after everyone declared it dead) or a
+// join address was never seen (joinMissing), and remembers the peers it
+// sees.
 func (n *Node) gossipLoop() {
 	defer n.wg.Done()
 	tick := time.NewTicker(2 * time.Second)
@@ -1252,12 +1305,8 @@ func (n *Node) gossipLoop() {
 			return
 		case <-tick.C:
 		}
+		n.joinMissing()
 		if n.gossip.ml.NumMembers() <= 1 {
-			if join := n.joinAddrs(); len(join) > 0 {
-				if _, err := n.gossip.join(join); err != nil {
-					n.log.Debug("gossip rejoin failed", "err", err)
-				}
-			}
 			continue
 		}
 		var peers []string

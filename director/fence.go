@@ -54,6 +54,9 @@ func (c nodeCluster) Quorum() (int, int) { return c.n.LiveVoters() }
 func newFence(cfg *config.Config, node *consensus.Node, log *slog.Logger) (*fence.Fence, error) {
 	cl := cfg.Cluster
 	p := fence.Params{Lease: cl.Lease, Renew: cl.Renew, Drift: cl.ClockDrift}
+	// Not a setting (yet): Lease - Renew keeps a lapsed owner from delaying
+	// any takeover (fence.Params.Grace).
+	p.Grace = p.DefaultGrace()
 	return fence.New(fence.Options{Node: node.Name(), Params: p, Cluster: nodeCluster{node}, Logger: log.With("subsystem", "fence")})
 }
 

@@ -2,6 +2,7 @@ package director
 
 import (
 	"hakeep/checks"
+	"hakeep/fence"
 	"hakeep/lvs"
 	"hakeep/metrics"
 	"hakeep/vrrp"
@@ -52,6 +53,7 @@ func (d *Director) metricsSources() metrics.Sources {
 			v := d.current()
 			return v.version, v.applyErr
 		},
+		Fence: d.fenceMetrics,
 		Reload: func() (metrics.Reload, bool) {
 			r := d.current().reload
 			return metrics.Reload{OK: r.Err == nil, LastSuccess: r.LastSuccess}, true
@@ -67,4 +69,26 @@ func (d *Director) checksManager() *checks.Manager {
 		return nil
 	}
 	return p.Snapshot().Checks
+}
+
+// fenceMetrics reads the fence for the running VRRP instances it guards
+// (none without a cluster block; an instance the fence never saw is left
+// out).
+func (d *Director) fenceMetrics() (metrics.Fence, bool) {
+	f := d.fence
+	if f == nil {
+		return metrics.Fence{}, false
+	}
+	out := metrics.Fence{Renewals: f.Renewals()}
+	if m := d.current().vrrp; m != nil {
+		for _, st := range m.Status() {
+			fs, ok := f.Status(fence.Key{VRID: st.VRID, Interface: st.Interface, IPv6: isV6(st)})
+			if !ok {
+				continue
+			}
+			out.Instances = append(out.Instances, metrics.FenceInstance{Instance: st.Name, VRID: st.VRID, Interface: st.Interface,
+				Fenced: fs.Fenced, Reason: fs.Reason, Claims: fs.Claims, Refusals: fs.Refusals, Revocations: fs.Revokes, LeaseLeft: fs.LeaseLeft})
+		}
+	}
+	return out, true
 }

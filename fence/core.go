@@ -15,6 +15,10 @@ const (
 	ReasonWaiting    = "waiting for previous owner's lease"
 	ReasonTaken      = "claimed by another director"
 	ReasonRenewalRef = "renewal refused"
+	// ReasonLapsed: the lease ran out while gossip still shows a quorum
+	// (a Raft leader change stalls commits for about a second): the VIPs
+	// are gone, VRRP stays MASTER and the renewals go on for Grace.
+	ReasonLapsed = "lease lapsed, renewing"
 )
 
 // effects is what the core asks of the outside world. Every method returns
@@ -31,6 +35,9 @@ type effects interface {
 	// end their lifetime by bound (the kernel may keep them CoarseTimer
 	// more); a zero bound removes them now and forbids writes.
 	hold(k Key, bound time.Time)
+	// reinstall is hold that also adds the VIPs again (a lapsed lease
+	// renewed: VRRP, still MASTER, will not add them).
+	reinstall(k Key, bound time.Time)
 	// answer tells VRRP: the first answer of a claim admits (nil) or
 	// refuses; after admission an answer revokes.
 	answer(k Key, err error)
@@ -45,9 +52,17 @@ const (
 	phClaiming       // claim proposed, not answered
 	phWaiting        // claim committed: waiting for our apply and for the previous owner
 	phOwned          // admitted: the VIPs may be installed
+	// phLapsed: admitted, but the lease ran out with gossip showing a
+	// quorum: VIPs removed, VRRP left MASTER (its adverts keep the backups
+	// from a pointless takeover), renewing at our epoch until lapseEnd.
+	phLapsed
 )
 
-var phaseNames = [...]string{"idle", "claiming", "waiting", "owned"}
+var phaseNames = [...]string{"idle", "claiming", "waiting", "owned", "lapsed"}
+
+// holds reports whether the phase keeps an epoch of ours that renewals
+// cover and a foreign claim or the loss of quorum ends.
+func (p phase) holds() bool { return p == phWaiting || p == phOwned || p == phLapsed }
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -63,7 +78,8 @@ type entry struct {
 	// leaseSent is when we sent our last accepted claim or renewal: the
 	// lease runs to leaseSent+L on our clock.
 	leaseSent time.Time
-	reason    string // why fenced ("" when not)
+	lapseEnd  time.Time // phLapsed: when it gives up
+	reason    string    // why fenced ("" when not)
 	detail    string
 	// Counters for metrics.
 	claims, refusals, revokes uint64
@@ -84,11 +100,20 @@ type core struct {
 
 	quorum    bool
 	quorumWhy string
+	// committed is when we last learnt that a proposal of ours committed:
+	// proof, fresher than gossip, that we reach a quorum.
+	committed time.Time
 
-	renewing  bool
+	// inflight counts renewals proposed and not answered. One stuck on a
+	// Raft leader that just died (a dial that times out) must not hold
+	// back the next, which finds the new leader: up to maxInflight overlap.
+	inflight  int
 	lastRenew time.Time
 	renewals  uint64 // accepted renewal batches (metrics)
 }
+
+// maxInflight bounds the renewals in flight at once.
+const maxInflight = 3
 
 func newCore(p Params, self string, fx effects) *core {
 	return &core{p: p, self: self, fx: fx, ents: map[Key]*entry{}, table: map[Key]Record{}}
@@ -121,14 +146,14 @@ func (c *core) admit(now time.Time, k Key, prio int) {
 	e := c.ent(k)
 	e.want, e.prio = true, prio
 	e.reason, e.detail = "", ""
-	if !c.quorum {
+	if !c.quorumOK(now) {
 		c.refuse(e, ReasonNoQuorum, c.quorumWhy)
 		return
 	}
 	switch e.phase {
 	case phClaiming:
 		return // the claim in flight answers this ask too
-	case phWaiting, phOwned:
+	case phWaiting, phOwned, phLapsed:
 		// Not withdrawn since: the earlier claim still stands.
 		c.check(now, e)
 		return
@@ -157,8 +182,7 @@ func (c *core) withdraw(now time.Time, k Key) {
 	}
 	e.want = false
 	e.reason, e.detail = "", ""
-	switch e.phase {
-	case phWaiting, phOwned:
+	if e.phase.holds() {
 		c.drop(e)
 	}
 }
@@ -176,7 +200,7 @@ func (c *core) drop(e *entry) {
 // lose ends our claim or ownership for reason: VIPs first, then VRRP
 // hears it (a revoke, or the refusal of a claim not yet admitted).
 func (c *core) lose(e *entry, reason, detail string) {
-	admitted := e.phase == phOwned
+	admitted := e.phase == phOwned || e.phase == phLapsed
 	c.drop(e)
 	if !e.want {
 		c.fenced(e, reason, detail)
@@ -206,11 +230,12 @@ func (c *core) claimDone(now time.Time, k Key, seq, epoch uint64, err error) {
 		return
 	}
 	e.phase, e.epoch, e.leaseSent = phWaiting, epoch, e.sent
+	c.committed = now
 	if !e.want {
 		c.drop(e) // withdrawn while the claim was in flight
 		return
 	}
-	if !c.quorum {
+	if !c.quorumOK(now) {
 		c.lose(e, ReasonNoQuorum, c.quorumWhy)
 		return
 	}
@@ -220,16 +245,39 @@ func (c *core) claimDone(now time.Time, k Key, seq, epoch uint64, err error) {
 // check moves a waiting claim on, and ends a claim or ownership that the
 // applied records, the lease or the clock no longer allow.
 func (c *core) check(now time.Time, e *entry) {
-	if e.phase != phWaiting && e.phase != phOwned {
-		return
-	}
-	if !e.live(c.p, now) {
-		c.lose(e, ReasonExpired, fmt.Sprintf("last renewal sent %s ago", now.Sub(e.leaseSent).Round(time.Millisecond)))
+	if !e.phase.holds() {
 		return
 	}
 	rec := c.table[e.key]
 	if rec.Epoch > e.epoch || (rec.Epoch == e.epoch && rec.Node != c.self) {
-		c.lose(e, ReasonTaken, fmt.Sprintf("%s claimed epoch %d", rec.Node, rec.Epoch))
+		who := rec.Node
+		if who == "" {
+			who = "another director (released since)"
+		}
+		c.lose(e, ReasonTaken, fmt.Sprintf("%s claimed epoch %d", who, rec.Epoch))
+		return
+	}
+	if e.phase == phLapsed {
+		if !now.Before(e.lapseEnd) {
+			c.lose(e, ReasonExpired, fmt.Sprintf("no renewal committed for %s", now.Sub(e.leaseSent).Round(time.Millisecond)))
+		}
+		return
+	}
+	if !e.live(c.p, now) {
+		ago := now.Sub(e.leaseSent).Round(time.Millisecond)
+		// Found out late (the process was paused: SIGSTOP, a hang), the
+		// expiry is no Raft stall, and our view of the records is stale:
+		// give up at once.
+		onTime := now.Sub(e.leaseSent.Add(c.p.Lease)) < c.p.Renew
+		if e.phase == phOwned && e.want && c.quorumOK(now) && c.p.Grace > 0 && onTime {
+			// Safety first: the VIPs go now, as for any lost lease.
+			c.fx.hold(e.key, time.Time{})
+			e.phase, e.lapseEnd = phLapsed, now.Add(c.p.Grace)
+			c.fenced(e, ReasonLapsed, fmt.Sprintf("last renewal sent %s ago; renewing for %s more", ago, c.p.Grace))
+			c.fx.logf(e.key, "lease lapsed, VIPs removed, renewing", "last_renewal_ago", ago, "grace", c.p.Grace)
+			return
+		}
+		c.lose(e, ReasonExpired, fmt.Sprintf("last renewal sent %s ago", ago))
 		return
 	}
 	if e.phase == phOwned || rec.Epoch < e.epoch {
@@ -264,19 +312,29 @@ func (c *core) owners(now time.Time, t map[Key]Record) {
 	}
 }
 
+// quorumOK: gossip shows a quorum, or a proposal of ours committed within
+// two renewal periods. After a heal gossip still shows the peers dead or
+// suspect for seconds (suspicions started during the cut time out) while
+// Raft already commits; the hint is only there to give up faster than
+// the lease when commits stop, so a fresh commit outranks it.
+func (c *core) quorumOK(now time.Time) bool {
+	return c.quorum || (!c.committed.IsZero() && now.Sub(c.committed) < 2*c.p.Renew)
+}
+
 // members takes the gossip hint: fewer than a quorum of live voters ends
-// every claim and ownership at once, without waiting for the lease.
+// every claim and ownership at once, without waiting for the lease,
+// unless our commits show that Raft still reaches a quorum (quorumOK).
 func (c *core) members(now time.Time, alive, voters int) {
 	ok := voters > 0 && alive >= voters/2+1
 	why := fmt.Sprintf("%d of %d voters alive", alive, voters)
 	c.quorum, c.quorumWhy = ok, why
-	if ok {
+	if c.quorumOK(now) {
 		return
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(c.ents), keyCmp) {
 		e := c.ents[k]
 		switch e.phase {
-		case phWaiting, phOwned:
+		case phWaiting, phOwned, phLapsed:
 			c.lose(e, ReasonNoQuorum, why)
 		case phClaiming:
 			if e.want {
@@ -291,34 +349,36 @@ func (c *core) tick(now time.Time) {
 	for _, k := range slices.SortedFunc(maps.Keys(c.ents), keyCmp) {
 		c.check(now, c.ents[k])
 	}
-	if c.renewing || now.Before(c.lastRenew.Add(c.p.Renew)) {
+	if c.inflight >= maxInflight || now.Before(c.lastRenew.Add(c.p.Renew)) {
 		return
 	}
 	epochs := map[Key]uint64{}
 	for k, e := range c.ents {
-		if e.phase == phWaiting || e.phase == phOwned {
+		if e.phase.holds() {
 			epochs[k] = e.epoch
 		}
 	}
 	if len(epochs) == 0 {
 		return
 	}
-	c.renewing, c.lastRenew = true, now
+	c.inflight++
+	c.lastRenew = now
 	c.fx.renew(epochs, now)
 }
 
 // renewDone takes a renewal's answer: accepted keys extend their lease
 // from its send time and rewrite the VIPs' kernel lifetimes.
 func (c *core) renewDone(now time.Time, sent time.Time, epochs map[Key]uint64, refused []Key, err error) {
-	c.renewing = false
+	c.inflight--
 	if err != nil && len(refused) == 0 {
 		c.fx.logf(Key{}, "lease renewal failed", "err", err)
 		return // the leases run out on their own
 	}
 	c.renewals++
+	c.committed = now
 	for _, k := range slices.SortedFunc(maps.Keys(epochs), keyCmp) {
 		e := c.ents[k]
-		if e == nil || e.epoch != epochs[k] || (e.phase != phWaiting && e.phase != phOwned) {
+		if e == nil || e.epoch != epochs[k] || !e.phase.holds() {
 			continue
 		}
 		if slices.Contains(refused, k) {
@@ -328,8 +388,17 @@ func (c *core) renewDone(now time.Time, sent time.Time, epochs map[Key]uint64, r
 		if sent.After(e.leaseSent) {
 			e.leaseSent = sent
 		}
-		if e.phase == phOwned {
+		switch {
+		case e.phase == phOwned:
 			c.fx.hold(k, e.leaseSent.Add(c.p.hold()))
+		case e.phase == phLapsed && e.live(c.p, now):
+			// Accepted at our epoch: nobody claimed since, and every
+			// claimant now waits from its apply of this renewal, exactly
+			// as after a claim of ours.
+			e.phase = phOwned
+			e.reason, e.detail = "", ""
+			c.fx.reinstall(k, e.leaseSent.Add(c.p.hold()))
+			c.fx.logf(k, "lapsed lease renewed, VIPs back", "epoch", e.epoch)
 		}
 	}
 	c.tick(now)
@@ -345,10 +414,14 @@ func (c *core) next() time.Time {
 	}
 	held := false
 	for _, e := range c.ents {
-		if e.phase != phWaiting && e.phase != phOwned {
+		if !e.phase.holds() {
 			continue
 		}
 		held = true
+		if e.phase == phLapsed {
+			min(e.lapseEnd)
+			continue
+		}
 		min(e.leaseSent.Add(c.p.Lease))
 		if e.phase == phWaiting {
 			if rec := c.table[e.key]; rec.Epoch == e.epoch && rec.Node == c.self {
@@ -356,7 +429,7 @@ func (c *core) next() time.Time {
 			}
 		}
 	}
-	if held && !c.renewing {
+	if held && c.inflight < maxInflight {
 		min(c.lastRenew.Add(c.p.Renew))
 	}
 	return at

@@ -161,6 +161,24 @@ func (f *Fence) Guard(k Key, priority int, set Addresses) vrrp.AddressSet {
 	return guarded{f: f, g: g}
 }
 
+// Holds reports, without waiting for the fence's loop, whether this
+// director may hold c's VIPs now: its lease's write bound is still ahead
+// on the clock. A MASTER that was paused (SIGSTOP) past its lease wakes up
+// with every timer due at once; asked before each advert, this keeps its
+// first advert from pushing the new owner back to BACKUP before the loop
+// has revoked the claim. (vrrp does not ask it yet.)
+func (f *Fence) Holds(c vrrp.Claim) bool {
+	f.mu.Lock()
+	g := f.guards[KeyOf(c)]
+	f.mu.Unlock()
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return f.opt.Clock.Now().Before(g.bound)
+}
+
 // guarded is the address set VRRP sees for a fenced instance.
 type guarded struct {
 	f *Fence
@@ -209,7 +227,8 @@ func (x fenceFx) renew(epochs map[Key]uint64, sent time.Time) {
 		byName[k.String()] = e
 	}
 	go func() {
-		// A renewal later than the lease is worth nothing.
+		// A renewal later than the lease is worth nothing (the next ones
+		// go out meanwhile: the core lets a few overlap).
 		ctx, cancel := context.WithTimeout(context.Background(), f.opt.Params.Lease)
 		defer cancel()
 		refusedNames, err := f.opt.Cluster.Renew(ctx, byName, time.Now().UTC())
@@ -263,6 +282,31 @@ func (x fenceFx) hold(k Key, bound time.Time) {
 		if err := g.set.Refresh(ctx, lt); err != nil {
 			f.log.Warn("fence: refresh VIP lifetimes", "key", k.String(), "err", err)
 		}
+	}
+}
+
+func (x fenceFx) reinstall(k Key, bound time.Time) {
+	f := x.f
+	f.mu.Lock()
+	g := f.guards[k]
+	f.mu.Unlock()
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.bound = bound
+	lt := lifetimeAt(bound, f.opt.Clock.Now())
+	if g.set == nil || lt == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.set.Refresh(ctx, lt); err != nil {
+		f.log.Warn("fence: refresh VIP lifetimes", "key", k.String(), "err", err)
+	}
+	if err := g.set.Add(ctx); err != nil {
+		f.log.Error("fence: add VIPs back", "key", k.String(), "err", err)
 	}
 }
 
@@ -360,7 +404,7 @@ func (f *Fence) refreshOwners(now time.Time) {
 func (f *Fence) stop(now time.Time) {
 	for _, k := range slices.SortedFunc(maps.Keys(f.core.ents), keyCmp) {
 		e := f.core.ents[k]
-		if e.phase == phWaiting || e.phase == phOwned {
+		if e.phase.holds() {
 			f.core.lose(e, "stopping", "hakeepd is stopping")
 		}
 	}

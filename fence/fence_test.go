@@ -223,7 +223,11 @@ func TestFenceLoop(t *testing.T) {
 		// wantReason after the fault
 		wantReason string
 	}{
-		{"gossip sees no quorum: revoked at once", func(m *memCluster) { m.mu.Lock(); m.alive = 1; m.mu.Unlock() }, ReasonNoQuorum},
+		{"gossip sees no quorum and commits stop: revoked before the lease ends", func(m *memCluster) {
+			m.mu.Lock()
+			m.alive, m.down = 1, true
+			m.mu.Unlock()
+		}, ReasonNoQuorum},
 		{"renewals stop committing: the lease runs out", func(m *memCluster) { m.mu.Lock(); m.down = true; m.mu.Unlock() }, ReasonExpired},
 		{"a foreign claim is applied", func(m *memCluster) {
 			m.mu.Lock()
@@ -264,6 +268,9 @@ func TestFenceLoop(t *testing.T) {
 			if err := set.Add(context.Background()); err != nil {
 				t.Fatalf("Add after admission: %v", err)
 			}
+			if !f.Holds(claim) {
+				t.Error("Holds false while admitted")
+			}
 			if present, lt, _ := addrs.state(); !present || lt != time.Second {
 				t.Fatalf("VIPs present=%v lifetime=%s, want installed with 1s", present, lt)
 			}
@@ -285,6 +292,9 @@ func TestFenceLoop(t *testing.T) {
 			}
 			if err := set.Add(context.Background()); !errors.Is(err, ErrNoLease) {
 				t.Errorf("Add after revocation = %v, want ErrNoLease", err)
+			}
+			if f.Holds(claim) {
+				t.Error("Holds true after revocation")
 			}
 			waitFor(t, clock, 0, "status", func() bool { s, _ := f.Status(k); return s.Fenced })
 			if s, _ := f.Status(k); s.Reason != tc.wantReason {
@@ -387,6 +397,224 @@ func TestStopWaitsForRelease(t *testing.T) {
 			<-done
 			if r := m.Owners()[k.String()]; r.Node != "" {
 				t.Errorf("record after stop: owner %q, want released", r.Node)
+			}
+		})
+	}
+}
+
+// recFx records the core's effects.
+type recFx struct {
+	answers   []error
+	installed bool
+	bound     time.Time
+	renewals  int
+	releases  int
+}
+
+func (x *recFx) claim(Key, uint64, int, time.Duration, uint64, time.Time) {}
+func (x *recFx) renew(map[Key]uint64, time.Time)                          { x.renewals++ }
+func (x *recFx) release(Key, uint64)                                      { x.releases++ }
+func (x *recFx) hold(_ Key, b time.Time) {
+	x.bound = b
+	if b.IsZero() {
+		x.installed = false
+	}
+}
+func (x *recFx) reinstall(_ Key, b time.Time) { x.bound, x.installed = b, true }
+func (x *recFx) answer(_ Key, err error)      { x.answers = append(x.answers, err) }
+func (x *recFx) logf(Key, string, ...any)     {}
+
+// TestLapse: an owner whose lease runs out while gossip shows a quorum
+// (a Raft leader change) removes its VIPs at once but stays admitted for
+// Grace, and gets them back if a renewal at its epoch commits meanwhile.
+func TestLapse(t *testing.T) {
+	k := Key{VRID: 51, Interface: "eth0"}
+	base := time.Unix(1000, 0)
+	p := DefaultParams()
+	tests := []struct {
+		name  string
+		grace time.Duration
+		// during runs at lease end + 100 ms (inside the grace).
+		during     func(c *core, now time.Time)
+		wantPhase  phase
+		wantRevoke bool
+		wantReason string
+		wantVIPs   bool
+	}{
+		{"renewal commits within the grace: VIPs back, no revoke", p.Grace, func(c *core, now time.Time) {
+			c.renewDone(now, now.Add(-10*time.Millisecond), map[Key]uint64{k: 1}, nil, nil)
+		}, phOwned, false, "", true},
+		{"nothing commits: revoked when the grace ends", p.Grace, func(*core, time.Time) {}, phIdle, true, ReasonExpired, false},
+		{"gossip loses the quorum meanwhile: revoked", p.Grace, func(c *core, now time.Time) { c.members(now, 1, 3) }, phIdle, true, ReasonNoQuorum, false},
+		{"a foreign claim is applied meanwhile: revoked", p.Grace, func(c *core, now time.Time) {
+			c.owners(now, map[Key]Record{k: {Node: "B", Epoch: 2, Prev: "A", Applied: now}})
+		}, phIdle, true, ReasonTaken, false},
+		{"renewal refused (stale epoch): revoked", p.Grace, func(c *core, now time.Time) {
+			c.renewDone(now, now, map[Key]uint64{k: 1}, []Key{k}, nil)
+		}, phIdle, true, ReasonRenewalRef, false},
+		{"a renewal sent before the lapse commits late: still lapsed", p.Grace, func(c *core, now time.Time) {
+			c.renewDone(now, now.Add(-p.Lease-time.Millisecond), map[Key]uint64{k: 1}, nil, nil)
+		}, phIdle, true, ReasonExpired, false},
+		{"no grace: revoked at the lease end", 0, func(*core, time.Time) {}, phIdle, true, ReasonExpired, false},
+		{"expiry found late (paused process): revoked at once", -p.Grace, func(*core, time.Time) {}, phIdle, true, ReasonExpired, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pp := p
+			// A negative grace here: the default one, and the loop runs
+			// again only a second after the lease end.
+			pp.Grace = max(tc.grace, -tc.grace)
+			late := tc.grace < 0
+			fx := &recFx{}
+			c := newCore(pp, "A", fx)
+			c.members(base, 3, 3)
+			c.admit(base, k, 150)
+			c.claimDone(base, k, 1, 1, nil)
+			c.owners(base, map[Key]Record{k: {Node: "A", Epoch: 1, Applied: base}})
+			fx.installed = true // VRRP's Add after the admission
+			if len(fx.answers) != 1 || fx.answers[0] != nil {
+				t.Fatalf("answers %v, want one admission", fx.answers)
+			}
+			end := base.Add(p.Lease)
+			if late {
+				end = end.Add(time.Second)
+			}
+			c.tick(end)
+			if tc.grace > 0 && !late {
+				if e := c.ents[k]; e.phase != phLapsed || fx.installed || len(fx.answers) != 1 {
+					t.Fatalf("at lease end: phase %s, VIPs %v, answers %v; want lapsed, removed, no revoke", e.phase, fx.installed, fx.answers)
+				}
+			}
+			tc.during(c, end.Add(100*time.Millisecond))
+			if !late {
+				c.tick(end.Add(tc.grace + time.Millisecond))
+			}
+			e := c.ents[k]
+			if e.phase != tc.wantPhase {
+				t.Errorf("phase %s, want %s", e.phase, tc.wantPhase)
+			}
+			if revoked := len(fx.answers) > 1 && fx.answers[1] != nil; revoked != tc.wantRevoke {
+				t.Errorf("revoked %v (answers %v), want %v", revoked, fx.answers, tc.wantRevoke)
+			}
+			if e.reason != tc.wantReason {
+				t.Errorf("reason %q, want %q", e.reason, tc.wantReason)
+			}
+			if fx.installed != tc.wantVIPs {
+				t.Errorf("VIPs installed %v, want %v", fx.installed, tc.wantVIPs)
+			}
+		})
+	}
+}
+
+// TestHoldsOnOwnClock: Holds reads the write bound against the clock, so a
+// director paused past its lease says no before its loop has run.
+func TestHoldsOnOwnClock(t *testing.T) {
+	claim := vrrp.Claim{Instance: "VI_1", VRID: 51, Interface: "eth0"}
+	k := KeyOf(claim)
+	for _, tc := range []struct {
+		name    string
+		guarded bool
+		after   time.Duration // clock advance after the bound was set
+		want    bool
+	}{
+		{"just renewed", true, 0, true},
+		{"within the bound", true, 1200 * time.Millisecond, true},
+		{"paused past the bound", true, 1300 * time.Millisecond, false},
+		{"not a guarded instance", false, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			f, err := New(Options{Node: "self", Params: DefaultParams(), Cluster: newMemCluster(clock), Clock: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.guarded {
+				f.Guard(k, 100, &memAddrs{})
+				fenceFx{f}.hold(k, clock.Now().Add(DefaultParams().hold()))
+			}
+			clock.Advance(tc.after)
+			if got := f.Holds(claim); got != tc.want {
+				t.Errorf("Holds = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGossipHint: gossip showing fewer than a quorum ends an ownership at
+// once, unless a proposal of ours committed within two renewal periods
+// (after a heal gossip lags behind Raft by seconds).
+func TestGossipHint(t *testing.T) {
+	k := Key{VRID: 51, Interface: "eth0"}
+	base := time.Unix(1000, 0)
+	p := DefaultParams()
+	tests := []struct {
+		name string
+		// hintAt is when gossip turns to 1 of 3 alive, after the admission
+		// (claim committed at base) and a renewal sent at base+Renew that
+		// committed at once.
+		hintAt     time.Duration
+		wantRevoke bool
+	}{
+		{"fresh commit: kept", p.Renew + p.Renew/2, false},
+		{"no commit for two periods: revoked", p.Renew + 2*p.Renew, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &recFx{}
+			c := newCore(p, "A", fx)
+			c.members(base, 3, 3)
+			c.admit(base, k, 150)
+			c.claimDone(base, k, 1, 1, nil)
+			c.owners(base, map[Key]Record{k: {Node: "A", Epoch: 1, Applied: base}})
+			r := base.Add(p.Renew)
+			c.renewDone(r, r, map[Key]uint64{k: 1}, nil, nil)
+			c.members(base.Add(tc.hintAt), 1, 3)
+			revoked := len(fx.answers) > 1 && fx.answers[1] != nil
+			if revoked != tc.wantRevoke {
+				t.Errorf("revoked %v (answers %v), want %v", revoked, fx.answers, tc.wantRevoke)
+			}
+			// Gossip's verdict counts again once commits stop.
+			c.members(base.Add(tc.hintAt+2*p.Renew), 1, 3)
+			if len(fx.answers) < 2 || fx.answers[1] == nil || c.ents[k].reason != ReasonNoQuorum {
+				t.Errorf("still owned with gossip showing no quorum and no commit: answers %v, reason %q", fx.answers, c.ents[k].reason)
+			}
+		})
+	}
+}
+
+// TestRenewalsOverlap: a renewal stuck on a dead Raft leader does not hold
+// back the next one (up to maxInflight), and whichever commits extends the
+// lease from its own send time.
+func TestRenewalsOverlap(t *testing.T) {
+	k := Key{VRID: 51, Interface: "eth0"}
+	base := time.Unix(1000, 0)
+	p := DefaultParams()
+	for _, tc := range []struct {
+		name         string
+		periods      int // renewal periods passed with no answer
+		wantRenewals int
+	}{
+		{"one unanswered: the next goes out", 2, 2},
+		{"three unanswered: capped", 5, maxInflight},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &recFx{}
+			c := newCore(p, "A", fx)
+			c.members(base, 3, 3)
+			c.admit(base, k, 150)
+			c.claimDone(base, k, 1, 1, nil)
+			c.owners(base, map[Key]Record{k: {Node: "A", Epoch: 1, Applied: base}})
+			for i := 1; i <= tc.periods; i++ {
+				c.tick(base.Add(time.Duration(i) * p.Renew))
+			}
+			if fx.renewals != tc.wantRenewals {
+				t.Fatalf("renewals proposed %d, want %d", fx.renewals, tc.wantRenewals)
+			}
+			// The last one commits; the earlier stay stuck.
+			sent := base.Add(time.Duration(tc.wantRenewals) * p.Renew)
+			c.renewDone(sent.Add(time.Millisecond), sent, map[Key]uint64{k: 1}, nil, nil)
+			if got := c.ents[k].leaseSent; !got.Equal(sent) {
+				t.Errorf("lease from %s, want from the committed renewal's send %s", got.Sub(base), sent.Sub(base))
 			}
 		})
 	}

@@ -24,12 +24,28 @@ type Params struct {
 	// ClaimTimeout bounds one claim, renewal or release proposal (default
 	// 2L): a minority's proposal never commits, so it must give up.
 	ClaimTimeout time.Duration
+	// Grace is how long an owner whose lease ran out, while gossip still
+	// shows a quorum, keeps VRRP MASTER (VIPs removed) and keeps renewing
+	// before it gives up (0: it gives up at once). A Raft leader change
+	// stalls every commit for about a second, longer than the lease: the
+	// owner then gets its VIPs back when a renewal commits instead of
+	// handing the VRID over and taking it back by preemption. Its adverts
+	// hold the backups down meanwhile, so a takeover it delays is one
+	// whose wait for this owner's lease runs anyway (see DefaultParams).
+	Grace time.Duration
 }
 
 // DefaultParams are safe for advert_int 1 s (fencing.md 7).
 func DefaultParams() Params {
-	return Params{Lease: time.Second, Renew: 250 * time.Millisecond, Drift: 0.01}
+	p := Params{Lease: time.Second, Renew: 250 * time.Millisecond, Drift: 0.01}
+	p.Grace = p.DefaultGrace()
+	return p
 }
+
+// DefaultGrace is Lease - Renew: lease + grace stays below Wait, so
+// a takeover that must wait for this owner's lease (its Raft cut, its
+// adverts still heard) is not made later by the grace.
+func (p Params) DefaultGrace() time.Duration { return p.Lease - p.Renew }
 
 // Validate checks the settings against each other.
 func (p Params) Validate() error {
@@ -40,6 +56,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("fence: renew %s must be positive and shorter than the lease %s", p.Renew, p.Lease)
 	case p.Drift < 0 || p.Drift >= 0.5:
 		return fmt.Errorf("fence: clock drift %g must be in [0, 0.5)", p.Drift)
+	case p.Grace < 0:
+		return fmt.Errorf("fence: grace %s must not be negative", p.Grace)
 	}
 	return nil
 }

@@ -122,6 +122,8 @@ func (f simFx) hold(k Key, bound time.Time) {
 		f.s.write(n, bound)
 	}
 }
+func (f simFx) reinstall(k Key, bound time.Time) { f.s.write(f.n, bound) }
+
 func (f simFx) answer(k Key, err error) {
 	n := f.n
 	if err == nil && !n.admitted {

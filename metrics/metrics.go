@@ -74,7 +74,7 @@ type FenceInstance struct {
 // FenceReasons are the reasons reported by hakeep_fence_instance_fenced
 // (one series per reason, 1 for the current one).
 var FenceReasons = []string{fence.ReasonNoQuorum, fence.ReasonExpired, fence.ReasonRefused, fence.ReasonWaiting,
-	fence.ReasonTaken, fence.ReasonRenewalRef}
+	fence.ReasonTaken, fence.ReasonRenewalRef, fence.ReasonLapsed}
 
 // Reload is the last reload's outcome, as Prometheus's own
 // ..._config_last_reload_successful series report theirs.

@@ -308,6 +308,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return errors.New("vrrp manager: Run called twice")
 	}
 	m.started = true
+	ensureHeadroom()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m.runCtx = runCtx

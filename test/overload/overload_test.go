@@ -121,7 +121,14 @@ func runOverload(t testing.TB, m master, ld load, d time.Duration) *result {
 	sock := filepath.Join(h1dir, "hakeepd.sock")
 	switch m {
 	case hakeepdMaster:
-		if _, err := l.StartHakeepd(hk, "h1", vrrpConf("h1", 150)+checksConf(ld)); err != nil {
+		path := filepath.Join(h1dir, "hakeepd.conf")
+		if err := os.WriteFile(path, []byte(vrrpConf("h1", 150)+checksConf(ld)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// Only the flags every hakeepd has, so an older build can be
+		// measured the same way (HAKEEPD_BIN).
+		if _, err := l.Start("h1", "hakeepd", hk, "-n", "-l", "-f", path,
+			"-p", filepath.Join(h1dir, "hakeepd.pid"), "-api", sock); err != nil {
 			t.Fatal(err)
 		}
 	case keepalivedMaster:
