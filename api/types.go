@@ -144,7 +144,8 @@ type Instance struct {
 type InstanceFence struct {
 	// Reason is why the instance is fenced now ("" when it is not): no
 	// quorum, lease expired, claim refused, waiting for previous owner's
-	// lease, claimed by another director, renewal refused.
+	// lease, claimed by another director, renewal refused, lease lapsed
+	// (VIPs removed while renewals go on for a grace).
 	Reason string `json:"reason,omitempty"`
 	Detail string `json:"detail,omitempty"`
 	// Owner and Epoch are the replicated ownership record as applied here.

@@ -72,6 +72,7 @@ type asyncHandler struct {
 }
 
 type logQueue struct {
+	root    slog.Handler // the output without any record's attributes: for the drop reports
 	mu      sync.RWMutex // Handle holds it shared; close exclusively
 	closed  bool
 	ch      chan logItem
@@ -85,7 +86,7 @@ type logItem struct {
 }
 
 func newAsyncHandler(inner slog.Handler, n int) *asyncHandler {
-	q := &logQueue{ch: make(chan logItem, n), done: make(chan struct{})}
+	q := &logQueue{root: inner, ch: make(chan logItem, n), done: make(chan struct{})}
 	go q.run()
 	return &asyncHandler{inner: inner, q: q}
 }
@@ -124,29 +125,25 @@ func (h *asyncHandler) dropped() uint64 { return h.q.dropped.Load() }
 func (q *logQueue) run() {
 	defer close(q.done)
 	var reported uint64
-	var last slog.Handler
 	for it := range q.ch {
 		it.h.Handle(context.Background(), it.r)
-		last = it.h
 		if len(q.ch) == 0 {
-			reported = q.report(last, reported)
+			reported = q.report(reported)
 		}
 	}
-	if last != nil {
-		q.report(last, reported)
-	}
+	q.report(reported)
 }
 
 // report writes one record saying how many were dropped since the last
-// report, through the handler of the record just written.
-func (q *logQueue) report(h slog.Handler, reported uint64) uint64 {
+// report (once the queue is empty again, so the report is not dropped).
+func (q *logQueue) report(reported uint64) uint64 {
 	n := q.dropped.Load()
 	if n == reported {
 		return n
 	}
 	r := slog.NewRecord(time.Now(), slog.LevelWarn, "log records dropped: the log output did not keep up", 0)
 	r.AddAttrs(slog.Uint64("dropped", n-reported), slog.Uint64("dropped_total", n))
-	h.Handle(context.Background(), r)
+	q.root.Handle(context.Background(), r)
 	return n
 }
 
