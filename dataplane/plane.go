@@ -23,6 +23,7 @@ import (
 	"hakeep/checks"
 	"hakeep/config"
 	"hakeep/consensus"
+	"hakeep/internal/owner"
 	"hakeep/lvs"
 )
 
@@ -77,14 +78,13 @@ type Plane struct {
 	opts Options
 	log  *slog.Logger
 
-	events chan func(*state) // run on the owner goroutine
-	snap   atomic.Pointer[Snapshot]
+	loop *owner.Loop[*state] // runs events on the owner goroutine
+	ran  atomic.Bool
+	snap atomic.Pointer[Snapshot]
 	// masters is the latest MASTER set (latest wins; SetMasters never
 	// blocks its caller, the VRRP side).
 	masters     atomic.Pointer[map[string]bool]
 	mastersKick chan struct{}
-	started     chan struct{} // closed when Run owns the state
-	done        chan struct{} // closed when Run returned
 }
 
 // New prepares a plane for cfg; Run starts it.
@@ -94,10 +94,8 @@ func New(cfg *config.Config, opts Options) *Plane {
 	}
 	p := &Plane{
 		opts: opts, log: opts.Log,
-		events:      make(chan func(*state)),
+		loop:        owner.New[*state](ErrNotRunning),
 		mastersKick: make(chan struct{}, 1),
-		started:     make(chan struct{}),
-		done:        make(chan struct{}),
 	}
 	p.snap.Store(&Snapshot{Config: cfg})
 	return p
@@ -128,29 +126,7 @@ func (p *Plane) SetMasters(masters map[string]bool) {
 var ErrNotRunning = errors.New("checks+ipvs: not running")
 
 // do runs f on the owner goroutine and waits for it, or for ctx.
-func (p *Plane) do(ctx context.Context, f func(*state)) error {
-	select {
-	case <-p.started:
-	case <-p.done:
-		return ErrNotRunning
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	done := make(chan struct{})
-	select {
-	case p.events <- func(s *state) { f(s); close(done) }:
-	case <-p.done:
-		return ErrNotRunning
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (p *Plane) do(ctx context.Context, f func(*state)) error { return p.loop.Do(ctx, f) }
 
 // Ping answers when the owner goroutine is free (the watchdog's test).
 func (p *Plane) Ping(ctx context.Context) error {
@@ -192,12 +168,10 @@ type state struct {
 // Run runs the checks and the IPVS table until ctx is done. At stop the
 // IPVS table stays unless lvs_flush_on_stop says otherwise.
 func (p *Plane) Run(ctx context.Context) error {
-	select {
-	case <-p.started:
+	if !p.ran.CompareAndSwap(false, true) {
 		return errors.New("checks+ipvs: Run called twice")
-	default:
 	}
-	defer close(p.done)
+	defer p.loop.Stop()
 	cfg := p.snap.Load().Config
 	s := &state{p: p, ctx: ctx, cfg: cfg, health: map[lvs.HealthKey]lvs.RSHealth{}}
 	copts := checks.Options{
@@ -232,7 +206,7 @@ func (p *Plane) Run(ctx context.Context) error {
 	}()
 	s.maybeStartIPVS()
 	s.publish()
-	close(p.started)
+	p.loop.Start()
 	s.replan()
 
 	var changes <-chan consensus.Change
@@ -255,7 +229,7 @@ func (p *Plane) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case f := <-p.events:
+		case f := <-p.loop.Events():
 			f(s)
 		case t, ok := <-s.checks.Transitions():
 			if !ok {

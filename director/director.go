@@ -25,6 +25,7 @@ import (
 	"hakeep/consensus"
 	"hakeep/dataplane"
 	"hakeep/fence"
+	"hakeep/internal/owner"
 	"hakeep/lvs"
 	"hakeep/mail"
 	"hakeep/script"
@@ -73,16 +74,15 @@ type Director struct {
 	opts Options
 	log  *slog.Logger
 
-	events chan func(*loop)
-	view   atomic.Pointer[view]
+	loop *owner.Loop[*loop] // runs events on the director's loop
+	ran  atomic.Bool
+	view atomic.Pointer[view]
 
 	// Set in Run before any subsystem starts, then only read.
 	mail     *mail.Client
 	notifier *vrrp.ScriptNotifier
 	masters  *masterWatch
 	fence    *fence.Fence // nil without a cluster block
-	started  chan struct{}
-	done     chan struct{}
 }
 
 // view is what the loop publishes: an immutable snapshot.
@@ -107,8 +107,7 @@ func New(opts Options, cfg *config.Config) (*Director, error) {
 	if _, err := vrrp.FromConfig(cfg); err != nil {
 		return nil, err
 	}
-	d := &Director{opts: opts, log: opts.Log, events: make(chan func(*loop)),
-		started: make(chan struct{}), done: make(chan struct{})}
+	d := &Director{opts: opts, log: opts.Log, loop: owner.New[*loop](ErrStopped)}
 	d.view.Store(&view{cfg: cfg, reload: ReloadOutcome{Source: "start", At: time.Now(), LastSuccess: time.Now()}})
 	return d, nil
 }
@@ -119,10 +118,8 @@ func (d *Director) current() *view { return d.view.Load() }
 // Run starts the subsystems and supervises them until ctx is done; then it
 // stops them in order (VRRP last-gasp adverts first, then the rest).
 func (d *Director) Run(ctx context.Context) error {
-	select {
-	case <-d.started:
+	if !d.ran.CompareAndSwap(false, true) {
 		return errors.New("director: Run called twice")
-	default:
 	}
 	v := *d.current()
 	cfg := v.cfg
@@ -189,13 +186,13 @@ func (d *Director) Run(ctx context.Context) error {
 		defer close(loopDone)
 		l.run(loopCtx)
 	}()
-	close(d.started)
+	d.loop.Start()
 	Supervise(ctx, d.log, DefaultBackoff, subs...)
 	// The subsystems are stopped; only then does the loop stop, so a
 	// subsystem's last event is never left waiting.
 	stopLoop()
 	<-loopDone
-	close(d.done)
+	d.loop.Stop()
 	if d.notifier != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		d.notifier.Close(cctx)
@@ -224,27 +221,7 @@ func (d *Director) newPlane(cfg *config.Config, node *consensus.Node) *dataplane
 var ErrStopped = errors.New("director is not running")
 
 // do runs f on the director's loop and waits for it, or for ctx.
-func (d *Director) do(ctx context.Context, f func(*loop)) error {
-	select {
-	case <-d.started:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	done := make(chan struct{})
-	select {
-	case d.events <- func(l *loop) { f(l); close(done) }:
-	case <-d.done:
-		return ErrStopped
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (d *Director) do(ctx context.Context, f func(*loop)) error { return d.loop.Do(ctx, f) }
 
 // Alive reports whether the director's loop and the checks + IPVS loop
 // answer before ctx ends: the systemd watchdog's test, so a wedged daemon

@@ -45,7 +45,7 @@ func (l *loop) run(ctx context.Context) {
 				retry.Stop()
 			}
 			return
-		case f := <-l.d.events:
+		case f := <-l.d.loop.Events():
 			f(l)
 		case <-retryC:
 			retryC = nil

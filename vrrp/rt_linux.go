@@ -15,6 +15,18 @@ import (
 // of the thread that creates them, so calling it early in main covers the
 // Go runtime's threads. Processes started afterwards inherit it too: start
 // scripts under a Runner only if that is wanted, or reset the policy.
+//
+// hakeepd does not call it by default (issue 10). keepalived's
+// vrrp_rt_priority makes only its VRRP process real-time, and bounds it
+// with RLIMIT_RTTIME (10 ms between blocking calls); here every thread of
+// the daemon would be real-time, the health checks and the data plane's
+// planner included (one plan of 2,000 services ran 245 ms on a CPU at a
+// stretch), which could starve the rest of the machine and would trip
+// such a limit. Measured in the overload lab it did not help against the
+// daemon's own load (the GOMAXPROCS headroom does, headroom.go); it did
+// cut the worst gap under two foreign busy loops (205 -> 124 ms at
+// advert_int 0.1). It is safe where VRRP runs alone (hakeepd -P), which is
+// where vrrp_rt_priority should apply it.
 func SetRealtime(prio int) error {
 	if prio < 0 || prio > 99 {
 		return fmt.Errorf("real-time priority %d not 0..99", prio)
