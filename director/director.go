@@ -171,7 +171,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 	if d.opts.VRRP {
 		d.masters = newMasterWatch(v.plane)
-		d.masters.hand() // nothing is MASTER before VRRP says so
+		d.masters.hand(nil) // nothing is MASTER before VRRP says so
 		subs = append(subs, Subsystem{Name: "vrrp", Run: d.runVRRP})
 	}
 	if d.opts.APISocket != "" {
@@ -223,12 +223,17 @@ var ErrStopped = errors.New("director is not running")
 // do runs f on the director's loop and waits for it, or for ctx.
 func (d *Director) do(ctx context.Context, f func(*loop)) error { return d.loop.Do(ctx, f) }
 
-// Alive reports whether the director's loop and the checks + IPVS loop
-// answer before ctx ends: the systemd watchdog's test, so a wedged daemon
+// Alive reports whether the director's loop, the VRRP loop and the checks
+// + IPVS loop answer before ctx ends: the systemd watchdog's test, so a wedged daemon
 // is restarted.
 func (d *Director) Alive(ctx context.Context) error {
 	if err := d.do(ctx, func(*loop) {}); err != nil {
 		return fmt.Errorf("director loop: %w", err)
+	}
+	if m := d.current().vrrp; m != nil && m.Running() {
+		if err := m.Ping(ctx); err != nil && m.Running() {
+			return fmt.Errorf("vrrp loop: %w", err)
+		}
 	}
 	if p := d.current().plane; p != nil {
 		if err := p.Ping(ctx); err != nil && !errors.Is(err, dataplane.ErrNotRunning) {

@@ -2,7 +2,6 @@ package director
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"hakeep/config"
@@ -30,7 +29,7 @@ func (d *Director) runVRRP(ctx context.Context) error {
 			d.notifier.Alerter = d.mail
 		}
 	}
-	d.masters.reset()
+	d.masters.hand(nil) // a new manager: nothing is MASTER yet
 	// Without a cluster every claim is admitted, as keepalived does; with
 	// one, fenced instances ask the fence (fencing.md).
 	var gate vrrp.Gate = vrrp.AlwaysAdmit{}
@@ -39,7 +38,7 @@ func (d *Director) runVRRP(ctx context.Context) error {
 	}
 	m, err := vrrp.New(set, vrrp.Options{
 		Addresses:      addressFactory(d.log, d.fence, func() *config.Config { return d.current().cfg }),
-		Notifier:       d.masters.wrap(d.notifier),
+		Notifier:       d.notifier,
 		Gate:           gate,
 		ScriptUser:     g.ScriptUser,
 		ScriptGroup:    g.ScriptGroup,
@@ -54,7 +53,15 @@ func (d *Director) runVRRP(ctx context.Context) error {
 		defer close(registered)
 		d.do(ctx, func(l *loop) { l.vrrpUp(m, cfg) })
 	}()
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		d.masters.follow(wctx, m)
+	}()
 	err = m.Run(ctx)
+	stopWatch()
+	<-watched
 	<-registered
 	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	d.do(dctx, func(l *loop) { l.vrrpDown(m) })
@@ -76,68 +83,40 @@ func vrrpSet(cfg *config.Config) (*vrrp.Set, error) {
 }
 
 // masterWatch tells the data plane which instances are MASTER (for
-// ha_suspend services) from the VRRP notifications. It runs on the VRRP
-// event loop, so it only records and hands on: it never blocks.
+// ha_suspend services), from the VRRP manager's published status: it
+// follows Watch's coalesced signals, so it never blocks the VRRP loop and
+// never misses the latest state.
 type masterWatch struct {
 	plane *dataplane.Plane // nil with -P
-
-	mu     sync.Mutex
-	states map[string]vrrp.State
 }
 
-func newMasterWatch(p *dataplane.Plane) *masterWatch {
-	return &masterWatch{plane: p, states: map[string]vrrp.State{}}
-}
+func newMasterWatch(p *dataplane.Plane) *masterWatch { return &masterWatch{plane: p} }
 
-// reset forgets the states of a manager that stopped: nothing is MASTER
-// until the new one says so.
-func (w *masterWatch) reset() {
-	w.mu.Lock()
-	clear(w.states)
-	w.mu.Unlock()
-	w.hand()
-}
-
-func (w *masterWatch) notify(e vrrp.Event) {
-	if e.Group {
-		return
-	}
-	w.mu.Lock()
-	w.states[e.Name] = e.State
-	w.mu.Unlock()
-	w.hand()
-}
-
-func (w *masterWatch) hand() {
+// hand tells the plane the MASTER set of sts (latest wins, never blocks).
+func (w *masterWatch) hand(sts []vrrp.InstanceStatus) {
 	if w.plane == nil {
 		return
 	}
-	w.mu.Lock()
-	masters := make(map[string]bool, len(w.states))
-	for name, st := range w.states {
-		if st == vrrp.StateMaster {
-			masters[name] = true
+	masters := map[string]bool{}
+	for _, st := range sts {
+		if st.State == vrrp.StateMaster.String() {
+			masters[st.Name] = true
 		}
 	}
-	w.mu.Unlock()
-	w.plane.SetMasters(masters) // never blocks
+	w.plane.SetMasters(masters)
 }
 
-// wrap returns a notifier that records states, then notifies next.
-func (w *masterWatch) wrap(next *vrrp.ScriptNotifier) vrrp.Notifier {
-	return watchingNotifier{w: w, next: next}
+// follow hands on m's MASTER set at every change until ctx ends.
+func (w *masterWatch) follow(ctx context.Context, m *vrrp.Manager) {
+	ch, stop := m.Watch()
+	defer stop()
+	w.hand(m.Status())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			w.hand(m.Status())
+		}
+	}
 }
-
-type watchingNotifier struct {
-	w    *masterWatch
-	next *vrrp.ScriptNotifier
-}
-
-func (n watchingNotifier) Notify(e vrrp.Event) {
-	n.w.notify(e)
-	n.next.Notify(e)
-}
-
-// Close lets the manager wait for the notify scripts at shutdown, as it
-// does with a bare ScriptNotifier.
-func (n watchingNotifier) Close(ctx context.Context) error { return n.next.Close(ctx) }
