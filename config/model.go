@@ -262,6 +262,9 @@ type Notify struct {
 	Any     string `json:"notify,omitempty"`
 	// MasterRxLowerPri: notify_master_rx_lower_pri.
 	MasterRxLowerPri string `json:"notify_master_rx_lower_pri,omitempty"`
+	// Fenced is hakeep's notify_fenced: run instead of notify_fault when
+	// the cluster's quorum gate refuses or revokes MASTER.
+	Fenced string `json:"notify_fenced,omitempty"`
 }
 
 // State values for VRRPInstance.State.

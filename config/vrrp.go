@@ -464,6 +464,8 @@ var notifyKeywords = map[string]func(p *parser, n *node, nt *Notify){
 	"notify_deleted":             notifyHandler(func(nt *Notify, s string) { nt.Deleted = s }),
 	"notify":                     notifyHandler(func(nt *Notify, s string) { nt.Any = s }),
 	"notify_master_rx_lower_pri": notifyHandler(func(nt *Notify, s string) { nt.MasterRxLowerPri = s }),
+	// hakeep's: the script for FENCED (vrrp.ScriptNotifier).
+	"notify_fenced": notifyHandler(func(nt *Notify, s string) { nt.Fenced = s }),
 }
 
 func init() {

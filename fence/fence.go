@@ -70,6 +70,10 @@ type guard struct {
 	set   Addresses
 	bound time.Time // writes must end by it; zero forbids them
 	prio  int       // the instance's configured priority (under Fence.mu)
+	// wantUp: VRRP asked for the VIPs (Add) and has not removed them; an
+	// Add refused for want of lease time is then made by the next
+	// committed renewal. up: they are installed.
+	wantUp, up bool
 }
 
 // New returns a fence; call Run.
@@ -191,19 +195,33 @@ var ErrNoLease = errors.New("fenced: this director holds no lease for the instan
 func (a guarded) Add(ctx context.Context) error {
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
+	a.g.wantUp = true
 	lt := lifetimeAt(a.g.bound, a.f.opt.Clock.Now())
 	if lt == 0 {
+		// A claim that took long to commit (an election under way) can
+		// leave less than a second of lease: the next committed renewal
+		// installs the VIPs (fenceFx.hold).
 		return ErrNoLease
 	}
-	if err := a.g.set.Refresh(ctx, lt); err != nil {
+	return a.g.install(ctx, lt)
+}
+
+// install writes the VIPs with lifetime lt; g.mu is held.
+func (g *guard) install(ctx context.Context, lt time.Duration) error {
+	if err := g.set.Refresh(ctx, lt); err != nil {
 		return err
 	}
-	return a.g.set.Add(ctx)
+	if err := g.set.Add(ctx); err != nil {
+		return err
+	}
+	g.up = true
+	return nil
 }
 
 func (a guarded) Remove(ctx context.Context) error {
 	a.g.mu.Lock()
 	defer a.g.mu.Unlock()
+	a.g.wantUp, a.g.up = false, false
 	return a.g.set.Remove(ctx)
 }
 
@@ -272,16 +290,28 @@ func (x fenceFx) hold(k Key, bound time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if bound.IsZero() {
+		g.up = false
 		if err := g.set.Remove(ctx); err != nil {
 			f.log.Error("fence: remove VIPs", "key", k.String(), "err", err)
 		}
 		return
 	}
-	// Refresh only rewrites installed addresses; inactive sets remember it.
-	if lt := lifetimeAt(bound, f.opt.Clock.Now()); lt > 0 {
-		if err := g.set.Refresh(ctx, lt); err != nil {
-			f.log.Warn("fence: refresh VIP lifetimes", "key", k.String(), "err", err)
+	lt := lifetimeAt(bound, f.opt.Clock.Now())
+	if lt == 0 {
+		return
+	}
+	if g.wantUp && !g.up {
+		// VRRP's Add was refused for want of lease time: make it now.
+		if err := g.install(ctx, lt); err != nil {
+			f.log.Error("fence: add VIPs", "key", k.String(), "err", err)
+		} else {
+			f.log.Info("fence: VIPs installed on a committed renewal", "key", k.String(), "lifetime", lt)
 		}
+		return
+	}
+	// Refresh only rewrites installed addresses; inactive sets remember it.
+	if err := g.set.Refresh(ctx, lt); err != nil {
+		f.log.Warn("fence: refresh VIP lifetimes", "key", k.String(), "err", err)
 	}
 }
 
@@ -302,10 +332,7 @@ func (x fenceFx) reinstall(k Key, bound time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := g.set.Refresh(ctx, lt); err != nil {
-		f.log.Warn("fence: refresh VIP lifetimes", "key", k.String(), "err", err)
-	}
-	if err := g.set.Add(ctx); err != nil {
+	if err := g.install(ctx, lt); err != nil {
 		f.log.Error("fence: add VIPs back", "key", k.String(), "err", err)
 	}
 }

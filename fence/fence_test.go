@@ -619,3 +619,37 @@ func TestRenewalsOverlap(t *testing.T) {
 		})
 	}
 }
+
+// A claim that commits with less than a second of lease left (an election
+// was under way) makes VRRP's Add fail; the next committed renewal must
+// install the VIPs, or the MASTER would hold none for good.
+func TestRefusedAddInstalledByRenewal(t *testing.T) {
+	k := KeyOf(vrrp.Claim{Instance: "VI_1", VRID: 51, Interface: "eth0"})
+	clock := newFakeClock()
+	f, err := New(Options{Node: "self", Params: DefaultParams(), Cluster: newMemCluster(clock), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := &memAddrs{}
+	set := f.Guard(k, 100, addrs)
+	fx := fenceFx{f}
+	fx.hold(k, clock.Now().Add(500*time.Millisecond)) // admitted late
+	if err := set.Add(context.Background()); !errors.Is(err, ErrNoLease) {
+		t.Fatalf("Add with 0.5 s of lease = %v, want ErrNoLease", err)
+	}
+	if present, _, _ := addrs.state(); present {
+		t.Fatal("VIPs installed without a whole second of lease")
+	}
+	fx.hold(k, clock.Now().Add(DefaultParams().hold())) // a renewal commits
+	if present, lt, _ := addrs.state(); !present || lt != time.Second {
+		t.Fatalf("after the renewal: present=%v lifetime=%s, want installed with 1s", present, lt)
+	}
+	// Removed by VRRP: a later renewal must not bring them back.
+	if err := set.Remove(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fx.hold(k, clock.Now().Add(DefaultParams().hold()))
+	if present, _, _ := addrs.state(); present {
+		t.Error("a renewal installed VIPs that VRRP had removed")
+	}
+}

@@ -26,7 +26,9 @@
 // Master_Down_Interval. A later value (or close) revokes: one priority-0
 // advert, VIPs removed, FENCED. The claim's context is cancelled when the
 // instance withdraws it, and Release is called when an admitted instance
-// leaves MASTER. AlwaysAdmit is plain keepalived behaviour.
+// leaves MASTER. AlwaysAdmit is plain keepalived behaviour. Notify scripts
+// see FENCED as keepalived's FAULT (notify.go): notify_fenced runs if set,
+// else notify_fault, and the generic notify script gets FAULT.
 //
 // The timer path waits on nothing else (issue 10). Status reads a view the
 // loop publishes after each change (never a round trip through the loop);

@@ -113,7 +113,7 @@ func FromConfig(c *config.Config) (*Set, error) {
 }
 
 func notifySpec(n config.Notify) NotifySpec {
-	return NotifySpec{Master: n.Master, Backup: n.Backup, Fault: n.Fault, Stop: n.Stop, Any: n.Any}
+	return NotifySpec{Master: n.Master, Backup: n.Backup, Fault: n.Fault, Stop: n.Stop, Any: n.Any, Fenced: n.Fenced}
 }
 
 func trackScripts(c *config.Config, owner string, refs []*config.TrackScript, weights bool) ([]TrackScript, error) {

@@ -32,6 +32,7 @@ vrrp_sync_group G1 {
     VI_6
   }
   notify "/etc/keepalived/group.sh"
+  notify_fenced "/etc/keepalived/group-fenced.sh"
   sync_group_tracking_weight
 }
 vrrp_instance VI_1 {
@@ -60,6 +61,8 @@ vrrp_instance VI_1 {
   }
   notify_master "/etc/keepalived/master.sh"
   notify "/etc/keepalived/notify.sh"
+  notify_fault "/etc/keepalived/fault.sh"
+  notify_fenced "/etc/keepalived/fenced.sh x"
   mcast_src_ip 10.0.0.11
 }
 vrrp_instance VI_6 {
@@ -110,6 +113,8 @@ func TestFromConfig(t *testing.T) {
 		{"track script interval", v1.TrackScripts[0].Interval, 2 * time.Second},
 		{"track file", v1.TrackFiles[0], TrackFile{Name: "tf1", Path: "/run/tf1", Weight: 2}},
 		{"notify", v1.Notify.Any, "/etc/keepalived/notify.sh"},
+		{"notify_fault", v1.Notify.Fault, "/etc/keepalived/fault.sh"},
+		{"notify_fenced", v1.Notify.Fenced, "/etc/keepalived/fenced.sh x"},
 		{"sync group", v1.SyncGroup, "G1"},
 		{"v6 version", v6.Version, 3},
 		{"v6", v6.IPv6, true},
@@ -118,6 +123,7 @@ func TestFromConfig(t *testing.T) {
 		{"v6 src", v6.SrcIP, netip.MustParseAddr("fe80::1")},
 		{"v6 group", v6.Group, DefaultGroup6},
 		{"group notify", set.Groups[0].Notify.Any, "/etc/keepalived/group.sh"},
+		{"group notify_fenced", set.Groups[0].Notify.Fenced, "/etc/keepalived/group-fenced.sh"},
 	}
 	for _, ch := range checks {
 		if !equal(ch.got, ch.want) {

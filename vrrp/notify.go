@@ -24,12 +24,19 @@ type Event struct {
 }
 
 // Args are keepalived's arguments to the generic notify script:
-// "INSTANCE VI_1 MASTER 100" or "GROUP G1 MASTER".
+// "INSTANCE VI_1 MASTER 100" or "GROUP G1 MASTER". FENCED is passed as
+// FAULT: scripts written for keepalived know only MASTER, BACKUP, FAULT
+// and STOP, and FAULT is the one that means "this node must not hold the
+// VIPs".
 func (e Event) Args() []string {
-	if e.Group {
-		return []string{"GROUP", e.Name, e.State.String()}
+	st := e.State
+	if st == StateFenced {
+		st = StateFault
 	}
-	return []string{"INSTANCE", e.Name, e.State.String(), strconv.Itoa(int(e.Priority))}
+	if e.Group {
+		return []string{"GROUP", e.Name, st.String()}
+	}
+	return []string{"INSTANCE", e.Name, st.String(), strconv.Itoa(int(e.Priority))}
 }
 
 // Notifier receives state changes. Notify must not block: it is called on
@@ -48,6 +55,11 @@ type Alerter interface {
 // state's own script (notify_master ...) first, then the generic notify
 // script with the event's arguments. Each instance or group has its own
 // queue, so its scripts run in order and never block the state machine.
+//
+// FENCED (hakeep's: the quorum gate refused or revoked MASTER) runs
+// notify_fenced instead of notify_fault when it is set, else notify_fault,
+// so keepalived scripts that give up the service on FAULT keep doing so;
+// the generic notify script gets FAULT as its state word (see Args).
 type ScriptNotifier struct {
 	Runner  *script.Runner
 	Alerter Alerter // optional
@@ -113,6 +125,13 @@ func (n *ScriptNotifier) run(e Event) {
 		specific = e.Scripts.Fault
 	case StateStop:
 		specific = e.Scripts.Stop
+	case StateFenced:
+		// Instead of, not besides, notify_fault: one script per state, so
+		// a fenced node does not run two handlers for one change.
+		specific = e.Scripts.Fenced
+		if specific == "" {
+			specific = e.Scripts.Fault
+		}
 	}
 	timeout := n.Timeout
 	if timeout == 0 {
@@ -151,6 +170,10 @@ func alertText(routerID string, e Event) (string, string) {
 		body = "=> VRRP Instance is nolonger owning VRRP VIPs <="
 	case StateFault:
 		body = "=> VRRP Instance is in FAULT state <="
+	case StateFenced:
+		// The mail names the real state: the reader is a person, not a
+		// keepalived script.
+		body = "=> VRRP Instance is FENCED: the cluster refused it MASTER, it holds no VIPs <="
 	default:
 		body = fmt.Sprintf("=> VRRP Instance is now %s <=", e.State)
 	}

@@ -83,9 +83,11 @@ type TrackFile struct {
 	Reverse bool
 }
 
-// NotifySpec holds notify scripts (command lines as written).
+// NotifySpec holds notify scripts (command lines as written). Fenced is
+// hakeep's notify_fenced; when empty, FENCED runs Fault.
 type NotifySpec struct {
 	Master, Backup, Fault, Stop, Any string
+	Fenced                           string
 }
 
 // SyncGroupSpec is a vrrp_sync_group.
