@@ -273,7 +273,15 @@ func (x fenceFx) release(k Key, epoch uint64) {
 	}()
 }
 
-func (x fenceFx) hold(k Key, bound time.Time) {
+func (x fenceFx) hold(k Key, bound time.Time) { x.write(k, bound, false) }
+
+func (x fenceFx) reinstall(k Key, bound time.Time) { x.write(k, bound, true) }
+
+// write sets k's bound and brings the kernel in line under the guard's
+// lock: a zero bound removes the VIPs; otherwise their lifetime is
+// refreshed, and they are added when add says so (a lapsed lease renewed)
+// or when VRRP's Add was refused for want of lease time.
+func (x fenceFx) write(k Key, bound time.Time, add bool) {
 	f := x.f
 	f.mu.Lock()
 	g := f.guards[k]
@@ -300,11 +308,10 @@ func (x fenceFx) hold(k Key, bound time.Time) {
 	if lt == 0 {
 		return
 	}
-	if g.wantUp && !g.up {
-		// VRRP's Add was refused for want of lease time: make it now.
+	if add || (g.wantUp && !g.up) {
 		if err := g.install(ctx, lt); err != nil {
 			f.log.Error("fence: add VIPs", "key", k.String(), "err", err)
-		} else {
+		} else if !add {
 			f.log.Info("fence: VIPs installed on a committed renewal", "key", k.String(), "lifetime", lt)
 		}
 		return
@@ -312,28 +319,6 @@ func (x fenceFx) hold(k Key, bound time.Time) {
 	// Refresh only rewrites installed addresses; inactive sets remember it.
 	if err := g.set.Refresh(ctx, lt); err != nil {
 		f.log.Warn("fence: refresh VIP lifetimes", "key", k.String(), "err", err)
-	}
-}
-
-func (x fenceFx) reinstall(k Key, bound time.Time) {
-	f := x.f
-	f.mu.Lock()
-	g := f.guards[k]
-	f.mu.Unlock()
-	if g == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.bound = bound
-	lt := lifetimeAt(bound, f.opt.Clock.Now())
-	if g.set == nil || lt == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := g.install(ctx, lt); err != nil {
-		f.log.Error("fence: add VIPs back", "key", k.String(), "err", err)
 	}
 }
 

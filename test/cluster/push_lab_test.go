@@ -21,8 +21,8 @@ import (
 	"hakeep/api"
 	"hakeep/internal/lab"
 	"hakeep/internal/lab/labtest"
-	"hakeep/internal/vmtest"
 	"hakeep/internal/testpki"
+	"hakeep/internal/vmtest"
 )
 
 var (
