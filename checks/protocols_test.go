@@ -242,7 +242,8 @@ func pingCase(t *testing.T, v6, dgram bool) {
 	// The link may need a moment (carrier, neighbour discovery).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if s := w.checker("vs", rs); s.Runs > 0 && strings.Contains(s.Last, "echo reply") {
+		// "no echo reply" contains "echo reply": match the success text whole.
+		if s := w.checker("vs", rs); s.Up && s.Retries == 0 && strings.HasSuffix(s.Last, ": echo reply") {
 			break
 		}
 		if time.Now().After(deadline) {
