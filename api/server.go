@@ -30,17 +30,37 @@ type Server struct {
 	log *slog.Logger
 	mux *http.ServeMux
 
+	// reads admits maxReads read requests at a time (see guard).
+	reads chan struct{}
+
 	mu    sync.Mutex
 	srvs  []*http.Server
 	paths []string
 }
+
+// maxReads is how many read requests (GET, HEAD: status, checks, ipvs,
+// metrics...) the daemon serves at once; the others wait their turn.
+//
+// Why (issue 10): a read is CPU work with no waits in it, and each one
+// in progress holds a P. Thirty-two clients polling status and metrics
+// kept every P of the process busy, and the VRRP loop, woken by its
+// timer, waited up to 58 ms for a P (runtime trace; its timer goroutine
+// 82 ms): adverts 160-645 ms apart at advert_int 0.1 and the backup took
+// over. One read at a time leaves the Ps of the scheduling headroom
+// (vrrp.ensureHeadroom) to the loop. Writes (push, rollback, cluster
+// changes) are not held: they are rare and some wait on the cluster.
+const maxReads = 1
+
+// readWriteLimit bounds writing one read's answer (an 18 MB scrape takes
+// well under a second on the unix socket).
+const readWriteLimit = 30 * time.Second
 
 // NewServer returns a server for b; log may be nil.
 func NewServer(b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{b: b, log: log, mux: http.NewServeMux()}
+	s := &Server{b: b, log: log, mux: http.NewServeMux(), reads: make(chan struct{}, maxReads)}
 	s.routes()
 	return s
 }
@@ -160,7 +180,7 @@ func (s *Server) routes() {
 	}
 	post := func(path string, h func(r *http.Request) (any, error)) {
 		limit := int64(maxSmallBody)
-		if path == "/v1/config/push" || path == "/v1/config/validate" {
+		if path == "/v1/config/push" || path == "/v1/config/validate" || path == "/v1/config/plan" {
 			limit = maxBody
 		}
 		s.mux.HandleFunc("POST "+path, s.wrap(limit, h))
@@ -183,6 +203,7 @@ func (s *Server) routes() {
 		}
 		return s.b.ConfigPush(r.Context(), req)
 	})
+	post("/v1/config/plan", s.plan)
 	get("/v1/config", func(r *http.Request) (any, error) { return s.b.ConfigShow(r.Context()) })
 	get("/v1/config/history", func(r *http.Request) (any, error) { return nonNil(s.b.ConfigHistory(r.Context())) })
 	get("/v1/config/applied", func(r *http.Request) (any, error) {
@@ -404,6 +425,19 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusForbidden)
 			_ = json.NewEncoder(w).Encode(errorBody{&Error{Code: CodeForbidden, Message: err.Error()}})
 			return
+		}
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			select {
+			case s.reads <- struct{}{}:
+				defer func() { <-s.reads }()
+			case <-r.Context().Done():
+				return // the caller left while waiting its turn
+			}
+			// A caller that stops reading must not keep the turn. The
+			// deadline is the connection's: cleared for its next request.
+			rc := http.NewResponseController(w)
+			_ = rc.SetWriteDeadline(time.Now().Add(readWriteLimit))
+			defer rc.SetWriteDeadline(time.Time{})
 		}
 		rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r.WithContext(WithCaller(r.Context(), c)))

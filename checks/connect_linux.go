@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -237,16 +236,21 @@ func (c *connector) finish(r *connReq, err error) {
 	if c.ended++; c.ended%yieldEvery == 0 {
 		runtime.Gosched()
 	}
-	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
 	delete(c.pending, int32(r.fd))
 	if r.index >= 0 {
 		heap.Remove(&c.byDue, r.index)
 	}
 	if err != nil {
+		// Closing the socket (never duplicated) takes it out of the
+		// epoll set: no EPOLL_CTL_DEL, one system call less for each
+		// of the handshakes that time out when real servers are gone.
 		unix.Close(r.fd)
 		r.done(-1, err)
 		return
 	}
+	// The owner may duplicate the socket (net.FileConn), which would keep
+	// it in the set: take it out first.
+	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
 	r.done(r.fd, nil)
 }
 
@@ -256,23 +260,6 @@ func (c *connector) shutdown(err error) {
 	}
 	unix.Close(c.wake)
 	unix.Close(c.epfd)
-}
-
-// sockaddr is the unix form of ap; zone names an interface (link-local).
-func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
-	a := ap.Addr()
-	if a.Is4() || a.Is4In6() {
-		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}, nil
-	}
-	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-	if z := a.Zone(); z != "" {
-		ifi, err := net.InterfaceByName(z)
-		if err != nil {
-			return nil, fmt.Errorf("zone %s: %w", z, err)
-		}
-		sa.ZoneId = uint32(ifi.Index)
-	}
-	return sa, nil
 }
 
 // connHeap orders handshakes by deadline.

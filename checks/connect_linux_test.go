@@ -106,13 +106,10 @@ func TestConnector(t *testing.T) {
 			if !tt.remote.IsValid() {
 				t.Skip("no IPv6 loopback")
 			}
-			remote, err := sockaddr(tt.remote)
-			if err != nil {
-				t.Fatal(err)
-			}
+			remote := rawSockaddr(tt.remote, 0)
 			r := &connReq{remote: remote, deadline: time.Now().Add(300 * time.Millisecond), index: -1}
 			if tt.local.IsValid() {
-				r.local, _ = sockaddr(tt.local)
+				r.local = rawSockaddr(tt.local, 0)
 			}
 			res := make(chan connResult, 1)
 			r.done = func(fd int, err error) { res <- connResult{fd, err} }
@@ -151,7 +148,7 @@ func TestConnectorClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote, _ := sockaddr(full)
+	remote := rawSockaddr(full, 0)
 	res := make(chan error, 1)
 	c.start(&connReq{remote: remote, deadline: time.Now().Add(time.Hour), index: -1,
 		done: func(fd int, err error) { res <- err }})

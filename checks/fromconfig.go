@@ -29,10 +29,12 @@ func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
 		alertDefault = v
 	}
 	for _, vs := range cfg.VirtualServers {
-		name := vsName(vs)
+		// Once per virtual server: its real servers' specs share the
+		// strings (the manager keeps them for the daemon's life).
+		name, key, proto := vsName(vs), vs.Key(), strings.ToLower(vs.Protocol)
 		for _, rs := range vs.RealServers {
 			s := Spec{
-				VirtualServer: vs.Key(), VirtualServerName: name, Protocol: strings.ToLower(vs.Protocol),
+				VirtualServer: key, VirtualServerName: name, Protocol: proto,
 				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.NotifyUp, NotifyDown: rs.NotifyDown,
 				SMTPAlert: rs.SMTPAlert || vs.SMTPAlert || alertDefault,
 				Omega:     vs.Omega,

@@ -22,34 +22,19 @@ import (
 const regexWindow = 1 << 20
 
 // httpProber is HTTP_GET / SSL_GET: every url must answer with an
-// accepted status, the expected digest and a matching regex.
-type httpProber struct {
-	c       Checker
-	tls     *tls.Config
-	regexes []*regexp.Regexp
-	plan    *dialPlan // nil: dial in Probe
-}
+// accepted status, the expected digest and a matching regex. The compiled
+// regexes and TLS config are its shape's, shared by every check of it.
+type httpProber site
+
+func (p *httpProber) dialPlan() (dialPlan, bool) { return (*site)(p).dialPlan() }
 
 func newHTTPProber(c Checker) (*httpProber, error) {
-	p := &httpProber{c: c, regexes: make([]*regexp.Regexp, len(c.HTTP.URLs)), plan: newDialPlan(&c)}
-	for i, u := range c.HTTP.URLs {
-		if u.Regex == "" {
-			continue
-		}
-		re, err := regexp.Compile(u.Regex)
-		if err != nil {
-			return nil, fmt.Errorf("%s url %s: regex %q: %w", c.Describe(), u.Path, u.Regex, err)
-		}
-		p.regexes[i] = re
+	sc, ap := shapeOf(c)
+	s, err := newShape(sc, "")
+	if err != nil {
+		return nil, fmt.Errorf("%s %w", c.Describe(), err)
 	}
-	if c.Kind == KindSSL {
-		cfg, err := clientTLS(c.HTTP.CertFile, c.HTTP.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Describe(), err)
-		}
-		p.tls = cfg
-	}
-	return p, nil
+	return &httpProber{s: s, addr: ap}, nil
 }
 
 // clientTLS is keepalived's SSL context: the optional client certificate,
@@ -75,8 +60,8 @@ func (p *httpProber) Probe(ctx context.Context) Result { return p.probe(ctx, nil
 // is the first url's, already connected (by the connector).
 func (p *httpProber) probe(ctx context.Context, conn net.Conn) Result {
 	var oks []string
-	for i, u := range p.c.HTTP.URLs {
-		r := p.checkURL(ctx, u, p.regexes[i], conn)
+	for i, u := range p.s.c.HTTP.URLs {
+		r := p.checkURL(ctx, u, p.s.regexes[i], conn)
 		conn = nil
 		if !r.OK {
 			return r
@@ -86,8 +71,6 @@ func (p *httpProber) probe(ctx context.Context, conn net.Conn) Result {
 	return okResult(strings.Join(oks, ", "))
 }
 
-func (p *httpProber) dialPlan() *dialPlan { return p.plan }
-
 func (p *httpProber) handshakeOnly() bool { return false }
 
 // exchange is the check on the first url's connection, made by the
@@ -96,26 +79,28 @@ func (p *httpProber) exchange(ctx context.Context, conn net.Conn) Result { retur
 
 // connectFailed words a failed handshake as checkURL does.
 func (p *httpProber) connectFailed(err error) Result {
-	where := fmt.Sprintf("(%s%s)", FormatAddr(p.c.Connect), p.c.HTTP.URLs[0].Path)
+	where := "(" + FormatAddr(p.addr) + p.s.c.HTTP.URLs[0].Path + ")"
 	if errors.Is(err, errConnectTimeout) {
-		return failf("HTTP connection timed out %s", where)
+		return Result{Weight: -1, Reason: "HTTP connection timed out " + where}
 	}
 	return failf("HTTP connection failed: %s %s", netReason(err), where)
 }
 
 func (p *httpProber) checkURL(ctx context.Context, u URL, re *regexp.Regexp, conn net.Conn) Result {
-	where := fmt.Sprintf("(%s%s)", FormatAddr(p.c.Connect), u.Path)
+	c := &p.s.c
+	where := "(" + FormatAddr(p.addr) + u.Path + ")"
 	vhost := u.Virtualhost
 	if vhost == "" {
-		vhost = p.c.HTTP.Virtualhost
+		vhost = c.HTTP.Virtualhost
 	}
 	keep := 0
 	if re != nil {
 		keep = regexWindow
 	}
+	full := (*site)(p).checker()
 	req := httpRequest{
-		Addr: target(&p.c), Dialer: dialer(&p.c, false), TLS: p.tls,
-		Path: u.Path, Virtualhost: vhost, Protocol: p.c.HTTP.Protocol, SNI: p.c.HTTP.SNI,
+		Addr: target(&full), TLS: p.s.tls,
+		Path: u.Path, Virtualhost: vhost, Protocol: c.HTTP.Protocol, SNI: c.HTTP.SNI,
 		KeepBody: keep,
 	}
 	var resp *httpResponse
@@ -123,7 +108,8 @@ func (p *httpProber) checkURL(ctx context.Context, u URL, re *regexp.Regexp, con
 	if conn != nil {
 		resp, err = req.exchange(ctx, conn) // ctx ends at the connector's deadline
 	} else {
-		ctx, cancel := context.WithTimeout(ctx, connectTimeout(&p.c))
+		req.Dialer = dialer(&full, false)
+		ctx, cancel := context.WithTimeout(ctx, connectTimeout(c))
 		defer cancel()
 		resp, err = req.do(ctx)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -38,7 +39,8 @@ type Options struct {
 	// (defaultMaxConcurrent). A check is never queued twice, so the wait
 	// queue holds at most one entry per distinct check.
 	MaxConcurrent int
-	// NewProber builds a checker's prober (default: the real ones).
+	// NewProber builds a checker's prober (default: the real ones, which
+	// share what checks of the same shape have in common).
 	NewProber func(Checker) (Prober, error)
 	// NotifyTimeout bounds notify_up/notify_down scripts (default 60 s).
 	NotifyTimeout time.Duration
@@ -50,9 +52,14 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	jobs     map[string]*job
-	servers  map[RSKey]*rsState
+	mu sync.Mutex
+	// jobs and servers are slices, not maps by key: the maps cost ~300
+	// bytes a check for lookups only Reload makes (it builds them then).
+	jobs     []*job
+	shapes   map[string]*shape // by key, of the jobs
+	servers  []*rsState
+	epoch    uint64 // of the current Reload
+	t0       time.Time
 	queue    jobHeap
 	inflight int
 	pending  []*job
@@ -78,33 +85,75 @@ type Manager struct {
 // job is one distinct check (deduplicated across virtual servers) with
 // keepalived's checker state. Only the goroutine running its probe and
 // holders of Manager.mu touch it; a job is never probed twice at once.
+// It is kept small (~170 bytes): 40,000 of them live for the daemon's
+// life.
 type job struct {
-	key     string
-	checker Checker
-	prober  Prober
-	subs    map[RSKey]bool
+	site   // shape and address: the checker
+	prober Prober
+	subs   []*rsState // the real-server entries using it, by key
 
 	up, hasRun bool
-	retryIt    int
-	weight     int // misc_dynamic weight, -1 none
+	running    bool
+	removed    bool
+	retryIt    int32
+	weight     int32 // misc_dynamic weight, -1 none
+	index      int32 // in Manager.queue, -1 when not queued
 	last       Result
-	lastAt     time.Time
 	runs       uint64
 	failures   uint64
-
-	due     time.Time
-	index   int // in Manager.queue, -1 when not queued
-	running bool
-	removed bool
+	// Times as Manager.at offsets (8 bytes, not a time.Time's 24).
+	lastAt, due int64
+	epoch       uint64 // the last Reload that kept it
 }
 
+// jobKey identifies a check: equal keys are the same Checker (Key).
+type jobKey struct {
+	s    *shape
+	addr netip.AddrPort
+}
+
+// describe is the checker's short name (Checker.Describe).
+func (t site) describe() string {
+	if t.s.c.Kind == KindMisc {
+		return t.checker().Describe()
+	}
+	return string(t.s.c.Kind) + " " + FormatAddr(t.addr)
+}
+
+// rsState is one real server of one virtual server: its Spec without the
+// checkers (those are its jobs) and its health.
 type rsState struct {
-	spec   Spec
-	jobs   []*job
+	key  RSKey
+	info *rsInfo
+	jobs []*job
+
 	up     bool
-	weight int
+	weight int32
 	reason string
 	since  time.Time
+}
+
+// rsInfo is the rest of a real server's Spec. Real servers of a virtual
+// server usually have the same, so Reload shares one between them.
+type rsInfo struct {
+	name, proto          string
+	notifyUp, notifyDown string
+	smtpAlert, omega     bool
+}
+
+func infoOf(s *Spec) rsInfo {
+	return rsInfo{name: s.VirtualServerName, proto: s.Protocol, notifyUp: s.NotifyUp, notifyDown: s.NotifyDown,
+		smtpAlert: s.SMTPAlert, omega: s.Omega}
+}
+
+// spec is the Spec as AlertText needs it (no checkers).
+func (rs *rsState) spec() Spec {
+	i := rs.info
+	return Spec{
+		VirtualServer: rs.key.VirtualServer, VirtualServerName: i.name, Protocol: i.proto,
+		RealServer: rs.key.RealServer, NotifyUp: i.notifyUp, NotifyDown: i.notifyDown,
+		SMTPAlert: i.smtpAlert, Omega: i.omega,
+	}
 }
 
 // New returns a Manager; Start begins checking.
@@ -124,20 +173,16 @@ func New(opts Options) *Manager {
 	if opts.NotifyTimeout <= 0 {
 		opts.NotifyTimeout = 60 * time.Second
 	}
-	if opts.NewProber == nil {
-		runner := opts.Runner
-		opts.NewProber = func(c Checker) (Prober, error) { return NewProber(c, runner) }
-	}
 	m := &Manager{
-		opts:    opts,
-		log:     opts.Logger.With("component", "checks"),
-		jobs:    map[string]*job{},
-		servers: map[RSKey]*rsState{},
-		wake:    make(chan struct{}, 1),
-		work:    make(chan task),
-		out:     make(chan Transition, 256),
-		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		opts:   opts,
+		log:    opts.Logger.With("component", "checks"),
+		shapes: map[string]*shape{},
+		wake:   make(chan struct{}, 1),
+		work:   make(chan task),
+		out:    make(chan Transition, 256),
+		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+	m.t0 = opts.Clock.Now()
 	m.tqCond = sync.NewCond(&m.mu)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
@@ -183,8 +228,8 @@ func (m *Manager) Stop() {
 	m.stopped = true
 	var omega []string
 	for _, rs := range m.servers {
-		if rs.spec.Omega && rs.up && rs.spec.NotifyDown != "" {
-			omega = append(omega, rs.spec.NotifyDown)
+		if rs.info.omega && rs.up && rs.info.notifyDown != "" {
+			omega = append(omega, rs.info.notifyDown)
 		}
 	}
 	m.mu.Unlock()
@@ -230,79 +275,117 @@ func (m *Manager) Reload(specs []Spec) error {
 		}
 	}
 	m.mu.Lock()
-	// Build probers for new keys first so a bad spec changes nothing.
-	fresh := map[string]*job{}
+	// Resolve every checker to its shape and job, building probers for
+	// new checks first so a bad spec changes nothing.
+	ss := shapes{byKey: map[string]*shape{}}
+	keys := make([]jobKey, 0, len(specs)) // every spec's checkers in order
+	byKey := make(map[jobKey]*job, max(len(m.jobs), len(specs)))
+	for _, j := range m.jobs {
+		byKey[jobKey{j.s, j.addr}] = j
+	}
+	var fresh []*job
 	for i := range specs {
 		for _, c := range specs[i].Checkers {
-			key := c.Key()
-			if m.jobs[key] != nil || fresh[key] != nil {
+			s, ap, err := ss.get(c, m.shapes)
+			if err != nil {
+				m.mu.Unlock()
+				return fmt.Errorf("checks: real server %s: %s %w", specs[i].Key(), c.Describe(), err)
+			}
+			key := jobKey{s, ap}
+			keys = append(keys, key)
+			if byKey[key] != nil {
 				continue
 			}
-			p, err := m.opts.NewProber(c)
+			j := &job{site: site{s, ap}, up: !c.Alpha, weight: -1, index: -1}
+			if m.opts.NewProber != nil {
+				j.prober, err = m.opts.NewProber(c)
+			} else {
+				j.prober, err = proberFor(&j.site, m.opts.Runner)
+			}
 			if err != nil {
 				m.mu.Unlock()
 				return fmt.Errorf("checks: real server %s: %w", specs[i].Key(), err)
 			}
-			fresh[key] = &job{key: key, checker: c, prober: p, up: !c.Alpha, weight: -1, index: -1}
+			byKey[key] = j
+			fresh = append(fresh, j)
 		}
 	}
+	infos := map[rsInfo]*rsInfo{}
+	var lastInfo *rsInfo
+	oldServers := make(map[RSKey]*rsState, len(m.servers))
+	for _, rs := range m.servers {
+		oldServers[rs.key] = rs
+	}
+	m.epoch++
 	now := m.opts.Clock.Now()
-	newJobs := map[string]*job{}
-	newServers := map[RSKey]*rsState{}
+	newJobs := make([]*job, 0, len(byKey))
+	newServers := make([]*rsState, 0, len(specs))
 	var emits []emit
+	next := 0
 	for i := range specs {
-		s := specs[i]
+		s := &specs[i]
 		k := s.Key()
-		rs := m.servers[k]
-		if rs == nil {
+		rs := oldServers[k]
+		known := rs != nil
+		if !known {
 			rs = &rsState{up: true, weight: -1, since: now, reason: "initial state"}
 		}
-		rs.spec = s
-		rs.jobs = rs.jobs[:0:0]
-		for _, c := range s.Checkers {
-			key := c.Key()
-			j := newJobs[key]
-			if j == nil {
-				j = m.jobs[key]
-				if j == nil {
-					j = fresh[key]
-				}
-				j.subs = map[RSKey]bool{}
-				newJobs[key] = j
+		rs.key = k
+		info := infoOf(s)
+		if lastInfo != nil && *lastInfo == info {
+			rs.info = lastInfo // the usual run of alike real servers
+		} else if rs.info = infos[info]; rs.info == nil {
+			rs.info = &info
+			infos[info] = rs.info
+		}
+		lastInfo = rs.info
+		rs.jobs = make([]*job, 0, len(s.Checkers))
+		for range s.Checkers {
+			j := byKey[keys[next]]
+			next++
+			if j.epoch != m.epoch {
+				j.epoch = m.epoch
+				j.subs = j.subs[:0]
+				newJobs = append(newJobs, j)
 			}
-			j.subs[k] = true
+			if n := len(j.subs); n == 0 || j.subs[n-1] != rs {
+				j.subs = append(j.subs, rs)
+			}
 			rs.jobs = append(rs.jobs, j)
 		}
 		up, weight := rs.health()
-		if m.servers[k] == nil {
-			rs.up, rs.weight = up, weight
+		if !known {
+			rs.up, rs.weight = up, int32(weight)
 			if !up {
 				rs.reason = "alpha: starts down"
 			}
 		} else if up != rs.up {
-			emits = append(emits, m.changeLocked(rs, up, weight, "configuration reload", "", now))
+			emits = append(emits, m.changeLocked(rs, up, weight, "configuration reload", "", "", now))
 		}
-		newServers[k] = rs
+		newServers = append(newServers, rs)
 	}
-	for key, j := range m.jobs {
-		if newJobs[key] == nil {
+	for _, j := range newJobs {
+		if len(j.subs) > 1 {
+			// Transitions of a shared checker come in this order.
+			sort.Slice(j.subs, func(a, b int) bool { return j.subs[a].key.String() < j.subs[b].key.String() })
+		}
+	}
+	for _, j := range m.jobs {
+		if j.epoch != m.epoch {
 			j.removed = true
 			if j.index >= 0 {
-				heap.Remove(&m.queue, j.index)
+				heap.Remove(&m.queue, int(j.index))
 			}
 		}
 	}
-	for key, j := range fresh {
-		if newJobs[key] == nil {
-			continue
-		}
-		j.due = now
-		if w := j.checker.Warmup; w > 0 {
-			j.due = now.Add(time.Duration(m.rnd.Int64N(int64(w))))
+	for _, j := range fresh {
+		j.due = m.at(now)
+		if w := j.s.c.Warmup; w > 0 {
+			j.due += m.rnd.Int64N(int64(w))
 		}
 		heap.Push(&m.queue, j)
 	}
-	m.jobs, m.servers = newJobs, newServers
+	m.jobs, m.servers, m.shapes = newJobs, newServers, ss.byKey
 	m.mu.Unlock()
 	m.poke()
 	m.publish(emits)
@@ -333,12 +416,12 @@ func (m *Manager) loop() {
 	for {
 		m.mu.Lock()
 		now := m.opts.Clock.Now()
-		for m.queue.Len() > 0 && !m.queue[0].due.After(now) {
+		for m.queue.Len() > 0 && m.queue[0].due <= m.at(now) {
 			m.dispatchLocked(heap.Pop(&m.queue).(*job))
 		}
 		var next time.Time
 		if m.queue.Len() > 0 {
-			next = m.queue[0].due
+			next = m.time(m.queue[0].due)
 		}
 		m.mu.Unlock()
 		if !next.IsZero() {
@@ -353,6 +436,12 @@ func (m *Manager) loop() {
 				}
 				armed = next
 				stop = m.opts.Clock.AfterFunc(next.Sub(now), m.poke)
+				// The clock may have passed next while we armed (a
+				// FakeClock advanced meanwhile): the timer, relative to
+				// the new time, would then fire a whole interval late.
+				if !m.opts.Clock.Now().Before(next) {
+					m.poke()
+				}
 			}
 		}
 		select {
@@ -380,8 +469,8 @@ func (m *Manager) dispatchLocked(j *job) {
 	m.inflight++
 	j.running = true
 	if cp, ok := j.prober.(connProber); ok && m.conn != nil {
-		if plan := cp.dialPlan(); plan != nil {
-			m.handshake(j, cp, plan)
+		if plan, ok := cp.dialPlan(); ok {
+			m.handshake(j, cp, &plan)
 			return
 		}
 	}
@@ -412,9 +501,10 @@ func (m *Manager) handOff(t task) {
 // held (start only queues).
 func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan) {
 	now := time.Now()
-	lag := m.opts.Clock.Now().Sub(j.due)
+	lag := m.opts.Clock.Now().Sub(m.time(j.due))
 	deadline := now.Add(plan.timeout)
-	r := &connReq{remote: plan.remote, local: plan.local, deadline: deadline, index: -1}
+	remote, local := plan.sockaddrs()
+	r := &connReq{remote: remote, local: local, deadline: deadline, index: -1}
 	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, deadline) }
 	m.probes.Add(1)
 	if !m.conn.start(r) {
@@ -499,7 +589,7 @@ func (m *Manager) run(t task) {
 
 func (m *Manager) probe(j *job) {
 	start := m.opts.Clock.Now()
-	lag := start.Sub(j.due)
+	lag := start.Sub(m.time(j.due))
 	res := j.prober.Probe(m.ctx)
 	if m.ctx.Err() != nil {
 		m.mu.Lock()
@@ -513,11 +603,13 @@ func (m *Manager) probe(j *job) {
 // emit is a transition with its side effects, run outside the lock.
 type emit struct {
 	t      Transition
-	spec   Spec
 	notify string
 	kind   Kind
 	// changed: up/down changed (not only the weight).
 	changed bool
+	// alert: send an smtp_alert for spec.
+	alert bool
+	spec  Spec
 }
 
 // complete applies keepalived's retry rule (check_tcp.c tcp_epilog and
@@ -542,11 +634,21 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	if !res.OK {
 		j.failures++
 	}
-	j.last, j.lastAt = res, now
-	c := &j.checker
+	j.last, j.lastAt = res, m.at(now)
+	c := &j.s.c
 	delay := c.DelayLoop
 	changed := false
-	if res.OK || j.retryIt >= c.Retry {
+	// TCP_CHECK and SMTP_CHECK retry whatever the checker's state;
+	// HTTP_GET, SSL_GET, DNS_CHECK and MISC_CHECK only while it is up
+	// (or before its first result): "do not retry if server is already
+	// known as dead" (check_http.c timeout_epilog), so a dead real server
+	// costs one attempt per delay_loop, not 1 + retry.
+	retries := j.up || !j.hasRun || retriesWhileDown(c.Kind)
+	if !res.OK && !retries {
+		if c.Kind == KindHTTP || c.Kind == KindSSL {
+			delay = max(c.DelayLoop, c.DelayBeforeRetry) // check_http.c epilog
+		}
+	} else if res.OK || int(j.retryIt) >= c.Retry {
 		j.retryIt = 0
 		if res.OK && (!j.up || !j.hasRun) {
 			changed = !j.up
@@ -561,28 +663,20 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	}
 	j.hasRun = true
 	weightChanged := false
-	if res.OK && res.Weight >= 0 && res.Weight != j.weight {
-		j.weight = res.Weight
+	if res.OK && res.Weight >= 0 && int32(res.Weight) != j.weight {
+		j.weight = int32(res.Weight)
 		weightChanged = true
 	}
-	j.due = now.Add(delay)
+	j.due = m.at(now.Add(delay))
 	heap.Push(&m.queue, j)
 	head := m.queue[0] == j
 	var emits []emit
 	if changed || weightChanged {
-		keys := make([]RSKey, 0, len(j.subs))
-		for k := range j.subs {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(a, b int) bool { return keys[a].String() < keys[b].String() })
-		for _, k := range keys {
-			rs := m.servers[k]
-			if rs == nil {
-				continue
-			}
+		name := j.describe()
+		for _, rs := range j.subs {
 			up, weight := rs.health()
-			if up != rs.up || (up && weight != rs.weight) {
-				emits = append(emits, m.changeLocked(rs, up, weight, res.Reason, c.Describe(), now))
+			if up != rs.up || (up && weight != int(rs.weight)) {
+				emits = append(emits, m.changeLocked(rs, up, weight, res.Reason, name, c.Kind, now))
 			}
 		}
 	}
@@ -593,6 +687,22 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	m.publish(emits)
 }
 
+// retriesWhileDown: keepalived's checkers of this kind retry a failure
+// even when the checker is already down (tcp_epilog, smtp_final).
+func retriesWhileDown(k Kind) bool {
+	switch k {
+	case KindHTTP, KindSSL, KindDNS, KindMisc:
+		return false
+	}
+	return true
+}
+
+// at is t as an offset from the Manager's creation, as jobs keep times.
+func (m *Manager) at(t time.Time) int64 { return int64(t.Sub(m.t0)) }
+
+// time is the time of offset x.
+func (m *Manager) time(x int64) time.Time { return m.t0.Add(time.Duration(x)) }
+
 // health: a real server is up when every checker is up; its weight is the
 // misc_dynamic weight of its (last) dynamic checker, or -1.
 func (rs *rsState) health() (bool, int) {
@@ -602,32 +712,30 @@ func (rs *rsState) health() (bool, int) {
 			up = false
 		}
 		if j.weight >= 0 {
-			weight = j.weight
+			weight = int(j.weight)
 		}
 	}
 	return up, weight
 }
 
-func (m *Manager) changeLocked(rs *rsState, up bool, weight int, reason, checker string, now time.Time) emit {
-	e := emit{spec: rs.spec, t: Transition{
-		VirtualServer: rs.spec.VirtualServer, RealServer: rs.spec.RealServer,
+func (m *Manager) changeLocked(rs *rsState, up bool, weight int, reason, checker string, kind Kind, now time.Time) emit {
+	e := emit{kind: kind, t: Transition{
+		VirtualServer: rs.key.VirtualServer, RealServer: rs.key.RealServer,
 		Up: up, Weight: weight, Reason: reason, Checker: checker, Time: now,
 	}}
 	if up != rs.up {
 		e.changed = true
 		if up {
-			e.notify = rs.spec.NotifyUp
+			e.notify = rs.info.notifyUp
 		} else {
-			e.notify = rs.spec.NotifyDown
+			e.notify = rs.info.notifyDown
 		}
 		rs.since = now
-	}
-	for _, j := range rs.jobs {
-		if j.checker.Describe() == checker {
-			e.kind = j.checker.Kind
+		if rs.info.smtpAlert && m.opts.Alerter != nil {
+			e.alert, e.spec = true, rs.spec()
 		}
 	}
-	rs.up, rs.weight, rs.reason = up, weight, reason
+	rs.up, rs.weight, rs.reason = up, int32(weight), reason
 	m.tq = append(m.tq, e.t)
 	m.tqCond.Signal()
 	return e
@@ -653,7 +761,7 @@ func (m *Manager) publish(emits []emit) {
 				}
 			}()
 		}
-		if e.changed && e.spec.SMTPAlert && m.opts.Alerter != nil {
+		if e.alert {
 			subject, body := AlertText(m.opts.RouterID, e.spec, t, e.kind)
 			m.opts.Alerter.Alert(subject, body)
 		}
@@ -749,16 +857,19 @@ func (m *Manager) State() []RealServerState {
 	out := make([]RealServerState, 0, len(m.servers))
 	for _, rs := range m.servers {
 		s := RealServerState{
-			VirtualServer: rs.spec.VirtualServer, RealServer: rs.spec.RealServer.String(),
-			Up: rs.up, Weight: rs.weight, Reason: rs.reason, Since: rs.since,
+			VirtualServer: rs.key.VirtualServer, RealServer: rs.key.RealServer.String(),
+			Up: rs.up, Weight: int(rs.weight), Reason: rs.reason, Since: rs.since,
 		}
 		for _, j := range rs.jobs {
 			cs := CheckerState{
-				Checker: j.checker.Describe(), Kind: j.checker.Kind, Up: j.up, Retries: j.retryIt,
-				Runs: j.runs, Failures: j.failures, Last: j.last.Reason, LastCheck: j.lastAt, SharedBy: len(j.subs),
+				Checker: j.describe(), Kind: j.s.c.Kind, Up: j.up, Retries: int(j.retryIt),
+				Runs: j.runs, Failures: j.failures, Last: j.last.Reason, SharedBy: len(j.subs),
+			}
+			if j.hasRun {
+				cs.LastCheck = m.time(j.lastAt)
 			}
 			if j.index >= 0 {
-				cs.Next = j.due
+				cs.Next = m.time(j.due)
 			}
 			s.Checkers = append(s.Checkers, cs)
 		}
@@ -833,14 +944,14 @@ func (s *statsRec) percentiles() (p50, p99, max time.Duration) {
 type jobHeap []*job
 
 func (h jobHeap) Len() int           { return len(h) }
-func (h jobHeap) Less(a, b int) bool { return h[a].due.Before(h[b].due) }
+func (h jobHeap) Less(a, b int) bool { return h[a].due < h[b].due }
 func (h jobHeap) Swap(a, b int) {
 	h[a], h[b] = h[b], h[a]
-	h[a].index, h[b].index = a, b
+	h[a].index, h[b].index = int32(a), int32(b)
 }
 func (h *jobHeap) Push(x any) {
 	j := x.(*job)
-	j.index = len(*h)
+	j.index = int32(len(*h))
 	*h = append(*h, j)
 }
 func (h *jobHeap) Pop() any {

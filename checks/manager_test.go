@@ -152,11 +152,28 @@ func tcpSpec(vs, rs string, retry int, mods ...func(*Checker)) Spec {
 }
 
 func TestRetrySemantics(t *testing.T) {
-	for _, retry := range []int{0, 1, 3} {
-		t.Run("retry"+string(rune('0'+retry)), func(t *testing.T) {
+	tests := []struct {
+		kind  Kind
+		retry int
+		// downRetries: a failure while down is retried (keepalived's
+		// TCP_CHECK); else the next attempt is delay_loop later (HTTP_GET).
+		downRetries bool
+	}{
+		{KindTCP, 0, true}, {KindTCP, 1, true}, {KindTCP, 3, true},
+		{KindHTTP, 0, false}, {KindHTTP, 1, false}, {KindHTTP, 3, false},
+	}
+	for _, tt := range tests {
+		retry := tt.retry
+		t.Run(fmt.Sprintf("%s/retry%d", tt.kind, retry), func(t *testing.T) {
 			w := newFakeWorld(t, 0)
 			const vs, rs = "10.0.0.1:80/TCP", "10.0.0.7:80"
-			if err := w.m.Start([]Spec{tcpSpec(vs, rs, retry)}); err != nil {
+			spec := tcpSpec(vs, rs, retry, func(c *Checker) {
+				c.Kind = tt.kind
+				if c.Kind == KindHTTP {
+					c.HTTP.URLs = []URL{{Path: "/"}}
+				}
+			})
+			if err := w.m.Start([]Spec{spec}); err != nil {
 				t.Fatal(err)
 			}
 			w.runs(vs, rs, 1) // warmup 0: runs at once
@@ -191,8 +208,11 @@ func TestRetrySemantics(t *testing.T) {
 			// One success brings it back.
 			p.set(true, -1, "ok again")
 			d := 10 * time.Second
-			if retry > 0 {
-				d = time.Second // retrying while down, as keepalived does
+			if retry > 0 && tt.downRetries {
+				d = time.Second // retrying while down, as keepalived's TCP_CHECK does
+			}
+			if c := w.state(vs, rs).Checkers[0]; !c.Next.Equal(c.LastCheck.Add(d)) {
+				t.Fatalf("failed while down at %s: next check at %s, want %s later", c.LastCheck, c.Next, d)
 			}
 			w.clock.Advance(d)
 			n++

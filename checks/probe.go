@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Result is the outcome of one probe.
@@ -63,13 +61,26 @@ func NewProber(c Checker, runner ScriptRunner) (Prober, error) {
 	return nil, fmt.Errorf("unsupported checker %q", c.Kind)
 }
 
+// proberFor is the real prober of the check at st (a job's). TCP_CHECK and
+// HTTP_GET / SSL_GET probers are the job's site itself, shape and address
+// (no allocation); the others hold their own Checker.
+func proberFor(st *site, runner ScriptRunner) (Prober, error) {
+	switch st.s.c.Kind {
+	case KindTCP:
+		return (*tcpProber)(st), nil
+	case KindHTTP, KindSSL:
+		return (*httpProber)(st), nil
+	}
+	return NewProber(st.checker(), runner)
+}
+
 // connProber is a Prober whose check opens with a TCP handshake. The
 // manager makes that handshake on its connector (no goroutine while it
 // waits) and calls exchange with the connection, or connectFailed.
 type connProber interface {
 	Prober
-	// dialPlan is the handshake to make; nil: use Probe.
-	dialPlan() *dialPlan
+	// dialPlan is the handshake to make; false: use Probe.
+	dialPlan() (dialPlan, bool)
 	// handshakeOnly: a completed handshake passes the check (exchange is
 	// then called with a nil conn and must not use it).
 	handshakeOnly() bool
@@ -79,39 +90,6 @@ type connProber interface {
 	// connectFailed is the result of a handshake that failed or ran out
 	// of connect_timeout (errConnectTimeout).
 	connectFailed(err error) Result
-}
-
-// dialPlan is a TCP check's handshake for the connector: what Probe's
-// dialer would do (bindto, bind_port, bind_if) as socket addresses.
-type dialPlan struct {
-	remote, local unix.Sockaddr // local nil: any
-	timeout       time.Duration
-}
-
-// newDialPlan is c's handshake, or nil when it cannot be made in advance
-// (a bind_if interface that does not exist yet): Probe dials then.
-func newDialPlan(c *Checker) *dialPlan {
-	remote, err := netip.ParseAddrPort(target(c))
-	if err != nil {
-		return nil
-	}
-	p := &dialPlan{timeout: connectTimeout(c)}
-	if p.remote, err = sockaddr(remote); err != nil {
-		return nil
-	}
-	if c.BindTo.IsValid() || c.BindPort != 0 {
-		ip := c.BindTo
-		if !ip.IsValid() {
-			ip = netip.IPv4Unspecified()
-			if !c.Connect.Addr().Is4() {
-				ip = netip.IPv6Unspecified()
-			}
-		}
-		if p.local, err = sockaddr(netip.AddrPortFrom(ip.WithZone(c.BindIf), c.BindPort)); err != nil {
-			return nil
-		}
-	}
-	return p
 }
 
 // dialer returns a net.Dialer honouring bindto / bind_port / bind_if.

@@ -6,41 +6,40 @@ import (
 	"net"
 )
 
-// tcpProber is TCP_CHECK: success is a completed TCP handshake.
-type tcpProber struct {
-	c      Checker
-	dialer *net.Dialer
-	addr   string    // to dial
-	ok     string    // the success reason, built once
-	plan   *dialPlan // nil: dial in Probe
-}
+// tcpProber is TCP_CHECK: success is a completed TCP handshake. It holds
+// only its shape and address: what it needs is built when it is used.
+type tcpProber site
+
+func (p *tcpProber) dialPlan() (dialPlan, bool) { return (*site)(p).dialPlan() }
 
 func newTCPProber(c Checker) *tcpProber {
-	return &tcpProber{c: c, dialer: dialer(&c, false), addr: target(&c),
-		ok: "TCP connection to " + FormatAddr(c.Connect) + " succeeded", plan: newDialPlan(&c)}
+	sc, ap := shapeOf(c)
+	s, _ := newShape(sc, "") // a TCP_CHECK compiles nothing that can fail
+	return &tcpProber{s: s, addr: ap}
 }
-
-func (p *tcpProber) dialPlan() *dialPlan { return p.plan }
 
 // handshakeOnly: the completed handshake is the whole check.
 func (p *tcpProber) handshakeOnly() bool { return true }
 
-func (p *tcpProber) exchange(context.Context, net.Conn) Result { return okResult(p.ok) }
+func (p *tcpProber) exchange(context.Context, net.Conn) Result {
+	return okResult("TCP connection to " + FormatAddr(p.addr) + " succeeded")
+}
 
 func (p *tcpProber) connectFailed(err error) Result {
 	if errors.Is(err, errConnectTimeout) {
-		return failf("TCP connection to %s timed out", FormatAddr(p.c.Connect))
+		return Result{Weight: -1, Reason: "TCP connection to " + FormatAddr(p.addr) + " timed out"}
 	}
-	return failf("TCP connection to %s failed: %s", FormatAddr(p.c.Connect), netReason(err))
+	return failf("TCP connection to %s failed: %s", FormatAddr(p.addr), netReason(err))
 }
 
 func (p *tcpProber) Probe(ctx context.Context) Result {
-	conn, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	c := (*site)(p).checker()
+	conn, err := dialer(&c, false).DialContext(ctx, "tcp", target(&c))
 	if err != nil {
 		if ctx.Err() != nil || netReason(err) == "timed out" {
-			return failf("TCP connection to %s timed out", FormatAddr(p.c.Connect))
+			return p.connectFailed(errConnectTimeout)
 		}
-		return failf("TCP connection to %s failed: %s", FormatAddr(p.c.Connect), netReason(err))
+		return p.connectFailed(err)
 	}
 	// Reset rather than FIN: like HAProxy's checks, no TIME_WAIT pile-up
 	// on the director at thousands of checks a second.
@@ -48,5 +47,5 @@ func (p *tcpProber) Probe(ctx context.Context) Result {
 		tc.SetLinger(0)
 	}
 	conn.Close()
-	return okResult(p.ok)
+	return p.exchange(ctx, nil)
 }

@@ -273,7 +273,7 @@ func sortBlocks(s string) string {
 // needsIPVS: keepalived stops at once without kernel IPVS when the
 // configuration asks for the IPVS sync daemon.
 func needsIPVS(c *Config) bool {
-	if len(c.Global.LVSSyncDaemon) > 0 {
+	if c.Global.LVSSyncDaemon != nil {
 		return true
 	}
 	for _, i := range c.Instances {

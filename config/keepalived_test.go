@@ -132,6 +132,8 @@ func TestAgainstKeepalived(t *testing.T) {
 		"script interval fraction":              {"warn", "error", "bad value (keepalived wants whole seconds)"},
 		"PASS without auth_pass":                {"warn", "error", "keepalived runs without authentication"},
 		"duplicate virtual server":              {"warn", "error", "duplicate"},
+		// Accepted, not acted on: hakeepd says so (issue 14, docs/keywords.md).
+		"grammar VIP options": {"clean", "warn", "noprefixroute is accepted but not applied by hakeepd"},
 		// hakeep's own block: unknown to keepalived.
 		"grammar cluster block": {"warn", "clean", "hakeep's cluster block"},
 		"grammar fence off":     {"warn", "clean", "hakeep's cluster block"},

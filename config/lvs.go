@@ -122,9 +122,8 @@ func init() {
 			}
 		},
 		"nat_mask": func(p *parser, n *node, v *VirtualServer) {
-			// keepalived 2.x no longer knows nat_mask and warns: so do we,
-			// but keep the value.
-			p.warnf(n.pos(), "nat_mask is obsolete and has no effect")
+			// keepalived 2.x no longer knows nat_mask; the warning is
+			// notImplemented's. The value is kept for -d.
 			if s, ok := p.arg(n, 1); ok {
 				if a, err := netip.ParseAddr(s); err == nil {
 					v.NatMask = a
@@ -238,7 +237,7 @@ func init() {
 	for _, f := range []string{"sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"} {
 		t[f] = func(p *parser, n *node, v *VirtualServer) { p.noBlock(n); v.SchedFlags = append(v.SchedFlags, n.kw()) }
 	}
-	for _, k := range []string{"ip_family", "lb_kind_mh_port", "lvs_timeouts", "quorum_max"} {
+	for _, k := range []string{"ip_family", "lb_kind_mh_port", "lvs_timeouts", "quorum_max", "hashed", "snmp_name", "weight"} {
 		t[k] = func(p *parser, n *node, v *VirtualServer) { other(&v.Other, n) }
 	}
 	vsTable = t
@@ -420,7 +419,7 @@ func init() {
 			r.Virtualhost = s
 		}
 	}
-	for _, k := range []string{"alpha", "omega", "bfd_weight", "rs_mh_port"} {
+	for _, k := range []string{"alpha", "omega", "bfd_weight", "rs_mh_port", "uthreshold", "lthreshold", "snmp_name"} {
 		t[k] = func(p *parser, n *node, r *RealServer) { other(&r.Other, n) }
 	}
 	for _, kind := range []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckBFD, CheckFile} {
@@ -758,6 +757,7 @@ func (p *parser) checker(n *node, r *RealServer) {
 				p.unknown(m, known, kind)
 				continue
 			}
+			p.warnNotImpl(kind, m)
 			checkerTable[m.kw()](p, m, c)
 		}
 	}
@@ -785,12 +785,17 @@ func (p *parser) checker(n *node, r *RealServer) {
 	r.Checkers = append(r.Checkers, c)
 }
 
+// urlKeywords lists what a url { } block accepts.
+var urlKeywords = []string{"path", "digest", "status_code", "virtualhost", "regex", "regex_no_match", "regex_options",
+	"regex_stop", "regex_min_offset", "regex_max_offset", "regex_stack"}
+
 func (p *parser) url(n *node, c *Checker) {
 	if !p.needBlock(n) {
 		return
 	}
 	u := &URL{Pos: n.pos()}
 	for _, m := range n.block {
+		p.warnNotImpl("url", m)
 		switch m.kw() {
 		case "path":
 			if s, ok := p.arg(m, 1); ok {
@@ -837,7 +842,7 @@ func (p *parser) url(n *node, c *Checker) {
 		case "regex_stop", "regex_min_offset", "regex_max_offset", "regex_stack":
 			// accepted; offsets of keepalived's PCRE matcher.
 		default:
-			p.unknown(m, []string{"path", "digest", "status_code", "virtualhost", "regex", "regex_no_match", "regex_options", "regex_stop", "regex_min_offset", "regex_max_offset"}, "url")
+			p.unknown(m, urlKeywords, "url")
 		}
 	}
 	if u.Path == "" {

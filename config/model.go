@@ -92,13 +92,28 @@ type GlobalDefs struct {
 	LVSFlushOnStop       bool `json:"lvs_flush_on_stop,omitempty"`
 	// LVSFlushOnStopMode: "ALL" (bare lvs_flush_on_stop: the whole IPVS
 	// table, foreign services included) or "VS" (only our virtual servers).
-	LVSFlushOnStopMode string   `json:"lvs_flush_on_stop_mode,omitempty"`
-	EnableTraps        bool     `json:"enable_traps,omitempty"` // accepted, no SNMP
-	DynamicInterfaces  bool     `json:"dynamic_interfaces,omitempty"`
-	NoEmailFaults      bool     `json:"no_email_faults,omitempty"`
-	MaxAutoPriority    *int     `json:"max_auto_priority,omitempty"`
-	DefaultInterface   string   `json:"default_interface,omitempty"`
-	LVSSyncDaemon      []string `json:"lvs_sync_daemon,omitempty"` // accepted, as written
+	LVSFlushOnStopMode string `json:"lvs_flush_on_stop_mode,omitempty"`
+	EnableTraps        bool   `json:"enable_traps,omitempty"` // accepted, no SNMP
+	DynamicInterfaces  bool   `json:"dynamic_interfaces,omitempty"`
+	NoEmailFaults      bool   `json:"no_email_faults,omitempty"`
+	MaxAutoPriority    *int   `json:"max_auto_priority,omitempty"`
+	DefaultInterface   string `json:"default_interface,omitempty"`
+	// MetricsListen (hakeep's own): HOST:PORT of the plain-HTTP listener
+	// serving GET /metrics only; empty (the default) means none.
+	MetricsListen string `json:"metrics_listen,omitempty"`
+
+	// Issue 14's operator keywords (operator.go). The fifos are nil when
+	// not set; the script timeouts default to 10 s when a script is set.
+	NotifyFifo            *NotifyFifo    `json:"notify_fifo,omitempty"`
+	VRRPNotifyFifo        *NotifyFifo    `json:"vrrp_notify_fifo,omitempty"`
+	LVSNotifyFifo         *NotifyFifo    `json:"lvs_notify_fifo,omitempty"`
+	StartupScript         string         `json:"startup_script,omitempty"`
+	StartupScriptTimeout  time.Duration  `json:"startup_script_timeout,omitempty"`
+	ShutdownScript        string         `json:"shutdown_script,omitempty"`
+	ShutdownScriptTimeout time.Duration  `json:"shutdown_script_timeout,omitempty"`
+	VRRPStartupDelay      time.Duration  `json:"vrrp_startup_delay,omitempty"`
+	LVSTimeouts           *LVSTimeouts   `json:"lvs_timeouts,omitempty"`
+	LVSSyncDaemon         *LVSSyncDaemon `json:"lvs_sync_daemon,omitempty"`
 
 	// SSL settings for SSL_GET checkers.
 	SSLCA          string `json:"ssl_ca,omitempty"`

@@ -141,6 +141,7 @@ func dispatchOne[T any](p *parser, n *node, tab table[T], t T, where string) {
 		p.unknown(n, keysOf(tab), where)
 		return
 	}
+	p.warnNotImpl(where, n)
 	h(p, n, t)
 }
 
@@ -333,24 +334,32 @@ func init() {
 			}
 		},
 		"cluster": func(p *parser, n *node, c *Config) { p.cluster(n) },
+		// keepalived 2.2 reads SSL { } at the top level.
+		"SSL": func(p *parser, n *node, c *Config) { globalTable["SSL"](p, n, &c.Global) },
 		// Accepted top-level blocks hakeep has no use for (keepalived's
 		// SNMP/BFD/linkbeat extras): a warning, never a silent drop.
 		"bfd_instance":        acceptedBlock,
 		"linkbeat_interfaces": acceptedBlock,
 		"garp_group":          acceptedBlock,
 		"vrrp_track_process":  acceptedBlock,
+		"track_group":         acceptedBlock,
 		"net_namespace":       acceptedSimple,
 		"instance":            acceptedSimple,
+		// keepalived 2.2 reads these outside global_defs too.
+		"linkbeat_use_polling":     acceptedSimple,
+		"use_pid_dir":              acceptedSimple,
+		"child_wait_time":          acceptedSimple,
+		"namespace_with_ipsets":    acceptedSimple,
+		"net_namespace_ipvs":       acceptedSimple,
+		"interface_up_down_delays": acceptedSimple,
 	}
 }
 
-func acceptedBlock(p *parser, n *node, _ *Config) {
-	p.warnf(n.pos(), "'%s' is accepted but not supported by hakeep; ignored", n.kw())
-}
+// acceptedBlock and acceptedSimple do nothing: dispatchOne has already
+// warned (notImplemented).
+func acceptedBlock(p *parser, n *node, _ *Config) {}
 
-func acceptedSimple(p *parser, n *node, _ *Config) {
-	p.warnf(n.pos(), "'%s' is accepted but not supported by hakeep; ignored", n.kw())
-}
+func acceptedSimple(p *parser, n *node, _ *Config) {}
 
 func (p *parser) topNode(n *node) {
 	dispatchOne(p, n, topTable, p.cfg, "the top level")

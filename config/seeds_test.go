@@ -95,7 +95,7 @@ func TestSeed000Srv01Srv02(t *testing.T) {
 }
 
 func TestSeed000LVS(t *testing.T) {
-	c := loadSeed(t, "000_4.conf", "000_4.conf:5: nat_mask is obsolete", "000_4.conf:9: sorry_server port 1358 differs")
+	c := loadSeed(t, "000_4.conf", "000_4.conf:5: nat_mask: accepted, not implemented in hakeepd", "000_4.conf:9: sorry_server port 1358 differs")
 	if len(c.VirtualServers) != 1 {
 		t.Fatalf("virtual servers: %d", len(c.VirtualServers))
 	}

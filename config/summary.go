@@ -13,6 +13,10 @@ func (c *Config) Summary() string {
 	if c.Global.RouterID != "" {
 		fmt.Fprintf(&b, "router_id %s\n", c.Global.RouterID)
 	}
+	if c.Global.MetricsListen != "" {
+		fmt.Fprintf(&b, "metrics_listen %s: plain HTTP, GET /metrics only\n", c.Global.MetricsListen)
+	}
+	b.WriteString(c.Global.operatorSummary())
 	if cl := c.Cluster; cl != nil {
 		fmt.Fprintf(&b, "cluster: node %s at %s (raft %d, gossip %d), join %s, bootstrap_expect %d, data %s, lease %s\n",
 			cl.NodeName, cl.BindAddr, cl.RaftPort, cl.GossipPort, strings.Join(cl.Join, ","), cl.BootstrapExpect, cl.DataDir, cl.Lease)

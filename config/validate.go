@@ -208,6 +208,7 @@ func family(is6 bool) int {
 // duplicates.
 func (p *parser) validate() {
 	c := p.cfg
+	p.validateOperator()
 	names := map[string]*VRRPInstance{}
 	type vridKey struct {
 		iface  string

@@ -43,17 +43,17 @@ var globalTable table[*GlobalDefs]
 var globalAccepted = []string{
 	"vrrp_garp_master_refresh_repeat_x", "snmp_socket", "enable_snmp_vrrp", "enable_snmp_checker",
 	"enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_snmp_keepalived",
-	"vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier", "lvs_timeouts", "lvs_sync_daemon",
+	"vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
 	"vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs", "lvs_netlink_cmd_rcv_bufs",
 	"lvs_netlink_monitor_rcv_bufs", "process_monitor_rcv_bufs", "vrrp_ipsets", "vrrp_higher_prio_send_advert",
 	"vrrp_min_garp", "vrrp_lower_prio_no_advert", "vrrp_rlimit_rttime", "checker_rlimit_rttime",
 	"bfd_rlimit_rttime", "vrrp_rt_priority", "checker_rt_priority", "bfd_rt_priority", "bfd_priority",
-	"bfd_no_swap", "notify_fifo", "notify_fifo_script", "vrrp_notify_fifo", "vrrp_notify_fifo_script",
-	"lvs_notify_fifo", "lvs_notify_fifo_script", "vrrp_startup_delay", "vrrp_notify_priority_changes",
+	"bfd_no_swap",
+	"vrrp_notify_priority_changes",
 	"nftables", "nftables_priority", "nftables_ifindex", "nftables_counters", "vrrp_iptables",
 	"script_user", "linkbeat_use_polling", "vrrp_version", "local_name", "instance", "net_namespace",
-	"namespace_with_ipsets", "use_pid_dir", "child_wait_time", "umask", "startup_script",
-	"startup_script_timeout", "shutdown_script", "shutdown_script_timeout", "vrrp_no_swap",
+	"namespace_with_ipsets", "use_pid_dir", "child_wait_time", "umask",
+	"vrrp_no_swap",
 	"checker_no_swap", "vrrp_dont_track_primary_v6", "random_seed", "reload_check_config",
 	"reload_time_file", "reload_repeat", "reload_file", "data_use_instance", "tmp_config_directory",
 	"config_save_dir", "vrrp_socket_priority",
@@ -64,6 +64,8 @@ var globalAccepted = []string{
 	"rs_init_notifies", "smtp_alert_checker", "smtp_alert_vrrp", "snmp_name", "vrrp_cpu_affinity", "vrrp_down_timer_adverts",
 	"vrrp_garp_extra_if", "vrrp_netlink_cmd_rcv_bufs_force", "vrrp_netlink_monitor_rcv_bufs_force", "vrrp_process_name",
 	"log_unknown_vrids", "vmac_prefix", "vmac_addr_prefix", "process_names", "enable_snmp_checker_rfc",
+	"process_name", "lvs_process_name", "min_auto_priority_delay", "vrrp_vmac_garp_intvl", "vrrp_rlimit_rtime",
+	"checker_rlimit_rtime", "bfd_rlimit_rtime", "include_check",
 }
 
 func init() {
@@ -73,6 +75,7 @@ func init() {
 				g.RouterID = s
 			}
 		},
+		"metrics_listen": func(p *parser, n *node, g *GlobalDefs) { p.metricsListen(n, g) },
 		"notification_email": func(p *parser, n *node, g *GlobalDefs) {
 			if !p.needBlock(n) {
 				return
@@ -246,7 +249,6 @@ func init() {
 				g.DefaultInterface = s
 			}
 		},
-		"lvs_sync_daemon": func(p *parser, n *node, g *GlobalDefs) { g.LVSSyncDaemon = n.args() },
 		"ssl_ca": func(p *parser, n *node, g *GlobalDefs) {
 			if s, ok := p.arg(n, 1); ok {
 				g.SSLCA = s
@@ -276,6 +278,7 @@ func init() {
 				if len(m.words) < 2 {
 					continue
 				}
+				p.warnNotImpl("SSL", m)
 				switch m.kw() {
 				case "ca":
 					g.SSLCA = m.words[1]
@@ -292,6 +295,13 @@ func init() {
 		},
 	}
 	g["SSL"] = g["ssl"]
+	g["lvs_flush_onstop"] = g["lvs_flush_on_stop"] // keepalived's alias
+	g["smtp_alert"] = func(p *parser, n *node, g *GlobalDefs) {
+		// checks/ reads it from Other; VRRP does not.
+		p.warnf(n.pos(), "smtp_alert in global_defs: hakeepd applies it to checkers only; set smtp_alert in each vrrp_instance or vrrp_sync_group")
+		other(&g.Other, n)
+	}
+	operatorKeywords(g)
 	for _, k := range globalAccepted {
 		if _, ok := g[k]; !ok {
 			g[k] = func(p *parser, n *node, g *GlobalDefs) { other(&g.Other, n) }
@@ -408,6 +418,7 @@ func (p *parser) trackFileDef(n *node) {
 	}
 	t := &TrackFileDef{Pos: n.pos(), Name: name}
 	for _, m := range n.block {
+		p.warnNotImpl("vrrp_track_file", m)
 		switch m.kw() {
 		case "file":
 			if s, ok := p.arg(m, 1); ok {
@@ -751,13 +762,23 @@ func init() {
 		"higher_prio_send_advert", "skip_check_adv_addr", "track_process", "track_bfd", "notify_priority_changes",
 		"no_accept_vmac", "old_unicast_checksum", "vmac_xmit_base_v6", "linkbeat_use_polling", "promote_secondaries",
 		"mcast_ttl", "down_timer_adverts", "garp_extra_if", "lower_prio_no_advert", "use_ipvlan", "use_vmac_addr",
-		"track_src_ip", "mcast_dst_ip", "interface_up_down_delays"} {
+		"track_src_ip", "mcast_dst_ip", "interface_up_down_delays", "vrf", "vmac_garp_intvl"} {
 		t[k] = func(p *parser, n *node, i *VRRPInstance) { other(&i.Other, n) }
 	}
 	for k, h := range notifyKeywords {
 		t[k] = func(p *parser, n *node, i *VRRPInstance) { h(p, n, &i.Notify) }
 	}
 	instanceTable = t
+}
+
+// syncGroupKeywords lists what vrrp_sync_group accepts.
+func syncGroupKeywords() []string {
+	known := []string{"group", "smtp_alert", "track_interface", "track_script", "track_file", "global_tracking", "sync_group_tracking_weight",
+		"notify_priority_changes", "track_bfd", "track_process"}
+	for k := range notifyKeywords {
+		known = append(known, k)
+	}
+	return known
 }
 
 func (p *parser) setAccept(i *VRRPInstance) {
@@ -925,6 +946,9 @@ func (p *parser) vip(m *node, kw string) *VIP {
 		return w[k+1], true
 	}
 	for k := 1; k < len(w); k++ {
+		if vipOptionsIgnored[w[k]] {
+			p.warnf(m.pos(), "%s: accepted, not implemented in hakeepd (an option of %s addresses)", w[k], kw)
+		}
 		switch opt := w[k]; opt {
 		case "brd", "broadcast":
 			s, ok := val(k)
@@ -1258,6 +1282,7 @@ func (p *parser) syncGroup(n *node) {
 	}
 	g := &SyncGroup{Pos: n.pos(), Name: name}
 	for _, m := range n.block {
+		p.warnNotImpl("vrrp_sync_group", m)
 		if h, ok := notifyKeywords[m.kw()]; ok {
 			h(p, m, &g.Notify)
 			continue
@@ -1287,12 +1312,10 @@ func (p *parser) syncGroup(n *node) {
 			g.GlobalTracking = p.flag(m)
 		case "sync_group_tracking_weight":
 			g.SyncGroupTrackingWeight = p.flag(m)
+		case "notify_priority_changes", "track_bfd", "track_process":
+			// accepted (warned by warnNotImpl above)
 		default:
-			known := []string{"group", "smtp_alert", "track_interface", "track_script", "track_file", "global_tracking", "sync_group_tracking_weight"}
-			for k := range notifyKeywords {
-				known = append(known, k)
-			}
-			p.unknown(m, known, "vrrp_sync_group")
+			p.unknown(m, syncGroupKeywords(), "vrrp_sync_group")
 		}
 	}
 	p.cfg.SyncGroups = append(p.cfg.SyncGroups, g)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"hakeep/api"
 	"hakeep/internal/testpki"
 )
 
@@ -85,6 +86,8 @@ type clusterOpts struct {
 	// others'); ports are picked beforehand so they can be joined.
 	atOnce bool
 	join   func(i int, addrs []string) []string
+	// plan gives each director its dry-run answer (Config.Plan).
+	plan func(node string) func(name string, text []byte) api.DirectorPlan
 }
 
 func newCluster(t testing.TB, o clusterOpts) *tcluster {
@@ -107,6 +110,9 @@ func newCluster(t testing.TB, o clusterOpts) *tcluster {
 			DataDir: filepath.Join(base, name), BootstrapExpect: o.expect,
 			Timeouts: cmp.Or(o.timeouts, testTimeouts), GossipKeys: o.keys, HealthMode: o.mode, Validate: o.validate,
 			SnapshotThreshold: o.snapshot, GossipTuning: fastGossip, Logger: cmp.Or(o.log, testLogger()), InsecureOpen: o.insecure,
+		}
+		if o.plan != nil {
+			cfg.Plan = o.plan(name)
 		}
 		tn := &tnode{t: t, cfg: cfg}
 		if o.ca != nil {

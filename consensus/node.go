@@ -31,6 +31,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"hakeep/api"
 )
 
 // Timeouts are the Raft timers.
@@ -88,6 +90,10 @@ type Config struct {
 	// Validate checks a pushed configuration on the leader (nil: accept
 	// anything). Return a *ValidationError to give file:line diagnostics.
 	Validate func(name string, text []byte) error
+	// Plan answers a dry run for this director (`hactl config push
+	// --dry-run`): what it would change if text were applied. It must not
+	// block; nil: this director cannot answer one.
+	Plan func(name string, text []byte) api.DirectorPlan
 	// ReportInterval is how often health and applied reports are batched
 	// into the log (default 20 ms).
 	ReportInterval time.Duration

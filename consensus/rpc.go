@@ -3,6 +3,7 @@ package consensus
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"hakeep/api"
 )
 
 // Node-to-node RPC ops (one JSON request and response per connection).
@@ -65,6 +68,10 @@ func (r rpcRequest) validate() error {
 		if r.ID == "" {
 			return fmt.Errorf("%w: remove needs a node id", ErrBadCommand)
 		}
+	case opPlan:
+		if len(r.Cmd) == 0 {
+			return fmt.Errorf("%w: plan without a configuration", ErrBadCommand)
+		}
 	default:
 		return fmt.Errorf("%w %.64q", errUnknownOp, r.Op)
 	}
@@ -80,6 +87,8 @@ type rpcResponse struct {
 	// Kind classifies Error so the caller can rebuild a sentinel.
 	Kind        string   `json:"kind,omitempty"`
 	Diagnostics []string `json:"diagnostics,omitempty"`
+	// Plan is the answer to opPlan.
+	Plan *api.DirectorPlan `json:"plan,omitempty"`
 }
 
 // Error kinds carried over RPC.
@@ -189,6 +198,9 @@ func (n *Node) serveRPC(c net.Conn, p peer) {
 func (n *Node) serveOne(req rpcRequest, p peer) rpcResponse {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if req.Op == opPlan {
+		return n.servePlan(req) // every director answers for itself
+	}
 	if n.raft.State() == raft.Leader {
 		res, err := n.handleLocal(ctx, req, p.String())
 		return toResponse(res, err)
@@ -270,7 +282,7 @@ func (n *Node) handleLocal(ctx context.Context, req rpcRequest, via string) (App
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 		if timeout <= 0 {
-			return ApplyResult{}, ctx.Err()
+			return ApplyResult{}, cmp.Or(ctx.Err(), context.DeadlineExceeded)
 		}
 	}
 	switch req.Op {
@@ -452,17 +464,28 @@ func (n *Node) closeRPCConns() {
 // callRPC sends one request to the node at addr (its Raft port), on a kept
 // connection when there is one (a stale one is replaced by a fresh dial).
 func (n *Node) callRPC(ctx context.Context, addr string, req rpcRequest) (ApplyResult, error) {
+	resp, err := n.exchange(ctx, addr, req)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	return fromResponse(resp)
+}
+
+// exchange is callRPC's round trip: the peer's response as it came.
+func (n *Node) exchange(ctx context.Context, addr string, req rpcRequest) (rpcResponse, error) {
 	for {
 		timeout := 5 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			timeout = time.Until(dl)
 			if timeout <= 0 {
-				return ApplyResult{}, ctx.Err()
+				// Past the deadline, ctx's own timer may not have fired
+				// yet: never report that as success.
+				return rpcResponse{}, cmp.Or(ctx.Err(), context.DeadlineExceeded)
 			}
 		}
 		rc, reused, err := n.getRPCConn(addr, timeout)
 		if err != nil {
-			return ApplyResult{}, fmt.Errorf("forward %s to %s: %w", req.Op, addr, err)
+			return rpcResponse{}, fmt.Errorf("forward %s to %s: %w", req.Op, addr, err)
 		}
 		_ = rc.c.SetDeadline(time.Now().Add(timeout))
 		var resp rpcResponse
@@ -478,10 +501,10 @@ func (n *Node) callRPC(ctx context.Context, addr string, req rpcRequest) (ApplyR
 				// command is idempotent.
 				continue
 			}
-			return ApplyResult{}, fmt.Errorf("forward %s to %s: %w: %v", req.Op, addr, errRPCIO, err)
+			return rpcResponse{}, fmt.Errorf("forward %s to %s: %w: %v", req.Op, addr, errRPCIO, err)
 		}
 		_ = rc.c.SetDeadline(time.Time{})
 		n.putRPCConn(addr, rc)
-		return fromResponse(resp)
+		return resp, nil
 	}
 }

@@ -178,6 +178,7 @@ func TestNameBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	planCmd := []byte(`{"name":"a.conf","text":"global_defs {}\n"}`)
 	stranger := c.ca.ClientTLS(t, c.ca.Issue(t, "d9")) // the cluster's CA, not a director of it
 	operator := c.ca.ClientTLS(t, c.ca.IssueReq(t, pki.CertRequest{Name: "alice", Client: true}))
 	member := c.ca.ClientTLS(t, c.nodes[1].files) // d2's own files
@@ -199,6 +200,9 @@ func TestNameBinding(t *testing.T) {
 		{"another CA's d2", foreign, rpcRequest{Op: opRemove, ID: "d3"}, "", true},
 		{"plain TCP", nil, rpcRequest{Op: opRemove, ID: "d3"}, "", true},
 		{"member d2 is authorized", member, rpcRequest{Op: opRemove, ID: "nope"}, `"kind":"not_member"`, false},
+		// A dry run carries a whole configuration: directors only.
+		{"stranger asks for a dry run", stranger, rpcRequest{Op: opPlan, Cmd: planCmd}, "plan: the certificate names d9 localhost, not a director of this cluster", true},
+		{"member d2 asks for a dry run", member, rpcRequest{Op: opPlan, Cmd: planCmd}, `"plan":{"director":"` + l.cfg.NodeName + `"`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

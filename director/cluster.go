@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"os"
 
+	"hakeep/api"
 	"hakeep/config"
 	"hakeep/consensus"
 )
 
-func startCluster(configID string, cfg *config.Config, log *slog.Logger) (*consensus.Node, error) {
+// startCluster starts the consensus node; plan answers the cluster's dry
+// runs for this director.
+func startCluster(configID string, cfg *config.Config, log *slog.Logger, plan func(name string, text []byte) api.DirectorPlan) (*consensus.Node, error) {
 	name := configID
 	if name == "" {
 		name, _ = os.Hostname()
@@ -19,6 +22,7 @@ func startCluster(configID string, cfg *config.Config, log *slog.Logger) (*conse
 	if err != nil {
 		return nil, fmt.Errorf("%s: cluster: %w", cfg.Cluster.Pos, err)
 	}
+	cc.Plan = plan
 	node, err := consensus.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("start cluster node %s: %w", cc.NodeName, err)

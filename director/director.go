@@ -81,8 +81,11 @@ type Director struct {
 	// Set in Run before any subsystem starts, then only read.
 	mail     *mail.Client
 	notifier *vrrp.ScriptNotifier
-	masters  *masterWatch
-	fence    *fence.Fence // nil without a cluster block
+	fifos    *notifyFifos // notify_fifo and its kin; nil before Run
+	// startedAt is when Run began (vrrp_startup_delay counts from it).
+	startedAt time.Time
+	masters   *masterWatch
+	fence     *fence.Fence // nil without a cluster block
 }
 
 // view is what the loop publishes: an immutable snapshot.
@@ -138,9 +141,17 @@ func (d *Director) Run(ctx context.Context) error {
 		}()
 	}
 
+	// keepalived runs startup_script before anything else starts, then
+	// opens the notify fifos.
+	g := &cfg.Global
+	runStartStopScript(g, "startup_script", g.StartupScript, g.StartupScriptTimeout, d.log)
+	d.startedAt = time.Now()
+	d.fifos = openFifos(g, d.log.With("subsystem", "notify_fifo"))
+	defer d.fifos.close()
+
 	var subs []Subsystem
 	if cfg.Cluster != nil {
-		node, err := startCluster(d.opts.ConfigID, cfg, d.log)
+		node, err := startCluster(d.opts.ConfigID, cfg, d.log, d.plan)
 		if err != nil {
 			return err
 		}
@@ -171,12 +182,25 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 	if d.opts.VRRP {
 		d.masters = newMasterWatch(v.plane)
+		// Follows reloads that add or remove lvs_sync_daemon; idle
+		// without it.
+		sd := newSyncDaemon(d.log.With("subsystem", "lvs_sync_daemon"),
+			func() *config.LVSSyncDaemon { return d.current().cfg.Global.LVSSyncDaemon }, d.openSyncClient)
+		d.masters.onStatus = sd.set
+		subs = append(subs, Subsystem{Name: "lvs_sync_daemon", Run: sd.run})
 		d.masters.hand(nil) // nothing is MASTER before VRRP says so
 		subs = append(subs, Subsystem{Name: "vrrp", Run: d.runVRRP})
+	} else if s := cfg.Global.LVSSyncDaemon; s != nil {
+		// keepalived's checker-only process runs both daemons then;
+		// hakeepd's follows a VRRP instance, so it says it does nothing.
+		d.log.Warn("lvs_sync_daemon: not started without VRRP (-C); it follows a vrrp_instance", "pos", s.Pos.String())
 	}
 	if d.opts.APISocket != "" {
 		subs = append(subs, Subsystem{Name: "api", Run: d.serveAPI})
 	}
+	// Always run: binds only while global_defs has metrics_listen, and
+	// follows reloads that add or remove it.
+	subs = append(subs, Subsystem{Name: "metrics_listen", Run: d.serveMetrics})
 	d.view.Store(&v)
 
 	l := &loop{d: d, v: v}
@@ -198,6 +222,10 @@ func (d *Director) Run(ctx context.Context) error {
 		d.notifier.Close(cctx)
 		cancel()
 	}
+	// VRRP has stopped and removed its VIPs: keepalived's shutdown_script
+	// runs now, from the configuration in force (a reload may change it).
+	sg := &d.current().cfg.Global
+	runStartStopScript(sg, "shutdown_script", sg.ShutdownScript, sg.ShutdownScriptTimeout, d.log)
 	return nil
 }
 
@@ -210,6 +238,7 @@ func (d *Director) newPlane(cfg *config.Config, node *consensus.Node) *dataplane
 	if d.mail != nil {
 		opts.Alerter = d.mail
 	}
+	opts.Fifos = d.fifos.lvsWriters()
 	if d.opts.StateDir != "" {
 		opts.StateFile = filepath.Join(d.opts.StateDir, lvs.StateFileName)
 	}

@@ -85,3 +85,12 @@ func (g fenceGate) Release(c vrrp.Claim) {
 		g.f.Release(c)
 	}
 }
+
+// Holds implements vrrp.Holder: VRRP asks it before each MASTER advert.
+// An instance with `fence off` always holds; a fenced one while its lease
+// (or a lapse's grace) runs.
+func (g fenceGate) Holds(c vrrp.Claim) bool {
+	return !g.fenced(c.Instance) || g.f.Holds(c)
+}
+
+var _ vrrp.Holder = fenceGate{}

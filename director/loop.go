@@ -111,6 +111,7 @@ func (l *loop) applyConfig(cfg *config.Config) error {
 			return fmt.Errorf("vrrp reload: %w", err)
 		}
 	}
+	warnStartOnly(&l.v.cfg.Global, &cfg.Global, l.d.log)
 	l.v.cfg = cfg
 	if p := l.v.plane; p != nil {
 		if err := p.Reload(ctx, cfg); err != nil {

@@ -19,6 +19,12 @@ func (d *Director) metricsSources() metrics.Sources {
 			}
 			return m.Status()
 		},
+		Scripts: func() []vrrp.ScriptStatus {
+			if m := d.current().vrrp; m != nil {
+				return m.Scripts()
+			}
+			return nil
+		},
 		Checks: func() ([]checks.RealServerState, bool) {
 			if m := d.checksManager(); m != nil {
 				return m.State(), true

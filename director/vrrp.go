@@ -38,12 +38,15 @@ func (d *Director) runVRRP(ctx context.Context) error {
 	}
 	m, err := vrrp.New(set, vrrp.Options{
 		Addresses:      addressFactory(d.log, d.fence, func() *config.Config { return d.current().cfg }),
-		Notifier:       d.notifier,
+		Notifier:       d.fifos.vrrpNotifier(d.notifier),
 		Gate:           gate,
 		ScriptUser:     g.ScriptUser,
 		ScriptGroup:    g.ScriptGroup,
 		ScriptSecurity: g.EnableScriptSecurity,
-		Logger:         d.log.With("subsystem", "vrrp"),
+		// Counted from the daemon's start: a manager restarted after a
+		// failure does not wait again.
+		StartupDelay: max(0, g.VRRPStartupDelay-time.Since(d.startedAt)),
+		Logger:       d.log.With("subsystem", "vrrp"),
 	})
 	if err != nil {
 		return err
@@ -88,12 +91,18 @@ func vrrpSet(cfg *config.Config) (*vrrp.Set, error) {
 // never misses the latest state.
 type masterWatch struct {
 	plane *dataplane.Plane // nil with -P
+	// onStatus, when set, also gets every status (lvs_sync_daemon); it
+	// must not block.
+	onStatus func([]vrrp.InstanceStatus)
 }
 
 func newMasterWatch(p *dataplane.Plane) *masterWatch { return &masterWatch{plane: p} }
 
 // hand tells the plane the MASTER set of sts (latest wins, never blocks).
 func (w *masterWatch) hand(sts []vrrp.InstanceStatus) {
+	if w.onStatus != nil {
+		w.onStatus(sts)
+	}
 	if w.plane == nil {
 		return
 	}

@@ -38,6 +38,9 @@ type effects interface {
 	// reinstall is hold that also adds the VIPs again (a lapsed lease
 	// renewed: VRRP, still MASTER, will not add them).
 	reinstall(k Key, bound time.Time)
+	// lapse is hold with a zero bound that lets VRRP go on advertising
+	// as MASTER until the grace ends (Fence.Holds).
+	lapse(k Key, until time.Time)
 	// answer tells VRRP: the first answer of a claim admits (nil) or
 	// refuses; after admission an answer revokes.
 	answer(k Key, err error)
@@ -56,9 +59,13 @@ const (
 	// quorum: VIPs removed, VRRP left MASTER (its adverts keep the backups
 	// from a pointless takeover), renewing at our epoch until lapseEnd.
 	phLapsed
+	// phDeferred: VRRP asked while another director of at least our
+	// priority owns the key and renews it; the answer waits for that
+	// owner's next record (see admit).
+	phDeferred
 )
 
-var phaseNames = [...]string{"idle", "claiming", "waiting", "owned", "lapsed"}
+var phaseNames = [...]string{"idle", "claiming", "waiting", "owned", "lapsed", "deferred"}
 
 // holds reports whether the phase keeps an epoch of ours that renewals
 // cover and a foreign claim or the loss of quorum ends.
@@ -79,8 +86,16 @@ type entry struct {
 	// lease runs to leaseSent+L on our clock.
 	leaseSent time.Time
 	lapseEnd  time.Time // phLapsed: when it gives up
-	reason    string    // why fenced ("" when not)
-	detail    string
+	// waitEnd is when the previous owner's lease has surely ended, as
+	// computed once our claim was applied here (waitKnown).
+	waitEnd   time.Time
+	waitKnown bool
+	// phDeferred: the owner's record as it was when VRRP asked.
+	deferOwner   string
+	deferEpoch   uint64
+	deferApplied time.Time
+	reason       string // why fenced ("" when not)
+	detail       string
 	// Counters for metrics.
 	claims, refusals, revokes uint64
 }
@@ -109,7 +124,8 @@ type core struct {
 	// back the next, which finds the new leader: up to maxInflight overlap.
 	inflight  int
 	lastRenew time.Time
-	renewals  uint64 // accepted renewal batches (metrics)
+	later     []laterRelease // due releases of dropped waiting claims
+	renewals  uint64         // accepted renewal batches (metrics)
 }
 
 // maxInflight bounds the renewals in flight at once.
@@ -151,8 +167,8 @@ func (c *core) admit(now time.Time, k Key, prio int) {
 		return
 	}
 	switch e.phase {
-	case phClaiming:
-		return // the claim in flight answers this ask too
+	case phClaiming, phDeferred:
+		return // the claim in flight, or the deferred ask, answers this one too
 	case phWaiting, phOwned, phLapsed:
 		// Not withdrawn since: the earlier claim still stands.
 		c.check(now, e)
@@ -162,8 +178,14 @@ func (c *core) admit(now time.Time, k Key, prio int) {
 	// A live owner of at least our priority keeps it: VRRP would not have
 	// preempted it, so our Master_Down fired because adverts are lost, and
 	// stealing would move the VIPs back and forth every interval.
+	// But an owner that stops sends its priority-0 advert before its
+	// release commits, and a backup asks after the skew (60 ms at
+	// advert_int 0.1): refused then, it would ask again only a
+	// Master_Down_Interval later. So the answer waits for the owner's next
+	// record: a renewal refuses; a release, another claim, or the lease
+	// running out lets the claim go on.
 	if rec.Node != "" && rec.Node != c.self && now.Before(rec.Applied.Add(c.p.Lease)) && rec.Priority >= prio {
-		c.refuse(e, ReasonRefused, fmt.Sprintf("%s owns it (priority %d, epoch %d) and renews its lease", rec.Node, rec.Priority, rec.Epoch))
+		e.phase, e.deferOwner, e.deferEpoch, e.deferApplied = phDeferred, rec.Node, rec.Epoch, rec.Applied
 		return
 	}
 	e.phase = phClaiming
@@ -182,8 +204,25 @@ func (c *core) withdraw(now time.Time, k Key) {
 	}
 	e.want = false
 	e.reason, e.detail = "", ""
+	if e.phase == phDeferred {
+		e.phase = phIdle
+	}
 	if e.phase.holds() {
 		c.drop(e)
+	}
+}
+
+// undefer answers a deferred ask once the owner's record moved on.
+func (c *core) undefer(now time.Time, e *entry) {
+	rec := c.table[e.key]
+	same := rec.Node == e.deferOwner && rec.Epoch == e.deferEpoch
+	switch {
+	case same && rec.Applied.After(e.deferApplied):
+		e.phase = phIdle
+		c.refuse(e, ReasonRefused, fmt.Sprintf("%s owns it (priority %d, epoch %d) and renews its lease", rec.Node, rec.Priority, rec.Epoch))
+	case !same || !now.Before(e.deferApplied.Add(c.p.Lease)):
+		e.phase = phIdle
+		c.admit(now, e.key, e.prio)
 	}
 }
 
@@ -192,9 +231,29 @@ func (c *core) withdraw(now time.Time, k Key) {
 // acknowledgement, the new owner's fast path).
 func (c *core) drop(e *entry) {
 	c.fx.hold(e.key, time.Time{})
-	epoch := e.epoch
-	e.phase, e.epoch = phIdle, 0
-	c.fx.release(e.key, epoch)
+	epoch, waiting, known, until := e.epoch, e.phase == phWaiting, e.waitKnown, e.waitEnd
+	e.phase, e.epoch, e.waitEnd, e.waitKnown = phIdle, 0, time.Time{}, false
+	if !waiting || (known && until.IsZero()) {
+		c.fx.release(e.key, epoch)
+		return
+	}
+	// A claim not admitted yet installed no VIPs, but releasing it lets
+	// the next claimant in at once, past the lease of the owner before us
+	// that this claim was waiting out (a crashed owner's kernel still
+	// holds its VIPs). So it is released once that wait is over, and not
+	// at all if it was never computed here: the next claimant then waits
+	// out this claim's hold, which began after that owner's last renewal.
+	if known {
+		c.later = append(c.later, laterRelease{key: e.key, epoch: epoch, at: until})
+	}
+}
+
+// laterRelease is a waiting claim's release, due when the previous
+// owner's lease has surely ended.
+type laterRelease struct {
+	key   Key
+	epoch uint64
+	at    time.Time
 }
 
 // lose ends our claim or ownership for reason: VIPs first, then VRRP
@@ -229,7 +288,7 @@ func (c *core) claimDone(now time.Time, k Key, seq, epoch uint64, err error) {
 		}
 		return
 	}
-	e.phase, e.epoch, e.leaseSent = phWaiting, epoch, e.sent
+	e.phase, e.epoch, e.leaseSent, e.lapseEnd = phWaiting, epoch, e.sent, time.Time{}
 	c.committed = now
 	if !e.want {
 		c.drop(e) // withdrawn while the claim was in flight
@@ -245,6 +304,10 @@ func (c *core) claimDone(now time.Time, k Key, seq, epoch uint64, err error) {
 // check moves a waiting claim on, and ends a claim or ownership that the
 // applied records, the lease or the clock no longer allow.
 func (c *core) check(now time.Time, e *entry) {
+	if e.phase == phDeferred {
+		c.undefer(now, e)
+		return
+	}
 	if !e.phase.holds() {
 		return
 	}
@@ -256,6 +319,9 @@ func (c *core) check(now time.Time, e *entry) {
 		}
 		c.lose(e, ReasonTaken, fmt.Sprintf("%s claimed epoch %d", who, rec.Epoch))
 		return
+	}
+	if e.phase == phWaiting && rec.Epoch == e.epoch {
+		e.waitEnd, e.waitKnown = c.waitUntil(rec), true
 	}
 	if e.phase == phLapsed {
 		if !now.Before(e.lapseEnd) {
@@ -271,10 +337,21 @@ func (c *core) check(now time.Time, e *entry) {
 		onTime := now.Sub(e.leaseSent.Add(c.p.Lease)) < c.p.Renew
 		if e.phase == phOwned && e.want && c.quorumOK(now) && c.p.Grace > 0 && onTime {
 			// Safety first: the VIPs go now, as for any lost lease.
-			c.fx.hold(e.key, time.Time{})
 			e.phase, e.lapseEnd = phLapsed, now.Add(c.p.Grace)
+			c.fx.lapse(e.key, e.lapseEnd)
 			c.fenced(e, ReasonLapsed, fmt.Sprintf("last renewal sent %s ago; renewing for %s more", ago, c.p.Grace))
 			c.fx.logf(e.key, "lease lapsed, VIPs removed, renewing", "last_renewal_ago", ago, "grace", c.p.Grace)
+			return
+		}
+		// A claim of ours that committed late (after a heal a Raft
+		// election can hold a commit past the lease): our epoch is
+		// current, no VIPs are installed yet, and a renewal at it restores
+		// the lease. Renewing for the grace, rather than releasing at
+		// once, keeps a lower-priority backup from taking the VRID in
+		// between (two moves where preemption says one).
+		if end := e.leaseSent.Add(c.p.Lease + c.p.Grace); e.phase == phWaiting && e.want && c.quorumOK(now) && now.Before(end) {
+			e.lapseEnd = end
+			c.fenced(e, ReasonLapsed, fmt.Sprintf("claim committed %s after it was sent; renewing until %s from now", ago, end.Sub(now).Round(time.Millisecond)))
 			return
 		}
 		c.lose(e, ReasonExpired, fmt.Sprintf("last renewal sent %s ago", ago))
@@ -283,7 +360,7 @@ func (c *core) check(now time.Time, e *entry) {
 	if e.phase == phOwned || rec.Epoch < e.epoch {
 		return // owned; or our claim is committed but not applied here yet
 	}
-	if w := c.waitUntil(rec); now.Before(w) {
+	if w := e.waitEnd; now.Before(w) {
 		c.fenced(e, ReasonWaiting, fmt.Sprintf("%s's lease may run until %s from now", rec.Prev, w.Sub(now).Round(time.Millisecond)))
 		return
 	}
@@ -340,6 +417,9 @@ func (c *core) members(now time.Time, alive, voters int) {
 			if e.want {
 				c.refuse(e, ReasonNoQuorum, why) // its commit, if any, is released
 			}
+		case phDeferred:
+			e.phase = phIdle
+			c.refuse(e, ReasonNoQuorum, why)
 		}
 	}
 }
@@ -349,6 +429,13 @@ func (c *core) tick(now time.Time) {
 	for _, k := range slices.SortedFunc(maps.Keys(c.ents), keyCmp) {
 		c.check(now, c.ents[k])
 	}
+	c.later = slices.DeleteFunc(c.later, func(r laterRelease) bool {
+		if now.Before(r.at) {
+			return false
+		}
+		c.fx.release(r.key, r.epoch)
+		return true
+	})
 	if c.inflight >= maxInflight || now.Before(c.lastRenew.Add(c.p.Renew)) {
 		return
 	}
@@ -387,6 +474,9 @@ func (c *core) renewDone(now time.Time, sent time.Time, epochs map[Key]uint64, r
 		}
 		if sent.After(e.leaseSent) {
 			e.leaseSent = sent
+			if e.phase == phWaiting {
+				e.lapseEnd = time.Time{} // live again
+			}
 		}
 		switch {
 		case e.phase == phOwned:
@@ -412,14 +502,25 @@ func (c *core) next() time.Time {
 			at = t
 		}
 	}
+	for _, r := range c.later {
+		min(r.at)
+	}
 	held := false
 	for _, e := range c.ents {
+		if e.phase == phDeferred {
+			min(e.deferApplied.Add(c.p.Lease))
+			continue
+		}
 		if !e.phase.holds() {
 			continue
 		}
 		held = true
 		if e.phase == phLapsed {
 			min(e.lapseEnd)
+			continue
+		}
+		if e.phase == phWaiting && !e.lapseEnd.IsZero() {
+			min(e.lapseEnd) // a late claim renewing: nothing else is due
 			continue
 		}
 		min(e.leaseSent.Add(c.p.Lease))

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hakeep/vrrp"
@@ -74,6 +75,19 @@ type guard struct {
 	// Add refused for want of lease time is then made by the next
 	// committed renewal. up: they are installed.
 	wantUp, up bool
+	// assertUntil (Unix ns, 0: never) is until when VRRP may advertise as
+	// MASTER: the write bound, or the end of a lapse's grace. Holds reads
+	// it without g.mu, which kernel writes hold.
+	assertUntil atomic.Int64
+}
+
+// setAssert sets until when VRRP may advertise as MASTER (zero: not now).
+func (g *guard) setAssert(until time.Time) {
+	var ns int64
+	if !until.IsZero() {
+		ns = until.UnixNano()
+	}
+	g.assertUntil.Store(ns)
 }
 
 // New returns a fence; call Run.
@@ -152,25 +166,30 @@ func (f *Fence) Release(c vrrp.Claim) {
 // the instance's configured priority (claims carry it).
 func (f *Fence) Guard(k Key, priority int, set Addresses) vrrp.AddressSet {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	g := f.guards[k]
 	if g == nil {
 		g = &guard{}
 		f.guards[k] = g
 	}
+	g.prio = priority
+	f.mu.Unlock()
+	// Not under f.mu: g.mu waits for kernel writes, and Holds takes f.mu
+	// on VRRP's event loop.
 	g.mu.Lock()
 	g.set = set
 	g.mu.Unlock()
-	g.prio = priority
 	return guarded{f: f, g: g}
 }
 
-// Holds reports, without waiting for the fence's loop, whether this
-// director may hold c's VIPs now: its lease's write bound is still ahead
-// on the clock. A MASTER that was paused (SIGSTOP) past its lease wakes up
-// with every timer due at once; asked before each advert, this keeps its
-// first advert from pushing the new owner back to BACKUP before the loop
-// has revoked the claim. (vrrp does not ask it yet.)
+// Holds implements vrrp.Holder: without waiting for the fence's loop or a
+// kernel write, whether VRRP may still advertise c as MASTER: the lease's
+// write bound is ahead on the clock, or a lapse's grace is (the VIPs are
+// gone then, and the adverts keep the backups from a pointless takeover).
+// A MASTER that was paused (SIGSTOP) past its lease wakes up with every
+// timer due at once; VRRP asks this before each advert, so its first
+// advert does not push the new owner back to BACKUP before the loop has
+// revoked the claim. No other director can be admitted while it is true:
+// they wait for the write bound (and the lapse ends before it).
 func (f *Fence) Holds(c vrrp.Claim) bool {
 	f.mu.Lock()
 	g := f.guards[KeyOf(c)]
@@ -178,9 +197,7 @@ func (f *Fence) Holds(c vrrp.Claim) bool {
 	if g == nil {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return f.opt.Clock.Now().Before(g.bound)
+	return f.opt.Clock.Now().UnixNano() < g.assertUntil.Load()
 }
 
 // guarded is the address set VRRP sees for a fenced instance.
@@ -273,15 +290,21 @@ func (x fenceFx) release(k Key, epoch uint64) {
 	}()
 }
 
-func (x fenceFx) hold(k Key, bound time.Time) { x.write(k, bound, false) }
+func (x fenceFx) hold(k Key, bound time.Time) { x.write(k, bound, bound, false) }
 
-func (x fenceFx) reinstall(k Key, bound time.Time) { x.write(k, bound, true) }
+// lapse removes the VIPs like a zero hold, but lets VRRP go on advertising
+// until the grace ends.
+func (x fenceFx) lapse(k Key, until time.Time) { x.write(k, time.Time{}, until, false) }
 
-// write sets k's bound and brings the kernel in line under the guard's
-// lock: a zero bound removes the VIPs; otherwise their lifetime is
-// refreshed, and they are added when add says so (a lapsed lease renewed)
-// or when VRRP's Add was refused for want of lease time.
-func (x fenceFx) write(k Key, bound time.Time, add bool) {
+func (x fenceFx) reinstall(k Key, bound time.Time) { x.write(k, bound, bound, true) }
+
+// write sets k's bound, and until when VRRP may advertise (one store,
+// before the kernel call: Holds never sees a state in between), and
+// brings the kernel in line under the guard's lock: a zero bound removes
+// the VIPs; otherwise their lifetime is refreshed, and they are added
+// when add says so (a lapsed lease renewed) or when VRRP's Add was
+// refused for want of lease time.
+func (x fenceFx) write(k Key, bound, assert time.Time, add bool) {
 	f := x.f
 	f.mu.Lock()
 	g := f.guards[k]
@@ -292,6 +315,7 @@ func (x fenceFx) write(k Key, bound time.Time, add bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.bound = bound
+	g.setAssert(assert)
 	if g.set == nil {
 		return
 	}
@@ -468,3 +492,5 @@ func (f *Fence) publish(now time.Time) {
 	f.renewals = f.core.renewals
 	f.mu.Unlock()
 }
+
+var _ vrrp.Holder = (*Fence)(nil)

@@ -409,9 +409,11 @@ type recFx struct {
 	bound     time.Time
 	renewals  int
 	releases  int
+	claims    int
+	lapseEnd  time.Time
 }
 
-func (x *recFx) claim(Key, uint64, int, time.Duration, uint64, time.Time) {}
+func (x *recFx) claim(Key, uint64, int, time.Duration, uint64, time.Time) { x.claims++ }
 func (x *recFx) renew(map[Key]uint64, time.Time)                          { x.renewals++ }
 func (x *recFx) release(Key, uint64)                                      { x.releases++ }
 func (x *recFx) hold(_ Key, b time.Time) {
@@ -421,6 +423,7 @@ func (x *recFx) hold(_ Key, b time.Time) {
 	}
 }
 func (x *recFx) reinstall(_ Key, b time.Time) { x.bound, x.installed = b, true }
+func (x *recFx) lapse(k Key, until time.Time) { x.hold(k, time.Time{}); x.lapseEnd = until }
 func (x *recFx) answer(_ Key, err error)      { x.answers = append(x.answers, err) }
 func (x *recFx) logf(Key, string, ...any)     {}
 
@@ -506,6 +509,207 @@ func TestLapse(t *testing.T) {
 	}
 }
 
+// TestDeferredAsk: VRRP asks while another director of higher priority
+// owns the key and renews it (adverts lost, or the owner is stopping: its
+// priority-0 advert comes before its release commits). The answer waits
+// for the owner's next record: a renewal refuses, a release or the lease
+// running out lets the claim go on, and the ask ends with VRRP's
+// withdrawal or the quorum.
+func TestDeferredAsk(t *testing.T) {
+	k := Key{VRID: 51, Interface: "eth0"}
+	base := time.Unix(1000, 0)
+	p := DefaultParams()
+	owner := Record{Node: "A", Epoch: 3, Priority: 150, Applied: base}
+	tests := []struct {
+		name string
+		// then runs 60 ms after the ask (at base+100ms).
+		then       func(c *core, now time.Time)
+		wantClaims int
+		wantRefuse bool // one answer, a refusal
+		wantPhase  phase
+	}{
+		{"the owner renews: refused", func(c *core, now time.Time) {
+			r := owner
+			r.Applied = now
+			c.owners(now, map[Key]Record{k: r})
+		}, 0, true, phIdle},
+		{"the owner releases: claimed at once", func(c *core, now time.Time) {
+			c.owners(now, map[Key]Record{k: {Epoch: 3, Prev: "A", PrevReleased: true}})
+		}, 1, false, phClaiming},
+		{"nothing more from the owner: claimed when its lease ran out", func(c *core, now time.Time) {
+			c.tick(now)
+			if len(c.ents) == 1 && c.next() != base.Add(p.Lease) {
+				t.Errorf("next tick %v, want the owner's lease end", c.next().Sub(base))
+			}
+			c.tick(base.Add(p.Lease))
+		}, 1, false, phClaiming},
+		{"VRRP withdraws: nothing", func(c *core, now time.Time) { c.withdraw(now, k) }, 0, false, phIdle},
+		{"gossip loses the quorum: refused", func(c *core, now time.Time) { c.members(now, 1, 3) }, 0, true, phIdle},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &recFx{}
+			c := newCore(p, "B", fx)
+			c.members(base, 3, 3)
+			c.owners(base, map[Key]Record{k: owner})
+			ask := base.Add(100 * time.Millisecond)
+			c.admit(ask, k, 100)
+			if e := c.ents[k]; e.phase != phDeferred || len(fx.answers) != 0 || fx.claims != 0 {
+				t.Fatalf("at the ask: phase %s, answers %v, claims %d; want deferred, no answer, no claim", e.phase, fx.answers, fx.claims)
+			}
+			tc.then(c, ask.Add(60*time.Millisecond))
+			if fx.claims != tc.wantClaims {
+				t.Errorf("claims %d, want %d", fx.claims, tc.wantClaims)
+			}
+			if refused := len(fx.answers) == 1 && fx.answers[0] != nil; refused != tc.wantRefuse || len(fx.answers) > 1 {
+				t.Errorf("answers %v, want a refusal: %v", fx.answers, tc.wantRefuse)
+			}
+			if e := c.ents[k]; e.phase != tc.wantPhase {
+				t.Errorf("phase %s, want %s", e.phase, tc.wantPhase)
+			}
+		})
+	}
+}
+
+// TestLateClaim: a claim that commits after its own lease ran out (a Raft
+// election after a heal) keeps its epoch and renews for the grace instead
+// of releasing at once (a lower-priority backup would take the VRID in
+// between); a renewal committed in time admits it, else it is given up.
+func TestLateClaim(t *testing.T) {
+	k := Key{VRID: 51, Interface: "eth0"}
+	base := time.Unix(1000, 0)
+	p := DefaultParams()
+	late := base.Add(p.Lease + 200*time.Millisecond) // the claim's commit
+	tests := []struct {
+		name string
+		// then runs after the late commit; it returns when to tick last.
+		then        func(c *core) time.Time
+		wantAdmit   bool
+		wantRelease bool
+	}{
+		{"a renewal commits within the grace: admitted", func(c *core) time.Time {
+			at := late.Add(100 * time.Millisecond)
+			c.renewDone(at, late, map[Key]uint64{k: 2}, nil, nil)
+			return at
+		}, true, false},
+		{"nothing commits: given up at lease + grace", func(c *core) time.Time {
+			// The loop's ticks: renewals go out (none commits), and no
+			// tick is due in the past (the loop would spin).
+			now := late
+			for {
+				n := c.next()
+				if !n.After(now) {
+					t.Fatalf("next tick at %v, not after now %v", n.Sub(base), now.Sub(base))
+				}
+				if !n.Before(base.Add(p.Lease + p.Grace)) {
+					return n
+				}
+				now = n
+				c.tick(now)
+				if c.ents[k].phase != phWaiting {
+					t.Fatalf("phase %s at %v, want waiting", c.ents[k].phase, now.Sub(base))
+				}
+			}
+		}, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &recFx{}
+			c := newCore(p, "A", fx)
+			c.members(base, 3, 3)
+			c.owners(base, map[Key]Record{k: {Node: "B", Epoch: 1, Priority: 100, Applied: base.Add(-5 * time.Second)}})
+			c.admit(base, k, 150)
+			if fx.claims != 1 {
+				t.Fatalf("claims %d, want 1", fx.claims)
+			}
+			// B released on applying our claim: nothing to wait for.
+			c.owners(late, map[Key]Record{k: {Node: "A", Epoch: 2, Priority: 150, Prev: "B", PrevReleased: true, Applied: late}})
+			c.claimDone(late, k, 1, 2, nil)
+			c.tick(late) // as the loop does: a renewal goes out
+			if e := c.ents[k]; e.phase != phWaiting || len(fx.answers) != 0 || fx.releases != 0 {
+				t.Fatalf("after the late commit: phase %s, answers %v, releases %d; want waiting, no answer, no release", e.phase, fx.answers, fx.releases)
+			}
+			c.tick(tc.then(c))
+			admitted := len(fx.answers) == 1 && fx.answers[0] == nil
+			if admitted != tc.wantAdmit {
+				t.Errorf("admitted %v (answers %v), want %v", admitted, fx.answers, tc.wantAdmit)
+			}
+			if released := fx.releases > 0; released != tc.wantRelease {
+				t.Errorf("released %v, want %v", released, tc.wantRelease)
+			}
+		})
+	}
+}
+
+// TestWaitingClaimRelease: a claim still waiting out the previous owner's
+// lease (a crashed owner's kernel may hold the VIPs) that loses to a newer
+// claim releases only when that wait is over: released at once, the newer
+// claimant, seeing its predecessor released, would add the VIPs while the
+// crashed owner's kernel may still hold them.
+func TestWaitingClaimRelease(t *testing.T) {
+	k := Key{VRID: 51, Interface: "eth0"}
+	base := time.Unix(1000, 0)
+	p := DefaultParams()
+	claimAt := base.Add(p.Lease + 100*time.Millisecond) // A's lease is over: no deferral
+	applied := claimAt.Add(100 * time.Millisecond)
+	taken := applied.Add(200 * time.Millisecond)
+	tests := []struct {
+		name string
+		// ours is our claim's record as applied here (nil: never applied
+		// before the newer claim).
+		ours        *Record
+		wantAt      time.Time // when the release goes out (zero: never)
+		wantAtTaken bool      // at once
+	}{
+		{"waiting for a crashed owner: released when the wait ends",
+			&Record{Node: "C", Epoch: 2, Priority: 50, Prev: "A", PrevSeen: base, Applied: applied},
+			base.Add(p.Wait()), false},
+		{"previous owner released: released at once",
+			&Record{Node: "C", Epoch: 2, Priority: 50, Prev: "A", PrevReleased: true, Applied: applied},
+			time.Time{}, true},
+		{"our claim never applied here: never released", nil, time.Time{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &recFx{}
+			c := newCore(p, "C", fx)
+			c.members(base, 3, 3)
+			c.owners(base, map[Key]Record{k: {Node: "A", Epoch: 1, Priority: 150, Applied: base}})
+			c.admit(claimAt, k, 50)
+			c.claimDone(applied, k, 1, 2, nil)
+			if tc.ours != nil {
+				c.owners(applied, map[Key]Record{k: *tc.ours})
+			}
+			c.owners(taken, map[Key]Record{k: {Node: "B", Epoch: 3, Priority: 100, Prev: "C", PrevSeen: applied, Applied: taken}})
+			if got := fx.releases == 1; got != tc.wantAtTaken {
+				t.Fatalf("released at the newer claim: %v, want %v", got, tc.wantAtTaken)
+			}
+			if tc.wantAtTaken {
+				return
+			}
+			// The loop's ticks until well past every wait.
+			for now := taken; now.Before(base.Add(3 * p.Wait())); {
+				n := c.next()
+				if n.IsZero() || n.After(base.Add(3*p.Wait())) {
+					break
+				}
+				if !n.After(now) && fx.releases == 0 {
+					t.Fatalf("next tick at %v, not after %v", n.Sub(base), now.Sub(base))
+				}
+				now = n
+				before := fx.releases
+				c.tick(now)
+				if fx.releases > before && !now.Equal(tc.wantAt) {
+					t.Errorf("released at %v, want %v", now.Sub(base), tc.wantAt.Sub(base))
+				}
+			}
+			if got := fx.releases == 1; got != !tc.wantAt.IsZero() {
+				t.Errorf("released %d times, want it at %v", fx.releases, tc.wantAt.Sub(base))
+			}
+		})
+	}
+}
+
 // TestHoldsOnOwnClock: Holds reads the write bound against the clock, so a
 // director paused past its lease says no before its loop has run.
 func TestHoldsOnOwnClock(t *testing.T) {
@@ -514,13 +718,17 @@ func TestHoldsOnOwnClock(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		guarded bool
+		grace   time.Duration // >0: the lease lapsed (VIPs gone) with this grace
 		after   time.Duration // clock advance after the bound was set
 		want    bool
 	}{
-		{"just renewed", true, 0, true},
-		{"within the bound", true, 1200 * time.Millisecond, true},
-		{"paused past the bound", true, 1300 * time.Millisecond, false},
-		{"not a guarded instance", false, 0, false},
+		{"just renewed", true, 0, 0, true},
+		{"within the bound", true, 0, 1200 * time.Millisecond, true},
+		{"paused past the bound", true, 0, 1300 * time.Millisecond, false},
+		{"not a guarded instance", false, 0, 0, false},
+		// A lapse keeps the backups down with adverts while renewing.
+		{"lapsed, within the grace", true, 750 * time.Millisecond, 700 * time.Millisecond, true},
+		{"lapsed, paused past the grace", true, 750 * time.Millisecond, 800 * time.Millisecond, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
@@ -531,10 +739,72 @@ func TestHoldsOnOwnClock(t *testing.T) {
 			if tc.guarded {
 				f.Guard(k, 100, &memAddrs{})
 				fenceFx{f}.hold(k, clock.Now().Add(DefaultParams().hold()))
+				if tc.grace > 0 {
+					fenceFx{f}.lapse(k, clock.Now().Add(tc.grace))
+				}
 			}
 			clock.Advance(tc.after)
 			if got := f.Holds(claim); got != tc.want {
 				t.Errorf("Holds = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// blockingAddrs is memAddrs whose Remove waits for the test: the kernel
+// write in flight.
+type blockingAddrs struct {
+	memAddrs
+	removing, release chan struct{}
+}
+
+func (a *blockingAddrs) Remove(ctx context.Context) error {
+	a.removing <- struct{}{}
+	<-a.release
+	return a.memAddrs.Remove(ctx)
+}
+
+// TestHoldsDuringRemoval: what Holds answers while the VIPs are being
+// removed (a netlink write under the guard's lock) is already the new
+// state: still yes for a lapse (VRRP keeps advertising through the
+// grace), no for a lost lease. It never blocks on that write.
+func TestHoldsDuringRemoval(t *testing.T) {
+	claim := vrrp.Claim{Instance: "VI_1", VRID: 51, Interface: "eth0"}
+	k := KeyOf(claim)
+	for _, tc := range []struct {
+		name  string
+		lapse bool
+		want  bool
+	}{
+		{"lease lapsed: adverts go on", true, true},
+		{"lease lost", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			f, err := New(Options{Node: "self", Params: DefaultParams(), Cluster: newMemCluster(clock), Clock: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs := &blockingAddrs{removing: make(chan struct{}), release: make(chan struct{})}
+			f.Guard(k, 100, addrs)
+			fenceFx{f}.hold(k, clock.Now().Add(DefaultParams().hold()))
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if tc.lapse {
+					fenceFx{f}.lapse(k, clock.Now().Add(DefaultParams().Grace))
+				} else {
+					fenceFx{f}.hold(k, time.Time{})
+				}
+			}()
+			<-addrs.removing
+			if got := f.Holds(claim); got != tc.want {
+				t.Errorf("Holds during the removal = %v, want %v", got, tc.want)
+			}
+			close(addrs.release)
+			<-done
+			if got := f.Holds(claim); got != tc.want {
+				t.Errorf("Holds after the removal = %v, want %v", got, tc.want)
 			}
 		})
 	}

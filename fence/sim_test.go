@@ -123,6 +123,7 @@ func (f simFx) hold(k Key, bound time.Time) {
 	}
 }
 func (f simFx) reinstall(k Key, bound time.Time) { f.s.write(f.n, bound) }
+func (f simFx) lapse(k Key, _ time.Time)         { f.hold(k, time.Time{}) }
 
 func (f simFx) answer(k Key, err error) {
 	n := f.n

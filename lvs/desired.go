@@ -359,6 +359,9 @@ type Planner struct {
 	quorum map[string]bool
 	runner ScriptRunner
 	log    *slog.Logger
+	// OnQuorum, when set before the first Plan, sees every quorum event
+	// (the lvs notify fifo's VS lines); it must not block.
+	OnQuorum func(QuorumEvent)
 }
 
 // NewPlanner returns a planner running scripts through runner (nil: none).
@@ -390,6 +393,9 @@ func (p *Planner) Plan(ctx context.Context, cfg *config.Config, in Inputs) (Tabl
 			state = "starting without"
 		}
 		p.log.Info("ipvs quorum "+state, "vs", e.VS, "weight", e.Weight, "threshold", e.Threshold, "script", e.Script)
+		if p.OnQuorum != nil {
+			p.OnQuorum(e)
+		}
 		if e.Script != "" && p.runner != nil {
 			p.runner.RunScript(ctx, e.Script, "quorum "+state+" for "+e.VS)
 		}
@@ -413,6 +419,9 @@ func (p *Planner) Shutdown(ctx context.Context, cfg *config.Config) {
 		}
 		p.quorum[k] = false
 		p.log.Info("ipvs quorum down at shutdown (omega)", "vs", k, "script", vs.QuorumDown)
+		if p.OnQuorum != nil {
+			p.OnQuorum(QuorumEvent{VS: k, Up: false, Script: vs.QuorumDown})
+		}
 		if vs.QuorumDown != "" && p.runner != nil {
 			p.runner.RunScript(ctx, vs.QuorumDown, "shutdown (omega) of "+k)
 		}

@@ -10,9 +10,11 @@ import (
 // the layers above the reconciler (the data plane, the director) run whole
 // without a kernel in unit tests; kernel tests run the same paths in the VM.
 type Memory struct {
-	mu  sync.Mutex
-	t   Table
-	ops int
+	mu       sync.Mutex
+	t        Table
+	ops      int
+	timeouts Timeouts // zero: the kernel's defaults (timeouts.go)
+	daemons  []SyncDaemon
 }
 
 // NewMemory returns an empty in-memory table.

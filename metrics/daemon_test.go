@@ -67,8 +67,9 @@ func TestDaemonMetrics(t *testing.T) {
 
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(`global_defs {
+	confText := `global_defs {
   router_id metrics
+  metrics_listen 10.77.0.1:19650
 }
 vrrp_instance VI_M {
   state MASTER
@@ -99,12 +100,13 @@ virtual_server 10.77.0.100 80 {
     }
   }
 }
-`), 0o644); err != nil {
+`
+	if err := os.WriteFile(conf, []byte(confText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "api.sock")
 	var logBuf syncBuf
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "-n", "-l", "-f", conf, "-p", filepath.Join(dir, "hakeepd.pid"), "--api", sock)
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "-n", "-l", "-G", "-f", conf, "-p", filepath.Join(dir, "hakeepd.pid"), "--api", sock)
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start hakeepd: %v", err)
@@ -145,9 +147,9 @@ virtual_server 10.77.0.100 80 {
 		labels map[string]string
 		v      float64
 	}{
-		{"hakeep_vrrp_instance_state", l("instance", "VI_M", "vrid", "77", "interface", "v0", "state", "MASTER"), 1},
-		{"hakeep_vrrp_base_priority", l("instance", "VI_M"), 150},
-		{"hakeep_vrrp_vips", l("instance", "VI_M"), 1},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_M", "vrid", "77", "interface", "v0", "state", "MASTER"), 1},
+		{"hakeep_vrrp_base_priority", l("vrrp_instance", "VI_M"), 150},
+		{"hakeep_vrrp_vips", l("vrrp_instance", "VI_M"), 1},
 		{"hakeep_check_realserver_up", l("vs", "10.77.0.100:80/TCP", "rs", "10.77.0.2:8080"), 1},
 		{"hakeep_check_realserver_up", l("vs", "10.77.0.100:80/TCP", "rs", "10.77.0.2:8081"), 0},
 		{"hakeep_checks_jobs", nil, 2},
@@ -188,12 +190,12 @@ virtual_server 10.77.0.100 80 {
 	}
 	// Adverts go out every second as MASTER: the counter grows between
 	// scrapes, read live.
-	first, _ := value(fams, "hakeep_vrrp_adverts_sent_total", l("instance", "VI_M"))
+	first, _ := value(fams, "hakeep_vrrp_adverts_sent_total", l("vrrp_instance", "VI_M"))
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		f, err := get()
 		if err == nil {
-			if v, ok := value(f, "hakeep_vrrp_adverts_sent_total", l("instance", "VI_M")); ok && v > first {
+			if v, ok := value(f, "hakeep_vrrp_adverts_sent_total", l("vrrp_instance", "VI_M")); ok && v > first {
 				break
 			}
 		}
@@ -213,6 +215,66 @@ virtual_server 10.77.0.100 80 {
 	}
 	if fams["process_resident_memory_bytes"] == nil {
 		t.Error("process collector missing")
+	}
+
+	// metrics_listen: the same series over plain HTTP, nothing else there;
+	// a reload without the line closes the listener.
+	plain := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = inNS(ns, func() (err error) {
+				var d net.Dialer
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}}}
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{http.MethodGet, "/metrics", http.StatusOK},
+		{http.MethodPost, "/metrics", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/v1/status", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://10.77.0.1:19650"+tc.path, nil)
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s on metrics_listen: %v", tc.method, tc.path, err)
+		}
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s %s on metrics_listen: HTTP %d, want %d", tc.method, tc.path, resp.StatusCode, tc.code)
+		}
+		if tc.code == http.StatusOK {
+			if v, ok := value(parse(t, resp.Body), "hakeep_vrrp_base_priority", l("vrrp_instance", "VI_M")); !ok || v != 150 {
+				t.Errorf("plain scrape: hakeep_vrrp_base_priority = %v %v", v, ok)
+			}
+		}
+		resp.Body.Close()
+	}
+	if err := os.WriteFile(conf, []byte(strings.Replace(confText, "  metrics_listen 10.77.0.1:19650\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		resp, err := plain.Get("http://10.77.0.1:19650/metrics")
+		if err != nil {
+			break // refused: the listener is closed
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("metrics_listen still served after a reload removed it")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Closed by the reload, not by a dead daemon: the API still answers.
+	select {
+	case <-exited:
+		t.Fatal("hakeepd exited on the reload")
+	default:
+	}
+	if _, err := get(); err != nil {
+		t.Fatalf("API after the reload: %v", err)
 	}
 }
 

@@ -1,14 +1,19 @@
 // Package metrics exposes hakeepd's state as Prometheus metrics. Every
 // value is read from the subsystems at scrape time through small snapshot
 // functions (Sources), so there is no second bookkeeping to drift from the
-// truth; the handler is served by the API server (root-only unix socket or
-// mutual-TLS TCP), never on a plain TCP port of its own.
+// truth. The handler is served by the API server (root-only unix socket or
+// mutual-TLS TCP) and, only when global_defs has metrics_listen, by a
+// plain-HTTP listener of its own that serves GET /metrics and nothing else
+// (listen.go).
 package metrics
 
 import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +25,7 @@ import (
 	"hakeep/checks"
 	"hakeep/consensus"
 	"hakeep/fence"
+	"hakeep/internal/version"
 	"hakeep/lvs"
 	"hakeep/vrrp"
 )
@@ -34,7 +40,9 @@ type Cluster struct {
 // A nil function, or one returning ok false, means that subsystem does not
 // run here: its metrics are left out (not reported as zero).
 type Sources struct {
-	VRRP       func() []vrrp.InstanceStatus
+	VRRP func() []vrrp.InstanceStatus
+	// Scripts are the vrrp_scripts' results (nil: VRRP does not run).
+	Scripts    func() []vrrp.ScriptStatus
 	Checks     func() ([]checks.RealServerState, bool)
 	CheckStats func() (checks.Stats, bool)
 	IPVS       func() (lvs.Status, bool)
@@ -100,7 +108,8 @@ func NewRegistry(src Sources) *prometheus.Registry {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&vrrpCollector{src: src.VRRP},
+		buildInfo(),
+		&vrrpCollector{src: src.VRRP, scripts: src.Scripts},
 		&checksCollector{state: src.Checks, stats: src.CheckStats},
 		&ipvsCollector{src: src.IPVS},
 		&clusterCollector{src: src.Cluster, config: src.Config},
@@ -144,21 +153,44 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
 }
 
+// buildInfo is hakeep_build_info, the usual constant 1 whose labels say
+// which build runs (joins on it show versions across a fleet).
+func buildInfo() prometheus.Collector {
+	rev := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				rev = s.Value
+			}
+		}
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "hakeep_build_info",
+		Help:        "Always 1; the labels are the running build's version, Go version and VCS revision.",
+		ConstLabels: prometheus.Labels{"version": version.String(), "goversion": runtime.Version(), "revision": rev},
+	}, func() float64 { return 1 })
+}
+
 // --- VRRP ---
 
 var (
-	vrrpState       = desc("hakeep_vrrp_instance_state", "VRRP instance state: 1 for the current state, 0 for the others.", "instance", "vrid", "interface", "state")
-	vrrpPriority    = desc("hakeep_vrrp_priority", "Effective VRRP priority (after track_* adjustments).", "instance", "vrid")
-	vrrpBase        = desc("hakeep_vrrp_base_priority", "Configured VRRP priority.", "instance", "vrid")
-	vrrpTx          = desc("hakeep_vrrp_adverts_sent_total", "VRRP adverts sent.", "instance", "vrid")
-	vrrpRx          = desc("hakeep_vrrp_adverts_received_total", "VRRP adverts received and accepted for the instance.", "instance", "vrid")
-	vrrpMaster      = desc("hakeep_vrrp_became_master_total", "Transitions of the instance into MASTER.", "instance", "vrid")
-	vrrpDrops       = desc("hakeep_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason.", "instance", "vrid", "reason")
-	vrrpVIPs        = desc("hakeep_vrrp_vips", "Virtual addresses configured on the instance.", "instance", "vrid")
-	vrrpInstanceAll = []*prometheus.Desc{vrrpState, vrrpPriority, vrrpBase, vrrpTx, vrrpRx, vrrpMaster, vrrpDrops, vrrpVIPs}
+	vrrpState       = desc("hakeep_vrrp_instance_state", "VRRP instance state: 1 for the current state, 0 for the others.", "vrrp_instance", "vrid", "interface", "state")
+	vrrpPriority    = desc("hakeep_vrrp_priority", "Effective VRRP priority (after track_* adjustments).", "vrrp_instance", "vrid")
+	vrrpBase        = desc("hakeep_vrrp_base_priority", "Configured VRRP priority.", "vrrp_instance", "vrid")
+	vrrpTx          = desc("hakeep_vrrp_adverts_sent_total", "VRRP adverts sent.", "vrrp_instance", "vrid")
+	vrrpRx          = desc("hakeep_vrrp_adverts_received_total", "VRRP adverts received and accepted for the instance.", "vrrp_instance", "vrid")
+	vrrpMaster      = desc("hakeep_vrrp_became_master_total", "Transitions of the instance into MASTER.", "vrrp_instance", "vrid")
+	vrrpDrops       = desc("hakeep_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason.", "vrrp_instance", "vrid", "reason")
+	vrrpVIPs        = desc("hakeep_vrrp_vips", "Virtual addresses configured on the instance.", "vrrp_instance", "vrid")
+	vrrpVIPHeld     = desc("hakeep_vrrp_vip_held", "One series per virtual address of the instance: 1 while the instance is MASTER here (this director holds and announces the address), else 0.", "vrrp_instance", "vrid", "interface", "address")
+	vrrpScript      = desc("hakeep_vrrp_script_status", "vrrp_script result after rise and fall: 1 succeeding (keepalived's GOOD), 0 failing (BAD).", "script")
+	vrrpInstanceAll = []*prometheus.Desc{vrrpState, vrrpPriority, vrrpBase, vrrpTx, vrrpRx, vrrpMaster, vrrpDrops, vrrpVIPs, vrrpVIPHeld, vrrpScript}
 )
 
-type vrrpCollector struct{ src func() []vrrp.InstanceStatus }
+type vrrpCollector struct {
+	src     func() []vrrp.InstanceStatus
+	scripts func() []vrrp.ScriptStatus
+}
 
 func (c *vrrpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range vrrpInstanceAll {
@@ -167,6 +199,11 @@ func (c *vrrpCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *vrrpCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.scripts != nil {
+		for _, s := range c.scripts() {
+			ch <- prometheus.MustNewConstMetric(vrrpScript, prometheus.GaugeValue, boolf(s.OK), s.Name)
+		}
+	}
 	if c.src == nil {
 		return
 	}
@@ -181,6 +218,16 @@ func (c *vrrpCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(vrrpRx, prometheus.CounterValue, float64(st.Counters.RxAdverts), st.Name, vrid)
 		ch <- prometheus.MustNewConstMetric(vrrpMaster, prometheus.CounterValue, float64(st.Counters.BecameMaster), st.Name, vrid)
 		ch <- prometheus.MustNewConstMetric(vrrpVIPs, prometheus.GaugeValue, float64(len(st.VIPs)), st.Name, vrid)
+		seen := map[netip.Addr]bool{}
+		for _, a := range st.VIPs {
+			// The same address twice on one instance would be a duplicate
+			// series, which fails the whole scrape.
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			ch <- prometheus.MustNewConstMetric(vrrpVIPHeld, prometheus.GaugeValue, boolf(st.State == "MASTER"), st.Name, vrid, st.Interface, a.String())
+		}
 		for reason, n := range st.Counters.Drops {
 			ch <- prometheus.MustNewConstMetric(vrrpDrops, prometheus.CounterValue, float64(n), st.Name, vrid, reason)
 		}
@@ -199,8 +246,10 @@ var (
 	ckJobs     = desc("hakeep_checks_jobs", "Distinct checker jobs scheduled.")
 	ckInFlight = desc("hakeep_checks_in_flight", "Probes running now.")
 	ckPending  = desc("hakeep_checks_pending", "Probes due but waiting for a free slot.")
-	ckLag      = desc("hakeep_checks_lag_seconds", "Lag of probes behind their schedule over recent samples (quantile 1 is the maximum).", "quantile")
-	checksAll  = []*prometheus.Desc{rsUp, rsWeight, ckUp, ckRuns, ckFails, ckProbes, ckJobs, ckInFlight, ckPending, ckLag}
+	// The label is stat, not quantile: Prometheus reserves quantile for
+	// summaries (which also carry _sum and _count; we have neither).
+	ckLag     = desc("hakeep_checks_lag_seconds", "Lag of probes behind their schedule over recent samples: p50, p99 and max.", "stat")
+	checksAll = []*prometheus.Desc{rsUp, rsWeight, ckUp, ckRuns, ckFails, ckProbes, ckJobs, ckInFlight, ckPending, ckLag}
 )
 
 type checksCollector struct {
@@ -244,9 +293,9 @@ func (c *checksCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(ckJobs, prometheus.GaugeValue, float64(s.Jobs))
 			ch <- prometheus.MustNewConstMetric(ckInFlight, prometheus.GaugeValue, float64(s.InFlight))
 			ch <- prometheus.MustNewConstMetric(ckPending, prometheus.GaugeValue, float64(s.Pending))
-			ch <- prometheus.MustNewConstMetric(ckLag, prometheus.GaugeValue, s.LagP50.Seconds(), "0.5")
-			ch <- prometheus.MustNewConstMetric(ckLag, prometheus.GaugeValue, s.LagP99.Seconds(), "0.99")
-			ch <- prometheus.MustNewConstMetric(ckLag, prometheus.GaugeValue, s.LagMax.Seconds(), "1")
+			ch <- prometheus.MustNewConstMetric(ckLag, prometheus.GaugeValue, s.LagP50.Seconds(), "p50")
+			ch <- prometheus.MustNewConstMetric(ckLag, prometheus.GaugeValue, s.LagP99.Seconds(), "p99")
+			ch <- prometheus.MustNewConstMetric(ckLag, prometheus.GaugeValue, s.LagMax.Seconds(), "max")
 		}
 	}
 }
@@ -419,11 +468,11 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 // --- Fence ---
 
 var (
-	fenceFenced     = desc("hakeep_fence_instance_fenced", "1 for the reason the fenced instance is refused MASTER now, 0 for the other reasons (all 0: not fenced).", "instance", "vrid", "interface", "reason")
-	fenceClaims     = desc("hakeep_fence_claims_total", "Ownership claims this director proposed for the instance.", "instance", "vrid", "interface")
-	fenceRefusals   = desc("hakeep_fence_refusals_total", "Times the fence refused the instance MASTER (no quorum, refused claim, live owner, ...).", "instance", "vrid", "interface")
-	fenceRevokes    = desc("hakeep_fence_revocations_total", "Times the fence took MASTER back from the instance (lease lost, claimed elsewhere, no quorum).", "instance", "vrid", "interface")
-	fenceLeaseLeft  = desc("hakeep_fence_lease_remaining_seconds", "Time left on this director's lease for the instance (0: it holds none).", "instance", "vrid", "interface")
+	fenceFenced     = desc("hakeep_fence_instance_fenced", "1 for the reason the fenced instance is refused MASTER now, 0 for the other reasons (all 0: not fenced).", "vrrp_instance", "vrid", "interface", "reason")
+	fenceClaims     = desc("hakeep_fence_claims_total", "Ownership claims this director proposed for the instance.", "vrrp_instance", "vrid", "interface")
+	fenceRefusals   = desc("hakeep_fence_refusals_total", "Times the fence refused the instance MASTER (no quorum, refused claim, live owner, ...).", "vrrp_instance", "vrid", "interface")
+	fenceRevokes    = desc("hakeep_fence_revocations_total", "Times the fence took MASTER back from the instance (lease lost, claimed elsewhere, no quorum).", "vrrp_instance", "vrid", "interface")
+	fenceLeaseLeft  = desc("hakeep_fence_lease_remaining_seconds", "Time left on this director's lease for the instance (0: it holds none).", "vrrp_instance", "vrid", "interface")
 	fenceRenewals   = desc("hakeep_fence_renewals_total", "Lease renewal batches this director committed.")
 	fenceCollectAll = []*prometheus.Desc{fenceFenced, fenceClaims, fenceRefusals, fenceRevokes, fenceLeaseLeft, fenceRenewals}
 )

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"hakeep/api/apitest"
 	"hakeep/checks"
 	"hakeep/consensus"
+	"hakeep/internal/version"
 	"hakeep/lvs"
 	"hakeep/metrics"
 	"hakeep/vrrp"
@@ -31,6 +33,7 @@ import (
 // scrapes to prove values are read at scrape time.
 type fakeState struct {
 	vrrp     []vrrp.InstanceStatus
+	scripts  []vrrp.ScriptStatus
 	rs       []checks.RealServerState
 	stats    *checks.Stats
 	ipvs     *lvs.Status
@@ -43,8 +46,9 @@ type fakeState struct {
 
 func (f *fakeState) sources() metrics.Sources {
 	return metrics.Sources{
-		VRRP:   func() []vrrp.InstanceStatus { return f.vrrp },
-		Checks: func() ([]checks.RealServerState, bool) { return f.rs, f.rs != nil },
+		VRRP:    func() []vrrp.InstanceStatus { return f.vrrp },
+		Scripts: func() []vrrp.ScriptStatus { return f.scripts },
+		Checks:  func() ([]checks.RealServerState, bool) { return f.rs, f.rs != nil },
 		CheckStats: func() (checks.Stats, bool) {
 			if f.stats == nil {
 				return checks.Stats{}, false
@@ -88,7 +92,10 @@ func full() *fakeState {
 			Counters: vrrp.Counters{RxAdverts: 7, TxAdverts: 1234, BecameMaster: 2, Drops: map[string]uint64{"auth": 3, "ttl": 1}},
 		}, {
 			Name: "VI_2", VRID: 52, Interface: "eth1", State: "BACKUP", Priority: 100, BasePriority: 100,
+			// The same address twice: one series, not a failed scrape.
+			VIPs: []netip.Addr{netip.MustParseAddr("fd00::52"), netip.MustParseAddr("fd00::52")},
 		}},
+		scripts: []vrrp.ScriptStatus{{Name: "chk_haproxy", OK: true}, {Name: "chk_nginx", OK: false}},
 		rs: []checks.RealServerState{{
 			VirtualServer: "10.0.0.100:80/TCP", RealServer: "192.168.0.10:80", Up: true, Weight: -1,
 			Checkers: []checks.CheckerState{{Checker: "HTTP_GET 192.168.0.10:80/health", Kind: "HTTP_GET", Up: true, Runs: 10, Failures: 1}},
@@ -177,6 +184,15 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 	return 0, false
 }
 
+func hasLabel(m *dto.Metric, name string) bool {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name && lp.GetValue() != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func l(kv ...string) map[string]string {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -193,19 +209,25 @@ func TestScrapeValues(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "vrid", "51", "interface", "eth0", "state", "MASTER"), 1},
-		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "BACKUP"), 0},
-		{"hakeep_vrrp_instance_state", l("instance", "VI_2", "vrid", "52", "state", "BACKUP"), 1},
-		{"hakeep_vrrp_instance_state", l("instance", "VI_2", "state", "MASTER"), 0},
-		{"hakeep_vrrp_priority", l("instance", "VI_1", "vrid", "51"), 140},
-		{"hakeep_vrrp_base_priority", l("instance", "VI_1"), 150},
-		{"hakeep_vrrp_adverts_sent_total", l("instance", "VI_1"), 1234},
-		{"hakeep_vrrp_adverts_received_total", l("instance", "VI_1"), 7},
-		{"hakeep_vrrp_became_master_total", l("instance", "VI_1"), 2},
-		{"hakeep_vrrp_adverts_dropped_total", l("instance", "VI_1", "reason", "auth"), 3},
-		{"hakeep_vrrp_adverts_dropped_total", l("instance", "VI_1", "reason", "ttl"), 1},
-		{"hakeep_vrrp_vips", l("instance", "VI_1"), 2},
-		{"hakeep_vrrp_vips", l("instance", "VI_2"), 0},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_1", "vrid", "51", "interface", "eth0", "state", "MASTER"), 1},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_1", "state", "BACKUP"), 0},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_2", "vrid", "52", "state", "BACKUP"), 1},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_2", "state", "MASTER"), 0},
+		{"hakeep_vrrp_priority", l("vrrp_instance", "VI_1", "vrid", "51"), 140},
+		{"hakeep_vrrp_base_priority", l("vrrp_instance", "VI_1"), 150},
+		{"hakeep_vrrp_adverts_sent_total", l("vrrp_instance", "VI_1"), 1234},
+		{"hakeep_vrrp_adverts_received_total", l("vrrp_instance", "VI_1"), 7},
+		{"hakeep_vrrp_became_master_total", l("vrrp_instance", "VI_1"), 2},
+		{"hakeep_vrrp_adverts_dropped_total", l("vrrp_instance", "VI_1", "reason", "auth"), 3},
+		{"hakeep_vrrp_adverts_dropped_total", l("vrrp_instance", "VI_1", "reason", "ttl"), 1},
+		{"hakeep_vrrp_vips", l("vrrp_instance", "VI_1"), 2},
+		{"hakeep_vrrp_vips", l("vrrp_instance", "VI_2"), 2},
+		{"hakeep_vrrp_vip_held", l("vrrp_instance", "VI_1", "vrid", "51", "interface", "eth0", "address", "10.0.0.100"), 1},
+		{"hakeep_vrrp_vip_held", l("vrrp_instance", "VI_1", "address", "10.0.0.101"), 1},
+		{"hakeep_vrrp_vip_held", l("vrrp_instance", "VI_2", "vrid", "52", "interface", "eth1", "address", "fd00::52"), 0},
+		{"hakeep_vrrp_script_status", l("script", "chk_haproxy"), 1},
+		{"hakeep_vrrp_script_status", l("script", "chk_nginx"), 0},
+		{"hakeep_build_info", l("version", version.String(), "goversion", runtime.Version()), 1},
 
 		{"hakeep_check_realserver_up", l("vs", "10.0.0.100:80/TCP", "rs", "192.168.0.10:80"), 1},
 		{"hakeep_check_realserver_up", l("rs", "192.168.0.11:80"), 0},
@@ -218,9 +240,9 @@ func TestScrapeValues(t *testing.T) {
 		{"hakeep_checks_jobs", nil, 3},
 		{"hakeep_checks_in_flight", nil, 1},
 		{"hakeep_checks_pending", nil, 2},
-		{"hakeep_checks_lag_seconds", l("quantile", "0.5"), 0.001},
-		{"hakeep_checks_lag_seconds", l("quantile", "0.99"), 0.02},
-		{"hakeep_checks_lag_seconds", l("quantile", "1"), 1},
+		{"hakeep_checks_lag_seconds", l("stat", "p50"), 0.001},
+		{"hakeep_checks_lag_seconds", l("stat", "p99"), 0.02},
+		{"hakeep_checks_lag_seconds", l("stat", "max"), 1},
 
 		{"hakeep_ipvs_reconcile_changes_total", nil, 12},
 		{"hakeep_ipvs_reconcile_failures_total", nil, 1},
@@ -258,14 +280,14 @@ func TestScrapeValues(t *testing.T) {
 		{"hakeep_config_last_reload_successful", nil, 0},
 		{"hakeep_config_last_reload_success_timestamp_seconds", nil, 1700000100.25},
 		{"hakeep_fence_renewals_total", nil, 812},
-		{"hakeep_fence_instance_fenced", l("instance", "VI_1", "vrid", "51", "interface", "eth0", "reason", "no quorum"), 0},
-		{"hakeep_fence_instance_fenced", l("instance", "VI_2", "vrid", "52", "interface", "eth1", "reason", "no quorum"), 1},
-		{"hakeep_fence_instance_fenced", l("instance", "VI_2", "reason", "lease expired"), 0},
-		{"hakeep_fence_claims_total", l("instance", "VI_1", "vrid", "51"), 3},
-		{"hakeep_fence_refusals_total", l("instance", "VI_2"), 5},
-		{"hakeep_fence_revocations_total", l("instance", "VI_1"), 1},
-		{"hakeep_fence_lease_remaining_seconds", l("instance", "VI_1"), 0.75},
-		{"hakeep_fence_lease_remaining_seconds", l("instance", "VI_2"), 0},
+		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_1", "vrid", "51", "interface", "eth0", "reason", "no quorum"), 0},
+		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_2", "vrid", "52", "interface", "eth1", "reason", "no quorum"), 1},
+		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_2", "reason", "lease expired"), 0},
+		{"hakeep_fence_claims_total", l("vrrp_instance", "VI_1", "vrid", "51"), 3},
+		{"hakeep_fence_refusals_total", l("vrrp_instance", "VI_2"), 5},
+		{"hakeep_fence_revocations_total", l("vrrp_instance", "VI_1"), 1},
+		{"hakeep_fence_lease_remaining_seconds", l("vrrp_instance", "VI_1"), 0.75},
+		{"hakeep_fence_lease_remaining_seconds", l("vrrp_instance", "VI_2"), 0},
 	} {
 		got, ok := value(fams, tc.name, tc.labels)
 		if !ok {
@@ -279,6 +301,14 @@ func TestScrapeValues(t *testing.T) {
 	// Weight is absent without a misc_dynamic result (-1), not 0 or -1.
 	if _, ok := value(fams, "hakeep_check_realserver_weight", l("rs", "192.168.0.10:80")); ok {
 		t.Error("weight reported for a real server without a dynamic weight")
+	}
+	if n := len(fams["hakeep_vrrp_vip_held"].GetMetric()); n != 3 {
+		t.Errorf("VIP series = %d, want 3 (VI_2's address once)", n)
+	}
+	// The build's revision is a label (Go's VCS stamp; "unknown" in a
+	// test binary, which has none).
+	if bi := fams["hakeep_build_info"].GetMetric(); len(bi) != 1 || !hasLabel(bi[0], "revision") {
+		t.Errorf("hakeep_build_info = %v, want one series with a revision label", bi)
 	}
 	// The duplicate checker entry gives one series, not a failed scrape.
 	if n := len(fams["hakeep_checker_runs_total"].GetMetric()); n != 2 {
@@ -298,6 +328,7 @@ func TestReadAtScrapeTime(t *testing.T) {
 	scrape(t, h)
 	fs.vrrp[0].State = "BACKUP"
 	fs.vrrp[0].Counters.TxAdverts = 2000
+	fs.scripts[1].OK = true
 	fs.ipvs.LastError = "netlink: permission denied"
 	fs.cluster.Status.State = "Follower"
 	fs.applyErr = nil
@@ -309,15 +340,17 @@ func TestReadAtScrapeTime(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "MASTER"), 0},
-		{"hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "BACKUP"), 1},
-		{"hakeep_vrrp_adverts_sent_total", l("instance", "VI_1"), 2000},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_1", "state", "MASTER"), 0},
+		{"hakeep_vrrp_instance_state", l("vrrp_instance", "VI_1", "state", "BACKUP"), 1},
+		{"hakeep_vrrp_adverts_sent_total", l("vrrp_instance", "VI_1"), 2000},
+		{"hakeep_vrrp_vip_held", l("vrrp_instance", "VI_1", "address", "10.0.0.100"), 0},
+		{"hakeep_vrrp_script_status", l("script", "chk_nginx"), 1},
 		{"hakeep_ipvs_reconcile_error", nil, 1},
 		{"hakeep_cluster_raft_state", l("state", "Leader"), 0},
 		{"hakeep_cluster_raft_state", l("state", "Follower"), 1},
 		{"hakeep_cluster_config_apply_error", nil, 0},
-		{"hakeep_fence_instance_fenced", l("instance", "VI_2", "reason", "no quorum"), 0},
-		{"hakeep_fence_instance_fenced", l("instance", "VI_1", "reason", "lease expired"), 1},
+		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_2", "reason", "no quorum"), 0},
+		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_1", "reason", "lease expired"), 1},
 	} {
 		if got, ok := value(fams, tc.name, tc.labels); !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present %v), want %v", tc.name, tc.labels, got, ok, tc.want)
@@ -333,7 +366,7 @@ func TestAbsentSubsystems(t *testing.T) {
 		present []string
 		absent  []string
 	}{
-		{"nothing", metrics.Sources{}, nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_cluster_config_version_running", "hakeep_fence_renewals_total"}},
+		{"nothing", metrics.Sources{}, []string{"hakeep_build_info"}, []string{"hakeep_vrrp_instance_state", "hakeep_vrrp_vip_held", "hakeep_vrrp_script_status", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_cluster_config_version_running", "hakeep_fence_renewals_total"}},
 		{"not running", (&fakeState{}).sources(), nil, []string{"hakeep_vrrp_instance_state", "hakeep_check_realserver_up", "hakeep_checks_probes_total", "hakeep_ipvs_services", "hakeep_cluster_raft_term", "hakeep_fence_instance_fenced"}},
 		{"vrrp only", metrics.Sources{VRRP: full().sources().VRRP}, []string{"hakeep_vrrp_instance_state"}, []string{"hakeep_ipvs_services", "hakeep_cluster_raft_term"}},
 		{"checks without ipvs", metrics.Sources{Checks: full().sources().Checks, IPVS: (&fakeState{}).sources().IPVS}, []string{"hakeep_check_realserver_up"}, []string{"hakeep_ipvs_reconcile_changes_total"}},
@@ -408,7 +441,7 @@ func TestThroughAPIServerUnixSocket(t *testing.T) {
 		t.Fatalf("Content-Type %q, want the text exposition format", ct)
 	}
 	fams := parse(t, resp.Body)
-	if v, ok := value(fams, "hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "MASTER")); !ok || v != 1 {
+	if v, ok := value(fams, "hakeep_vrrp_instance_state", l("vrrp_instance", "VI_1", "state", "MASTER")); !ok || v != 1 {
 		t.Fatalf("VI_1 MASTER = %v %v", v, ok)
 	}
 	// The JSON API still answers on the same socket.

@@ -36,7 +36,7 @@ func TestBadSeriesDoesNotBlankScrape(t *testing.T) {
 		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
 	}
 	fams := parse(t, rec.Body)
-	if v, ok := value(fams, "hakeep_vrrp_instance_state", l("instance", "VI_1", "state", "MASTER")); !ok || v != 1 {
+	if v, ok := value(fams, "hakeep_vrrp_instance_state", l("vrrp_instance", "VI_1", "state", "MASTER")); !ok || v != 1 {
 		t.Fatalf("scrape lost other series: %v %v", v, ok)
 	}
 	if !strings.Contains(logs.String(), "metrics scrape") || !strings.Contains(logs.String(), "192.168.0.10:80") {

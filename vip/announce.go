@@ -64,6 +64,10 @@ func (s *Set) burst(ctx context.Context, links map[string]Link, repeat int) {
 			if ctx.Err() != nil {
 				return
 			}
+			if s.expired() {
+				s.logger.Debug("VIPs not announced: their kernel lifetime ran out")
+				return
+			}
 			if a.Scope == ScopeHost {
 				continue // nothing on the wire answers for a host-scope address
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +37,34 @@ type Set struct {
 	annContext context.Context
 	annWG      sync.WaitGroup
 	life       time.Duration // current lifetime of installed addresses
+	// expires (Unix ns; 0: permanent) is when the lifetime last written
+	// runs out: the kernel drops the addresses then, and they are not
+	// announced after it (a process paused past a fencing lease must not
+	// announce VIPs it no longer holds when it runs again).
+	expires atomic.Int64
+}
+
+// now is the clock's time when it has one (tests), else the system's.
+func (s *Set) now() time.Time {
+	if c, ok := s.clock.(interface{ Now() time.Time }); ok {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// wrote records a write of the lifetime started at start.
+func (s *Set) wrote(start time.Time) {
+	if s.life == 0 {
+		s.expires.Store(0)
+		return
+	}
+	s.expires.Store(start.Add(s.life).UnixNano())
+}
+
+// expired reports whether the lifetime last written has run out.
+func (s *Set) expired() bool {
+	e := s.expires.Load()
+	return e != 0 && s.now().UnixNano() >= e
 }
 
 // NewSet validates spec and returns a Set working through the real kernel
@@ -111,6 +140,7 @@ func (s *Set) Add(ctx context.Context) error {
 		}
 		return l, err
 	}
+	start := s.now()
 	for _, a := range s.allAddrs() {
 		dev := s.dev(a.Dev)
 		l, err := link(dev)
@@ -141,6 +171,8 @@ func (s *Set) Add(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("add virtual rule %s: %w", r, err))
 		}
 	}
+	// Before the announcements start: they read it.
+	s.wrote(start)
 	wasActive := s.active
 	s.active = true
 	if !wasActive {
@@ -214,6 +246,7 @@ func (s *Set) Refresh(ctx context.Context, lifetime time.Duration) error {
 	if !s.active {
 		return nil
 	}
+	defer s.wrote(s.now())
 	var errs []error
 	for _, a := range s.allAddrs() {
 		dev := s.dev(a.Dev)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -199,6 +200,80 @@ func TestAnnounceSchedule(t *testing.T) {
 	clk.Advance(time.Hour)
 	if n := k.sentCount(); n != 24 {
 		t.Fatalf("sent %d after Remove, want 24", n)
+	}
+}
+
+// TestAnnounceNotPastLifetime: addresses with a kernel lifetime (fenced)
+// are not announced once it ran out (the kernel dropped them: a process
+// paused past its lease wakes with the second burst due), unless a
+// refresh extended it.
+func TestAnnounceNotPastLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		lifetime  time.Duration
+		refreshAt time.Duration // 0: no refresh
+		want      int           // packets after the second burst was due
+	}{
+		{"permanent: announced", 0, 0, 2},
+		{"lifetime ran out: not announced", time.Second, 0, 1},
+		{"refreshed before the burst: announced", time.Second, 4500 * time.Millisecond, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newFakeKernel("eth0")
+			clk := &fakeClock{}
+			s, err := NewSetWith(Spec{Interface: "eth0", Lifetime: tc.lifetime,
+				Addresses: []Address{{Prefix: mustPrefix(t, "10.0.0.100/32")}},
+				// The refresh wait shows when the second burst is over.
+				Timing: Timing{MasterDelay: 5 * time.Second, MasterRepeat: 1, MasterRefresh: time.Hour, MasterRefreshRepeat: 1},
+			}, k, clk, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Add(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "first burst", func() bool { return k.sentCount() == 1 && clk.pending() == 1 })
+			if tc.refreshAt > 0 {
+				clk.Advance(tc.refreshAt)
+				if err := s.Refresh(context.Background(), tc.lifetime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clk.Advance(5*time.Second - tc.refreshAt)
+			waitFor(t, "second burst over", func() bool { return clk.pending() == 1 })
+			n := k.sentCount()
+			if err := s.Remove(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.want {
+				t.Errorf("sent %d, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+// TestAnnounceReAddedAfterLifetime: a set added again long after its
+// previous lifetime ran out announces at once: the new lifetime is
+// recorded before the announcements start.
+func TestAnnounceReAddedAfterLifetime(t *testing.T) {
+	k := newFakeKernel("eth0")
+	clk := &fakeClock{}
+	s, err := NewSetWith(Spec{Interface: "eth0", Lifetime: time.Second,
+		Addresses: []Address{{Prefix: mustPrefix(t, "10.0.0.100/32")}},
+		Timing:    Timing{MasterRepeat: 1, MasterRefresh: time.Hour, MasterRefreshRepeat: 1},
+	}, k, clk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 20; round++ {
+		if err := s.Add(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("the burst of Add %d", round), func() bool { return k.sentCount() == round })
+		if err := s.Remove(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(10 * time.Second)
 	}
 }
 

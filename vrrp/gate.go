@@ -28,6 +28,15 @@ type Gate interface {
 	Release(c Claim)
 }
 
+// Holder is a Gate that can tell, without blocking, whether an admitted
+// claim still holds. A MASTER asks it before each advert it sends: a
+// fence's lease can run out while the process is paused (SIGSTOP, a hang)
+// and every timer is due at once when it runs again, before the gate has
+// had a chance to revoke. Told no, the instance gives up as on a revoke.
+type Holder interface {
+	Holds(c Claim) bool
+}
+
 // AlwaysAdmit is the Gate of plain keepalived behaviour: every claim is
 // admitted at once and never revoked.
 type AlwaysAdmit struct{}

@@ -7,8 +7,11 @@ import (
 )
 
 // schedHeadroom is how many Ps the process gets beyond the runtime's
-// default when a manager runs.
-const schedHeadroom = 2
+// default when a manager runs, and minProcs the fewest it gets.
+const (
+	schedHeadroom = 2
+	minProcs      = 8
+)
 
 var headroomOnce sync.Once
 
@@ -25,11 +28,20 @@ var headroomOnce sync.Once
 // within a millisecond or two of waking. Measured in the overload lab
 // (20,000 failing checks, 2 cores): advert p99 / max 116-119 / 120-134 ms
 // at advert_int 0.1 with GOMAXPROCS 2, 101-102 / 113 ms with 4.
+//
+// Why at least 8: on a small machine the daemon has more goroutines that
+// can be busy at once than default + 2 Ps: a reload's parse, the data
+// plane's apply and planner, the checks manager, the connector, an API
+// read, and the GC's dedicated mark worker (a quarter of the Ps, held for
+// the whole mark phase). Under a SIGHUP storm on 2 cores (test/overload)
+// the loop waited 83 ms for a P with 4 (a GC worker, the data plane and
+// the checks manager on the others) and its adverts were 299 ms apart at
+// advert_int 0.1; with 8, 127 ms at most in the same storm.
 func ensureHeadroom() {
 	headroomOnce.Do(func() {
 		if os.Getenv("GOMAXPROCS") != "" {
 			return // the operator's choice
 		}
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + schedHeadroom)
+		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+schedHeadroom, minProcs))
 	})
 }

@@ -63,12 +63,32 @@ func newLinkSender(ifi *net.Interface, group netip.Addr) (*linkSender, error) {
 // send writes one IP packet (header included) as a frame; it gives up at
 // deadline if the device's queue stays full.
 func (l *linkSender) send(pkt []byte, deadline time.Time) error {
-	if err := l.f.SetWriteDeadline(deadline); err != nil {
+	return sendFirst(l.rc, l.f.SetWriteDeadline, deadline, func(fd int) error {
+		return unix.Sendto(fd, pkt, 0, l.sa)
+	})
+}
+
+// sendFirst makes one attempt to send at once, whatever the time, and
+// only if the socket's buffer is full waits for room until deadline.
+//
+// Why not a write with a deadline (issue 10): the runtime checks the
+// deadline before it tries the syscall, so an advert whose goroutine was
+// held up past its deadline (a GC assist, a busy machine: an API flood
+// showed it) was dropped with "i/o timeout" without a try, on a socket
+// with room to spare, and the master went silent for an advert interval.
+func sendFirst(c syscall.RawConn, setDeadline func(time.Time) error, deadline time.Time, send func(fd int) error) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = send(int(fd)) }); err != nil {
 		return err
 	}
-	var serr error
-	err := l.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), pkt, 0, l.sa)
+	if !errors.Is(serr, unix.EAGAIN) {
+		return serr
+	}
+	if err := setDeadline(deadline); err != nil {
+		return err
+	}
+	err := c.Write(func(fd uintptr) bool {
+		serr = send(int(fd))
 		return !errors.Is(serr, unix.EAGAIN)
 	})
 	if err != nil {

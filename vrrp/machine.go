@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -39,6 +40,9 @@ type effects interface {
 	askGate()
 	cancelGate()
 	releaseGate()
+	// holds asks the Gate whether the admitted claim still holds (true
+	// for gates that cannot tell).
+	holds() bool
 	logDrop(r DropReason, src netip.Addr, detail string)
 }
 
@@ -192,6 +196,27 @@ func (m *machine) revoked(now time.Time, err error) {
 	m.setState(StateFenced, "gate revoked: "+err.Error())
 }
 
+// errLapsed is why a MASTER gives up when its Gate no longer holds the
+// claim at an advert.
+var errLapsed = errors.New("claim no longer held when an advert was due (paused past the lease?)")
+
+// advertise sends a MASTER advert if the Gate still holds the claim; else
+// the instance gives up as on a revoke and releases the claim. A process
+// paused past its fence's lease (SIGSTOP) wakes with its advert timer due
+// and adverts from the director that took over queued on its socket:
+// either would otherwise make it assert MASTER before its gate revokes,
+// and push the new owner back to BACKUP.
+func (m *machine) advertise(now time.Time) bool {
+	if !m.fx.holds() {
+		m.revoked(now, errLapsed)
+		m.fx.releaseGate()
+		return false
+	}
+	m.fx.send(m.prio)
+	m.tx++
+	return true
+}
+
 func (m *machine) becomeMaster(now time.Time, why string) {
 	m.masterIP = m.primary
 	m.preemptAt = time.Time{}
@@ -215,8 +240,9 @@ func (m *machine) tick(now time.Time) {
 	switch m.state {
 	case StateMaster:
 		if !now.Before(m.adverAt) {
-			m.fx.send(m.prio)
-			m.tx++
+			if !m.advertise(now) {
+				return
+			}
 			m.adverAt = m.adverAt.Add(m.spec.Interval)
 			if !m.adverAt.After(now) { // we were late: do not burst
 				m.adverAt = now.Add(m.spec.Interval)
@@ -265,9 +291,9 @@ func (m *machine) receive(now time.Time, a *Advert, src netip.Addr) {
 		m.masterIP = src
 	case StateMaster:
 		if a.Priority == 0 {
-			m.fx.send(m.prio)
-			m.tx++
-			m.adverAt = now.Add(m.spec.Interval)
+			if m.advertise(now) {
+				m.adverAt = now.Add(m.spec.Interval)
+			}
 			return
 		}
 		if a.Priority > m.prio || (a.Priority == m.prio && addrGreater(src, m.primary)) {
@@ -280,9 +306,9 @@ func (m *machine) receive(now time.Time, a *Advert, src netip.Addr) {
 			return
 		}
 		// A lower-priority master: assert ourselves at once (keepalived).
-		m.fx.send(m.prio)
-		m.tx++
-		m.adverAt = now.Add(m.spec.Interval)
+		if m.advertise(now) {
+			m.adverAt = now.Add(m.spec.Interval)
+		}
 	}
 }
 
@@ -378,9 +404,7 @@ func (m *machine) setPriority(now time.Time, p uint8) {
 		return
 	}
 	m.prio = p
-	if m.state == StateMaster {
-		m.fx.send(m.prio)
-		m.tx++
+	if m.state == StateMaster && m.advertise(now) {
 		m.adverAt = now.Add(m.spec.Interval)
 	}
 }

@@ -13,6 +13,9 @@ import (
 type recFx struct {
 	log   []string
 	asked bool
+	// lapsed: the gate no longer holds the claim (a fence's lease ran out
+	// while the process was paused).
+	lapsed bool
 }
 
 func (r *recFx) add(f string, a ...any)                       { r.log = append(r.log, fmt.Sprintf(f, a...)) }
@@ -21,6 +24,7 @@ func (r *recFx) setAddrs(up bool)                             { r.add("addrs %v"
 func (r *recFx) askGate()                                     { r.asked = true; r.add("gate ask") }
 func (r *recFx) cancelGate()                                  { r.add("gate cancel") }
 func (r *recFx) releaseGate()                                 { r.add("gate release") }
+func (r *recFx) holds() bool                                  { return !r.lapsed }
 func (r *recFx) transition(f, t State, _ string)              { r.add("%v->%v", f, t) }
 func (r *recFx) logDrop(d DropReason, _ netip.Addr, _ string) { r.add("drop %v", d) }
 
@@ -50,6 +54,7 @@ type step struct {
 	fault  *bool
 	prio   int
 	stop   bool
+	lapse  bool // from now the gate says the claim no longer holds
 }
 
 func adv(prio uint8) *Advert {
@@ -100,6 +105,8 @@ func run(t *testing.T, spec *InstanceSpec, autoAdmit bool, steps []step) (*machi
 			m.setPriority(now, uint8(s.prio))
 		case s.stop:
 			m.stop(now)
+		case s.lapse:
+			fx.lapsed = true
 		}
 		gate(now)
 	}
@@ -235,6 +242,28 @@ func TestMachineTransitions(t *testing.T) {
 			steps:     []step{{at: 3600 * ms, tick: true}, {at: 4 * time.Second, revoke: true}},
 			wantState: StateFenced, wantDown: 7600 * ms,
 			wantLog: "addrs false; INIT->BACKUP; gate ask; BACKUP->MASTER; send 100; addrs true; send 0; addrs false; MASTER->FENCED"},
+		// SIGSTOP past the fence's lease: when the process runs again its
+		// advert timer is long due; the gate is asked first, and the
+		// instance gives up instead of asserting MASTER over whoever took
+		// over meanwhile.
+		{name: "advert due after a pause past the lease: priority 0, FENCED, released",
+			steps:     []step{{at: 3600 * ms, tick: true}, {at: 4 * time.Second, lapse: true}, {at: 9 * time.Second, tick: true}},
+			wantState: StateFenced, wantDown: 12600 * ms,
+			wantLog: "addrs false; INIT->BACKUP; gate ask; BACKUP->MASTER; send 100; addrs true; send 0; addrs false; MASTER->FENCED; gate release"},
+		// The adverts of the director that took over were queued on the
+		// socket during the pause and may be read before the timer runs.
+		{name: "lower-priority advert read after a pause past the lease: no assertion",
+			steps:     []step{{at: 3600 * ms, tick: true}, {at: 4 * time.Second, lapse: true}, {at: 9 * time.Second, adv: adv(50), from: peerLow}},
+			wantState: StateFenced, wantDown: 12600 * ms,
+			wantLog: "addrs false; INIT->BACKUP; gate ask; BACKUP->MASTER; send 100; addrs true; send 0; addrs false; MASTER->FENCED; gate release"},
+		{name: "priority-0 advert read after a pause past the lease: no assertion",
+			steps:     []step{{at: 3600 * ms, tick: true}, {at: 4 * time.Second, lapse: true}, {at: 9 * time.Second, adv: adv(0), from: peerLow}},
+			wantState: StateFenced, wantDown: 12600 * ms,
+			wantLog: "addrs false; INIT->BACKUP; gate ask; BACKUP->MASTER; send 100; addrs true; send 0; addrs false; MASTER->FENCED; gate release"},
+		{name: "gate still holds: the late advert goes out",
+			steps:     []step{{at: 3600 * ms, tick: true}, {at: 9 * time.Second, tick: true}},
+			wantState: StateMaster, wantAdver: 10 * time.Second,
+			wantLog: "addrs false; INIT->BACKUP; gate ask; BACKUP->MASTER; send 100; addrs true; send 100"},
 		{name: "priority change as master is advertised at once",
 			steps:     []step{{at: 3600 * ms, tick: true}, {at: 4 * time.Second, prio: 80}},
 			wantState: StateMaster, wantAdver: 5 * time.Second,

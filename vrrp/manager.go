@@ -78,7 +78,12 @@ type Options struct {
 	FilePoll time.Duration
 	// AddrTimeout bounds one Add/Remove call; default 10 s.
 	AddrTimeout time.Duration
-	Logger      *slog.Logger
+	// StartupDelay is global_defs' vrrp_startup_delay: for this long after
+	// Run starts, instances stay in INIT (no adverts, no MASTER), as
+	// keepalived's do. Instances added by a reload during the delay wait
+	// for its end too.
+	StartupDelay time.Duration
+	Logger       *slog.Logger
 }
 
 // Counters are one instance's packet counters.
@@ -141,6 +146,10 @@ type Manager struct {
 	dirty      bool // the status snapshot is stale
 	// checkScript vets track scripts before they run (default runner only).
 	checkScript func(TrackScript) error
+	// scriptPub is the track scripts' results for Scripts (metrics).
+	scriptPub atomic.Pointer[[]ScriptStatus]
+	// holdUntil is the end of vrrp_startup_delay; zero once passed.
+	holdUntil time.Time
 }
 
 // New checks the set and prepares a manager; Run starts it.
@@ -318,6 +327,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.track = newTracker(runCtx, m)
 	m.running.Store(true)
 	defer m.running.Store(false)
+	if d := m.opt.StartupDelay; d > 0 {
+		m.holdUntil = m.opt.Clock.Now().Add(d)
+		m.log.Info("VRRP instances wait for vrrp_startup_delay", "delay", d)
+	}
 
 	if err := m.apply(m.set); err != nil && len(m.order) == 0 && len(m.set.Instances) > 0 {
 		m.shutdown()
@@ -338,6 +351,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C():
 			now := m.opt.Clock.Now()
+			m.endStartupDelay(now)
 			for _, in := range m.order {
 				if d := in.m.deadline(); !d.IsZero() && !now.Before(d) {
 					in.m.tick(now)
@@ -367,7 +381,7 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 func (m *Manager) nextDeadline() time.Time {
-	var next time.Time
+	next := m.holdUntil
 	for _, in := range m.order {
 		if d := in.m.deadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 			next = d
@@ -440,14 +454,33 @@ func (m *Manager) apply(set *Set) error {
 	}
 	m.track.configure(m.order)
 	m.retrack()
+	if m.holdUntil.IsZero() {
+		m.startWaiting(now)
+	}
+	m.settle()
+	m.publish()
+	return errors.Join(errs...)
+}
+
+// startWaiting starts the instances still in INIT.
+func (m *Manager) startWaiting(now time.Time) {
 	for _, in := range m.order {
 		if in.m.state == StateInit {
 			in.m.start(now)
 		}
 	}
-	m.settle()
-	m.publish()
-	return errors.Join(errs...)
+}
+
+// endStartupDelay starts the instances once vrrp_startup_delay has
+// passed.
+func (m *Manager) endStartupDelay(now time.Time) {
+	if m.holdUntil.IsZero() || now.Before(m.holdUntil) {
+		return
+	}
+	m.holdUntil = time.Time{}
+	m.log.Info("vrrp_startup_delay over: VRRP instances start")
+	m.startWaiting(now)
+	m.dirty = true
 }
 
 func (m *Manager) startInst(s *InstanceSpec, now time.Time) error {
@@ -613,6 +646,7 @@ func (m *Manager) syncGroup(t transition) {
 // retrack recomputes every instance's priority and fault from the tracked
 // objects; a FAULT in one member puts its whole sync group in FAULT.
 func (m *Manager) retrack() {
+	m.publishScripts()
 	now := m.opt.Clock.Now()
 	for _, in := range m.order {
 		in.prio, in.fault = m.track.effective(in.spec)
@@ -967,6 +1001,11 @@ func (in *inst) releaseGate() {
 	if admitted {
 		in.mgr.opt.Gate.Release(Claim{Instance: in.spec.Name, VRID: in.spec.VRID, Interface: in.spec.Interface, IPv6: in.spec.IPv6})
 	}
+}
+
+func (in *inst) holds() bool {
+	h, ok := in.mgr.opt.Gate.(Holder)
+	return !ok || h.Holds(Claim{Instance: in.spec.Name, VRID: in.spec.VRID, Interface: in.spec.Interface, IPv6: in.spec.IPv6})
 }
 
 func (in *inst) logDrop(r DropReason, src netip.Addr, detail string) {

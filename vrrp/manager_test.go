@@ -125,6 +125,45 @@ func TestManagerGate(t *testing.T) {
 	}
 }
 
+// holderGate is a manualGate that also says whether an admitted claim
+// still holds (a fence's lease).
+type holderGate struct {
+	manualGate
+	holds atomic.Bool
+}
+
+func (g *holderGate) Holds(Claim) bool { return g.holds.Load() }
+
+// TestManagerHolderPausedPastLease: a MASTER whose gate stops holding the
+// claim without a revoke reaching the loop (the process was paused past
+// its lease, and its gate's loop has not run yet) sends no MASTER advert
+// when its timer fires: priority 0, VIPs removed, FENCED, claim released.
+func TestManagerHolderPausedPastLease(t *testing.T) {
+	g := &holderGate{}
+	g.holds.Store(true)
+	s := specNamed("VI_1", 51, nil)
+	h := newHarness(t, &Set{Instances: []*InstanceSpec{s}}, func(o *Options) { o.Gate = g })
+	h.clock.Advance(3600 * time.Millisecond)
+	h.waitFor("gate asked", func() bool { return g.count() == 1 })
+	g.last() <- nil
+	h.waitState("VI_1", "MASTER")
+	h.waitFor("VIPs added", h.addr("VI_1").isUp)
+	h.clock.Advance(time.Second)
+	h.sync("VI_1")
+	before := h.conn("VI_1").sentPrios()
+	if !reflect.DeepEqual(before, []int{100, 100}) {
+		t.Fatalf("adverts while held %v", before)
+	}
+	g.holds.Store(false)
+	h.clock.Advance(5 * time.Second)
+	h.waitState("VI_1", "FENCED")
+	h.waitFor("VIPs removed", func() bool { return !h.addr("VI_1").isUp() })
+	h.waitFor("claim released", func() bool { return g.released.Load() == 1 })
+	if got := h.conn("VI_1").sentPrios()[len(before):]; !reflect.DeepEqual(got, []int{0}) {
+		t.Fatalf("adverts after the lease ran out %v, want only [0]", got)
+	}
+}
+
 func TestManagerTracking(t *testing.T) {
 	var scriptOK atomic.Bool
 	scriptOK.Store(true)

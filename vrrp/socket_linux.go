@@ -52,6 +52,9 @@ type rawConn struct {
 	group netip.Addr
 	c4    *ipv4.RawConn
 	c6    *ipv6.PacketConn
+	// sc is c4's or c6's socket, written directly by sendIP (sendFirst).
+	sc    syscall.RawConn
+	setWD func(time.Time) error
 	buf   []byte
 	// link sends multicast adverts below IP (nil: unicast, or a link
 	// without Ethernet addresses, or no AF_PACKET socket).
@@ -132,6 +135,10 @@ func (rc *rawConn) open4(lc net.ListenConfig) error {
 		return err
 	}
 	rc.c4 = c
+	if rc.sc, err = pc.(*net.IPConn).SyscallConn(); err != nil {
+		return err
+	}
+	rc.setWD = c.SetWriteDeadline
 	if err := c.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
 		return fmt.Errorf("set control messages: %w", err)
 	}
@@ -156,6 +163,10 @@ func (rc *rawConn) open6(lc net.ListenConfig) error {
 	}
 	c := ipv6.NewPacketConn(pc)
 	rc.c6 = c
+	if rc.sc, err = pc.(*net.IPConn).SyscallConn(); err != nil {
+		return err
+	}
+	rc.setWD = c.SetWriteDeadline
 	if err := c.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
 		return fmt.Errorf("set control messages: %w", err)
 	}
@@ -238,25 +249,30 @@ func (rc *rawConn) Send(a *Advert) error {
 }
 
 // sendIP writes one advert through the raw IP socket, which asks the
-// kernel's neighbour table for the destination's link address.
+// kernel's neighbour table for the destination's link address. It
+// sends what ipv4.RawConn.WriteTo and ipv6.PacketConn.WriteTo would,
+// through sendFirst.
 func (rc *rawConn) sendIP(b []byte, dst netip.Addr, id uint16, dl time.Time) error {
+	var (
+		pkt, oob []byte
+		sa       unix.Sockaddr
+	)
 	if rc.c4 != nil {
-		rc.c4.SetWriteDeadline(dl)
-		h, err := ipv4.ParseHeader(IPv4Header(rc.src, dst, id, len(b)))
-		if err != nil {
-			return fmt.Errorf("build IPv4 header: %w", err)
-		}
-		if err := rc.c4.WriteTo(h, b, &ipv4.ControlMessage{IfIndex: rc.ifi.Index}); err != nil {
-			return fmt.Errorf("send advert to %s: %w", dst, err)
-		}
-		return nil
+		pkt = append(IPv4Header(rc.src, dst, id, len(b)), b...)
+		oob = (&ipv4.ControlMessage{IfIndex: rc.ifi.Index}).Marshal()
+		sa = &unix.SockaddrInet4{Addr: dst.As4()}
+	} else {
+		// No zone: naming it would resolve the interface in the caller's
+		// namespace; PKTINFO's ifindex and SO_BINDTODEVICE scope it.
+		pkt = b
+		oob = (&ipv6.ControlMessage{HopLimit: TTL, TrafficClass: TOS, Src: rc.src.AsSlice(), IfIndex: rc.ifi.Index}).Marshal()
+		sa = &unix.SockaddrInet6{Addr: dst.As16()}
 	}
-	rc.c6.SetWriteDeadline(dl)
-	cm := &ipv6.ControlMessage{HopLimit: TTL, TrafficClass: TOS, Src: rc.src.AsSlice(), IfIndex: rc.ifi.Index}
-	// No zone: naming it would resolve the interface in the caller's
-	// namespace; PKTINFO's ifindex and SO_BINDTODEVICE scope it.
-	to := &net.IPAddr{IP: dst.AsSlice()}
-	if _, err := rc.c6.WriteTo(b, cm, to); err != nil {
+	err := sendFirst(rc.sc, rc.setWD, dl, func(fd int) error {
+		_, err := unix.SendmsgN(fd, pkt, oob, sa, 0)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("send advert to %s: %w", dst, err)
 	}
 	return nil

@@ -313,6 +313,9 @@ func pushedBy() string {
 }
 
 func (e *env) configPush(path string) error {
+	if e.dryRun {
+		return e.configPlan(path)
+	}
 	data, errs, warns, err := validatePushable(path)
 	if err != nil {
 		return err

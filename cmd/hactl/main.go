@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"hakeep/api"
+	"hakeep/internal/version"
 )
 
 func main() {
@@ -34,6 +35,8 @@ commands:
   config validate FILE          check a file locally (file:line errors; nothing sent)
   config push FILE [--wait] [--timeout D]
                                 validate, then commit FILE to the cluster
+  config push --dry-run FILE    what each director would change (instances, VIPs,
+                                IPVS services, real servers); nothing is committed
   config show                   the committed configuration text
   config history                committed versions and directors added or removed,
                                 with who asked (the audit trail)
@@ -49,6 +52,10 @@ commands:
                                 gossip key, with the cluster { } lines using them
   tls ca create | tls cert create [--client] NAME | keygen [-o FILE]
                                 each of those alone (runs locally; hactl tls help)
+  reload [--pid PID]            SIGHUP the daemon and wait for its outcome: exit 1
+                                if the file was refused (the unit's ExecReload=)
+  version                       hactl's version (also --version)
+  help [COMMAND]                this text, or one command's (also COMMAND --help)
 
 global flags (accepted before or after the command):
   --api PATH      the daemon's unix socket (default $HAKEEP_API, else ` + api.DefaultSocket + `),
@@ -80,7 +87,9 @@ type env struct {
 	json    bool
 	timeout time.Duration
 	wait    bool
+	dryRun  bool
 	id      string
+	pid     int
 	out     io.Writer
 	errw    io.Writer
 	client  *api.Client
@@ -96,7 +105,9 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.BoolVar(&e.json, "json", e.json, "print JSON")
 	fs.DurationVar(&e.timeout, "timeout", e.timeout, "how long to wait")
 	fs.BoolVar(&e.wait, "wait", e.wait, "config push/rollback: wait until every director applied it")
+	fs.BoolVar(&e.dryRun, "dry-run", e.dryRun, "config push: show what each director would change; commit nothing")
 	fs.StringVar(&e.id, "i", e.id, "config validate: config id selecting @id lines")
+	fs.IntVar(&e.pid, "pid", e.pid, "reload: the daemon's pid (default: from its pid file)")
 	return fs
 }
 
@@ -106,6 +117,9 @@ func (e *env) parse(args []string) ([]string, error) {
 	fs := e.flags("hactl")
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) { // -h, -help, --help anywhere
+				return nil, helpRequest(pos)
+			}
 			return nil, usagef("%v", err)
 		}
 		args = fs.Args()
@@ -127,6 +141,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "tls" || args[0] == "keygen") {
 		return runSecrets(args, stdout, stderr)
 	}
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintf(stdout, "hactl %s\n", version.String())
+		return exitOK
+	}
 	e := &env{apiPath: api.DefaultSocket, timeout: 30 * time.Second, out: stdout, errw: stderr}
 	if p := os.Getenv("HAKEEP_API"); p != "" {
 		e.apiPath = p
@@ -146,7 +164,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hactl: %s\n\n%s", ue.msg, usage)
 		return exitUsage
 	case errors.Is(err, errHelp):
-		fmt.Fprint(stdout, usage)
+		var h helpError
+		errors.As(err, &h)
+		fmt.Fprint(stdout, commandUsage(h.command))
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "hactl: %v\n", err)
@@ -190,7 +210,12 @@ func (e *env) dispatch(pos []string) error {
 	cmd := pos[0]
 	switch cmd {
 	case "help", "-h", "--help":
-		return errHelp
+		return helpRequest(pos[1:])
+	case "reload":
+		if err := need(pos, 1, "usage: hactl reload [--pid PID]"); err != nil {
+			return err
+		}
+		return e.reload()
 	case "status":
 		if err := need(pos, 1, "usage: hactl status"); err != nil {
 			return err
@@ -212,7 +237,7 @@ func (e *env) dispatch(pos []string) error {
 			}
 			return e.configValidate(pos[2])
 		case "push":
-			if err := need(pos, 3, "usage: hactl config push FILE [--wait] [--timeout D]"); err != nil {
+			if err := need(pos, 3, "usage: hactl config push FILE [--wait] [--timeout D] | config push --dry-run FILE"); err != nil {
 				return err
 			}
 			return e.configPush(pos[2])
@@ -260,9 +285,12 @@ func (e *env) dispatch(pos []string) error {
 			return e.clusterRemove(pos[2])
 		}
 		return usagef("unknown cluster command %q", pos[1])
-	case "tls", "keygen":
+	case "version":
+		fmt.Fprintf(e.out, "hactl %s\n", version.String())
+		return nil
+	case "tls", "keygen", "genhash":
 		// Reached only after global flags: these run locally, first.
-		return usagef("%s takes no global flags: hactl %s ... (hactl tls help)", cmd, cmd)
+		return usagef("%s takes no global flags: hactl %s ... (hactl %s --help)", cmd, cmd, cmd)
 	}
 	return usagef("unknown command %q", cmd)
 }

@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"hakeep/api"
 	"hakeep/api/apitest"
@@ -268,6 +271,188 @@ func TestBinaryExitCodes(t *testing.T) {
 		}
 		if code != tc.code {
 			t.Errorf("hactl %v exit %d, want %d", tc.args, code, tc.code)
+		}
+	}
+}
+
+// --help anywhere, `help CMD` and `CMD --help` print usage on stdout and
+// exit 0; the command's own lines when there is a command.
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args    []string
+		want    []string
+		notWant string
+	}{
+		{[]string{"--help"}, []string{"usage: hactl", "config push FILE", "cluster init", "global flags"}, ""},
+		{[]string{"-h"}, []string{"usage: hactl", "status"}, ""},
+		{[]string{"help"}, []string{"usage: hactl", "reload [--pid PID]"}, ""},
+		{[]string{"status", "--help"}, []string{"  status  ", "global flags"}, "cluster init"},
+		{[]string{"config", "--help"}, []string{"config validate FILE", "config rollback VERSION"}, "cluster init"},
+		{[]string{"config", "push", "-h"}, []string{"config push FILE [--wait]", "config push --dry-run FILE"}, "config show"},
+		{[]string{"--json", "cluster", "join", "--help"}, []string{"cluster join ADDR"}, "cluster remove"},
+		{[]string{"help", "cluster"}, []string{"cluster init", "cluster remove NODE"}, "config show"},
+		{[]string{"reload", "--help"}, []string{"reload [--pid PID]"}, "status  "},
+		{[]string{"genhash", "--help"}, []string{"genhash"}, ""},
+		{[]string{"tls", "--help"}, []string{"tls init"}, ""},
+		{[]string{"frobnicate", "--help"}, []string{"usage: hactl", "cluster init"}, ""},
+	}
+	for _, tt := range tests {
+		code, out, errOut := hactl(tt.args...)
+		if code != 0 || errOut != "" {
+			t.Errorf("%v: exit %d, stderr %q", tt.args, code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: stdout lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+		if tt.notWant != "" && strings.Contains(out, tt.notWant) {
+			t.Errorf("%v: stdout has %q:\n%s", tt.args, tt.notWant, out)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, errOut := hactl(args...)
+		if code != 0 || !strings.HasPrefix(out, "hactl ") || errOut != "" {
+			t.Errorf("%v: %d %q %q", args, code, out, errOut)
+		}
+	}
+}
+
+// Every command is in the usage, is known to the dispatcher, and is
+// completed by the bash and zsh completions.
+func TestEveryCommandEverywhere(t *testing.T) {
+	bash, err := os.ReadFile("../../deploy/completion/hactl.bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zsh, err := os.ReadFile("../../deploy/completion/_hactl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := os.ReadFile("../../deploy/man/hactl.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, _ := fakeServer(t)
+	for _, c := range commands {
+		if !strings.Contains(usage, "  "+c+" ") && !strings.Contains(usage, "| "+c+" ") {
+			t.Errorf("usage lacks %q", c)
+		}
+		if !regexp.MustCompile(`(?m)^\.B[IR]? (.*[" ])?` + regexp.QuoteMeta(c) + `\b`).Match(man) {
+			t.Errorf("hactl.8 has no entry for %q", c)
+		}
+		words := strings.Fields(c)
+		// Known: whatever it says, it is not "unknown command".
+		_, out, errOut := hactl(append([]string{"--api", sock, "--timeout", "1s"}, words...)...)
+		if strings.Contains(out+errOut, "unknown") {
+			t.Errorf("hactl %s: %s%s", c, out, errOut)
+		}
+		for _, w := range words {
+			if !regexp.MustCompile(`\b` + regexp.QuoteMeta(w) + `\b`).Match(bash) {
+				t.Errorf("hactl.bash does not complete %q (of %q)", w, c)
+			}
+			if !regexp.MustCompile(`\b` + regexp.QuoteMeta(w) + `\b`).Match(zsh) {
+				t.Errorf("_hactl does not complete %q (of %q)", w, c)
+			}
+		}
+	}
+	// And every global flag.
+	for _, f := range []string{"--api", "--json", "--timeout", "--tls-cert", "--tls-key", "--tls-ca", "--wait", "--dry-run", "--pid"} {
+		if !strings.Contains(string(bash), f) || !strings.Contains(string(zsh), f) {
+			t.Errorf("a completion lacks %s", f)
+		}
+	}
+}
+
+// hactl reload against a real hakeepd: 0 for an applied file, 1 with the
+// reason for a refused one.
+func TestReloadRealDaemon(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "hakeepd")
+	if out, err := exec.Command("go", "build", "-o", bin, "../hakeepd").CombinedOutput(); err != nil {
+		t.Fatalf("build hakeepd: %v\n%s", err, out)
+	}
+	conf := writeFile(t, "k.conf", "global_defs {\n  router_id r1\n}\n")
+	sock := filepath.Join(dir, "api.sock")
+	d := exec.Command(bin, "-n", "-l", "-G", "-P", "-f", conf, "-p", filepath.Join(dir, "pid"), "--api", sock, "--state-dir", "")
+	var logs bytes.Buffer
+	d.Stdout, d.Stderr = &logs, &logs
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		d.Process.Kill()
+		d.Wait()
+		if t.Failed() {
+			t.Logf("hakeepd:\n%s", logs.String())
+		}
+	}()
+	for i := 0; ; i++ {
+		if code, _, _ := hactl("--api", sock, "status"); code == 0 {
+			break
+		}
+		if i > 100 {
+			t.Fatal("hakeepd did not answer")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pid := strconv.Itoa(d.Process.Pid)
+	tests := []struct {
+		name string
+		text string
+		code int
+		want string
+	}{
+		{"applied", "global_defs {\n  router_id r2\n}\n", 0, "reload applied (SIGHUP at "},
+		{"refused", "global_defs {\n  router_id r3\n", 1, "reload refused, running configuration kept: "},
+		{"applied again", "global_defs {\n  router_id r4\n}\n", 0, "reload applied"},
+	}
+	for _, tt := range tests {
+		if err := os.WriteFile(conf, []byte(tt.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := hactl("--api", sock, "--timeout", "20s", "reload", "--pid", pid)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("%s: exit %d, %q %q; want %d and %q", tt.name, code, out, errOut, tt.code, tt.want)
+		}
+	}
+	if code, _, errOut := hactl("--api", sock, "reload", "--pid", "999999999"); code != 1 || !strings.Contains(errOut, "signal hakeepd") {
+		t.Errorf("reload of no process: %d %q", code, errOut)
+	}
+}
+
+// The bash completion, run by bash: what it offers after each prefix.
+func TestBashCompletion(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	tests := []struct {
+		words []string // the command line, the last word being completed
+		want  string
+	}{
+		{[]string{"hactl", ""}, "status vrrp ipvs checks config cluster genhash tls keygen reload version help"},
+		{[]string{"hactl", "cl"}, "cluster"},
+		{[]string{"hactl", "config", ""}, "validate push show history rollback"},
+		{[]string{"hactl", "--api", "/x", "cluster", ""}, "init join members remove"},
+		{[]string{"hactl", "--json", "config", "push", "--d"}, "--dry-run"},
+		{[]string{"hactl", "reload", "--p"}, "--pid"},
+		{[]string{"hactl", "tls", ""}, "init ca cert help"},
+		{[]string{"hactl", "--ti"}, "--timeout"},
+	}
+	for _, tt := range tests {
+		var q []string
+		for _, w := range tt.words {
+			q = append(q, "'"+w+"'")
+		}
+		script := `source ../../deploy/completion/hactl.bash
+COMP_WORDS=(` + strings.Join(q, " ") + `); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=()
+_hactl; echo "${COMPREPLY[*]}"`
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tt.want {
+			t.Errorf("%q: %q (%v), want %q", tt.words, out, err, tt.want)
 		}
 	}
 }

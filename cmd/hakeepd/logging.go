@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"log/syslog"
@@ -11,50 +10,160 @@ import (
 	"time"
 )
 
-// newLogger builds the daemon's logger: stderr with -l, syslog otherwise
-// (facility LOG_LOCAL0+N from -S), both when asked. Without a syslog daemon
-// (no /dev/log) it falls back to stderr and says so, instead of going mute
-// the way keepalived does.
+// newLogger builds the daemon's logger as keepalived does: syslog unless
+// -G, and stderr too with -l (so -l -G is the console alone). The syslog
+// facility is LOG_DAEMON, or LOG_LOCALn with -S n; each record's syslog
+// priority follows its level (see syslogHandler), so journalctl -p err
+// shows the errors. --log-json writes JSON objects instead of key=value
+// text, on both outputs. Without a syslog daemon (no /dev/log) it falls
+// back to stderr and says so, instead of going mute the way keepalived
+// does.
 //
 // Records are written by a goroutine of their own (asyncHandler): a log
 // call never waits for a terminal, a pipe or a syslog daemon, so logging
 // from the VRRP event loop cannot delay an advert. The returned function
 // writes what is still queued and closes the outputs.
 func newLogger(o options, stderr io.Writer) (*slog.Logger, func(), error) {
+	return buildLogger(o, stderr, dialLocalSyslog)
+}
+
+// syslogDialer opens the syslog connection for facility (LOG_DAEMON or
+// LOG_LOCALn); tests pass one that dials a socket of their own.
+type syslogDialer func(facility syslog.Priority) (*syslog.Writer, error)
+
+// dialLocalSyslog is the local syslog daemon (/dev/log: journald or
+// rsyslog).
+func dialLocalSyslog(facility syslog.Priority) (*syslog.Writer, error) {
+	return syslog.New(facility|syslog.LOG_INFO, "hakeepd")
+}
+
+// syslogFacility is keepalived's: LOG_DAEMON unless -S n asks for
+// LOG_LOCALn (or -S user for LOG_USER).
+func syslogFacility(o options) syslog.Priority {
+	switch {
+	case o.logFacilitySet:
+		return syslog.LOG_LOCAL0 + syslog.Priority(o.logFacility*8)
+	case o.logFacilityUser:
+		return syslog.LOG_USER
+	}
+	return syslog.LOG_DAEMON
+}
+
+func buildLogger(o options, stderr io.Writer, dial syslogDialer) (*slog.Logger, func(), error) {
 	level := slog.LevelInfo
 	if o.logDetail || o.debug {
 		level = slog.LevelDebug
+	}
+	format := func(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
+		if o.logJSON {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	var handlers []slog.Handler
 	closeOut := func() {}
 	if o.logConsole {
-		handlers = append(handlers, slog.NewTextHandler(stderr, hopts))
+		handlers = append(handlers, format(stderr, hopts))
 	}
-	if !o.noSyslog && !o.logConsole {
-		prio := syslog.Priority(int(syslog.LOG_LOCAL0)+o.logFacility*8) | syslog.LOG_INFO
-		w, err := syslog.New(prio, "hakeepd")
-		if err != nil {
-			h := slog.NewTextHandler(stderr, hopts)
+	if !o.noSyslog {
+		w, err := dial(syslogFacility(o))
+		switch {
+		case err != nil && o.logConsole:
+			slog.New(handlers[0]).Warn("syslog unavailable, logging to stderr only", "err", err)
+		case err != nil:
+			h := format(stderr, hopts)
 			handlers = append(handlers, h)
 			slog.New(h).Warn("syslog unavailable, logging to stderr", "err", err)
-		} else {
-			handlers = append(handlers, slog.NewTextHandler(w, hopts))
+		default:
+			// syslog stamps every message itself: no second timestamp.
+			sopts := &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}
+			handlers = append(handlers, newSyslogHandler(w, func(out io.Writer) slog.Handler { return format(out, sopts) }))
 			closeOut = func() { w.Close() }
 		}
 	}
-	if len(handlers) == 0 {
-		handlers = append(handlers, slog.NewTextHandler(io.Discard, hopts))
-	}
-	var h slog.Handler = handlers[0]
-	if len(handlers) > 1 {
-		h = fanout(handlers)
+	var h slog.Handler
+	switch len(handlers) {
+	case 0:
+		h = slog.DiscardHandler
+	case 1:
+		h = handlers[0]
+	default:
+		h = slog.NewMultiHandler(handlers...)
 	}
 	ah := newAsyncHandler(h, logQueueLen)
 	return slog.New(ah), func() {
 		ah.close(5 * time.Second)
 		closeOut()
 	}, nil
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}
+
+// syslogHandler writes each record as one syslog message whose severity
+// follows the record's level: Debug LOG_DEBUG, Info LOG_INFO, Warn
+// LOG_WARNING, Error LOG_ERR (levels in between round down, as slog's
+// own names do). journald keeps that as PRIORITY=, so journalctl -p
+// filters on it. The formatting handler writes a record in one Write,
+// which the shared lock pairs with that record's level.
+type syslogHandler struct {
+	inner slog.Handler // formats into out
+	out   *prioWriter
+}
+
+type prioWriter struct {
+	mu    sync.Mutex
+	w     *syslog.Writer
+	level slog.Level // of the record being written, under mu
+}
+
+func newSyslogHandler(w *syslog.Writer, format func(io.Writer) slog.Handler) *syslogHandler {
+	out := &prioWriter{w: w}
+	return &syslogHandler{inner: format(out), out: out}
+}
+
+func (h *syslogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
+
+func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.out.mu.Lock()
+	defer h.out.mu.Unlock()
+	h.out.level = r.Level
+	return h.inner.Handle(ctx, r)
+}
+
+func (h *syslogHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return &syslogHandler{inner: h.inner.WithAttrs(a), out: h.out}
+}
+
+func (h *syslogHandler) WithGroup(name string) slog.Handler {
+	return &syslogHandler{inner: h.inner.WithGroup(name), out: h.out}
+}
+
+// Write sends p at the current record's severity (the caller holds mu).
+func (p *prioWriter) Write(b []byte) (int, error) {
+	msg := string(b)
+	var err error
+	switch l := p.level; {
+	case l >= slog.LevelError:
+		err = p.w.Err(msg)
+	case l >= slog.LevelWarn:
+		err = p.w.Warning(msg)
+	case l >= slog.LevelInfo:
+		err = p.w.Info(msg)
+	default:
+		err = p.w.Debug(msg)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // logQueueLen bounds the records waiting for the output (a few MB at
@@ -161,44 +270,4 @@ func (h *asyncHandler) close(d time.Duration) {
 	case <-q.done:
 	case <-time.After(d):
 	}
-}
-
-// fanout sends every record to each handler.
-type fanout []slog.Handler
-
-func (f fanout) Enabled(ctx context.Context, l slog.Level) bool {
-	for _, h := range f {
-		if h.Enabled(ctx, l) {
-			return true
-		}
-	}
-	return false
-}
-
-func (f fanout) Handle(ctx context.Context, r slog.Record) error {
-	var first error
-	for _, h := range f {
-		if h.Enabled(ctx, r.Level) {
-			if err := h.Handle(ctx, r.Clone()); err != nil && first == nil {
-				first = fmt.Errorf("log handler: %w", err)
-			}
-		}
-	}
-	return first
-}
-
-func (f fanout) WithAttrs(a []slog.Attr) slog.Handler {
-	out := make(fanout, len(f))
-	for i, h := range f {
-		out[i] = h.WithAttrs(a)
-	}
-	return out
-}
-
-func (f fanout) WithGroup(name string) slog.Handler {
-	out := make(fanout, len(f))
-	for i, h := range f {
-		out[i] = h.WithGroup(name)
-	}
-	return out
 }

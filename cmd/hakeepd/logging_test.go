@@ -2,7 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"log/syslog"
+	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -126,4 +132,233 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// syslogSocket is a real unixgram socket standing in for /dev/log; dial
+// connects hakeepd's syslog writer to it with log/syslog's own client.
+type syslogSocket struct {
+	conn   *net.UnixConn
+	path   string
+	dialed []syslog.Priority // facilities asked for
+}
+
+func newSyslogSocket(t *testing.T) *syslogSocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &syslogSocket{conn: conn, path: path}
+}
+
+func (s *syslogSocket) dial(facility syslog.Priority) (*syslog.Writer, error) {
+	s.dialed = append(s.dialed, facility)
+	return syslog.Dial("unixgram", s.path, facility|syslog.LOG_INFO, "hakeepd")
+}
+
+// frame is one syslog datagram: its <PRI> and the rest.
+type frame struct {
+	pri int
+	msg string
+}
+
+// read returns the datagrams received until none arrives for a moment
+// (the logger is closed first, so everything was sent).
+func (s *syslogSocket) read(t *testing.T) []frame {
+	t.Helper()
+	var out []frame
+	buf := make([]byte, 64<<10)
+	priRe := regexp.MustCompile(`^<(\d+)>(.*)$`)
+	for {
+		s.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := s.conn.Read(buf)
+		if err != nil {
+			return out
+		}
+		m := priRe.FindStringSubmatch(strings.TrimRight(string(buf[:n]), "\n"))
+		if m == nil {
+			t.Fatalf("datagram without an RFC 3164 <PRI>: %q", buf[:n])
+		}
+		pri, _ := strconv.Atoi(m[1])
+		out = append(out, frame{pri, m[2]})
+	}
+}
+
+// TestSyslogPriorities: each record reaches the syslog socket with PRI =
+// facility + the severity of its level, so journalctl -p err and
+// rsyslog's severity filters see errors as errors; the facility is
+// LOG_DAEMON unless -S n (LOG_LOCALn), as keepalived.
+func TestSyslogPriorities(t *testing.T) {
+	const (
+		user   = 1 << 3  // LOG_USER
+		daemon = 3 << 3  // LOG_DAEMON
+		local5 = 21 << 3 // LOG_LOCAL5
+		local0 = 16 << 3 // LOG_LOCAL0
+		local7 = 23 << 3 // LOG_LOCAL7
+	)
+	levels := []struct {
+		level    slog.Level
+		severity int
+	}{
+		{slog.LevelDebug, 7}, // LOG_DEBUG
+		{slog.LevelInfo, 6},  // LOG_INFO
+		{slog.LevelInfo + 2, 6},
+		{slog.LevelWarn, 4},  // LOG_WARNING
+		{slog.LevelError, 3}, // LOG_ERR
+		{slog.LevelError + 4, 3},
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		facility int
+	}{
+		{"default facility", nil, daemon},
+		{"-S daemon", []string{"-S", "daemon"}, daemon},
+		{"-S user", []string{"-S", "user"}, user},
+		{"-S local5", []string{"-S", "local5"}, local5},
+		{"-S 0", []string{"-S", "0"}, local0},
+		{"--log-facility 7", []string{"--log-facility", "7"}, local7},
+		{"-S 7 with JSON", []string{"-S", "7", "--log-json"}, local7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(append([]string{"-D"}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sock := newSyslogSocket(t)
+			var stderr syncBuffer
+			log, closeLog, err := buildLogger(o, &stderr, sock.dial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, lv := range levels {
+				log.With("subsystem", "vrrp").Log(context.Background(), lv.level, "record", "i", i)
+			}
+			closeLog()
+			frames := sock.read(t)
+			if len(frames) != len(levels) {
+				t.Fatalf("%d datagrams, want %d: %+v", len(frames), len(levels), frames)
+			}
+			for i, f := range frames {
+				if want := tc.facility + levels[i].severity; f.pri != want {
+					t.Errorf("record %d (level %v): <PRI> %d, want %d (facility %d + severity %d)", i, levels[i].level, f.pri, want, tc.facility, levels[i].severity)
+				}
+				if !strings.Contains(f.msg, " hakeepd[") {
+					t.Errorf("record %d: no hakeepd tag: %q", i, f.msg)
+				}
+				body := f.msg[strings.Index(f.msg, "]: ")+3:]
+				if o.logJSON {
+					var rec map[string]any
+					if err := json.Unmarshal([]byte(body), &rec); err != nil {
+						t.Fatalf("record %d: not a JSON object: %q: %v", i, body, err)
+					}
+					if rec["msg"] != "record" || rec["subsystem"] != "vrrp" || rec["i"] != float64(i) {
+						t.Errorf("record %d: %v", i, rec)
+					}
+					if _, ok := rec["time"]; ok {
+						t.Errorf("record %d: syslog message carries a second timestamp: %q", i, body)
+					}
+				} else {
+					if want := "msg=record subsystem=vrrp i=" + strconv.Itoa(i); !strings.Contains(body, want) {
+						t.Errorf("record %d: %q lacks %q", i, body, want)
+					}
+					if strings.Contains(body, "time=") {
+						t.Errorf("record %d: syslog message carries a second timestamp: %q", i, body)
+					}
+				}
+			}
+			if stderr.String() != "" {
+				t.Errorf("syslog alone also wrote to stderr: %q", stderr.String())
+			}
+		})
+	}
+}
+
+// TestLogOutputs: -l logs to stderr and syslog together, as keepalived;
+// -G keeps syslog out (the socket is never dialed); without syslog the
+// records still reach stderr.
+func TestLogOutputs(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		args        []string
+		noSocket    bool // syslog dial fails
+		wantDial    bool
+		wantSyslog  int    // datagrams carrying the record
+		wantStderr  string // substring of stderr ("" : stderr stays empty)
+		stderrJSONs bool
+	}{
+		{"syslog only", nil, false, true, 1, "", false},
+		{"-l: console and syslog", []string{"-l"}, false, true, 1, "msg=\"reload failed\"", false},
+		{"-l -G: console only", []string{"-l", "-G"}, false, false, 0, "level=ERROR msg=\"reload failed\"", false},
+		{"-G alone: nowhere", []string{"-G"}, false, false, 0, "", false},
+		{"-l --log-json", []string{"-l", "--log-json"}, false, true, 1, `"msg":"reload failed"`, true},
+		{"no syslog daemon: stderr", nil, true, true, 0, "syslog unavailable", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sock := newSyslogSocket(t)
+			dial := sock.dial
+			if tc.noSocket {
+				dial = func(f syslog.Priority) (*syslog.Writer, error) {
+					sock.dialed = append(sock.dialed, f)
+					return syslog.Dial("unixgram", filepath.Join(t.TempDir(), "none"), f, "hakeepd")
+				}
+			}
+			var stderr syncBuffer
+			log, closeLog, err := buildLogger(o, &stderr, dial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Error("reload failed", "err", "boom")
+			closeLog()
+			if got := len(sock.dialed) > 0; got != tc.wantDial {
+				t.Errorf("syslog dialed: %v, want %v", got, tc.wantDial)
+			}
+			n := 0
+			for _, f := range sock.read(t) {
+				if strings.Contains(f.msg, "reload failed") {
+					n++
+				}
+			}
+			if n != tc.wantSyslog {
+				t.Errorf("%d syslog datagrams with the record, want %d", n, tc.wantSyslog)
+			}
+			out := stderr.String()
+			if tc.wantStderr == "" && out != "" || !strings.Contains(out, tc.wantStderr) {
+				t.Errorf("stderr %q, want it to contain %q", out, tc.wantStderr)
+			}
+			if tc.noSocket && !strings.Contains(out, "reload failed") {
+				t.Errorf("record lost without syslog: stderr %q", out)
+			}
+			if tc.stderrJSONs {
+				for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+					if !json.Valid([]byte(line)) {
+						t.Errorf("stderr line is not JSON: %q", line)
+					}
+				}
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -6,8 +6,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,10 +16,8 @@ import (
 
 	"hakeep/config"
 	"hakeep/director"
+	"hakeep/internal/version"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // Exit codes of -t, as keepalived's: clean, warnings only, errors.
 const (
@@ -37,25 +33,31 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
 	if err != nil {
 		fmt.Fprintf(stderr, "hakeepd: %v\n", err)
 		return exitUsage
 	}
-	if o.version {
-		fmt.Fprintf(stdout, "hakeepd %s\n", version)
-		return exitOK
+	// --help, --version, --signum, -T, -s, -u, -m (flags.go, compat.go).
+	if code, done := preRun(o, stdout, stderr); done {
+		return code
 	}
 	if o.configID == "" {
 		o.configID, _ = os.Hostname()
 	}
 	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
+	if o.allConfig {
+		diags = missingIncludesAreErrors(diags)
+	}
 	switch {
 	case o.configTest:
+		diagOut, closeDiag, err := configTestOutput(o, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "hakeepd: %v\n", err)
+			return exitError
+		}
+		defer closeDiag()
 		for _, d := range diags {
-			fmt.Fprintln(stderr, d.String())
+			fmt.Fprintln(diagOut, d.String())
 		}
 		if diags.HasErrors() {
 			return exitError
@@ -110,8 +112,14 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 		Checks:     !o.vrrpOnly,
 		APISocket:  o.apiSocket,
 		StateDir:   o.stateDir,
-		OnReload:   func(r director.ReloadOutcome) { go sdNotify(statusLine(r)) },
-		Log:        log,
+		// SIGHUP's own outcome goes out with its READY=1 (notifiedReload);
+		// a committed cluster version only updates the status line.
+		OnReload: func(r director.ReloadOutcome) {
+			if r.Source != "SIGHUP" {
+				go sdNotify(statusLine(r))
+			}
+		},
+		Log: log,
 	}, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -120,10 +128,10 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, sigJSON, sigStatsClear)
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	log.Info("hakeepd started", "version", version, "config", o.configFile, "config_id", o.configID, "pid", os.Getpid())
+	log.Info("hakeepd started", "version", version.String(), "config", o.configFile, "config_id", o.configID, "pid", os.Getpid())
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("cannot tell systemd we are ready", "err", err)
 	}
@@ -138,9 +146,7 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 			case <-ctx.Done():
 				return
 			case <-hup:
-				sdNotify("RELOADING=1")
-				reload(ctx, o, d, log)
-				sdNotify("READY=1")
+				notifiedReload(sdNotify, func() error { return reload(ctx, o, d, log) })
 			}
 		}
 	}()
@@ -161,6 +167,10 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 				}
 			case syscall.SIGUSR1, syscall.SIGUSR2:
 				dumpState(d, log, s == syscall.SIGUSR2)
+			case sigJSON: // keepalived --signum=JSON
+				dumpState(d, log, false)
+			case sigStatsClear: // keepalived --signum=STATS_CLEAR
+				log.Info("STATS_CLEAR: nothing to clear, hakeepd's counters are Prometheus counters and only grow")
 			default:
 				log.Info("stopping", "signal", s.String())
 				sdNotify("STOPPING=1")
@@ -188,17 +198,20 @@ func statusLine(r director.ReloadOutcome) string {
 	return fmt.Sprintf("STATUS=configuration applied (%s at %s)", r.Source, r.At.Format(time.DateTime))
 }
 
-func reload(ctx context.Context, o options, d *director.Director, log *slog.Logger) {
+// reload re-reads the file for SIGHUP and applies it; the error says why
+// it was refused (errRefused: the file has errors) or failed to apply.
+func reload(ctx context.Context, o options, d *director.Director, log *slog.Logger) error {
 	cfg, err := reloadConfig(o, log)
 	if err != nil {
 		d.Refused(ctx, "SIGHUP", err)
-		return
+		return fmt.Errorf("%w: %v", errRefused, err)
 	}
 	if err := d.Reload(ctx, cfg); err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
-		return
+		return err
 	}
 	log.Info("reload complete", "file", o.configFile)
+	return nil
 }
 
 // reloadConfig reads the file again for SIGHUP and logs what it found. It

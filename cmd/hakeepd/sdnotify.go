@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sdNotify sends a state line to systemd when hakeepd runs as a
@@ -59,4 +65,47 @@ func runWatchdog(ctx context.Context, alive func() bool) {
 			}
 		}
 	}
+}
+
+// errRefused marks a reload whose file has errors (nothing was applied).
+var errRefused = errors.New("configuration refused")
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, systemd's clock for
+// MONOTONIC_USEC=.
+func monotonicUsec() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Sec)*1_000_000 + uint64(ts.Nsec)/1_000
+}
+
+// notifiedReload runs one SIGHUP reload inside systemd's reload protocol
+// (Type=notify-reload, and Type=notify's reload state): RELOADING=1 with
+// MONOTONIC_USEC, which systemd needs to tell this reload from an older
+// one, then READY=1 when it is over. systemd counts any READY=1 as a
+// finished reload, so the outcome travels in STATUS= (systemctl status)
+// and ERRNO= (EINVAL: the file was refused, EIO: it failed to apply, 0:
+// applied, which clears an earlier error); `hactl reload`, the unit's
+// ExecReload=, is what makes `systemctl reload` fail on a refused file.
+func notifiedReload(notify func(string) error, apply func() error) error {
+	notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the configuration", monotonicUsec()))
+	err := apply()
+	notify(readyAfterReload(err, time.Now()))
+	return err
+}
+
+// readyAfterReload is the READY=1 message that ends a reload.
+func readyAfterReload(err error, at time.Time) string {
+	when := at.Format(time.DateTime)
+	if err == nil {
+		return fmt.Sprintf("READY=1\nSTATUS=configuration applied (SIGHUP at %s)\nERRNO=0", when)
+	}
+	errno := syscall.EIO
+	if errors.Is(err, errRefused) {
+		errno = syscall.EINVAL
+	}
+	// STATUS= is one line.
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	return fmt.Sprintf("READY=1\nSTATUS=last reload (SIGHUP at %s) refused, running configuration kept: %s\nERRNO=%d", when, msg, int(errno))
 }

@@ -260,7 +260,7 @@ func (l *Lab) StartHakeepd(bin, host, conf string, extra ...string) (*Daemon, er
 	os.Remove(pidFile)
 	// The API socket and the state directory are per daemon too: several
 	// run on one machine, and one must never delete another's services.
-	argv := append([]string{bin, "-n", "-l", "-f", path, "-p", pidFile, "-api", filepath.Join(h.Dir, "hakeepd.sock"), "--state-dir", h.Dir}, extra...)
+	argv := append([]string{bin, "-n", "-l", "-G", "-f", path, "-p", pidFile, "-api", filepath.Join(h.Dir, "hakeepd.sock"), "--state-dir", h.Dir}, extra...)
 	p, err := l.Start(host, "hakeepd", argv...)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,20 @@ import (
 var (
 	vipF = netip.MustParseAddr("10.99.0.100") // VI_F: fenced
 	vipU = netip.MustParseAddr("10.99.0.101") // VI_U: fence off (the control)
+	// VI_K: the same instance on Debian's keepalived, three processes
+	// beside the hakeepd ones in the same namespaces, so that every fault
+	// hits both at once.
+	vipK = netip.MustParseAddr("10.99.0.102")
 )
+
+// VRIDs of VI_F, VI_U, VI_K.
+const (
+	vridF = 51
+	vridU = 52
+	vridK = 53
+)
+
+var prios = map[string]int{"h1": 150, "h2": 100, "h3": 50}
 
 var hosts = []string{"h1", "h2", "h3"}
 
@@ -52,10 +65,8 @@ func params() fence.Params {
 }
 
 // masterDown is RFC 9568's Master_Down_Interval of a backup of priority
-// prio at advertInt.
-func masterDown(prio int) time.Duration {
-	return 3*advertInt + time.Duration(256-prio)*advertInt/256
-}
+// prio in TestFence's lab.
+func masterDown(prio int) time.Duration { return defaultVRRP.masterDown(prio) }
 
 // takeoverBound is L1's bound for the lab: h2's Master_Down_Interval (h2
 // is eligible in every scenario that moves the VIP), the fence's wait, two
@@ -64,13 +75,39 @@ func takeoverBound() time.Duration {
 	return params().Takeover(masterDown(100), commitAllowance)
 }
 
-func instances() string {
+// vrrpConf is the VRRP timing of a lab: TestFence runs v3 at 1 s; the
+// fast path is measured as the issue's baseline was (v2 at 1 s, v3 at
+// 0.1 s).
+type vrrpConf struct {
+	version  int
+	interval time.Duration
+}
+
+var defaultVRRP = vrrpConf{version: 3, interval: advertInt}
+
+func (v vrrpConf) String() string { return fmt.Sprintf("v%d %gs", v.version, v.interval.Seconds()) }
+
+// masterDown is the RFC's Master_Down_Interval of a backup of priority
+// prio, with keepalived's skew (v3: truncated to centiseconds).
+func (v vrrpConf) masterDown(prio int) time.Duration {
+	return 3*v.interval + v.skew(prio)
+}
+
+func (v vrrpConf) skew(prio int) time.Duration {
+	if v.version == 2 {
+		return time.Duration(256-prio) * v.interval / 256
+	}
+	cs := v.interval / (10 * time.Millisecond)
+	return time.Duration(256-prio) * cs / 256 * 10 * time.Millisecond
+}
+
+func instances(v vrrpConf) string {
 	inst := func(name string, vrid int, vip netip.Addr, extra string) string {
 		return fmt.Sprintf(`vrrp_instance %s {
     interface eth0
     virtual_router_id %d
-    version 3
-    advert_int 1
+    version %d
+    advert_int %g
 @h1 priority 150
 @h2 priority 100
 @h3 priority 50
@@ -78,19 +115,30 @@ func instances() string {
         %s/32
     }
 }
-`, name, vrid, extra, vip)
+`, name, vrid, v.version, v.interval.Seconds(), extra, vip)
 	}
-	return "global_defs {\n    script_user root\n}\n" + inst("VI_F", 51, vipF, "") + inst("VI_U", 52, vipU, "    fence off\n")
+	return "global_defs {\n    script_user root\n}\n" + inst("VI_F", vridF, vipF, "") + inst("VI_U", vridU, vipU, "    fence off\n")
+}
+
+// keepalivedConf is VI_K for host h: the same instance as VI_F/VI_U.
+func keepalivedConf(h string, v vrrpConf) string {
+	return lab.Conf{RouterID: h, Version: v.version, Instances: []lab.Instance{{Name: "VI_K", State: "BACKUP",
+		VRID: vridK, Priority: prios[h], AdvertInt: v.interval.Seconds(), VIPs: []string{vipK.String() + "/32"}}}}.String()
 }
 
 type cluster struct {
-	t      testing.TB
-	l      *lab.Lab
-	hactl  string
-	d      map[string]*lab.Daemon
+	t     testing.TB
+	l     *lab.Lab
+	hactl string
+	d     map[string]*lab.Daemon
+	// ka is keepalived on each director (nil when it is not installed:
+	// the keepalived column is left out).
+	ka     map[string]*lab.Daemon
+	vrrp   vrrpConf
 	s      *sampler
 	client string
 	note   string // what the last fault chose, for the report
+	runs   int
 }
 
 func clusterBlock(t testing.TB, l *lab.Lab, ca *testpki.CA, i int) string {
@@ -106,19 +154,32 @@ func clusterBlock(t testing.TB, l *lab.Lab, ca *testpki.CA, i int) string {
 }
 
 // startCluster builds the lab (h1..h3 and a client), starts the three
-// directors and the sampler, and waits for h1 to own both VIPs.
-func startCluster(t testing.TB) *cluster {
+// directors (and keepalived beside them when installed) and the sampler,
+// and waits for h1 to own every VIP.
+func startCluster(t testing.TB, v vrrpConf) *cluster {
 	t.Helper()
-	l := labtest.New(t, 3, lab.Options{Extra: []string{"client"}}, "iptables")
-	c := &cluster{t: t, l: l, hactl: labtest.Binary(t, "hactl"), d: map[string]*lab.Daemon{}, client: "client"}
+	l := labtest.New(t, 3, lab.Options{Extra: []string{"client"}}, "iptables", "tcpdump")
+	c := &cluster{t: t, l: l, hactl: labtest.Binary(t, "hactl"), d: map[string]*lab.Daemon{}, vrrp: v, client: "client"}
 	bin := labtest.Binary(t, "hakeepd")
 	ca := testpki.New(t)
 	for i, h := range hosts {
-		d, err := l.StartHakeepd(bin, h, clusterBlock(t, l, ca, i)+instances(), "-i", h)
+		d, err := l.StartHakeepd(bin, h, clusterBlock(t, l, ca, i)+instances(v), "-i", h)
 		if err != nil {
 			t.Fatalf("start %s: %v", h, err)
 		}
 		c.d[h] = d
+	}
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Logf("keepalived not installed (Debian package keepalived): no keepalived column: %v", err)
+	} else {
+		c.ka = map[string]*lab.Daemon{}
+		for _, h := range hosts {
+			d, err := l.StartKeepalived(h, keepalivedConf(h, v))
+			if err != nil {
+				t.Fatalf("start keepalived on %s: %v", h, err)
+			}
+			c.ka[h] = d
+		}
 	}
 	c.waitSteady(60 * time.Second)
 	// The client's neighbour entry for the VIP: gratuitous ARPs update it
@@ -126,9 +187,32 @@ func startCluster(t testing.TB) *cluster {
 	if err := l.Ping(c.client, vipF); err != nil {
 		t.Fatalf("client ping %s: %v", vipF, err)
 	}
-	c.s = newSampler(l, c.client, vipF, vipU)
+	c.s = newSampler(l, c.client, c.vips()...)
 	t.Cleanup(func() { c.s.stop() })
 	return c
+}
+
+// vips is what the sampler watches.
+func (c *cluster) vips() []netip.Addr {
+	if c.ka == nil {
+		return []netip.Addr{vipF, vipU}
+	}
+	return []netip.Addr{vipF, vipU, vipK}
+}
+
+// both applies a process fault to hakeepd and keepalived on h at the same
+// instant (the two are measured from the same fault).
+func (c *cluster) both(h string, hk func(*lab.Daemon) error) error {
+	if c.ka == nil {
+		return hk(c.d[h])
+	}
+	errs := make(chan error, 1)
+	go func() { errs <- hk(c.ka[h]) }()
+	err := hk(c.d[h])
+	if kerr := <-errs; kerr != nil && err == nil {
+		err = fmt.Errorf("keepalived: %w", kerr)
+	}
+	return err
 }
 
 func (c *cluster) status(h string) (api.Status, error) {
@@ -173,7 +257,7 @@ func (c *cluster) steady() error {
 			}
 		}
 	}
-	for _, v := range []netip.Addr{vipF, vipU} {
+	for _, v := range c.vips() {
 		if who := c.l.WhoHas(v, hosts...); !slices.Equal(who, []string{"h1"}) {
 			return fmt.Errorf("%s held by %v, want h1", v, who)
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hakeep/internal/lab"
 )
 
 // scenario is one fault and its heal, h1 owning both VIPs before.
@@ -20,8 +22,15 @@ type scenario struct {
 	// splitBrain: the fence-off control instance must be seen owned twice
 	// (the proof that the sampler sees what the fence prevents).
 	splitBrain bool
-	fault      func(c *cluster) error
-	heal       func(c *cluster) error
+	// kaNA: the fault does not apply to keepalived (it has no Raft or
+	// gossip): its column shows n/a.
+	kaNA bool
+	// quietAfterCont: the owner was paused past its lease; once it runs
+	// again it must not advertise the fenced VRID as MASTER nor announce
+	// its VIP (gratuitous ARP) before its fence admits it again.
+	quietAfterCont bool
+	fault          func(c *cluster) error
+	heal           func(c *cluster) error
 }
 
 func (c *cluster) ipt(h string, rules ...[]string) error {
@@ -73,18 +82,26 @@ func (c *cluster) dropFromH1(extra ...string) error {
 	return nil
 }
 
-func (c *cluster) restart(h string) error { return c.d[h].Restart() }
+func (c *cluster) restart(h string) error { return c.both(h, (*lab.Daemon).Restart) }
+
+func (c *cluster) kill(h string) error {
+	return c.both(h, func(d *lab.Daemon) error { d.Kill(); return nil })
+}
+
+func (c *cluster) term(h string) error {
+	return c.both(h, func(d *lab.Daemon) error { return d.Stop(10 * time.Second) })
+}
 
 var scenarios = []scenario{
 	{name: "kill-9 owner", takeover: true,
-		fault: func(c *cluster) error { c.d["h1"].Kill(); return nil },
+		fault: func(c *cluster) error { return c.kill("h1") },
 		heal:  func(c *cluster) error { return c.restart("h1") }},
 	{name: "SIGTERM owner", takeover: true,
-		fault: func(c *cluster) error { return c.d["h1"].Stop(10 * time.Second) },
+		fault: func(c *cluster) error { return c.term("h1") },
 		heal:  func(c *cluster) error { return c.restart("h1") }},
-	{name: "SIGSTOP owner", takeover: true,
-		fault: func(c *cluster) error { return c.d["h1"].Pause() },
-		heal:  func(c *cluster) error { return c.d["h1"].Resume() }},
+	{name: "SIGSTOP owner", takeover: true, quietAfterCont: true,
+		fault: func(c *cluster) error { return c.both("h1", func(d *lab.Daemon) error { return d.Pause() }) },
+		heal:  func(c *cluster) error { return c.both("h1", func(d *lab.Daemon) error { return d.Resume() }) }},
 	// hakeepd puts an instance whose link is down in FAULT and removes its
 	// VIPs, fenced or not: no split brain to show here.
 	{name: "owner link down", takeover: true,
@@ -106,7 +123,7 @@ var scenarios = []scenario{
 			return c.dropFromH1("-p", "112")
 		},
 		heal: func(c *cluster) error { return c.flush() }},
-	{name: "Raft+gossip-only drops at owner", takeover: true,
+	{name: "Raft+gossip-only drops at owner", takeover: true, kaNA: true,
 		fault: func(c *cluster) error {
 			var rules [][]string
 			for _, ch := range []string{"INPUT", "OUTPUT"} {
@@ -142,9 +159,14 @@ type result struct {
 	name                string
 	doubles, doublesU   int           // samples with two owners: fenced, control
 	takeover, takeoverU time.Duration // fault to a new single owner (0: none)
-	healMoves           int           // owner changes of the fenced VIP after the heal
-	arpFlips            int           // the client's MAC for the fenced VIP changed
-	errs                []string
+	// keepalived's VI_K: samples with two owners, fault to another
+	// director holding it; ka false when not run or n/a.
+	ka        bool
+	doublesK  int
+	takeoverK time.Duration
+	healMoves int // owner changes of the fenced VIP after the heal
+	arpFlips  int // the client's MAC for the fenced VIP changed
+	errs      []string
 	// timeline: owners of the fenced VIP, of the control, the client's
 	// ARP view, relative to the fault (h = heal).
 	timeline string
@@ -157,6 +179,16 @@ func (c *cluster) run(sc scenario) result {
 	fail := func(f string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(f, a...)) }
 	bound := takeoverBound()
 	c.note = ""
+	c.runs++
+	var capt *lab.Capture
+	if sc.quietAfterCont {
+		var err error
+		if capt, err = c.l.StartCapture(fmt.Sprintf("run%d", c.runs), "arp or ip proto 112"); err != nil {
+			fail("capture: %v", err)
+			return r
+		}
+		defer capt.Stop()
+	}
 	t0 := time.Now()
 	if err := sc.fault(c); err != nil {
 		fail("fault: %v", err)
@@ -194,15 +226,19 @@ func (c *cluster) run(sc scenario) result {
 	}
 	// The control's takeover: the first sample where another director
 	// holds it (h1 may still hold it too: that is the split brain).
-	for _, ch := range inWindow(wu.changes, t0, tHeal) {
-		if slices.ContainsFunc(ch.Owners, func(h string) bool { return h != "h1" }) {
-			r.takeoverU = ch.At.Sub(t0)
-			break
-		}
+	r.takeoverU = firstOther(inWindow(wu.changes, t0, tHeal), t0)
+	var wk window
+	if c.ka != nil && !sc.kaNA {
+		wk = c.s.window(vipK, t0, end)
+		r.ka, r.doublesK = true, wk.doubles
+		r.takeoverK = firstOther(inWindow(wk.changes, t0, tHeal), t0)
 	}
 	r.healMoves = moves(inWindow(w.changes, tHeal, end))
 	r.timeline = fmt.Sprintf("%s heal at +%.3fs\n  fenced:%s\n  control:%s\n  client ARP:%s", c.note, tHeal.Sub(t0).Seconds(),
 		fmtChanges(w.changes, t0), fmtChanges(wu.changes, t0), fmtChanges(c.s.arpWindow(t0, end), t0))
+	if r.ka {
+		r.timeline += "\n  keepalived:" + fmtChanges(wk.changes, t0)
+	}
 	if c.note != "" {
 		r.name += " (" + c.note + ")"
 	}
@@ -224,6 +260,21 @@ func (c *cluster) run(sc scenario) result {
 	if sc.splitBrain && r.doublesU == 0 {
 		fail("control: the fence-off VIP was never seen owned twice; owners:%s", fmtChanges(wu.changes, t0))
 	}
+	// keepalived double-owns where plain VRRP does: recorded, and asserted
+	// only where the sampler must see it (the proof it can).
+	if sc.splitBrain && r.ka && r.doublesK == 0 {
+		fail("keepalived: its VIP was never seen owned twice; owners:%s", fmtChanges(wk.changes, t0))
+	}
+	if capt != nil {
+		pk, err := capt.Packets()
+		if err != nil {
+			fail("capture: %v", err)
+		} else {
+			for _, e := range c.quietAfterCont(pk, tHeal, end) {
+				fail("%s", e)
+			}
+		}
+	}
 	if len(r.errs) > 0 {
 		r.timeline += "\n" + c.decisions(t0)
 	}
@@ -232,7 +283,7 @@ func (c *cluster) run(sc scenario) result {
 
 // TestFence runs every scenario once on one cluster.
 func TestFence(t *testing.T) {
-	c := startCluster(t)
+	c := startCluster(t, defaultVRRP)
 	t.Logf("L1 bound %s (Master_Down %s + wait %s + 2 x %s); sampling every %s",
 		takeoverBound(), masterDown(100), params().Wait(), commitAllowance, sampleEvery)
 	var results []result
@@ -262,7 +313,7 @@ func TestFenceChaos(t *testing.T) {
 	if err != nil || d <= 0 {
 		t.Skip("set HAKEEP_FENCE_CHAOS=10m (make chaos DURATION=10m)")
 	}
-	c := startCluster(t)
+	c := startCluster(t, defaultVRRP)
 	end := time.Now().Add(d)
 	var results []result
 	pick := selected(t)
@@ -340,6 +391,8 @@ func table(rs []result) string {
 	type agg struct {
 		runs, doubles, doublesU, moves, arp, fails int
 		tk, tkU                                    []time.Duration
+		kaRuns, doublesK                           int
+		tkK                                        []time.Duration
 	}
 	by := map[string]*agg{}
 	var order []string
@@ -364,17 +417,30 @@ func table(rs []result) string {
 		if r.takeoverU > 0 {
 			a.tkU = append(a.tkU, r.takeoverU)
 		}
+		if r.ka {
+			a.kaRuns++
+			a.doublesK += r.doublesK
+			if r.takeoverK > 0 {
+				a.tkK = append(a.tkK, r.takeoverK)
+			}
+		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s %4s %5s | %7s %8s %8s %6s | %9s %8s %8s | %4s\n",
-		"scenario", "runs", "fails", "doubles", "tk p50", "tk max", "moves", "ctl dbl", "ctl p50", "ctl max", "arp")
+	fmt.Fprintf(&b, "%-36s %4s %5s | %7s %8s %8s %6s | %9s %8s %8s | %8s %8s %8s | %4s\n",
+		"scenario", "runs", "fails", "doubles", "tk p50", "tk max", "moves", "ctl dbl", "ctl p50", "ctl max", "ka dbl", "ka p50", "ka max", "arp")
 	for _, n := range order {
 		a := by[n]
-		fmt.Fprintf(&b, "%-36s %4d %5d | %7d %8s %8s %6d | %9d %8s %8s | %4d\n", n, a.runs, a.fails,
-			a.doubles, secs(median(a.tk)), secs(maxD(a.tk)), a.moves, a.doublesU, secs(median(a.tkU)), secs(maxD(a.tkU)), a.arp)
+		ka := fmt.Sprintf("%8s %8s %8s", "n/a", "", "")
+		if a.kaRuns > 0 {
+			ka = fmt.Sprintf("%8d %8s %8s", a.doublesK, secs(median(a.tkK)), secs(maxD(a.tkK)))
+		}
+		fmt.Fprintf(&b, "%-36s %4d %5d | %7d %8s %8s %6d | %9d %8s %8s | %s | %4d\n", n, a.runs, a.fails,
+			a.doubles, secs(median(a.tk)), secs(maxD(a.tk)), a.moves, a.doublesU, secs(median(a.tkU)), secs(maxD(a.tkU)), ka, a.arp)
 	}
 	b.WriteString("doubles: samples with two owners; tk: fault to a new single owner; moves: worst owner changes after heal;\n" +
-		"ctl: the `fence off` instance on the same directors; arp: changes of the client's MAC for the fenced VIP\n")
+		"ctl: the `fence off` instance on the same directors; ka: the same instance on three keepalived beside them, same fault\n" +
+		"(tk: fault to another director holding it; n/a: the fault has nothing to hit in keepalived);\n" +
+		"arp: changes of the client's MAC for the fenced VIP\n")
 	return b.String()
 }
 
@@ -384,4 +450,73 @@ func maxD(ds []time.Duration) time.Duration {
 		m = max(m, d)
 	}
 	return m
+}
+
+// firstOther is when a director other than h1 first held the VIP in cs,
+// relative to t0 (h1 may still hold it: a split brain); 0 if never.
+func firstOther(cs []change, t0 time.Time) time.Duration {
+	for _, ch := range cs {
+		if slices.ContainsFunc(ch.Owners, func(h string) bool { return h != "h1" }) {
+			return ch.At.Sub(t0)
+		}
+	}
+	return 0
+}
+
+// quietAfterCont checks the wire after h1 was continued at cont: no MASTER
+// advert for the fenced VRID and no gratuitous ARP for its VIP from h1
+// before h1's fence logged its next admission (the log line is written
+// before VRRP sends anything, so the order needs no margin).
+func (c *cluster) quietAfterCont(pk *lab.Packets, cont, end time.Time) []string {
+	admitted, ok := c.logAt("h1", cont, `msg="fence: claim admitted"`, fmt.Sprintf("key=%d/eth0/ipv4", vridF))
+	if !ok {
+		admitted = end
+	}
+	h1 := c.l.Host("h1")
+	var errs []string
+	for _, a := range pk.From(vridF, h1.Addr4.Addr()) {
+		if a.Prio > 0 && !a.Time.Before(cont) && a.Time.Before(admitted) {
+			errs = append(errs, fmt.Sprintf("continued h1 advertised VRID %d as MASTER (priority %d) at +%.3fs after SIGCONT, its fence admitted it at +%.3fs",
+				vridF, a.Prio, a.Time.Sub(cont).Seconds(), admitted.Sub(cont).Seconds()))
+		}
+	}
+	for _, a := range pk.ARPs {
+		if a.Gratuitous() && a.SenderIP == vipF && slices.Equal(a.SenderMAC, h1.MAC) && !a.Time.Before(cont) && a.Time.Before(admitted) {
+			errs = append(errs, fmt.Sprintf("continued h1 announced %s (gratuitous ARP) at +%.3fs after SIGCONT, its fence admitted it at +%.3fs",
+				vipF, a.Time.Sub(cont).Seconds(), admitted.Sub(cont).Seconds()))
+		}
+	}
+	return errs
+}
+
+// logAt is the time of the first line of h's hakeepd log after since that
+// contains every one of subs.
+func (c *cluster) logAt(h string, since time.Time, subs ...string) (time.Time, bool) {
+	for _, line := range strings.Split(c.d[h].Tail(2000), "\n") {
+		at, ok := lineTime(line)
+		if !ok || at.Before(since) {
+			continue
+		}
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// lineTime is the time= of a hakeepd log line.
+func lineTime(line string) (time.Time, bool) {
+	ts, ok := strings.CutPrefix(line, "time=")
+	if !ok {
+		return time.Time{}, false
+	}
+	if sp := strings.IndexByte(ts, ' '); sp > 0 {
+		ts = ts[:sp]
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	return at, err == nil
 }

@@ -1,0 +1,104 @@
+package outage_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// synsPerTarget counts, per destination ip:port, the connection attempts
+// captured in the pcap file between from and to: distinct source ports
+// (a retransmitted SYN has the same one; a reused port a while later is
+// a new attempt). Only Ethernet + IPv4 + TCP.
+func synsPerTarget(path string, from, to time.Time) (map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readSyns(bufio.NewReaderSize(f, 1<<20), from, to)
+}
+
+func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
+	var gh [24]byte
+	if _, err := io.ReadFull(r, gh[:]); err != nil {
+		return nil, fmt.Errorf("pcap header: %w", err)
+	}
+	var bo binary.ByteOrder
+	nano := false
+	switch m := binary.LittleEndian.Uint32(gh[:4]); m {
+	case 0xa1b2c3d4:
+		bo = binary.LittleEndian
+	case 0xa1b23c4d:
+		bo, nano = binary.LittleEndian, true
+	case 0xd4c3b2a1:
+		bo = binary.BigEndian
+	case 0x4d3cb2a1:
+		bo, nano = binary.BigEndian, true
+	default:
+		return nil, fmt.Errorf("not a pcap file (magic %#x)", m)
+	}
+	if lt := bo.Uint32(gh[20:]); lt != 1 {
+		return nil, fmt.Errorf("pcap link type %d, want Ethernet", lt)
+	}
+	type attempt struct {
+		dst   netip.AddrPort
+		sport uint16
+	}
+	// A retransmission comes within connect_timeout; the same source
+	// port to the same server much later is a new attempt.
+	const same = 4 * time.Second
+	seen := map[attempt]time.Time{}
+	out := map[string]int{}
+	var rh [16]byte
+	buf := make([]byte, 1<<16)
+	for {
+		if _, err := io.ReadFull(r, rh[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return out, nil // a capture cut mid-record ends there
+			}
+			return nil, err
+		}
+		sec, frac := int64(bo.Uint32(rh[0:])), int64(bo.Uint32(rh[4:]))
+		if !nano {
+			frac *= 1000
+		}
+		ts := time.Unix(sec, frac)
+		n := bo.Uint32(rh[8:])
+		if int(n) > len(buf) {
+			return nil, fmt.Errorf("pcap record of %d bytes", n)
+		}
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return out, nil
+		}
+		if ts.Before(from) || ts.After(to) {
+			continue
+		}
+		p := buf[:n]
+		if len(p) < 14+20 || binary.BigEndian.Uint16(p[12:]) != 0x0800 {
+			continue
+		}
+		ip := p[14:]
+		ihl := int(ip[0]&0x0f) * 4
+		if ip[9] != 6 || len(ip) < ihl+14 {
+			continue
+		}
+		tcp := ip[ihl:]
+		if tcp[13]&0x12 != 0x02 { // SYN without ACK
+			continue
+		}
+		a := attempt{netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(tcp[2:])),
+			binary.BigEndian.Uint16(tcp[0:])}
+		last, ok := seen[a]
+		seen[a] = ts
+		if ok && ts.Sub(last) < same {
+			continue
+		}
+		out[a.dst.String()]++
+	}
+}
