@@ -102,7 +102,9 @@ func (n *Node) planThere(ctx context.Context, id, addr string, req rpcRequest) a
 		err = errors.New("no plan in the answer (a director of an older version?)")
 	}
 	if err != nil {
-		if ctx.Err() != nil {
+		// ctx's own timer may fire a little after its deadline has
+		// passed: the clock decides, not ctx.Err().
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
 			err = fmt.Errorf("no answer within %s: %w", planTimeout, err)
 		}
 		return api.DirectorPlan{Director: id, Error: err.Error()}
