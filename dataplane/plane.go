@@ -142,13 +142,24 @@ func (p *Plane) Ping(ctx context.Context) error {
 // servers are planned and programmed (IPVS is opened on the first one), and
 // the table is re-planned as a diff. It returns once the checks run the new
 // specs; programming the kernel follows on the planner.
+//
+// The table is planned first, and the checker specs built and loaded while
+// the planner programs it: a real server new to the checkers starts up
+// unless alpha (checks.Manager), which is what the plan assumes for one
+// without a result, and a kept one keeps its result; so the checkers'
+// reload is off the path to the programmed table. If the checkers refuse
+// the new specs, the previous configuration is planned again.
 func (p *Plane) Reload(ctx context.Context, cfg *config.Config) error {
+	var old *config.Config
+	if derr := p.do(ctx, func(s *state) { old = s.switchTable(cfg) }); derr != nil {
+		return derr
+	}
 	specs, warnings := checks.FromConfig(cfg)
 	for _, w := range warnings {
 		p.log.Warn("checks", "msg", w)
 	}
 	var err error
-	if derr := p.do(ctx, func(s *state) { err = s.reload(cfg, specs) }); derr != nil {
+	if derr := p.do(ctx, func(s *state) { err = s.reload(old, cfg, specs) }); derr != nil {
 		return derr
 	}
 	return err
@@ -190,19 +201,9 @@ func (p *Plane) Run(ctx context.Context) error {
 	if p.opts.CheckOptions != nil {
 		p.opts.CheckOptions(&copts)
 	}
-	s.checks = checks.New(copts)
-	specs, warnings := checks.FromConfig(cfg)
-	for _, w := range warnings {
-		p.log.Warn("checks", "msg", w)
-	}
-	if err := s.checks.Start(specs); err != nil {
-		return fmt.Errorf("start checks: %w", err)
-	}
-	defer s.checks.Stop()
-	// Transitions carry changes only: start from each real server's
-	// initial state (down for a checker with alpha).
-	s.seedHealth()
-
+	// The table first: with no checker result yet, a real server is up
+	// unless alpha, exactly the state the checkers start it in, so the
+	// kernel is programmed while the checkers' specs are built.
 	s.planner = newPlanner(p.opts.Scripts, p.log)
 	if len(p.opts.Fifos) > 0 {
 		s.planner.lvs.OnQuorum = func(e lvs.QuorumEvent) { writeLine(p.opts.Fifos, vsFifoLine(e)) }
@@ -210,14 +211,33 @@ func (p *Plane) Run(ctx context.Context) error {
 	go s.planner.run()
 	defer func() {
 		// The planner finishes its current plan, then runs omega
-		// (quorum_down at stop); only then is the reconciler stopped.
+		// (quorum_down at stop); only then is the reconciler stopped,
+		// and then the checkers.
 		s.planner.stop(s.cfg)
 		s.stopIPVS()
+		if s.checks != nil {
+			s.checks.Stop()
+		}
 	}()
 	s.maybeStartIPVS()
+	s.replan()
+
+	checker := checks.New(copts)
+	specs, warnings := checks.FromConfig(cfg)
+	for _, w := range warnings {
+		p.log.Warn("checks", "msg", w)
+	}
+	if err := checker.Start(specs); err != nil {
+		return fmt.Errorf("start checks: %w", err)
+	}
+	s.checks = checker
+	// Transitions carry changes only: start from each real server's
+	// initial state (down for a checker with alpha).
+	if s.seedHealth(specs) {
+		s.replan()
+	}
 	s.publish()
 	p.loop.Start()
-	s.replan()
 
 	var changes <-chan consensus.Change
 	var fallback *time.Ticker
@@ -310,31 +330,48 @@ func RouterID(g *config.GlobalDefs) string {
 	return hostname()
 }
 
-func (s *state) reload(cfg *config.Config, specs []checks.Spec) error {
-	if err := s.checks.Reload(specs); err != nil {
-		return err
-	}
+// switchTable plans cfg's table (Reload's first step) and returns the
+// configuration it replaces.
+func (s *state) switchTable(cfg *config.Config) *config.Config {
 	old := s.cfg
 	s.cfg = cfg
 	s.setTimeouts(old)
+	s.maybeStartIPVS()
+	s.replan()
+	return old
+}
+
+// reload loads the checker specs of cfg, whose table switchTable planned;
+// refused, the table goes back to old.
+func (s *state) reload(old, cfg *config.Config, specs []checks.Spec) error {
+	if err := s.checks.Reload(specs); err != nil {
+		if s.cfg == cfg {
+			s.cfg = old
+			s.setTimeouts(cfg)
+			s.replan()
+		}
+		return err
+	}
 	// Forget results of real servers that are gone, here and in the
 	// cluster's table.
-	keep := make(map[lvs.HealthKey]bool, len(specs))
-	for _, sp := range specs {
-		keep[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}] = true
-	}
-	for k := range s.health {
-		if !keep[k] {
-			delete(s.health, k)
-			if c := s.p.opts.Cluster; c != nil {
-				c.ForgetHealth(k.VS, k.RS.String())
+	if len(s.health) > 0 {
+		keep := make(map[lvs.HealthKey]bool, len(specs))
+		for _, sp := range specs {
+			keep[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}] = true
+		}
+		for k := range s.health {
+			if !keep[k] {
+				delete(s.health, k)
+				if c := s.p.opts.Cluster; c != nil {
+					c.ForgetHealth(k.VS, k.RS.String())
+				}
 			}
 		}
 	}
-	s.seedHealth()
-	s.maybeStartIPVS()
+	if s.seedHealth(specs) {
+		s.replan()
+	}
 	s.publish()
-	s.replan()
 	return nil
 }
 
@@ -428,12 +465,43 @@ func (s *state) stopIPVS() {
 	}
 }
 
-// seedHealth records the checkers' current view of every real server not
-// known yet, and shares it with the cluster (a real server that never
-// changes state still has every director's view there).
-func (s *state) seedHealth() {
+// seedHealth records the checkers' current view of every real server of
+// specs not known yet, and shares it with the cluster (a real server that
+// never changes state still has every director's view there). It reports
+// whether a seeded result differs from what the plan assumes without one.
+//
+// A standalone director records only real servers with checkers: one
+// without is always up at its configured weight, for the plan and the API
+// alike, and 40,000 such entries cost megabytes and a pass over the
+// checkers' state at every reload. In a cluster every view is shared, as
+// the other directors expect.
+func (s *state) seedHealth(specs []checks.Spec) bool {
+	cluster := s.p.opts.Cluster
+	fresh := 0
+	for i := range specs {
+		sp := &specs[i]
+		if cluster == nil && len(sp.Checkers) == 0 {
+			continue
+		}
+		if _, ok := s.health[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}]; !ok {
+			fresh++
+		}
+	}
+	if fresh == 0 {
+		return false
+	}
+	alpha := map[string]bool{}
+	if s.cfg != nil {
+		for _, vs := range s.cfg.VirtualServers {
+			alpha[vs.Key()] = vs.Alpha
+		}
+	}
+	changed := false
 	var seeded []consensus.HealthEntry
 	for _, rs := range s.checks.State() {
+		if cluster == nil && len(rs.Checkers) == 0 {
+			continue
+		}
 		ap, err := netip.ParseAddrPort(rs.RealServer)
 		if err != nil {
 			s.p.log.Error("checker state with a bad real server address", "rs", rs.RealServer, "err", err)
@@ -441,13 +509,17 @@ func (s *state) seedHealth() {
 		}
 		key := lvs.HealthKey{VS: rs.VirtualServer, RS: ap}
 		if _, ok := s.health[key]; !ok {
-			s.health[key] = lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
+			h := lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
+			s.health[key] = h
 			seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
+			changed = changed || len(rs.Checkers) > 0 && (h.Up == alpha[rs.VirtualServer] || h.Weight >= 0)
 		}
 	}
-	if c := s.p.opts.Cluster; c != nil && len(seeded) > 0 {
-		c.ReportHealth(seeded)
+	if cluster != nil && len(seeded) > 0 {
+		cluster.ReportHealth(seeded)
+		changed = true // the replicated verdicts may differ
 	}
+	return changed
 }
 
 // record keeps transitions in this director's health table and, in

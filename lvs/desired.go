@@ -230,7 +230,7 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		alive   bool
 		inhibit bool
 	}
-	var pool []rsState
+	pool := make([]rsState, 0, len(vs.RealServers))
 	sum := 0
 	for _, rs := range vs.RealServers {
 		m := method
@@ -290,7 +290,7 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 	}
 	out.Quorum[vsKey] = up
 
-	dests := map[DestKey]Dest{}
+	dests := make(map[DestKey]Dest, len(pool)+1)
 	sorry := vs.SorryServer != nil && !up
 	for _, st := range pool {
 		d := st.dest
@@ -320,6 +320,8 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		}
 	}
 
+	// Services of one virtual server share its destination map: tables
+	// are not modified once built (Service), so one map serves them all.
 	for _, k := range keys {
 		if vs.HASuspend && in.Master != nil && k.FWMark == 0 && !in.Master(k.Addr) {
 			continue // not MASTER of this VIP: the service waits
@@ -331,15 +333,13 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		if err != nil {
 			return err
 		}
-		svc := &Service{Key: k, Scheduler: sched, Flags: flags, Timeout: timeout, Netmask: nm,
-			Dests: make(map[DestKey]Dest, len(dests)), Origin: vsKey, QuorumUp: up}
 		for dk, d := range dests {
 			if familyOf(d.Addr) != k.Family && d.Method != TUN {
 				return fmt.Errorf("real server %s: address family differs from %s (only TUN may mix families)", dk, k)
 			}
-			svc.Dests[dk] = d
 		}
-		out.Table[k] = svc
+		out.Table[k] = &Service{Key: k, Scheduler: sched, Flags: flags, Timeout: timeout, Netmask: nm,
+			Dests: dests, Origin: vsKey, QuorumUp: up, frozen: true}
 	}
 	return nil
 }

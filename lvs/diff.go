@@ -2,6 +2,7 @@ package lvs
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -128,7 +129,8 @@ func appendServiceDiff(ops []Op, cur, want *Service) []Op {
 }
 
 // applyOp applies one change to a table (the reconciler's picture of the
-// kernel).
+// kernel). A frozen service in t (a desired service the picture points
+// at) is copied before it is changed.
 func applyOp(t Table, op Op) {
 	k := op.Service.Key
 	switch op.Kind {
@@ -136,6 +138,9 @@ func applyOp(t Table, op Op) {
 		s := op.Service.clone()
 		if old, ok := t[k]; ok {
 			s.Dests = old.Dests
+			if old.frozen {
+				s.Dests = maps.Clone(old.Dests)
+			}
 		} else {
 			s.Dests = map[DestKey]Dest{}
 		}
@@ -144,10 +149,18 @@ func applyOp(t Table, op Op) {
 		delete(t, k)
 	case AddDest, UpdateDest:
 		if s, ok := t[k]; ok {
+			if s.frozen {
+				s = s.clone()
+				t[k] = s
+			}
 			s.Dests[op.Dest.Key()] = op.Dest
 		}
 	case DelDest:
 		if s, ok := t[k]; ok {
+			if s.frozen {
+				s = s.clone()
+				t[k] = s
+			}
 			delete(s.Dests, op.Dest.Key())
 		}
 	}

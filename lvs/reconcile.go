@@ -55,6 +55,7 @@ type Stats struct {
 	Apply    time.Duration // applying the changes
 	Verify   time.Duration // reading back what was written
 	Services int           // desired services
+	Entries  int           // services and destinations read (resync only)
 }
 
 // Reconciler keeps the kernel's IPVS table equal to the desired table.
@@ -228,11 +229,14 @@ func (r *Reconciler) Kick() {
 func (r *Reconciler) Run(ctx context.Context) {
 	backoff := time.Duration(0)
 	// A full read of a large table costs real CPU (42,000 entries: tens of
-	// ms): keep drift repair to at most ~5% of a core by spacing resyncs at
-	// least 20 reads apart.
+	// ms on a server, a second under an emulated CPU): keep drift repair
+	// of a large table to at most ~0.2% of a core when idle by spacing
+	// resyncs at least resyncSpacing reads apart (a small one: 20 reads,
+	// at most 5%, so that it is repaired within a Period or two).
 	var lastRead time.Duration
+	spacing := time.Duration(20)
 	for {
-		wait := max(r.opt.Period, 20*lastRead)
+		wait := max(r.opt.Period, spacing*lastRead)
 		if backoff > 0 {
 			wait = backoff
 		}
@@ -247,6 +251,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 		st, err := r.Resync(ctx)
 		lastRead = st.Read
+		spacing = 20
+		if st.Entries >= largeTable {
+			spacing = resyncSpacing
+		}
 		if err != nil {
 			if backoff == 0 {
 				backoff = r.opt.MinBackoff
@@ -259,6 +267,15 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 	}
 }
+
+// resyncSpacing is how many times the last full read's duration Run
+// waits before the next drift repair of a table of at least largeTable
+// entries (services and destinations): 42,000 entries read in ~40 ms are
+// checked every 20 s.
+const (
+	resyncSpacing = 500
+	largeTable    = 1000
+)
 
 // Stop deletes the owned services when FlushOnStop is set (and records in
 // the state file that they are gone); otherwise it leaves the kernel table
@@ -303,6 +320,10 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 			return st, r.fail(errors.Join(fmt.Errorf("read kernel IPVS table: %w", err), stateErr))
 		}
 		r.cache = cur
+		st.Entries = len(cur)
+		for _, s := range cur {
+			st.Entries += len(s.Dests)
+		}
 		r.applied = nil // compare everything against what was read
 	}
 	ops := diff(r.cache, r.desired, func(k ServiceKey) bool { return r.owned[k] },
@@ -345,9 +366,19 @@ func (r *Reconciler) done() error {
 	return nil
 }
 
-// markApplied records the desired services as present in the kernel.
+// markApplied records the desired services as present in the kernel, and
+// points the picture of the kernel at the frozen ones (equal as the
+// kernel holds them) rather than keeping a second copy of the table.
 func (r *Reconciler) markApplied() {
 	r.applied = maps.Clone(map[ServiceKey]*Service(r.desired))
+	if r.cache == nil {
+		return
+	}
+	for k, s := range r.desired {
+		if s.frozen {
+			r.cache[k] = s
+		}
+	}
 }
 
 func (r *Reconciler) fail(err error) error {
@@ -527,15 +558,20 @@ func opAttrs(op Op, extra ...any) []any {
 	return append(a, extra...)
 }
 
-// verifyReadAll: beyond this many touched services one dump is cheaper
-// than reading them one by one.
+// verifyReadAll: beyond this many touched services, and more than half
+// of the table, one dump is cheaper than reading them one by one (a dump
+// costs a request per service too).
 const verifyReadAll = 64
+
+// readAll reports whether verify reads the whole table for n touched
+// services.
+func (r *Reconciler) readAll(n int) bool { return n > verifyReadAll && 2*n > len(r.desired) }
 
 // verify reads back the touched services and compares them with the
 // desired table.
 func (r *Reconciler) verify(keys []ServiceKey) error {
 	got := Table{}
-	if len(keys) > verifyReadAll {
+	if r.readAll(len(keys)) {
 		all, err := r.c.Dump()
 		if err != nil {
 			return fmt.Errorf("read back IPVS table: %w", err)
@@ -566,7 +602,7 @@ func (r *Reconciler) verify(keys []ServiceKey) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("read back after writing: the kernel still differs in %d places, first: %s", len(bad), bad[0])
 	}
-	if len(keys) > verifyReadAll {
+	if r.readAll(len(keys)) {
 		r.cache = got
 	}
 	return nil

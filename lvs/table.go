@@ -174,6 +174,13 @@ type Service struct {
 	// ("10.0.0.1:80/TCP", "group:NAME/TCP") and its quorum state.
 	Origin   string
 	QuorumUp bool
+
+	// frozen: built by FromConfig, never modified (its Dests map may be
+	// shared with the other services of a virtual_server_group). The
+	// reconciler's picture of the kernel points at frozen services once
+	// they are programmed, instead of holding a copy, and copies one
+	// before changing it.
+	frozen bool
 }
 
 // sameKernel reports whether two services' own attributes (not their
@@ -195,6 +202,7 @@ func (s *Service) SortedDests() []Dest {
 // clone copies a service with its destination map.
 func (s *Service) clone() *Service {
 	c := *s
+	c.frozen = false
 	c.Dests = maps.Clone(s.Dests)
 	if c.Dests == nil {
 		c.Dests = map[DestKey]Dest{}

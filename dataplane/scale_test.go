@@ -1,0 +1,150 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"hakeep/checks"
+	"hakeep/config"
+	"hakeep/lvs"
+)
+
+// scaleText is keepalived.conf with n TCP NAT virtual servers of d real
+// servers each (no checkers) and one vrrp_instance: the file of the
+// daemon benchmark (test/ipvs TestDaemonSideBySide). With shift, 1% is
+// changed: the first n/100 services replaced by others, and every 100th
+// service's real servers weigh 2.
+func scaleText(n, d int, shift bool) string {
+	var b strings.Builder
+	b.WriteString("global_defs {\n  router_id bench\n}\nvrrp_instance VI_1 {\n  state MASTER\n  interface v0\n  virtual_router_id 51\n  priority 150\n  advert_int 1\n  virtual_ipaddress {\n    10.255.1.1/32\n  }\n}\n")
+	for i := range n {
+		si := i
+		if shift && i < n/100 {
+			si = n + i
+		}
+		vip := netip.AddrFrom4([4]byte{10, 100, byte(si >> 8), byte(si)})
+		fmt.Fprintf(&b, "virtual_server %s 80 {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", vip)
+		for j := range d {
+			w := 1
+			if shift && i%100 == 50 {
+				w = 2
+			}
+			fmt.Fprintf(&b, "  real_server 10.200.%d.%d 80 {\n    weight %d\n  }\n", j, i%250, w)
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+func countDests(tab lvs.Table) int {
+	n := 0
+	for _, s := range tab {
+		n += len(s.Dests)
+	}
+	return n
+}
+
+// TestScaleProfile (manual, HAKEEP_SCALE=1) times the phases of a 2,000 x
+// 20 start and 1% reload on the host with the in-memory kernel.
+func TestScaleProfile(t *testing.T) {
+	if os.Getenv("HAKEEP_SCALE") == "" {
+		t.Skip("profile: set HAKEEP_SCALE=1 (HAKEEP_SCALE_HEAP=FILE for a heap profile after the reload)")
+	}
+	n, d := 2000, 20
+	textA, textB := scaleText(n, d, false), scaleText(n, d, true)
+	mem := lvs.NewMemory()
+	t0 := time.Now()
+	cfgA := parse(t, textA)
+	t.Logf("parse %v", time.Since(t0))
+	t0 = time.Now()
+	p, stop := start(t, cfgA, mem)
+	defer stop()
+	waitTable(t, mem, "full table", func(tab lvs.Table) bool { return len(tab) == n && countDests(tab) == n*d })
+	t.Logf("start to table %v", time.Since(t0))
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("after start: heap inuse %d MB, sys %d MB", ms.HeapInuse>>20, ms.Sys>>20)
+	t0 = time.Now()
+	cfgB := parse(t, textB)
+	t.Logf("parse B %v", time.Since(t0))
+	ctx := context.Background()
+	if err := p.Reload(ctx, cfgB); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reload returned %v", time.Since(t0))
+	waitTable(t, mem, "reloaded", func(tab lvs.Table) bool {
+		s := tab[lvs.ServiceKey{Family: lvs.AFInet, Proto: lvs.ProtoTCP, Addr: netip.AddrFrom4([4]byte{10, 100, byte(n >> 8), byte(n)}), Port: 80}]
+		return s != nil && len(s.Dests) == d
+	})
+	t.Logf("reload to table %v", time.Since(t0))
+	cfgA = nil
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("after reload: heap inuse %d MB, sys %d MB", ms.HeapInuse>>20, ms.Sys>>20)
+	if f := os.Getenv("HAKEEP_SCALE_HEAP"); f != "" {
+		w, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.WriteHeapProfile(w)
+		w.Close()
+	}
+	runtime.KeepAlive(cfgB)
+	runtime.KeepAlive(p)
+}
+
+func BenchmarkScalePhases(b *testing.B) {
+	textA, textB := scaleText(2000, 20, false), scaleText(2000, 20, true)
+	cfgA, _ := config.Parse("a", []byte(textA), config.Options{NoInclude: true})
+	cfgB, _ := config.Parse("b", []byte(textB), config.Options{NoInclude: true})
+	b.Run("parse", func(b *testing.B) {
+		for b.Loop() {
+			config.Parse("b", []byte(textB), config.Options{NoInclude: true})
+		}
+	})
+	b.Run("checks.FromConfig", func(b *testing.B) {
+		for b.Loop() {
+			checks.FromConfig(cfgB)
+		}
+	})
+	b.Run("checks.Reload", func(b *testing.B) {
+		m := checks.New(checks.Options{Logger: quiet()})
+		sa, _ := checks.FromConfig(cfgA)
+		sb, _ := checks.FromConfig(cfgB)
+		m.Start(sa)
+		defer m.Stop()
+		for b.Loop() {
+			m.Reload(sb)
+			m.Reload(sa)
+		}
+	})
+	b.Run("checks.State", func(b *testing.B) {
+		m := checks.New(checks.Options{Logger: quiet()})
+		sa, _ := checks.FromConfig(cfgA)
+		m.Start(sa)
+		defer m.Stop()
+		for b.Loop() {
+			m.State()
+		}
+	})
+	b.Run("lvs.FromConfig", func(b *testing.B) {
+		for b.Loop() {
+			lvs.FromConfig(cfgB, lvs.Inputs{})
+		}
+	})
+	b.Run("lvs.Diff", func(b *testing.B) {
+		a, _ := lvs.FromConfig(cfgA, lvs.Inputs{})
+		c, _ := lvs.FromConfig(cfgB, lvs.Inputs{})
+		for b.Loop() {
+			lvs.Diff(a.Table, c.Table, func(lvs.ServiceKey) bool { return true })
+		}
+	})
+}
