@@ -148,7 +148,16 @@ clean:
 
 # IPVS benchmarks in the VM, keepalived side by side (see BENCHMARKS.md).
 bench-ipvs:
-	$(GO) run ./internal/vmtest/cmd/vmtest -mem 4096 -bin /usr/sbin/keepalived -build ./cmd/hakeepd -env HAKEEP_BENCH_KEEPALIVED=1 -run SideBySide -bench . -benchtime 3x ./lvs ./test/ipvs
+	$(GO) run ./internal/vmtest/cmd/vmtest -mem 4096 -bin /usr/sbin/keepalived -build ./cmd/hakeepd -env HAKEEP_BENCH_KEEPALIVED=1 -env HAKEEP_BENCH_DAEMON=none -run SideBySide -bench . -benchtime 3x ./lvs ./test/ipvs
+	$(MAKE) bench-daemons
+
+# keepalived and hakeepd as daemons (test/ipvs TestDaemonSideBySide), one
+# VM boot per daemon and run: start and 1% reload to a full kernel table,
+# RSS and idle CPU after the reload, medians and ratios. RUNS boots each.
+RUNS ?= 1
+.PHONY: bench-daemons
+bench-daemons:
+	$(GO) run ./test/ipvs/benchdaemons -runs $(RUNS)
 
 # The fence's chaos lab (test/fence): random faults (kill -9, SIGSTOP, link
 # down, iptables drops, partitions) against three clustered hakeepd for
