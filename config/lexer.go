@@ -42,14 +42,18 @@ type lexer struct {
 	params map[string]string
 	// emit receives each logical line's words and braces (the tree
 	// builder); words is the line's own, braces only valid during the call.
-	emit    func(pos Pos, file *string, words []string, braces []braceAt)
-	scratch []string
-	arena   []string
-	braces  []braceAt
-	file    *string // name of the file being read, shared by its nodes
-	lineNo  int
-	stack   []string // files being read, for cycle detection
-	files   []string
+	emit func(pos Pos, file *string, words []string, braces []braceAt)
+	// idle reports whether every line emitted so far has been parsed and
+	// dropped (the tree builder holds nothing), so the word arena can be
+	// reused from its start.
+	idle   func() bool
+	intern interner
+	arena  []string
+	braces []braceAt
+	file   *string // name of the file being read, shared by its nodes
+	lineNo int
+	stack  []string // files being read, for cycle detection
+	files  []string
 
 	seqLines int  // lines produced by ~SEQ so far
 	tooBig   bool // maxTotalLines was reached (reported once)
@@ -63,6 +67,9 @@ func (lx *lexer) errorf(pos Pos, format string, args ...any) {
 func (lx *lexer) warnf(pos Pos, format string, args ...any) {
 	addDiag(lx.diags, Diagnostic{Pos: pos, Severity: Warning, Msg: fmt.Sprintf(format, args...)})
 }
+
+// readHook, when set (tests), sees each file's bytes as read.
+var readHook func(data []byte)
 
 // readFile lexes one file from disk (the main file or an include).
 func (lx *lexer) readFile(path string, from Pos) {
@@ -89,10 +96,14 @@ func (lx *lexer) readFile(path string, from Pos) {
 		}
 		return
 	}
+	if readHook != nil {
+		readHook(data)
+	}
 	lx.stack = append(lx.stack, abs)
 	lx.files = append(lx.files, path)
-	// The bytes are ours and never written again, so the text can share
-	// them instead of copying a possibly large file.
+	// The bytes are ours and never written again, so the lines can share
+	// them instead of copying a possibly large file; the words do not (they
+	// are interned copies), so the file is garbage once it is read.
 	lx.lexText(path, unsafe.String(unsafe.SliceData(data), len(data)), filepath.Dir(path))
 	lx.stack = lx.stack[:len(lx.stack)-1]
 }
@@ -158,6 +169,9 @@ func (lx *lexer) logicalLine(pos Pos, line, baseDir string) {
 	for {
 		l, rest, more := strings.Cut(line, "\n")
 		line = rest
+		if lx.idle != nil && lx.idle() {
+			lx.arena = lx.arena[:0]
+		}
 		words, braces, isInclude := lx.split(pos, l)
 		if len(words) > 0 || len(braces) > 0 {
 			if isInclude {
@@ -370,22 +384,25 @@ func (lx *lexer) include(pos Pos, args []string, baseDir string) {
 		lx.errorf(pos, "include %s: includes are not allowed here", args[0])
 		return
 	}
-	pattern := args[0]
+	// args is in the word arena, which the included files' lines reuse:
+	// keep the name itself.
+	name := args[0]
+	pattern := name
 	if !filepath.IsAbs(pattern) {
 		pattern = filepath.Join(baseDir, pattern)
 	}
 	matches, err := filepath.Glob(pattern)
 	if err != nil {
-		lx.errorf(pos, "include %s: %v", args[0], err)
+		lx.errorf(pos, "include %s: %v", name, err)
 		return
 	}
 	if len(matches) == 0 {
 		// keepalived only warns when a glob matches nothing.
-		lx.warnf(pos, "include %s: no file matches", args[0])
+		lx.warnf(pos, "include %s: no file matches", name)
 		return
 	}
 	sort.Strings(matches)
-	isGlob := strings.ContainsAny(args[0], "*?[")
+	isGlob := strings.ContainsAny(name, "*?[")
 	for _, m := range matches {
 		if st, err := os.Stat(m); err == nil && st.IsDir() {
 			continue
@@ -393,7 +410,7 @@ func (lx *lexer) include(pos Pos, args []string, baseDir string) {
 		if abs, err := filepath.Abs(m); err == nil && isGlob && contains(lx.stack, abs) {
 			// "include *.conf" next to the main file matches the file
 			// itself: skip it rather than call it a cycle.
-			lx.warnf(pos, "include %s: skipping %s, which is being read already", args[0], m)
+			lx.warnf(pos, "include %s: skipping %s, which is being read already", name, m)
 			continue
 		}
 		lx.readFile(m, pos)
@@ -406,23 +423,33 @@ func (lx *lexer) include(pos Pos, args []string, baseDir string) {
 // stand apart from words. It reports whether the line is an include
 // (an unquoted "include" first).
 func (lx *lexer) split(pos Pos, line string) ([]string, []braceAt, bool) {
-	out := lx.scratch[:0]
+	// Words are carved straight out of a shared arena: a large file has
+	// one line per statement, and an allocation per line shows.
+	k := len(lx.arena)
 	braces := lx.braces[:0]
 	include := false
-	defer func() { lx.scratch, lx.braces = out[:0], braces[:0] }()
+	add := func(w string) {
+		if len(lx.arena) == cap(lx.arena) {
+			// Full: this line's words so far move to a new chunk (the
+			// old one stays with the lines that use it).
+			fresh := make([]string, 0, max(1024, 2*(len(lx.arena)-k)))
+			lx.arena = append(fresh, lx.arena[k:]...)
+			k = 0
+		}
+		lx.arena = append(lx.arena, w)
+	}
 	i := 0
 scan:
 	for i < len(line) {
-		c := line[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c >= 0x80:
+		switch byteClass[line[i]] {
+		case classBlank:
 			i++
-		case c == '!' || c == '#':
+		case classComment:
 			break scan
-		case c == '{' || c == '}':
-			braces = append(braces, braceAt{before: len(out), open: c == '{'})
+		case classBrace:
+			braces = append(braces, braceAt{before: len(lx.arena) - k, open: line[i] == '{'})
 			i++
-		case c == '"':
+		case classQuote:
 			var b strings.Builder
 			j := i + 1
 			closed := false
@@ -453,37 +480,100 @@ scan:
 			if !closed {
 				lx.errorf(pos, "unterminated quoted string")
 			}
-			out = append(out, b.String())
+			add(lx.intern.get(b.String()))
 			i = j
 		default:
-			j := i
-			for j < len(line) {
-				d := line[j]
-				if d == ' ' || d == '\t' || d == '\r' || d == '\v' || d == '\f' || d >= 0x80 || d == '{' || d == '}' || d == '"' {
-					break
-				}
+			j := i + 1
+			for j < len(line) && byteClass[line[j]] <= classComment {
 				j++
 			}
-			if len(out) == 0 && len(braces) == 0 && line[i:j] == "include" {
+			w := line[i:j]
+			if len(lx.arena) == k && len(braces) == 0 && w == "include" {
 				include = true
 			}
-			out = append(out, line[i:j])
+			add(lx.intern.get(w))
 			i = j
 		}
 	}
-	var words []string
-	if len(out) > 0 {
-		// Words are carved out of a shared arena: a large file has one
-		// line per statement, and an allocation per line shows.
-		if len(out) > cap(lx.arena)-len(lx.arena) {
-			lx.arena = make([]string, 0, max(1024, len(out)))
-		}
-		k := len(lx.arena)
-		lx.arena = append(lx.arena, out...)
-		words = lx.arena[k:len(lx.arena):len(lx.arena)]
+	lx.braces = braces[:0]
+	if len(lx.arena) == k {
+		return nil, braces, include
 	}
-	return words, braces, include
+	return lx.arena[k:len(lx.arena):len(lx.arena)], braces, include
 }
+
+// Byte classes for split: whitespace and non-ASCII bytes separate words,
+// '!' or '#' at the start of a word starts a comment (inside a word it is
+// part of it), braces and quotes stand apart.
+const (
+	classWord    = iota
+	classComment // after a word's first byte, part of the word
+	classBlank
+	classBrace
+	classQuote
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = classBlank
+	}
+	for _, c := range " \t\r\v\f" {
+		t[c] = classBlank
+	}
+	t['!'], t['#'] = classComment, classComment
+	t['{'], t['}'] = classBrace, classBrace
+	t['"'] = classQuote
+	return t
+}()
+
+// interner copies words out of the file's text, so that what the model
+// keeps (a path, a name) does not keep the whole file alive, and shares
+// the copies of repeated words ("/health" once, not 40,000 times). It is a
+// direct-mapped cache: a word whose slot holds another word is copied
+// again, so its size is fixed whatever the file.
+type interner struct {
+	slots []string
+	bytes []byte // the copies are carved from it
+}
+
+const internSlots = 1 << 12
+
+func (in *interner) get(s string) string {
+	if s == "" {
+		return ""
+	}
+	if in.slots == nil {
+		in.slots = make([]string, internSlots)
+	}
+	// FNV-1a over at most the last 16 bytes (addresses differ at the end).
+	h := uint32(2166136261)
+	for i := max(0, len(s)-16); i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	h ^= uint32(len(s))
+	slot := &in.slots[h&(internSlots-1)]
+	if *slot == s {
+		return *slot
+	}
+	// Copied into a shared chunk rather than allocated one by one (most
+	// copies are addresses, parsed and dropped). A kept word keeps its
+	// chunk: at most the bytes copied, and only distinct words are.
+	if len(s) > cap(in.bytes)-len(in.bytes) {
+		if len(s) > internChunk/4 {
+			c := strings.Clone(s)
+			*slot = c
+			return c
+		}
+		in.bytes = make([]byte, 0, internChunk)
+	}
+	k := len(in.bytes)
+	in.bytes = append(in.bytes, s...)
+	c := unsafe.String(&in.bytes[k], len(s))
+	*slot = c
+	return c
+}
+
+const internChunk = 8 << 10
 
 // node is one statement: its words, and its block when it has one. It is
 // kept small: a large configuration has one per line.
@@ -550,13 +640,17 @@ func (b *treeBuilder) line(pos Pos, file *string, words []string, braces []brace
 
 func (b *treeBuilder) statement(pos Pos, file *string, words []string) {
 	top := &b.stack[len(b.stack)-1]
+	if len(b.stack) == 1 {
+		// Before the new node is carved: emitting the previous one may
+		// let the arenas be reused.
+		b.flushTop()
+	}
 	if len(b.nodes) == cap(b.nodes) {
 		b.nodes = make([]node, 0, 512)
 	}
 	b.nodes = append(b.nodes, node{words: words, file: file, line: int32(pos.Line)})
 	n := &b.nodes[len(b.nodes)-1]
 	if len(b.stack) == 1 {
-		b.flushTop()
 		top.last = n
 		return
 	}
@@ -600,9 +694,29 @@ func (b *treeBuilder) flushTop() {
 	root := &b.stack[0]
 	if root.last != nil && !root.last.hasBlock {
 		n := root.last
-		root.last = &node{hasBlock: true} // emitted; a '{' now has no owner
+		root.last = emitted
 		b.onTop(n)
+		b.recycle()
 	}
+}
+
+// emitted stands for a top-level statement already handed to onTop: a '{'
+// now has no owner. Never written (brace only marks a node without a block).
+var emitted = &node{hasBlock: true}
+
+// recycle reuses the arenas once a top-level statement has been parsed:
+// the parser keeps no node and no words slice (it copies what it keeps),
+// so a large file needs the arenas of its largest block, not of the whole
+// file.
+func (b *treeBuilder) recycle() {
+	b.nodes = b.nodes[:0]
+	b.ptrs = b.ptrs[:0]
+}
+
+// idle reports whether no statement is held: every line so far has been
+// handed to onTop.
+func (b *treeBuilder) idle() bool {
+	return len(b.stack) == 1 && (b.stack[0].last == nil || b.stack[0].last == emitted)
 }
 
 func (b *treeBuilder) pop() {
@@ -622,7 +736,9 @@ func (b *treeBuilder) pop() {
 		f.owner.block = b.ptrs[k:len(b.ptrs):len(b.ptrs)]
 	}
 	if len(b.stack) == 1 {
+		b.stack[0].last = emitted
 		b.onTop(f.owner)
+		b.recycle()
 	}
 }
 

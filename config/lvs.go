@@ -454,7 +454,8 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 		// keepalived clears it too: a fwmark service has no port.
 		p.warnf(n.pos(), "real_server %s: a fwmark virtual_server's real servers take no port; port %d is used only for checkers", w[0], port)
 	}
-	r := &RealServer{Pos: n.pos(), Addr: netip.AddrPortFrom(a, port), Weight: 1, InhibitOnFailure: v.InhibitOnFailure}
+	r := p.slabs.realServers.new()
+	*r = RealServer{Pos: n.pos(), Addr: netip.AddrPortFrom(a, port), Weight: 1, InhibitOnFailure: v.InhibitOnFailure}
 	checkPort := port
 	dispatch(p, n.block, rsTable, r, "real_server")
 	for _, c := range r.Checkers {
@@ -749,7 +750,8 @@ func (p *parser) hexBytes(pos Pos, kw, s string) ([]byte, bool) {
 
 func (p *parser) checker(n *node, r *RealServer) {
 	kind := n.kw()
-	c := &Checker{Pos: n.pos(), Kind: kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1, Warmup: -1, DelayLoop: -1}
+	c := p.slabs.checkers.new()
+	*c = Checker{Pos: n.pos(), Kind: kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1, Warmup: -1, DelayLoop: -1}
 	if n.hasBlock {
 		known := checkerAllowed(kind)
 		for _, m := range n.block {
@@ -757,7 +759,9 @@ func (p *parser) checker(n *node, r *RealServer) {
 				p.unknown(m, known, kind)
 				continue
 			}
-			p.warnNotImpl(kind, m)
+			if notImplChecker[m.kw()] {
+				p.warnNotImpl(kind, m)
+			}
 			checkerTable[m.kw()](p, m, c)
 		}
 	}
@@ -782,7 +786,7 @@ func (p *parser) checker(n *node, r *RealServer) {
 			return
 		}
 	}
-	r.Checkers = append(r.Checkers, c)
+	r.Checkers = appendSlab(&p.slabs.checkerPtrs, r.Checkers, c)
 }
 
 // urlKeywords lists what a url { } block accepts.
@@ -793,9 +797,12 @@ func (p *parser) url(n *node, c *Checker) {
 	if !p.needBlock(n) {
 		return
 	}
-	u := &URL{Pos: n.pos()}
+	u := p.slabs.urls.new()
+	*u = URL{Pos: n.pos()}
 	for _, m := range n.block {
-		p.warnNotImpl("url", m)
+		if notImplURL[m.kw()] {
+			p.warnNotImpl("url", m)
+		}
 		switch m.kw() {
 		case "path":
 			if s, ok := p.arg(m, 1); ok {
@@ -818,12 +825,14 @@ func (p *parser) url(n *node, c *Checker) {
 				continue
 			}
 			for _, w := range m.args() {
-				for _, part := range strings.Split(w, ",") {
+				for rest := w; rest != ""; {
+					var part string
+					part, rest, _ = strings.Cut(rest, ",")
 					if part == "" {
 						continue
 					}
 					if r, ok := p.statusRange(m.pos(), part); ok {
-						u.StatusCodes = append(u.StatusCodes, r)
+						u.StatusCodes = appendSlab(&p.slabs.statusRanges, u.StatusCodes, r)
 					}
 				}
 			}
@@ -849,7 +858,7 @@ func (p *parser) url(n *node, c *Checker) {
 		p.errorf(n.pos(), "url without a path")
 		return
 	}
-	c.URLs = append(c.URLs, u)
+	c.URLs = appendSlab(&p.slabs.urlPtrs, c.URLs, u)
 }
 
 func (p *parser) statusRange(pos Pos, s string) (StatusRange, bool) {

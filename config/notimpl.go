@@ -66,6 +66,12 @@ var notImplemented = map[string]map[string]bool{
 	"SSL":     set("password"),
 }
 
+// The per-line lookups of the blocks a large file repeats.
+var (
+	notImplChecker = notImplemented["checker"]
+	notImplURL     = notImplemented["url"]
+)
+
 // vipOptionsIgnored are the options of a virtual_ipaddress (or
 // static_ipaddress) line that the address manager does not apply.
 var vipOptionsIgnored = set("peer", "track_group", "preferred_lft", "home", "noprefixroute", "autojoin")

@@ -70,7 +70,7 @@ func Parse(name string, data []byte, opts Options) (*Config, Diagnostics) {
 func newPipeline(opts Options, diags *Diagnostics) (*lexer, *parser, *treeBuilder) {
 	p := &parser{diags: diags, opts: opts, cfg: &Config{Global: defaultGlobal()}}
 	tb := newTreeBuilder(diags, p.topNode)
-	lx := &lexer{opts: opts, diags: diags, emit: tb.line}
+	lx := &lexer{opts: opts, diags: diags, emit: tb.line, idle: tb.idle}
 	return lx, p, tb
 }
 
@@ -106,6 +106,7 @@ type parser struct {
 	globalLowerDelay, globalLowerRepeat bool // vrrp_garp_lower_prio_* written
 	advertRaw                           map[*VRRPInstance]float64
 	removedScript                       map[string]bool
+	slabs                               slabs
 	hasGlobal                           bool
 	nextRulePref                        int // keepalived's default rule preferences count down
 }
@@ -127,12 +128,18 @@ type table[T any] map[string]handler[T]
 // dispatch applies each statement of a block with tab; unknown keywords
 // are warnings naming the nearest known keyword.
 func dispatch[T any](p *parser, nodes []*node, tab table[T], t T, where string) {
+	ni := notImplemented[notImplBlock(where)] // once per block, not per line
 	for _, n := range nodes {
-		dispatchOne(p, n, tab, t, where)
+		dispatchNI(p, n, tab, t, where, ni)
 	}
 }
 
 func dispatchOne[T any](p *parser, n *node, tab table[T], t T, where string) {
+	dispatchNI(p, n, tab, t, where, notImplemented[notImplBlock(where)])
+}
+
+// dispatchNI is dispatchOne with where's not-implemented keywords.
+func dispatchNI[T any](p *parser, n *node, tab table[T], t T, where string, notImpl map[string]bool) {
 	if len(n.words) == 0 {
 		return
 	}
@@ -141,7 +148,9 @@ func dispatchOne[T any](p *parser, n *node, tab table[T], t T, where string) {
 		p.unknown(n, keysOf(tab), where)
 		return
 	}
-	p.warnNotImpl(where, n)
+	if notImpl[n.kw()] {
+		p.warnf(n.pos(), "%s: accepted, not implemented in hakeepd", n.kw())
+	}
 	h(p, n, t)
 }
 
@@ -373,4 +382,40 @@ func hostnameDefault() string {
 		h = h[:i]
 	}
 	return h
+}
+
+// slabs carve the objects a large file has one of per real server from
+// chunks: one allocation per 64 instead of one each. Everything carved is
+// kept by the model (a chunk lives as long as any object in it).
+type slabs struct {
+	realServers  slab[RealServer]
+	checkers     slab[Checker]
+	urls         slab[URL]
+	checkerPtrs  slab[*Checker]
+	urlPtrs      slab[*URL]
+	statusRanges slab[StatusRange]
+}
+
+type slab[T any] struct{ buf []T }
+
+const slabSize = 64
+
+// new returns a zero T from the current chunk.
+func (s *slab[T]) new() *T {
+	if len(s.buf) == cap(s.buf) {
+		s.buf = make([]T, 0, slabSize)
+	}
+	s.buf = s.buf[:len(s.buf)+1]
+	return &s.buf[len(s.buf)-1]
+}
+
+// appendSlab is append(list, v), but a list's first element is carved from
+// the slab (as a slice of capacity 1: a second element reallocates, as
+// append would).
+func appendSlab[T any](s *slab[T], list []T, v T) []T {
+	if list != nil {
+		return append(list, v)
+	}
+	*s.new() = v
+	return s.buf[len(s.buf)-1 : len(s.buf) : len(s.buf)]
 }

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Summary returns a human summary of the configuration: instances with
@@ -73,22 +75,18 @@ func (c *Config) Summary() string {
 	for _, g := range c.SyncGroups {
 		fmt.Fprintf(&b, "vrrp_sync_group %s: %s\n", g.Name, strings.Join(g.Group, ", "))
 	}
+	// The virtual servers are most of a large file (40,000 real server
+	// lines): appended without fmt, durations formatted once per value.
+	var buf []byte
+	durs := map[time.Duration]string{}
+	rs := 0
 	for _, v := range c.VirtualServers {
-		fmt.Fprintf(&b, "virtual_server %s: %s %s, delay_loop %s", v.Key(), v.LBAlgo, v.LBKind, v.DelayLoop)
-		if v.PersistenceTimeout > 0 {
-			fmt.Fprintf(&b, ", persistence %s", v.PersistenceTimeout)
-		}
-		if v.SorryServer != nil {
-			fmt.Fprintf(&b, ", sorry_server %s", v.SorryServer.Addr)
-		}
-		fmt.Fprintf(&b, ", %d real servers\n", len(v.RealServers))
-		for _, r := range v.RealServers {
-			fmt.Fprintf(&b, "  real_server %s weight %d", r.Addr, r.Weight)
-			for _, ch := range r.Checkers {
-				fmt.Fprintf(&b, "; %s", checkerString(ch))
-			}
-			b.WriteByte('\n')
-		}
+		rs += len(v.RealServers)
+	}
+	b.Grow(b.Len() + 80*len(c.VirtualServers) + 110*rs) // a real server's line is ~100 bytes
+	for _, v := range c.VirtualServers {
+		buf = appendVirtualServer(buf[:0], v, durs)
+		b.Write(buf)
 	}
 	for _, g := range c.VSGroups {
 		fmt.Fprintf(&b, "virtual_server_group %s: %d members\n", g.Name, len(g.Members))
@@ -121,33 +119,88 @@ func vipString(v *VIP, iface string) string {
 	return s
 }
 
-func checkerString(c *Checker) string {
-	s := fmt.Sprintf("%s %s timeout %s retry %d", c.Kind, netipJoin(c), c.ConnectTimeout, c.Retry)
+// appendVirtualServer appends a virtual server's summary lines: the
+// server, then one line per real server with its checkers.
+func appendVirtualServer(b []byte, v *VirtualServer, durs map[time.Duration]string) []byte {
+	b = append(b, "virtual_server "...)
+	b = append(b, v.Key()...)
+	b = append(b, ": "...)
+	b = append(b, v.LBAlgo...)
+	b = append(b, ' ')
+	b = append(b, v.LBKind...)
+	b = append(b, ", delay_loop "...)
+	b = appendDuration(b, v.DelayLoop, durs)
+	if v.PersistenceTimeout > 0 {
+		b = append(b, ", persistence "...)
+		b = appendDuration(b, v.PersistenceTimeout, durs)
+	}
+	if v.SorryServer != nil {
+		b = append(b, ", sorry_server "...)
+		b = v.SorryServer.Addr.AppendTo(b)
+	}
+	b = append(b, ", "...)
+	b = strconv.AppendInt(b, int64(len(v.RealServers)), 10)
+	b = append(b, " real servers\n"...)
+	for _, r := range v.RealServers {
+		b = append(b, "  real_server "...)
+		b = r.Addr.AppendTo(b)
+		b = append(b, " weight "...)
+		b = strconv.AppendInt(b, int64(r.Weight), 10)
+		for _, ch := range r.Checkers {
+			b = append(b, "; "...)
+			b = appendChecker(b, ch, durs)
+		}
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func appendDuration(b []byte, d time.Duration, durs map[time.Duration]string) []byte {
+	s, ok := durs[d]
+	if !ok {
+		s = d.String()
+		durs[d] = s
+	}
+	return append(b, s...)
+}
+
+func appendChecker(b []byte, c *Checker, durs map[time.Duration]string) []byte {
+	b = append(b, c.Kind...)
+	b = append(b, ' ')
+	switch {
+	case !c.ConnectIP.IsValid():
+	case c.ConnectIP.Is6():
+		b = append(b, '[')
+		b = c.ConnectIP.AppendTo(b)
+		b = append(b, ']')
+	default:
+		b = c.ConnectIP.AppendTo(b)
+	}
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(c.ConnectPort), 10)
+	b = append(b, " timeout "...)
+	b = appendDuration(b, c.ConnectTimeout, durs)
+	b = append(b, " retry "...)
+	b = strconv.AppendInt(b, int64(c.Retry), 10)
 	for _, u := range c.URLs {
-		s += " url " + u.Path
+		b = append(b, " url "...)
+		b = append(b, u.Path...)
 		for _, r := range u.StatusCodes {
-			if r.Lo == r.Hi {
-				s += fmt.Sprintf(" =%d", r.Lo)
-			} else {
-				s += fmt.Sprintf(" =%d-%d", r.Lo, r.Hi)
+			b = append(b, " ="...)
+			b = strconv.AppendInt(b, int64(r.Lo), 10)
+			if r.Lo != r.Hi {
+				b = append(b, '-')
+				b = strconv.AppendInt(b, int64(r.Hi), 10)
 			}
 		}
 		if u.Digest != "" {
-			s += " md5 " + u.Digest
+			b = append(b, " md5 "...)
+			b = append(b, u.Digest...)
 		}
 	}
 	if c.MiscPath != "" {
-		s += fmt.Sprintf(" %q", c.MiscPath)
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, c.MiscPath)
 	}
-	return s
-}
-
-func netipJoin(c *Checker) string {
-	if !c.ConnectIP.IsValid() {
-		return fmt.Sprintf(":%d", c.ConnectPort)
-	}
-	if c.ConnectIP.Is6() {
-		return fmt.Sprintf("[%s]:%d", c.ConnectIP, c.ConnectPort)
-	}
-	return fmt.Sprintf("%s:%d", c.ConnectIP, c.ConnectPort)
+	return b
 }

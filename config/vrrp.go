@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -1060,7 +1061,7 @@ func (p *parser) routeList(nodes []*node) []*Route {
 var routeTypes = map[string]bool{"unicast": true, "blackhole": true, "unreachable": true, "prohibit": true, "throw": true, "local": true, "broadcast": true, "anycast": true, "multicast": true, "nat": true}
 
 func (p *parser) route(m *node) *Route {
-	r := &Route{Pos: m.pos(), Args: m.args0()}
+	r := &Route{Pos: m.pos(), Args: slices.Clone(m.args0())}
 	w := m.args0()
 	val := func(k int) (string, bool) {
 		if k+1 >= len(w) {
@@ -1191,7 +1192,7 @@ var ruleOptions = []string{"from", "to", "table", "lookup", "priority", "prefere
 func (p *parser) ruleList(nodes []*node) []*Rule {
 	var out []*Rule
 	for _, m := range nodes {
-		r := &Rule{Pos: m.pos(), Args: m.args0()}
+		r := &Rule{Pos: m.pos(), Args: slices.Clone(m.args0())}
 		w := r.Args
 		ok := true
 		for k := 0; k < len(w) && ok; k++ {
