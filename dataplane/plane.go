@@ -181,6 +181,11 @@ type state struct {
 	// planning: the planner has an input it has not finished; dirty: the
 	// inputs changed since the last one handed over.
 	planning, dirty bool
+	// changed: the virtual servers whose health changed since the last
+	// input handed over, when nothing else did (partial); otherwise the
+	// next plan covers every virtual server.
+	changed map[string]bool
+	partial bool
 }
 
 // Run runs the checks and the IPVS table until ctx is done. At stop the
@@ -279,8 +284,7 @@ func (p *Plane) Run(ctx context.Context) error {
 					more = false
 				}
 			}
-			s.record(batch)
-			s.replan()
+			s.replanVS(s.record(batch))
 		case <-s.planner.ready:
 			s.planned()
 		case <-p.mastersKick:
@@ -523,10 +527,13 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 }
 
 // record keeps transitions in this director's health table and, in
-// cluster mode, reports them to the replicated one.
-func (s *state) record(ts []checks.Transition) {
+// cluster mode, reports them to the replicated one. It returns the
+// virtual servers they touch.
+func (s *state) record(ts []checks.Transition) map[string]bool {
+	vs := map[string]bool{}
 	entries := make([]consensus.HealthEntry, 0, len(ts))
 	for _, t := range ts {
+		vs[t.VirtualServer] = true
 		s.health[lvs.HealthKey{VS: t.VirtualServer, RS: t.RealServer}] = lvs.RSHealth{Up: t.Up, Weight: t.Weight}
 		if len(s.p.opts.Fifos) > 0 {
 			writeLine(s.p.opts.Fifos, rsFifoLine(t))
@@ -536,6 +543,7 @@ func (s *state) record(ts []checks.Transition) {
 	if c := s.p.opts.Cluster; c != nil {
 		c.ReportHealth(entries)
 	}
+	return vs
 }
 
 // effectiveHealth is what the table is built from: the local results, or
@@ -559,7 +567,24 @@ func (s *state) effectiveHealth() map[lvs.HealthKey]lvs.RSHealth {
 // inputs as soon as it is free: while it plans, any number of changes cost
 // one flag, and then one plan.
 func (s *state) replan() {
-	s.dirty = true
+	s.dirty, s.partial, s.changed = true, false, nil
+	if !s.planning {
+		s.submit()
+	}
+}
+
+// replanVS is replan when only the health of the virtual servers vs
+// changed: unless something else changed too, the planner recomputes just
+// those (a burst of checker transitions does not re-plan 40,000 real
+// servers).
+func (s *state) replanVS(vs map[string]bool) {
+	if !s.dirty {
+		s.dirty, s.partial, s.changed = true, true, vs
+	} else if s.partial {
+		for k := range vs {
+			s.changed[k] = true
+		}
+	}
 	if !s.planning {
 		s.submit()
 	}
@@ -571,8 +596,12 @@ func (s *state) submit() {
 	if m := s.p.masters.Load(); m != nil {
 		masters = *m
 	}
-	s.planner.submit(planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec})
-	s.dirty, s.planning = false, true
+	in := planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec}
+	if s.partial {
+		in.changed = s.changed
+	}
+	s.planner.submit(in)
+	s.dirty, s.planning, s.partial, s.changed = false, true, false, nil
 	snap := *s.p.snap.Load()
 	snap.Health = health
 	s.p.snap.Store(&snap)

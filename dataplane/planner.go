@@ -23,6 +23,9 @@ type planInput struct {
 	// so every ha_suspend service is active.
 	masters map[string]bool
 	rec     *lvs.Reconciler
+	// changed: only these virtual servers' inputs (health) changed since
+	// the last input handed over; nil: any may have.
+	changed map[string]bool
 }
 
 // maxRest bounds the pause after a plan, so a slow plan (a large table
@@ -94,7 +97,7 @@ func (p *planner) plan(in planInput) {
 		p.scripts.global.Store(&in.cfg.Global)
 	}
 	isMaster := func(name string) bool { return in.masters == nil || in.masters[name] }
-	t, err := p.lvs.Plan(in.ctx, in.cfg, lvs.Inputs{Health: in.health, Master: lvs.MasterOf(in.cfg, isMaster)})
+	t, err := p.lvs.PlanChanged(in.ctx, in.cfg, lvs.Inputs{Health: in.health, Master: lvs.MasterOf(in.cfg, isMaster)}, in.changed)
 	if err != nil {
 		p.log.Error("cannot compute the IPVS table", "err", err)
 		return

@@ -1,10 +1,13 @@
 package lvs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -60,6 +63,8 @@ type Desired struct {
 	Table  Table
 	Quorum map[string]bool
 	Events []QuorumEvent
+
+	lastKey string // the configuration key of the virtual server added last
 }
 
 // ParseProto reads keepalived's protocol keyword.
@@ -176,17 +181,18 @@ func FromConfig(cfg *config.Config, in Inputs) (Desired, error) {
 		return out, nil
 	}
 	for _, vs := range cfg.VirtualServers {
-		if err := addVirtualServer(&out, cfg, vs, in); err != nil {
+		if _, err := addVirtualServer(&out, cfg, vs, in); err != nil {
 			return Desired{}, fmt.Errorf("virtual_server %s (%s): %w", vs.Key(), vs.Pos, err)
 		}
 	}
 	return out, nil
 }
 
-func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer, in Inputs) error {
+// addVirtualServer adds vs's services to out and returns their keys.
+func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer, in Inputs) ([]ServiceKey, error) {
 	proto, err := ParseProto(vs.Protocol)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sched := strings.ToLower(vs.LBAlgo)
 	if sched == "" {
@@ -197,11 +203,11 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		known = known || s == sched
 	}
 	if !known {
-		return fmt.Errorf("unknown lb_algo %q", vs.LBAlgo)
+		return nil, fmt.Errorf("unknown lb_algo %q", vs.LBAlgo)
 	}
 	method, err := ParseMethod(vs.LBKind)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var flags uint32
 	timeout := uint32(vs.PersistenceTimeout.Seconds())
@@ -214,17 +220,18 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 	for _, f := range vs.SchedFlags {
 		v, ok := schedFlags[strings.ToLower(f)]
 		if !ok {
-			return fmt.Errorf("unknown scheduler flag %q", f)
+			return nil, fmt.Errorf("unknown scheduler flag %q", f)
 		}
 		flags |= v
 	}
 	keys, err := serviceKeys(cfg, vs, proto)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// Health, weights and quorum of the pool.
 	vsKey := vs.Key()
+	out.lastKey = vsKey
 	type rsState struct {
 		dest    Dest
 		alive   bool
@@ -236,7 +243,7 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		m := method
 		if rs.LVSMethod != "" {
 			if m, err = ParseMethod(rs.LVSMethod); err != nil {
-				return fmt.Errorf("real_server %s: %w", rs.Addr, err)
+				return nil, fmt.Errorf("real_server %s: %w", rs.Addr, err)
 			}
 		}
 		alive := true
@@ -308,7 +315,7 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		m := method
 		if s.LVSMethod != "" {
 			if m, err = ParseMethod(s.LVSMethod); err != nil {
-				return fmt.Errorf("sorry_server %s: %w", s.Addr, err)
+				return nil, fmt.Errorf("sorry_server %s: %w", s.Addr, err)
 			}
 		}
 		d := Dest{Addr: s.Addr.Addr().Unmap(), Port: s.Addr.Port(), Weight: 1, Method: m, Health: "sorry"}
@@ -322,26 +329,28 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 
 	// Services of one virtual server share its destination map: tables
 	// are not modified once built (Service), so one map serves them all.
+	added := keys[:0:0]
 	for _, k := range keys {
 		if vs.HASuspend && in.Master != nil && k.FWMark == 0 && !in.Master(k.Addr) {
 			continue // not MASTER of this VIP: the service waits
 		}
 		if _, dup := out.Table[k]; dup {
-			return fmt.Errorf("service %s is defined twice", k)
+			return nil, fmt.Errorf("service %s is defined twice", k)
 		}
 		nm, err := NetmaskFromAddr(k.Family, vs.PersistenceGranularity)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for dk, d := range dests {
 			if familyOf(d.Addr) != k.Family && d.Method != TUN {
-				return fmt.Errorf("real server %s: address family differs from %s (only TUN may mix families)", dk, k)
+				return nil, fmt.Errorf("real server %s: address family differs from %s (only TUN may mix families)", dk, k)
 			}
 		}
 		out.Table[k] = &Service{Key: k, Scheduler: sched, Flags: flags, Timeout: timeout, Netmask: nm,
 			Dests: dests, Origin: vsKey, QuorumUp: up, frozen: true}
+		added = append(added, k)
 	}
-	return nil
+	return added, nil
 }
 
 // ScriptRunner runs quorum_up / quorum_down scripts. Implementations must
@@ -353,7 +362,9 @@ type ScriptRunner interface {
 
 // Planner computes desired tables over time: it keeps the quorum states
 // between computations (hysteresis needs the previous state) and runs the
-// quorum scripts when a virtual server gains or loses quorum.
+// quorum scripts when a virtual server gains or loses quorum. It keeps its
+// last table too, so that a plan after a few health changes recomputes only
+// the virtual servers they touch (PlanChanged).
 type Planner struct {
 	mu     sync.Mutex
 	quorum map[string]bool
@@ -362,6 +373,14 @@ type Planner struct {
 	// OnQuorum, when set before the first Plan, sees every quorum event
 	// (the lvs notify fifo's VS lines); it must not block.
 	OnQuorum func(QuorumEvent)
+
+	// The last plan: its configuration, table, and each virtual server's
+	// service keys in it (by configuration key); lastCfg nil: none.
+	lastCfg *config.Config
+	last    Table
+	keysOf  map[string][]ServiceKey
+	byKey   map[string]*config.VirtualServer // lastCfg's virtual servers
+	order   map[*config.VirtualServer]int    // their places in lastCfg
 }
 
 // NewPlanner returns a planner running scripts through runner (nil: none).
@@ -376,12 +395,66 @@ func NewPlanner(runner ScriptRunner, log *slog.Logger) *Planner {
 // planner's own state, records the new quorum states and runs the scripts
 // of the events.
 func (p *Planner) Plan(ctx context.Context, cfg *config.Config, in Inputs) (Table, error) {
+	return p.PlanChanged(ctx, cfg, in, nil)
+}
+
+// PlanChanged is Plan when, since the last plan, the inputs changed only
+// for the virtual servers whose configuration keys (VirtualServer.Key) are
+// in changed: with the same cfg (the same pointer) it recomputes those and
+// keeps every other service of the last table (the same *Service). A nil
+// changed, another cfg, or no last plan: everything is computed. The
+// result is the one Plan gives.
+func (p *Planner) PlanChanged(ctx context.Context, cfg *config.Config, in Inputs, changed map[string]bool) (Table, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	in.Quorum = p.quorum
-	d, err := FromConfig(cfg, in)
-	if err != nil {
-		return nil, err
+	var d Desired
+	if changed == nil || cfg == nil || cfg != p.lastCfg {
+		d = Desired{Table: Table{}, Quorum: map[string]bool{}}
+		keysOf := map[string][]ServiceKey{}
+		if cfg != nil {
+			for _, vs := range cfg.VirtualServers {
+				keys, err := addVirtualServer(&d, cfg, vs, in)
+				if err != nil {
+					p.lastCfg = nil
+					return nil, fmt.Errorf("virtual_server %s (%s): %w", vs.Key(), vs.Pos, err)
+				}
+				keysOf[d.lastKey] = keys
+			}
+		}
+		p.lastCfg, p.last, p.keysOf, p.byKey, p.order = cfg, d.Table, keysOf, nil, nil
+	} else {
+		if p.byKey == nil {
+			p.byKey = make(map[string]*config.VirtualServer, len(cfg.VirtualServers))
+			p.order = make(map[*config.VirtualServer]int, len(cfg.VirtualServers))
+			for i, vs := range cfg.VirtualServers {
+				p.byKey[vs.Key()] = vs
+				p.order[vs] = i
+			}
+		}
+		d = Desired{Table: maps.Clone(p.last), Quorum: maps.Clone(p.quorum)}
+		// In configuration order, as a full plan: quorum events (and
+		// their scripts) come in the same order.
+		var vss []*config.VirtualServer
+		for k := range changed {
+			if vs := p.byKey[k]; vs != nil { // else not in this configuration (a late result)
+				vss = append(vss, vs)
+			}
+		}
+		slices.SortFunc(vss, func(a, b *config.VirtualServer) int { return cmp.Compare(p.order[a], p.order[b]) })
+		for _, vs := range vss {
+			k := vs.Key()
+			for _, sk := range p.keysOf[k] {
+				delete(d.Table, sk)
+			}
+			keys, err := addVirtualServer(&d, cfg, vs, in)
+			if err != nil {
+				p.lastCfg = nil
+				return nil, fmt.Errorf("virtual_server %s (%s): %w", vs.Key(), vs.Pos, err)
+			}
+			p.keysOf[k] = keys
+		}
+		p.last = d.Table
 	}
 	p.quorum = d.Quorum
 	for _, e := range d.Events {
