@@ -42,6 +42,9 @@ type Options struct {
 	// cleared at boot exactly like the kernel's IPVS table. "": no record;
 	// services of a previous run are then foreign.
 	StateFile string
+	// VerifyDelay is how long after a pass too large to read back at
+	// once Run reads the table back. Default 5 s.
+	VerifyDelay time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay after an error.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
@@ -67,6 +70,9 @@ type Reconciler struct {
 	opt  Options
 	log  *slog.Logger
 	kick chan struct{}
+	// later asks Run for the read-back of a large pass, after
+	// verifyDelay (a resync: read, compare, repair).
+	later chan struct{}
 
 	mu      sync.Mutex // serializes passes and guards the fields below
 	desired Table
@@ -106,6 +112,9 @@ func NewReconciler(c Client, opt Options) (*Reconciler, error) {
 	if opt.Workers <= 0 {
 		opt.Workers = 4
 	}
+	if opt.VerifyDelay <= 0 {
+		opt.VerifyDelay = verifyDelay
+	}
 	if opt.MinBackoff <= 0 {
 		opt.MinBackoff = 100 * time.Millisecond
 	}
@@ -116,7 +125,7 @@ func NewReconciler(c Client, opt Options) (*Reconciler, error) {
 		opt.Log = slog.Default()
 	}
 	r := &Reconciler{c: c, opt: opt, log: opt.Log.With("component", "lvs"),
-		kick: make(chan struct{}, 1), owned: map[ServiceKey]bool{}, desired: Table{}}
+		kick: make(chan struct{}, 1), later: make(chan struct{}, 1), owned: map[ServiceKey]bool{}, desired: Table{}}
 	if opt.StateFile != "" {
 		prev, err := readState(opt.StateFile)
 		switch {
@@ -235,8 +244,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 	// at most 5%, so that it is repaired within a Period or two).
 	var lastRead time.Duration
 	spacing := time.Duration(20)
+	readBack := false // a large pass awaits its read-back
 	for {
 		wait := max(r.opt.Period, spacing*lastRead)
+		if readBack {
+			wait = min(wait, r.opt.VerifyDelay)
+		}
 		if backoff > 0 {
 			wait = backoff
 		}
@@ -247,8 +260,13 @@ func (r *Reconciler) Run(ctx context.Context) {
 			return
 		case <-r.kick:
 			t.Stop()
+		case <-r.later:
+			t.Stop()
+			readBack = true
+			continue
 		case <-t.C:
 		}
+		readBack = false
 		st, err := r.Resync(ctx)
 		lastRead = st.Read
 		spacing = 20
@@ -267,6 +285,13 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 	}
 }
+
+// verifyDelay is how long after a large pass Run reads the table back by
+// default (Options.VerifyDelay):
+// the pass's own acknowledgements say every change was taken; the
+// read-back, which costs as much as the writing, comes once the daemon's
+// start or reload is over.
+const verifyDelay = 5 * time.Second
 
 // resyncSpacing is how many times the last full read's duration Run
 // waits before the next drift repair of a table of at least largeTable
@@ -343,15 +368,23 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 		r.cache = nil
 		return st, r.fail(errors.Join(fmt.Errorf("apply %d IPVS changes, %d failed: %w", len(ops), len(errs), errors.Join(errs...)), stateErr))
 	}
-	t0 = time.Now()
-	err := r.verify(touched)
-	st.Verify = time.Since(t0)
-	if err != nil {
-		r.cache = nil
-		return st, r.fail(errors.Join(err, stateErr))
+	if len(touched) > verifyInline {
+		// Read back later (Run), off the path to a programmed table.
+		select {
+		case r.later <- struct{}{}:
+		default:
+		}
+	} else {
+		t0 = time.Now()
+		err := r.verify(touched)
+		st.Verify = time.Since(t0)
+		if err != nil {
+			r.cache = nil
+			return st, r.fail(errors.Join(err, stateErr))
+		}
 	}
 	r.markApplied()
-	r.log.Info("ipvs reconciled", "changes", st.Ops, "services", st.Services, "apply", st.Apply, "verify", st.Verify)
+	r.log.Info("ipvs reconciled", "changes", st.Ops, "services", st.Services, "apply", st.Apply, "verify", st.Verify, "read_back_later", len(touched) > verifyInline)
 	return st, r.done()
 }
 
@@ -558,36 +591,25 @@ func opAttrs(op Op, extra ...any) []any {
 	return append(a, extra...)
 }
 
-// verifyReadAll: beyond this many touched services, and more than half
-// of the table, one dump is cheaper than reading them one by one (a dump
-// costs a request per service too).
-const verifyReadAll = 64
-
-// readAll reports whether verify reads the whole table for n touched
-// services.
-func (r *Reconciler) readAll(n int) bool { return n > verifyReadAll && 2*n > len(r.desired) }
+// verifyInline: a pass touching at most this many services reads them
+// back at once, one by one; a larger one (a start, a large reload) is read
+// back by a resync verifyDelay later, so the read-back does not hold the
+// table back (or compete with the writing) at start.
+const verifyInline = 64
 
 // verify reads back the touched services and compares them with the
 // desired table.
 func (r *Reconciler) verify(keys []ServiceKey) error {
 	got := Table{}
-	if r.readAll(len(keys)) {
-		all, err := r.c.Dump()
+	for _, k := range keys {
+		s, err := r.c.Get(k)
+		if errors.Is(err, ErrNoService) {
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("read back IPVS table: %w", err)
+			return fmt.Errorf("read back: %w", err)
 		}
-		got = all
-	} else {
-		for _, k := range keys {
-			s, err := r.c.Get(k)
-			if errors.Is(err, ErrNoService) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("read back: %w", err)
-			}
-			got[k] = s
-		}
+		got[k] = s
 	}
 	want := Table{}
 	for _, k := range keys {
@@ -601,9 +623,6 @@ func (r *Reconciler) verify(keys []ServiceKey) error {
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("read back after writing: the kernel still differs in %d places, first: %s", len(bad), bad[0])
-	}
-	if r.readAll(len(keys)) {
-		r.cache = got
 	}
 	return nil
 }

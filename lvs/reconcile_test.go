@@ -3,11 +3,14 @@ package lvs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -121,9 +124,52 @@ func TestReconcilerReadBackCatchesSilentFailure(t *testing.T) {
 	}
 }
 
-type silentClient struct{ *fakeClient }
+// A pass too large to read back at once (a start) is read back by Run
+// shortly after, which finds what a silent client left out and repairs it
+// once the client works again.
+func TestReconcilerLargePassReadBackLater(t *testing.T) {
+	f := &silentClient{fakeClient: newFake()}
+	r := newRec(t, f, Options{Period: time.Hour, VerifyDelay: time.Millisecond})
+	want := Table{}
+	for i := range verifyInline + 1 {
+		s := svc(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), 80, "rr", dst("10.1.0.1", 80, 1))
+		want[s.Key] = s
+	}
+	st, err := r.SetDesired(context.Background(), want)
+	if err != nil || st.Verify != 0 {
+		t.Fatalf("large pass: %v (verify %s): want no error and no read-back yet", err, st.Verify)
+	}
+	f.works.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, _ := f.Dump()
+		if len(Diff(got, want, nil)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the table was not read back and repaired within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
-func (s *silentClient) Do(Op) error { return nil }
+// silentClient acknowledges changes and makes none (moby/ipvs on a kernel
+// without IPVS) until silent is set.
+type silentClient struct {
+	*fakeClient
+	works atomic.Bool // set: it works after all
+}
+
+func (s *silentClient) Do(op Op) error {
+	if s.works.Load() {
+		return s.fakeClient.Do(op)
+	}
+	return nil
+}
+
 
 func TestReconcilerFlushOptions(t *testing.T) {
 	ctx := context.Background()
