@@ -170,7 +170,6 @@ func (s *silentClient) Do(op Op) error {
 	return nil
 }
 
-
 func TestReconcilerFlushOptions(t *testing.T) {
 	ctx := context.Background()
 	f := newFake()
