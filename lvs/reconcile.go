@@ -98,9 +98,12 @@ type Reconciler struct {
 	// (same pointer: unchanged since), so a reload that reuses them skips
 	// comparing their destinations.
 	applied map[ServiceKey]*Service
-	lastErr error
-	lastOK  time.Time
-	total   Stats
+	// gen counts passes that changed the kernel (Resync's reads).
+	gen       uint64
+	changedAt time.Time // end of the last pass that changed the kernel
+	lastErr   error
+	lastOK    time.Time
+	total     Stats
 }
 
 // NewReconciler returns a reconciler writing through c. With opt.Flush it
@@ -218,11 +221,29 @@ func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
 }
 
 // Resync reads the kernel table and applies the difference (drift repair).
+//
+// The read (seconds for a large table under an emulated CPU) is made
+// without the reconciler's lock, so SetDesired never waits for it. A read
+// that a pass's changes overtook is not used (ErrResyncOvertaken): it would
+// undo them.
 func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
+	t0 := time.Now()
+	cur, err := r.c.Dump()
+	read := time.Since(t0)
+	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.pass(ctx, true)
+	if err == nil && r.gen != gen {
+		return Stats{Read: read}, ErrResyncOvertaken
+	}
+	return r.passRead(ctx, cur, err, read)
 }
+
+// ErrResyncOvertaken: the kernel changed under a resync's read (by a pass
+// of this reconciler); Run tries again.
+var ErrResyncOvertaken = errors.New("ipvs resync overtaken by a change")
 
 // Kick asks Run for a resync soon.
 func (r *Reconciler) Kick() {
@@ -253,21 +274,37 @@ func (r *Reconciler) Run(ctx context.Context) {
 		if backoff > 0 {
 			wait = backoff
 		}
+		// Counted from the last pass that changed the kernel: a start or
+		// a reload is not followed at once by a resync of its table.
+		if since := time.Since(r.lastChange()); since < wait && backoff == 0 {
+			wait -= since
+		} else if backoff == 0 {
+			wait = 0
+		}
 		t := time.NewTimer(wait)
+		kicked := false
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-r.kick:
 			t.Stop()
+			kicked = true
 		case <-r.later:
 			t.Stop()
 			readBack = true
 			continue
 		case <-t.C:
 		}
+		if !kicked && !readBack && backoff == 0 && time.Since(r.lastChange()) < max(r.opt.Period, spacing*lastRead) {
+			continue // a pass changed the kernel meanwhile: wait from it
+		}
 		readBack = false
 		st, err := r.Resync(ctx)
+		if errors.Is(err, ErrResyncOvertaken) {
+			readBack = true // read again soon
+			continue
+		}
 		lastRead = st.Read
 		spacing = 20
 		if st.Entries >= largeTable {
@@ -284,6 +321,13 @@ func (r *Reconciler) Run(ctx context.Context) {
 			backoff = 0
 		}
 	}
+}
+
+// lastChange is when a pass last changed the kernel.
+func (r *Reconciler) lastChange() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changedAt
 }
 
 // verifyDelay is how long after a large pass Run reads the table back by
@@ -331,15 +375,23 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 // pass diffs and applies. With read, the kernel is read first; otherwise
 // the cached picture is used (and read when there is none).
 func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
-	st := Stats{Services: len(r.desired)}
+	if read || r.cache == nil {
+		t0 := time.Now()
+		cur, err := r.c.Dump()
+		return r.passRead(ctx, cur, err, time.Since(t0))
+	}
+	return r.passRead(ctx, nil, nil, 0)
+}
+
+// passRead is pass with the kernel's table read already (cur, or the
+// read's error), or not read (cur and err nil: the cached picture).
+func (r *Reconciler) passRead(ctx context.Context, cur Table, err error, read time.Duration) (Stats, error) {
+	st := Stats{Services: len(r.desired), Read: read}
 	// Record newly owned services before creating them. A failed write
 	// does not hold the table back: the service would merely not be
 	// deleted by a later run if this one crashed before a retry succeeds.
 	stateErr := r.saveState()
-	if read || r.cache == nil {
-		t0 := time.Now()
-		cur, err := r.c.Dump()
-		st.Read = time.Since(t0)
+	if cur != nil || err != nil {
 		if err != nil {
 			r.cache = nil
 			return st, r.fail(errors.Join(fmt.Errorf("read kernel IPVS table: %w", err), stateErr))
@@ -358,8 +410,10 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 		return st, r.done()
 	}
 	t0 := time.Now()
+	r.gen++ // a resync reading meanwhile is overtaken
 	touched, errs := r.apply(ctx, ops)
 	st.Apply = time.Since(t0)
+	r.changedAt = time.Now()
 	st.Ops, st.Failed = len(ops), len(errs)
 	r.total.Ops += st.Ops
 	r.total.Failed += st.Failed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -246,5 +247,73 @@ func TestReconcilerBatchPath(t *testing.T) {
 	got, _ := f.Dump()
 	if rest := Diff(got, want, nil); len(rest) != 0 {
 		t.Fatalf("after retry: %q", opKinds(rest))
+	}
+}
+
+// slowDumpClient's Dump reads the table, then waits for release before
+// returning it (a read that takes seconds).
+type slowDumpClient struct {
+	*fakeClient
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (c *slowDumpClient) Dump() (Table, error) {
+	t, err := c.fakeClient.Dump()
+	c.reading <- struct{}{}
+	<-c.release
+	return t, err
+}
+
+// A resync reads without holding the reconciler: SetDesired goes on
+// meanwhile, and the resync's then stale read is dropped rather than
+// undoing the change.
+func TestResyncReadDoesNotBlockNorUndo(t *testing.T) {
+	a := svc("10.0.0.1", 80, "rr", dst("10.1.0.1", 80, 1))
+	b := svc("10.0.0.2", 80, "rr", dst("10.1.0.1", 80, 1))
+	tests := []struct {
+		name      string
+		meanwhile Table // desired while the resync reads; nil: nothing
+		wantErr   error
+		want      []string
+	}{
+		{"nothing changes meanwhile", nil, nil, []string{"TCP 10.0.0.1:80"}},
+		{"a service added meanwhile", table(a, b), ErrResyncOvertaken, []string{"TCP 10.0.0.1:80", "TCP 10.0.0.2:80"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			r := newRec(t, f, Options{})
+			ctx := context.Background()
+			if _, err := r.SetDesired(ctx, table(a)); err != nil {
+				t.Fatal(err)
+			}
+			c := &slowDumpClient{fakeClient: f, reading: make(chan struct{}), release: make(chan struct{})}
+			r.c = c
+			done := make(chan error, 1)
+			go func() {
+				_, err := r.Resync(ctx)
+				done <- err
+			}()
+			<-c.reading
+			if tc.meanwhile != nil {
+				r.c = f // SetDesired below does not read
+				if _, err := r.SetDesired(ctx, tc.meanwhile); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(c.release)
+			if err := <-done; !errors.Is(err, tc.wantErr) {
+				t.Fatalf("resync: %v, want %v", err, tc.wantErr)
+			}
+			got, _ := f.Dump()
+			var keys []string
+			for _, k := range got.Keys() {
+				keys = append(keys, k.String())
+			}
+			if !slices.Equal(keys, tc.want) {
+				t.Fatalf("kernel after the resync: %v, want %v", keys, tc.want)
+			}
+		})
 	}
 }
