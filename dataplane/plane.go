@@ -342,6 +342,7 @@ func (s *state) switchTable(cfg *config.Config) *config.Config {
 	s.setTimeouts(old)
 	s.maybeStartIPVS()
 	s.replan()
+	s.planner.hurryUp()
 	return old
 }
 

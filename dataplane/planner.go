@@ -41,12 +41,13 @@ type planner struct {
 	log     *slog.Logger
 	in      chan planInput // capacity 1: the pending input
 	ready   chan struct{}  // capacity 1: a plan finished, send the next
+	hurry   chan struct{}  // capacity 1: end the rest now (a reload waits)
 	quit    chan struct{}
 	done    chan struct{}
 }
 
 func newPlanner(scripts lvs.ScriptRunner, log *slog.Logger) *planner {
-	p := &planner{log: log, in: make(chan planInput, 1), ready: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	p := &planner{log: log, in: make(chan planInput, 1), ready: make(chan struct{}, 1), hurry: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	if scripts == nil {
 		p.scripts = &quorumScripts{log: log}
 		scripts = p.scripts
@@ -65,6 +66,16 @@ func (p *planner) submit(in planInput) {
 	p.in <- in
 }
 
+// hurryUp ends the planner's rest after its current plan: a reload's
+// table is not held back to spare the CPU as a storm of health changes is.
+// It never blocks.
+func (p *planner) hurryUp() {
+	select {
+	case p.hurry <- struct{}{}:
+	default:
+	}
+}
+
 func (p *planner) run() {
 	defer close(p.done)
 	for {
@@ -78,11 +89,14 @@ func (p *planner) run() {
 			// storm of changes gets a plan at most every 4x the time one
 			// takes (2,000 services plan in ~30 ms on the host), so the
 			// planner uses at most a quarter of a core.
-			rest := min(3*time.Since(start), maxRest)
+			rest := time.NewTimer(min(3*time.Since(start), maxRest))
 			select {
 			case <-p.quit:
+				rest.Stop()
 				return
-			case <-time.After(rest):
+			case <-rest.C:
+			case <-p.hurry:
+				rest.Stop()
 			}
 			select {
 			case p.ready <- struct{}{}:

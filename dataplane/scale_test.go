@@ -43,6 +43,23 @@ func scaleText(n, d int, shift bool) string {
 	return b.String()
 }
 
+// waitGet polls one service of the in-memory kernel until cond holds
+// (cheaper than copying the whole table each time).
+func waitGet(t *testing.T, mem *lvs.Memory, k lvs.ServiceKey, cond func(*lvs.Service) bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		s, _ := mem.Get(k)
+		if cond(s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service %s not as wanted after a minute", k)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func countDests(tab lvs.Table) int {
 	n := 0
 	for _, s := range tab {
@@ -66,12 +83,21 @@ func TestScaleProfile(t *testing.T) {
 	t0 = time.Now()
 	p, stop := start(t, cfgA, mem)
 	defer stop()
-	waitTable(t, mem, "full table", func(tab lvs.Table) bool { return len(tab) == n && countDests(tab) == n*d })
+	last := lvs.ServiceKey{Family: lvs.AFInet, Proto: lvs.ProtoTCP, Addr: netip.AddrFrom4([4]byte{10, 100, byte((n - 1) >> 8), byte(n - 1)}), Port: 80}
+	waitGet(t, mem, last, func(s *lvs.Service) bool { return s != nil && len(s.Dests) == d })
 	t.Logf("start to table %v", time.Since(t0))
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	t.Logf("after start: heap inuse %d MB, sys %d MB", ms.HeapInuse>>20, ms.Sys>>20)
+	if f := os.Getenv("HAKEEP_SCALE_CPU"); f != "" {
+		w, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.StartCPUProfile(w)
+		defer pprof.StopCPUProfile()
+	}
 	t0 = time.Now()
 	cfgB := parse(t, textB)
 	t.Logf("parse B %v", time.Since(t0))
@@ -80,10 +106,8 @@ func TestScaleProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("reload returned %v", time.Since(t0))
-	waitTable(t, mem, "reloaded", func(tab lvs.Table) bool {
-		s := tab[lvs.ServiceKey{Family: lvs.AFInet, Proto: lvs.ProtoTCP, Addr: netip.AddrFrom4([4]byte{10, 100, byte(n >> 8), byte(n)}), Port: 80}]
-		return s != nil && len(s.Dests) == d
-	})
+	moved := lvs.ServiceKey{Family: lvs.AFInet, Proto: lvs.ProtoTCP, Addr: netip.AddrFrom4([4]byte{10, 100, byte(n >> 8), byte(n)}), Port: 80}
+	waitGet(t, mem, moved, func(s *lvs.Service) bool { return s != nil && len(s.Dests) == d })
 	t.Logf("reload to table %v", time.Since(t0))
 	cfgA = nil
 	runtime.GC()
