@@ -634,6 +634,13 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	if !res.OK {
 		j.failures++
 	}
+	if res.Reason == j.last.Reason {
+		// The same words as last time (a real server that stays down):
+		// keep the string already held, which the real server's entry
+		// shares since the transition, rather than a second copy of it
+		// per check.
+		res.Reason = j.last.Reason
+	}
 	j.last, j.lastAt = res, m.at(now)
 	c := &j.s.c
 	delay := c.DelayLoop

@@ -5,9 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"hakeep/config"
 )
 
 // heapInUse is the live heap after a full collection.
@@ -71,5 +76,68 @@ func TestMemoryPerCheck(t *testing.T) {
 				t.Errorf("%s: %d bytes a check, budget %d", tt.kind, per, tt.budget)
 			}
 		})
+	}
+}
+
+// outageConf is issue 13's file: vs x rs real servers, each with an
+// HTTP_GET (url /health, status_code 200, connect_timeout 3, retry 3,
+// delay_before_retry 3).
+func outageConf(vs, rs int) string {
+	var b strings.Builder
+	b.WriteString("global_defs {\n    router_id outage\n}\n")
+	i := 0
+	for v := 0; v < vs; v++ {
+		fmt.Fprintf(&b, "virtual_server 10.99.0.100 %d {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n", 1000+v)
+		for r := 0; r < rs; r++ {
+			fmt.Fprintf(&b, "    real_server 10.60.%d.%d 80 {\n        HTTP_GET {\n            url {\n                path /health\n"+
+				"                status_code 200\n            }\n            connect_timeout 3\n            retry 3\n"+
+				"            delay_before_retry 3\n        }\n    }\n", i/250, i%250+1)
+			i++
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// loadBudget is what a 2,000 x 20 load with an HTTP_GET on each real
+// server may keep live in the daemon's checker half: the parsed
+// configuration (which the daemon keeps as its running configuration,
+// ~38 MB: config.TestLoadLargeRetained) plus the manager's jobs and real
+// server entries (~14 MB). Measured 51.3 MB; 58.6 MB with the file's
+// text still referenced by the configuration, 169 MB before issue 13's
+// checker shapes (a full copy of the checker and its prober per job).
+const loadBudget = 56 << 20
+
+// TestLoadMemoryBudget: load the file, map it and load the manager, as
+// the daemon does at start; what stays live must fit loadBudget.
+func TestLoadMemoryBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(outageConf(2000, 20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := heapInUse()
+	cfg, d := config.Load(path, config.Options{})
+	if d.HasErrors() {
+		t.Fatalf("diagnostics:\n%s", d)
+	}
+	specs, warnings := FromConfig(cfg)
+	if len(specs) != 40000 || len(warnings) != 0 {
+		t.Fatalf("%d specs, warnings %v", len(specs), warnings)
+	}
+	m := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := m.Reload(specs); err != nil { // not started: nothing probes
+		t.Fatal(err)
+	}
+	specs = nil
+	live := heapInUse() - base
+	runtime.KeepAlive(cfg)
+	runtime.KeepAlive(m)
+	if live > loadBudget {
+		t.Errorf("a 2,000 x 20 load keeps %.1f MB live (configuration + checks), budget %d MB", float64(live)/(1<<20), loadBudget>>20)
+	} else {
+		t.Logf("a 2,000 x 20 load keeps %.1f MB live (configuration + checks), budget %d MB", float64(live)/(1<<20), loadBudget>>20)
 	}
 }
