@@ -100,7 +100,7 @@ type Reconciler struct {
 	applied map[ServiceKey]*Service
 	// gen counts passes that changed the kernel (Resync's reads).
 	gen       uint64
-	changedAt time.Time // end of the last pass that changed the kernel
+	changedAt time.Time // end of the last pass that changed the kernel (or the start)
 	lastErr   error
 	lastOK    time.Time
 	total     Stats
@@ -128,7 +128,8 @@ func NewReconciler(c Client, opt Options) (*Reconciler, error) {
 		opt.Log = slog.Default()
 	}
 	r := &Reconciler{c: c, opt: opt, log: opt.Log.With("component", "lvs"),
-		kick: make(chan struct{}, 1), later: make(chan struct{}, 1), owned: map[ServiceKey]bool{}, desired: Table{}}
+		kick: make(chan struct{}, 1), later: make(chan struct{}, 1), owned: map[ServiceKey]bool{}, desired: Table{},
+		changedAt: time.Now()}
 	if opt.StateFile != "" {
 		prev, err := readState(opt.StateFile)
 		switch {
