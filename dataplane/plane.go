@@ -68,8 +68,8 @@ type Snapshot struct {
 	// Config is the configuration the plane runs (nil before Run).
 	Config *config.Config
 	// Health is the effective health of every checked real server, as the
-	// last plan used it.
-	Health map[lvs.HealthKey]lvs.RSHealth
+	// last plan used it (immutable; nil before the first plan).
+	Health *lvs.HealthTable
 	// Checks is the running checks manager; nil before Run.
 	Checks *checks.Manager
 	// IPVS is the reconciler; nil without virtual servers or without IPVS.
@@ -167,14 +167,19 @@ func (p *Plane) Reload(ctx context.Context, cfg *config.Config) error {
 
 // state is owned by Run's goroutine.
 type state struct {
-	p       *Plane
-	ctx     context.Context
-	cfg     *config.Config
-	checks  *checks.Manager
-	health  map[lvs.HealthKey]lvs.RSHealth // this director's own results
-	rec     *lvs.Reconciler
-	recDone chan struct{}
-	noIPVS  error
+	p      *Plane
+	ctx    context.Context
+	cfg    *config.Config
+	checks *checks.Manager
+	health localHealth // this director's own results
+	// eff is the effective health the last plan was handed (and the
+	// snapshot shows); effStale: health changed since other than by
+	// transitions, so the next plan rebuilds it whole.
+	eff      *lvs.HealthTable
+	effStale bool
+	rec      *lvs.Reconciler
+	recDone  chan struct{}
+	noIPVS   error
 	// ipvs is the reconciler's client, kept for lvs_timeouts (timeouts.go).
 	ipvs    lvs.Client
 	planner *planner
@@ -196,7 +201,7 @@ func (p *Plane) Run(ctx context.Context) error {
 	}
 	defer p.loop.Stop()
 	cfg := p.snap.Load().Config
-	s := &state{p: p, ctx: ctx, cfg: cfg, health: map[lvs.HealthKey]lvs.RSHealth{}}
+	s := &state{p: p, ctx: ctx, cfg: cfg, health: localHealth{}}
 	copts := checks.Options{
 		Logger:   p.log,
 		Runner:   checks.Scripts{User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup, Secure: cfg.Global.EnableScriptSecurity},
@@ -364,11 +369,14 @@ func (s *state) reload(old, cfg *config.Config, specs []checks.Spec) error {
 		for _, sp := range specs {
 			keep[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}] = true
 		}
-		for k := range s.health {
-			if !keep[k] {
-				delete(s.health, k)
-				if c := s.p.opts.Cluster; c != nil {
-					c.ForgetHealth(k.VS, k.RS.String())
+		for vs, rss := range s.health {
+			for rs := range rss {
+				if !keep[lvs.HealthKey{VS: vs, RS: rs}] {
+					s.health.delete(vs, rs)
+					s.effStale = true
+					if c := s.p.opts.Cluster; c != nil {
+						c.ForgetHealth(vs, rs.String())
+					}
 				}
 			}
 		}
@@ -488,7 +496,7 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 		if cluster == nil && len(sp.Checkers) == 0 {
 			continue
 		}
-		if _, ok := s.health[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}]; !ok {
+		if _, ok := s.health.get(sp.VirtualServer, sp.RealServer); !ok {
 			fresh++
 		}
 	}
@@ -512,10 +520,10 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 			s.p.log.Error("checker state with a bad real server address", "rs", rs.RealServer, "err", err)
 			continue
 		}
-		key := lvs.HealthKey{VS: rs.VirtualServer, RS: ap}
-		if _, ok := s.health[key]; !ok {
+		if _, ok := s.health.get(rs.VirtualServer, ap); !ok {
 			h := lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
-			s.health[key] = h
+			s.health.set(rs.VirtualServer, ap, h)
+			s.effStale = true
 			seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
 			changed = changed || len(rs.Checkers) > 0 && (h.Up == alpha[rs.VirtualServer] || h.Weight >= 0)
 		}
@@ -535,7 +543,7 @@ func (s *state) record(ts []checks.Transition) map[string]bool {
 	entries := make([]consensus.HealthEntry, 0, len(ts))
 	for _, t := range ts {
 		vs[t.VirtualServer] = true
-		s.health[lvs.HealthKey{VS: t.VirtualServer, RS: t.RealServer}] = lvs.RSHealth{Up: t.Up, Weight: t.Weight}
+		s.health.set(t.VirtualServer, t.RealServer, lvs.RSHealth{Up: t.Up, Weight: t.Weight})
 		if len(s.p.opts.Fifos) > 0 {
 			writeLine(s.p.opts.Fifos, rsFifoLine(t))
 		}
@@ -547,21 +555,73 @@ func (s *state) record(ts []checks.Transition) map[string]bool {
 	return vs
 }
 
-// effectiveHealth is what the table is built from: the local results, or
-// in cluster mode the replicated verdict (quorum of directors' views, or
-// as the health mode says) where one is known.
-func (s *state) effectiveHealth() map[lvs.HealthKey]lvs.RSHealth {
-	out := make(map[lvs.HealthKey]lvs.RSHealth, len(s.health))
+// localHealth is this director's checker results by virtual server and
+// real server (owned by the plane's goroutine).
+type localHealth map[string]map[netip.AddrPort]lvs.RSHealth
+
+func (h localHealth) get(vs string, rs netip.AddrPort) (lvs.RSHealth, bool) {
+	v, ok := h[vs][rs]
+	return v, ok
+}
+
+func (h localHealth) set(vs string, rs netip.AddrPort, v lvs.RSHealth) {
+	m := h[vs]
+	if m == nil {
+		m = map[netip.AddrPort]lvs.RSHealth{}
+		h[vs] = m
+	}
+	m[rs] = v
+}
+
+func (h localHealth) delete(vs string, rs netip.AddrPort) {
+	delete(h[vs], rs)
+	if len(h[vs]) == 0 {
+		delete(h, vs)
+	}
+}
+
+// effectiveVS is what one virtual server's table is built from: the local
+// results, or in cluster mode the replicated verdict (quorum of
+// directors' views, or as the health mode says) where one is known. nil:
+// no result.
+func (s *state) effectiveVS(vs string) map[netip.AddrPort]lvs.RSHealth {
+	local := s.health[vs]
+	if len(local) == 0 {
+		return nil
+	}
+	out := make(map[netip.AddrPort]lvs.RSHealth, len(local))
 	c := s.p.opts.Cluster
-	for k, v := range s.health {
+	for rs, v := range local {
 		if c != nil {
-			if e := c.Healthy(k.VS, k.RS.String()); e.Known {
+			if e := c.Healthy(vs, rs.String()); e.Known {
 				v.Up = e.Up
 			}
 		}
-		out[k] = v
+		out[rs] = v
 	}
 	return out
+}
+
+// effectiveHealth is the health the next plan is handed: after checker
+// transitions only (partial), the last table with the virtual servers
+// they touch rebuilt; otherwise rebuilt whole.
+func (s *state) effectiveHealth() *lvs.HealthTable {
+	if s.partial && !s.effStale && s.eff != nil {
+		changes := make(map[string]map[netip.AddrPort]lvs.RSHealth, len(s.changed))
+		for vs := range s.changed {
+			changes[vs] = s.effectiveVS(vs)
+		}
+		s.eff = s.eff.WithVS(changes)
+		return s.eff
+	}
+	all := make(map[string]map[netip.AddrPort]lvs.RSHealth, len(s.health))
+	for vs := range s.health {
+		if m := s.effectiveVS(vs); m != nil {
+			all[vs] = m
+		}
+	}
+	s.eff, s.effStale = lvs.NewHealthTable(all), false
+	return s.eff
 }
 
 // replan marks the table for planning and hands the planner the latest

@@ -18,7 +18,7 @@ import (
 type planInput struct {
 	ctx    context.Context
 	cfg    *config.Config
-	health map[lvs.HealthKey]lvs.RSHealth
+	health *lvs.HealthTable
 	// masters is the MASTER instances; nil means no VRRP runs here (-C),
 	// so every ha_suspend service is active.
 	masters map[string]bool
@@ -111,7 +111,7 @@ func (p *planner) plan(in planInput) {
 		p.scripts.global.Store(&in.cfg.Global)
 	}
 	isMaster := func(name string) bool { return in.masters == nil || in.masters[name] }
-	t, err := p.lvs.PlanChanged(in.ctx, in.cfg, lvs.Inputs{Health: in.health, Master: lvs.MasterOf(in.cfg, isMaster)}, in.changed)
+	t, err := p.lvs.PlanChanged(in.ctx, in.cfg, lvs.Inputs{HealthTable: in.health, Master: lvs.MasterOf(in.cfg, isMaster)}, in.changed)
 	if err != nil {
 		p.log.Error("cannot compute the IPVS table", "err", err)
 		return

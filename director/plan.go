@@ -32,7 +32,7 @@ type planInputs struct {
 	masters map[string]bool
 	// health is the real servers' health as the last IPVS plan used it;
 	// both tables are computed with it, so only the file's changes show.
-	health map[lvs.HealthKey]lvs.RSHealth
+	health *lvs.HealthTable
 }
 
 // PlanLocal answers a dry run for this director alone (no cluster): a
@@ -321,7 +321,7 @@ func compareAddr(a, b string) int {
 // very changes the reconciler would make.
 func planIPVS(cur, next *config.Config, in planInputs) ([]api.PlanChange, error) {
 	inputs := func(c *config.Config) lvs.Inputs {
-		li := lvs.Inputs{Health: in.health}
+		li := lvs.Inputs{HealthTable: in.health}
 		if in.vrrp {
 			li.Master = lvs.MasterOf(c, func(name string) bool { return in.masters[name] })
 		}

@@ -146,9 +146,9 @@ func TestPlanDiff(t *testing.T) {
 			{Kind: api.PlanService, Object: "TCP 10.0.0.100:80", Change: api.PlanChanged, Detail: "scheduler rr -> wlc"},
 		}},
 		{name: "down real server stays out", change: func(c *planConf) { c.weight2 = 3 },
-			in: planInputs{vrrp: true, ipvs: true, health: map[lvs.HealthKey]lvs.RSHealth{
+			in: planInputs{vrrp: true, ipvs: true, health: lvs.HealthTableOf(map[lvs.HealthKey]lvs.RSHealth{
 				{VS: "10.0.0.100:80/TCP", RS: netip.MustParseAddrPort("10.0.1.2:80")}: {Up: false, Weight: -1},
-			}}, want: []api.PlanChange{}},
+			})}, want: []api.PlanChange{}},
 		{name: "VRRP only director (-P) lists no IPVS", change: func(c *planConf) { c.prio1, c.weight2 = 150, 3 }, in: planInputs{vrrp: true}, want: []api.PlanChange{
 			{Kind: api.PlanInstance, Object: "VI_1", Change: api.PlanChanged, Detail: "priority 100 -> 150 (in place)"},
 		}},

@@ -66,7 +66,7 @@ func (d *Director) virtualServers() []api.VirtualServer {
 		for _, rs := range vs.RealServers {
 			ar := api.RealServer{Address: rs.Addr.Addr().String(), Port: rs.Addr.Port(), Weight: rs.Weight, Forward: forward(vs.LBKind, rs.LVSMethod), Healthy: true, HealthSource: "local"}
 			key := lvs.HealthKey{VS: vs.Key(), RS: rs.Addr}
-			if h, ok := health[key]; ok {
+			if h, ok := health.Get(key); ok {
 				ar.Healthy = h.Up
 				if h.Weight >= 0 {
 					ar.Weight = h.Weight

@@ -38,6 +38,8 @@ type Inputs struct {
 	// checkers is always up; one with checkers but no result yet is up
 	// unless alpha is set (keepalived's behaviour).
 	Health map[HealthKey]RSHealth
+	// HealthTable, when set, is used instead of Health.
+	HealthTable *HealthTable
 	// Master reports whether this director is MASTER of the VRRP instance
 	// holding vip; it decides ha_suspend services. nil: always master.
 	Master func(vip netip.Addr) bool
@@ -250,7 +252,13 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		weight := rs.Weight
 		health := "up"
 		if len(rs.Checkers) > 0 {
-			h, ok := in.Health[HealthKey{vsKey, rs.Addr}]
+			var h RSHealth
+			var ok bool
+			if in.HealthTable != nil {
+				h, ok = in.HealthTable.Get(HealthKey{vsKey, rs.Addr})
+			} else {
+				h, ok = in.Health[HealthKey{vsKey, rs.Addr}]
+			}
 			switch {
 			case ok:
 				alive = h.Up

@@ -1,0 +1,108 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"hakeep/checks"
+	"hakeep/lvs"
+)
+
+// fakeProbes answers every checker by its connect address: down when
+// listed.
+type fakeProbes struct {
+	mu   sync.Mutex
+	down map[netip.AddrPort]bool
+}
+
+func (f *fakeProbes) set(addr string, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down[netip.MustParseAddrPort(addr)] = down
+}
+
+func (f *fakeProbes) prober(c checks.Checker) (checks.Prober, error) {
+	return checks.ProberFunc(func(context.Context) checks.Result {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.down[c.Connect] {
+			return checks.Result{OK: false, Weight: -1, Reason: "down (test)"}
+		}
+		return checks.Result{OK: true, Weight: -1, Reason: "up (test)"}
+	}), nil
+}
+
+// checkedText: three virtual servers of two checked real servers each.
+func checkedText() string {
+	var b strings.Builder
+	b.WriteString("global_defs {\n router_id t\n}\n")
+	for i := 1; i <= 3; i++ {
+		fmt.Fprintf(&b, "virtual_server 10.0.0.%d 80 {\n delay_loop 1\n lb_algo rr\n lb_kind NAT\n protocol TCP\n", i)
+		for j := 1; j <= 2; j++ {
+			fmt.Fprintf(&b, " real_server 10.0.%d.%d 80 {\n  weight 1\n  TCP_CHECK {\n   connect_timeout 1\n   retry 0\n  }\n }\n", i, j)
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// Checker transitions re-plan only the virtual servers they touch (the
+// incremental path: partial plans and the effective health rebuilt per
+// virtual server); the table and the published health follow them.
+func TestTransitionsFollowIncrementally(t *testing.T) {
+	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
+	mem := lvs.NewMemory()
+	p := New(parse(t, checkedText()), Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
+		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// shape renders the table: "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 ...".
+	shape := func(tab lvs.Table) string {
+		var out []string
+		for _, k := range tab.Keys() {
+			var ds []string
+			for _, d := range tab[k].SortedDests() {
+				ds = append(ds, d.Key().String())
+			}
+			out = append(out, netip.AddrPortFrom(k.Addr, k.Port).String()+"="+strings.Join(ds, ","))
+		}
+		return strings.Join(out, " ")
+	}
+	steps := []struct {
+		name string
+		down map[string]bool
+		want string
+	}{
+		{"all up", nil, "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 10.0.0.2:80=10.0.2.1:80,10.0.2.2:80 10.0.0.3:80=10.0.3.1:80,10.0.3.2:80"},
+		{"one down", map[string]bool{"10.0.2.1:80": true}, "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 10.0.0.2:80=10.0.2.2:80 10.0.0.3:80=10.0.3.1:80,10.0.3.2:80"},
+		{"two more down in two virtual servers", map[string]bool{"10.0.1.2:80": true, "10.0.3.1:80": true}, "10.0.0.1:80=10.0.1.1:80 10.0.0.2:80=10.0.2.2:80 10.0.0.3:80=10.0.3.2:80"},
+		{"first back", map[string]bool{"10.0.2.1:80": false}, "10.0.0.1:80=10.0.1.1:80 10.0.0.2:80=10.0.2.1:80,10.0.2.2:80 10.0.0.3:80=10.0.3.2:80"},
+		{"all back", map[string]bool{"10.0.1.2:80": false, "10.0.3.1:80": false}, "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 10.0.0.2:80=10.0.2.1:80,10.0.2.2:80 10.0.0.3:80=10.0.3.1:80,10.0.3.2:80"},
+	}
+	for _, st := range steps {
+		for a, d := range st.down {
+			probes.set(a, d)
+		}
+		waitTable(t, mem, st.name+": "+st.want, func(tab lvs.Table) bool { return shape(tab) == st.want })
+		h := p.Snapshot().Health
+		for a, d := range st.down {
+			rs := netip.MustParseAddrPort(a)
+			vs := fmt.Sprintf("10.0.0.%d:80/TCP", rs.Addr().As4()[2])
+			if got, ok := h.Get(lvs.HealthKey{VS: vs, RS: rs}); !ok || got.Up == d {
+				// The snapshot follows the plan that programmed the table.
+				t.Errorf("%s: published health of %s in %s: %+v (known %v), want up=%v", st.name, rs, vs, got, ok, !d)
+			}
+		}
+	}
+}
