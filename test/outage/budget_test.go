@@ -67,6 +67,7 @@ func TestOutageMemoryBudget(t *testing.T) {
 //	go test -run '^$' -bench Outage -benchtime 1x -timeout 30m ./test/outage/
 //	HAKEEP_OUTAGE_VS=500 HAKEEP_OUTAGE_DELAY_LOOP=6 HAKEEP_OUTAGE_SECONDS=60 ...
 //	HAKEEP_OUTAGE_DAEMONS=hakeepd ...   # only one of them
+//	HAKEEP_OUTAGE_VRRP=1 ...            # whole daemons (not -C) with a vrrp_instance: advert intervals on the wire
 //	go run ./internal/vmtest/cmd/vmtest -mem 4096 -timeout 20m -bin /usr/sbin/keepalived \
 //	    -bin /usr/bin/tcpdump -build ./cmd/hakeepd -bench Outage -benchtime 1x -run '^$' ./test/outage
 func BenchmarkOutage(b *testing.B) {
@@ -80,6 +81,7 @@ func BenchmarkOutage(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("HAKEEP_OUTAGE_SECONDS")); err == nil && v > 0 {
 		window = time.Duration(v) * time.Second
 	}
+	ld.vrrp = os.Getenv("HAKEEP_OUTAGE_VRRP") == "1"
 	daemons := []daemon{hakeepd, keepalived}
 	if v := os.Getenv("HAKEEP_OUTAGE_DAEMONS"); v != "" {
 		daemons = []daemon{daemon(v)}
@@ -98,6 +100,10 @@ func BenchmarkOutage(b *testing.B) {
 			b.ReportMetric(r.windowCPU(), "window-CPU-s")
 			b.ReportMetric(float64(r.pct(0)), "min-checks/rs")
 			b.ReportMetric(float64(r.pct(50)), "median-checks/rs")
+			if ld.vrrp {
+				b.ReportMetric(r.advertPct(99).Seconds(), "advert-p99-s")
+				b.ReportMetric(r.advertPct(100).Seconds(), "advert-max-s")
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}

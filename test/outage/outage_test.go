@@ -37,6 +37,10 @@ import (
 type load struct {
 	vs, rs    int
 	delayLoop time.Duration // 0: keepalived's default (60 s)
+	// vrrp: the daemon runs whole (not -C) with one vrrp_instance
+	// (advert_int 1) beside the checks, and its adverts are timed on the
+	// wire: "nothing else in the daemon slows".
+	vrrp bool
 }
 
 func (l load) checks() int { return l.vs * l.rs }
@@ -85,6 +89,17 @@ type result struct {
 	// waiting for a slot, real servers down, p99 lag behind schedule.
 	inFlight, pending, down int
 	lagP99                  string
+	// adverts: the intervals between the VRRP adverts in the window
+	// (load.vrrp), sorted.
+	adverts []time.Duration
+}
+
+// advertPct is the p-th percentile advert interval (0 without VRRP).
+func (r *result) advertPct(p int) time.Duration {
+	if len(r.adverts) == 0 {
+		return 0
+	}
+	return r.adverts[(len(r.adverts)-1)*p/100]
 }
 
 // at is the last sample at or before d.
@@ -150,6 +165,10 @@ func (r *result) String() string {
 		mb(r.at(r.warmup).rss), mb(r.maxRSS(0, r.end())), mb(r.at(r.end()).rss),
 		r.windowCPU(), r.windowCPU()/r.window.Seconds(), r.at(r.end()).cpu,
 		r.pct(0), r.pct(50), r.pct(100), r.expectedMin())
+	if len(r.adverts) > 0 {
+		s += fmt.Sprintf("; %d VRRP adverts (advert_int 1 s), interval min %s, median %s, p99 %s, max %s",
+			len(r.adverts)+1, r.advertPct(0), r.advertPct(50), r.advertPct(99), r.advertPct(100))
+	}
 	if r.d == hakeepd {
 		s += fmt.Sprintf("; at the end: in flight %d, pending %d, down %d, lag p99 %ss", r.inFlight, r.pending, r.down, r.lagP99)
 	}
@@ -197,6 +216,15 @@ func runOutage(t testing.TB, d daemon, ld load, window time.Duration) *result {
 	}
 	// tcpdump is ready when its file exists (it writes the header at once).
 	waitFile(t, pcap)
+	vrrpPcap := filepath.Join(sink.Dir, "vrrp.pcap")
+	if ld.vrrp {
+		vc, err := l.Start("sink", "tcpdump-vrrp", "tcpdump", "-Z", "root", "-i", "eth0", "-n", "-s", "64", "-U", "-w", vrrpPcap, "ip proto 112")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFile(t, vrrpPcap)
+		defer vc.Stop(10 * time.Second)
+	}
 
 	dir := l.Host("h1").Dir
 	conf := filepath.Join(dir, "keepalived.conf")
@@ -205,12 +233,18 @@ func runOutage(t testing.TB, d daemon, ld load, window time.Duration) *result {
 	}
 	var argv []string
 	sock := filepath.Join(dir, "hakeepd.sock")
+	flags := []string{"-n", "-l", "-G", "-C"} // the checker alone
+	if ld.vrrp {
+		flags = flags[:3] // the whole daemon
+	}
 	switch d {
 	case hakeepd:
-		argv = append(argv, hakeepdBin(t), "-n", "-l", "-G", "-C", "-f", conf,
+		argv = append(append(argv, hakeepdBin(t)), flags...)
+		argv = append(argv, "-f", conf,
 			"-p", filepath.Join(dir, "hakeepd.pid"), "-api", sock, "--state-dir", "")
 	case keepalived:
-		argv = append(argv, keepalivedBin(t), "-n", "-l", "-G", "-C", "-f", conf,
+		argv = append(append(argv, keepalivedBin(t)), flags...)
+		argv = append(argv, "-f", conf,
 			"-p", filepath.Join(dir, "k.pid"), "-r", filepath.Join(dir, "v.pid"),
 			"-c", filepath.Join(dir, "c.pid"), "-b", filepath.Join(dir, "b.pid"))
 	}
@@ -280,6 +314,19 @@ func runOutage(t testing.TB, d daemon, ld load, window time.Duration) *result {
 		res.perRS = append(res.perRS, counts[rsAddr(i)])
 	}
 	slices.Sort(res.perRS)
+	if ld.vrrp {
+		ts, err := advertTimes(vrrpPcap, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i < len(ts); i++ {
+			res.adverts = append(res.adverts, ts[i].Sub(ts[i-1]))
+		}
+		slices.Sort(res.adverts)
+		if len(res.adverts) == 0 {
+			t.Errorf("no VRRP advert captured in the window")
+		}
+	}
 	return res
 }
 
@@ -401,6 +448,10 @@ func checksConf(ld load) string {
 			i++
 		}
 		b.WriteString("}\n")
+	}
+	if ld.vrrp {
+		b.WriteString("vrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n" +
+			"    priority 150\n    advert_int 1\n    virtual_ipaddress {\n        10.99.0.100/32\n    }\n}\n")
 	}
 	return b.String()
 }

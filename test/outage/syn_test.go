@@ -24,10 +24,12 @@ func synsPerTarget(path string, from, to time.Time) (map[string]int, error) {
 	return readSyns(bufio.NewReaderSize(f, 1<<20), from, to)
 }
 
-func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
+// eachRecord calls fn with each record of a pcap stream (Ethernet only)
+// and its time.
+func eachRecord(r io.Reader, fn func(ts time.Time, p []byte)) error {
 	var gh [24]byte
 	if _, err := io.ReadFull(r, gh[:]); err != nil {
-		return nil, fmt.Errorf("pcap header: %w", err)
+		return fmt.Errorf("pcap header: %w", err)
 	}
 	var bo binary.ByteOrder
 	nano := false
@@ -41,11 +43,36 @@ func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
 	case 0x4d3cb2a1:
 		bo, nano = binary.BigEndian, true
 	default:
-		return nil, fmt.Errorf("not a pcap file (magic %#x)", m)
+		return fmt.Errorf("not a pcap file (magic %#x)", m)
 	}
 	if lt := bo.Uint32(gh[20:]); lt != 1 {
-		return nil, fmt.Errorf("pcap link type %d, want Ethernet", lt)
+		return fmt.Errorf("pcap link type %d, want Ethernet", lt)
 	}
+	var rh [16]byte
+	buf := make([]byte, 1<<16)
+	for {
+		if _, err := io.ReadFull(r, rh[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil // a capture cut mid-record ends there
+			}
+			return err
+		}
+		sec, frac := int64(bo.Uint32(rh[0:])), int64(bo.Uint32(rh[4:]))
+		if !nano {
+			frac *= 1000
+		}
+		n := bo.Uint32(rh[8:])
+		if int(n) > len(buf) {
+			return fmt.Errorf("pcap record of %d bytes", n)
+		}
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return nil
+		}
+		fn(time.Unix(sec, frac), buf[:n])
+	}
+}
+
+func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
 	type attempt struct {
 		dst   netip.AddrPort
 		sport uint16
@@ -55,50 +82,51 @@ func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
 	const same = 4 * time.Second
 	seen := map[attempt]time.Time{}
 	out := map[string]int{}
-	var rh [16]byte
-	buf := make([]byte, 1<<16)
-	for {
-		if _, err := io.ReadFull(r, rh[:]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return out, nil // a capture cut mid-record ends there
-			}
-			return nil, err
-		}
-		sec, frac := int64(bo.Uint32(rh[0:])), int64(bo.Uint32(rh[4:]))
-		if !nano {
-			frac *= 1000
-		}
-		ts := time.Unix(sec, frac)
-		n := bo.Uint32(rh[8:])
-		if int(n) > len(buf) {
-			return nil, fmt.Errorf("pcap record of %d bytes", n)
-		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return out, nil
-		}
+	err := eachRecord(r, func(ts time.Time, p []byte) {
 		if ts.Before(from) || ts.After(to) {
-			continue
+			return
 		}
-		p := buf[:n]
 		if len(p) < 14+20 || binary.BigEndian.Uint16(p[12:]) != 0x0800 {
-			continue
+			return
 		}
 		ip := p[14:]
 		ihl := int(ip[0]&0x0f) * 4
 		if ip[9] != 6 || len(ip) < ihl+14 {
-			continue
+			return
 		}
 		tcp := ip[ihl:]
 		if tcp[13]&0x12 != 0x02 { // SYN without ACK
-			continue
+			return
 		}
 		a := attempt{netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(tcp[2:])),
 			binary.BigEndian.Uint16(tcp[0:])}
 		last, ok := seen[a]
 		seen[a] = ts
 		if ok && ts.Sub(last) < same {
-			continue
+			return
 		}
 		out[a.dst.String()]++
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
+}
+
+// advertTimes are the times of the VRRP adverts (IPv4 protocol 112)
+// captured in the pcap file between from and to.
+func advertTimes(path string, from, to time.Time) ([]time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []time.Time
+	err = eachRecord(bufio.NewReader(f), func(ts time.Time, p []byte) {
+		if ts.Before(from) || ts.After(to) || len(p) < 14+20 || binary.BigEndian.Uint16(p[12:]) != 0x0800 || p[14+9] != 112 {
+			return
+		}
+		out = append(out, ts)
+	})
+	return out, err
 }
