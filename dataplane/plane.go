@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -191,6 +192,10 @@ type state struct {
 	// next plan covers every virtual server.
 	changed map[string]bool
 	partial bool
+	// loading: a start or reload whose garbage (the parsed text, the
+	// previous table and specs, netlink buffers) goes back to the system
+	// once both its checkers and its table are loaded (release).
+	loading, checksLoaded bool
 }
 
 // Run runs the checks and the IPVS table until ctx is done. At stop the
@@ -230,6 +235,7 @@ func (p *Plane) Run(ctx context.Context) error {
 		}
 	}()
 	s.maybeStartIPVS()
+	s.loading = true
 	s.replan()
 
 	checker := checks.New(copts)
@@ -246,6 +252,8 @@ func (p *Plane) Run(ctx context.Context) error {
 	if s.seedHealth(specs) {
 		s.replan()
 	}
+	s.checksLoaded = true
+	s.release()
 	s.publish()
 	p.loop.Start()
 
@@ -346,6 +354,7 @@ func (s *state) switchTable(cfg *config.Config) *config.Config {
 	s.cfg = cfg
 	s.setTimeouts(old)
 	s.maybeStartIPVS()
+	s.loading, s.checksLoaded = true, false
 	s.replan()
 	s.planner.hurryUp()
 	return old
@@ -384,8 +393,23 @@ func (s *state) reload(old, cfg *config.Config, specs []checks.Spec) error {
 	if s.seedHealth(specs) {
 		s.replan()
 	}
+	s.checksLoaded = true
+	s.release()
 	s.publish()
 	return nil
+}
+
+// release returns the memory a load freed to the system, once its
+// checkers are loaded and its table planned and programmed: a full
+// collection (tens of ms at 2,000 x 20 on a server) on a goroutine of its
+// own, so the plane's loop does not wait for it. Without it the heap keeps
+// the load's high-water mark (twice the live heap and more) resident.
+func (s *state) release() {
+	if !s.loading || !s.checksLoaded || s.planning || s.dirty {
+		return
+	}
+	s.loading = false
+	go debug.FreeOSMemory()
 }
 
 // maybeStartIPVS opens the kernel's IPVS and starts the reconciler when the
@@ -674,6 +698,7 @@ func (s *state) planned() {
 	if s.dirty {
 		s.submit()
 	}
+	s.release()
 }
 
 func (s *state) publish() {

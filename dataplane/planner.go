@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -119,22 +118,10 @@ func (p *planner) plan(in planInput) {
 	if in.rec == nil {
 		return
 	}
-	st, err := in.rec.SetDesired(in.ctx, t)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := in.rec.SetDesired(in.ctx, t); err != nil && !errors.Is(err, context.Canceled) {
 		p.log.Error("IPVS update failed (retried by the reconciler)", "err", err)
 	}
-	if st.Ops >= returnAfter {
-		// A load (start, a large reload) leaves its garbage: parsed
-		// text, the previous table, netlink buffers. Give it back to the
-		// system now rather than keep it as the heap's high-water mark.
-		debug.FreeOSMemory()
-	}
 }
-
-// returnAfter is the number of kernel changes from which a plan returns
-// the memory it freed to the system (a full GC: tens of ms at 2,000 x 20
-// on the host). Checker transitions change a few destinations at a time.
-const returnAfter = 500
 
 // stop waits for the plan in progress, then runs omega (quorum_down of
 // every virtual server that had quorum, as keepalived does at stop).
