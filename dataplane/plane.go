@@ -196,6 +196,7 @@ type state struct {
 	// previous table and specs, netlink buffers) goes back to the system
 	// once both its checkers and its table are loaded (release).
 	loading, checksLoaded bool
+	gcPercent             int // the collector's target before the load
 }
 
 // Run runs the checks and the IPVS table until ctx is done. At stop the
@@ -235,7 +236,7 @@ func (p *Plane) Run(ctx context.Context) error {
 		}
 	}()
 	s.maybeStartIPVS()
-	s.loading = true
+	s.startLoad()
 	s.replan()
 
 	checker := checks.New(copts)
@@ -354,7 +355,7 @@ func (s *state) switchTable(cfg *config.Config) *config.Config {
 	s.cfg = cfg
 	s.setTimeouts(old)
 	s.maybeStartIPVS()
-	s.loading, s.checksLoaded = true, false
+	s.startLoad()
 	s.replan()
 	s.planner.hurryUp()
 	return old
@@ -409,7 +410,29 @@ func (s *state) release() {
 		return
 	}
 	s.loading = false
+	debug.SetGCPercent(s.gcPercent)
 	go debug.FreeOSMemory()
+}
+
+// loadGCPercent is the collector's target while a load runs: a start
+// allocates several times its live heap (the parsed file, 40,000 checker
+// specs, the table and its kernel messages), and with the VRRP headroom
+// (GOMAXPROCS at least 8) each collection's mark workers take every CPU of
+// a small machine. Fewer, larger collections during the load; release
+// gives the memory back and restores the target.
+const loadGCPercent = 400
+
+// startLoad marks a start or reload under way (see release).
+func (s *state) startLoad() {
+	if !s.loading {
+		s.gcPercent = debug.SetGCPercent(-1)
+		if s.gcPercent >= 0 { // GOGC=off stays off
+			debug.SetGCPercent(max(loadGCPercent, s.gcPercent))
+		} else {
+			debug.SetGCPercent(s.gcPercent)
+		}
+	}
+	s.loading, s.checksLoaded = true, false
 }
 
 // maybeStartIPVS opens the kernel's IPVS and starts the reconciler when the

@@ -98,8 +98,11 @@ type Reconciler struct {
 	// (same pointer: unchanged since), so a reload that reuses them skips
 	// comparing their destinations.
 	applied map[ServiceKey]*Service
-	// gen counts passes that changed the kernel (Resync's reads).
+	// gen counts passes that changed the kernel; during, while reading
+	// (resyncs reading the kernel), the services they changed.
 	gen       uint64
+	reading   int
+	during    map[ServiceKey]bool
 	changedAt time.Time // end of the last pass that changed the kernel (or the start)
 	lastErr   error
 	lastOK    time.Time
@@ -230,20 +233,37 @@ func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
 func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	r.mu.Lock()
 	gen := r.gen
+	r.reading++
+	if r.reading == 1 {
+		r.during = map[ServiceKey]bool{}
+	}
 	r.mu.Unlock()
 	t0 := time.Now()
 	cur, err := r.c.Dump()
 	read := time.Since(t0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.reading--
 	if err == nil && r.gen != gen {
-		return Stats{Read: read}, ErrResyncOvertaken
+		// Passes changed services while the table was read: for those
+		// the read may be stale, so the picture of them is the
+		// reconciler's own (what it wrote); the rest of the read stands.
+		if r.cache == nil {
+			return Stats{Read: read}, ErrResyncOvertaken
+		}
+		for k := range r.during {
+			if c, ok := r.cache[k]; ok {
+				cur[k] = c
+			} else {
+				delete(cur, k)
+			}
+		}
 	}
 	return r.passRead(ctx, cur, err, read)
 }
 
 // ErrResyncOvertaken: the kernel changed under a resync's read (by a pass
-// of this reconciler); Run tries again.
+// of this reconciler) whose outcome is unknown; Run tries again.
 var ErrResyncOvertaken = errors.New("ipvs resync overtaken by a change")
 
 // Kick asks Run for a resync soon.
@@ -411,7 +431,12 @@ func (r *Reconciler) passRead(ctx context.Context, cur Table, err error, read ti
 		return st, r.done()
 	}
 	t0 := time.Now()
-	r.gen++ // a resync reading meanwhile is overtaken
+	r.gen++ // a resync reading meanwhile must not trust its read of these
+	if r.reading > 0 {
+		for _, op := range ops {
+			r.during[op.Service.Key] = true
+		}
+	}
 	touched, errs := r.apply(ctx, ops)
 	st.Apply = time.Since(t0)
 	r.changedAt = time.Now()
