@@ -64,6 +64,7 @@ func (d *Director) metricsSources() metrics.Sources {
 			r := d.current().reload
 			return metrics.Reload{OK: r.Err == nil, LastSuccess: r.LastSuccess}, true
 		},
+		NotifyFifoDropped: func() (uint64, bool) { return d.fifos.dropped(), d.fifos.any() },
 	}
 }
 

@@ -72,6 +72,11 @@ func (f *notifyFifos) lvsWriters() []dataplane.LineWriter {
 	return ws
 }
 
+// any says whether a fifo is open.
+func (f *notifyFifos) any() bool {
+	return f != nil && (f.all != nil || f.vrrp != nil || f.lvs != nil)
+}
+
 // dropped counts the lines no fifo took (full pipe).
 func (f *notifyFifos) dropped() uint64 {
 	if f == nil {

@@ -56,6 +56,9 @@ type Sources struct {
 	// Fence is the quorum gate's view of the fenced instances (ok false:
 	// no cluster block, so nothing is fenced).
 	Fence func() (Fence, bool)
+	// NotifyFifoDropped counts the notify_fifo lines dropped because a
+	// fifo's reader was too slow (ok false: no fifo configured).
+	NotifyFifoDropped func() (uint64, bool)
 }
 
 // Fence is one reading of this director's fence (fencing.md).
@@ -115,6 +118,7 @@ func NewRegistry(src Sources) *prometheus.Registry {
 		&clusterCollector{src: src.Cluster, config: src.Config},
 		&reloadCollector{src: src.Reload},
 		&fenceCollector{src: src.Fence},
+		&fifoCollector{src: src.NotifyFifoDropped},
 	)
 	return reg
 }
@@ -368,6 +372,21 @@ var (
 	reloadOK   = desc("hakeep_config_last_reload_successful", "1 when the last reload (SIGHUP or committed version) was applied, 0 when it was refused and the running configuration kept.")
 	reloadTime = desc("hakeep_config_last_reload_success_timestamp_seconds", "Unix time of the last configuration applied (the start counts).")
 )
+
+var fifoDropped = desc("hakeep_notify_fifo_dropped_total", "notify_fifo lines dropped because the fifo was full (its reader too slow); a line is never waited for.")
+
+type fifoCollector struct{ src func() (uint64, bool) }
+
+func (c *fifoCollector) Describe(ch chan<- *prometheus.Desc) { ch <- fifoDropped }
+
+func (c *fifoCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.src == nil {
+		return
+	}
+	if n, ok := c.src(); ok {
+		ch <- prometheus.MustNewConstMetric(fifoDropped, prometheus.CounterValue, float64(n))
+	}
+}
 
 type reloadCollector struct{ src func() (Reload, bool) }
 

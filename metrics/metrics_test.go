@@ -42,6 +42,7 @@ type fakeState struct {
 	applyErr error
 	reload   *metrics.Reload
 	fence    *metrics.Fence
+	fifoDrop *uint64
 }
 
 func (f *fakeState) sources() metrics.Sources {
@@ -79,6 +80,12 @@ func (f *fakeState) sources() metrics.Sources {
 				return metrics.Fence{}, false
 			}
 			return *f.fence, true
+		},
+		NotifyFifoDropped: func() (uint64, bool) {
+			if f.fifoDrop == nil {
+				return 0, false
+			}
+			return *f.fifoDrop, true
 		},
 	}
 }
@@ -123,6 +130,7 @@ func full() *fakeState {
 		running:  6,
 		applyErr: errors.New("interface eth9 missing"),
 		reload:   &metrics.Reload{OK: false, LastSuccess: time.Unix(1700000100, 250_000_000)},
+		fifoDrop: new(uint64(3)),
 		fence: &metrics.Fence{Renewals: 812, Instances: []metrics.FenceInstance{
 			{Instance: "VI_1", VRID: 51, Interface: "eth0", Claims: 3, Refusals: 0, Revocations: 1, LeaseLeft: 750 * time.Millisecond},
 			{Instance: "VI_2", VRID: 52, Interface: "eth1", Fenced: true, Reason: "no quorum", Claims: 2, Refusals: 5},
@@ -279,6 +287,7 @@ func TestScrapeValues(t *testing.T) {
 		{"hakeep_cluster_health_fallback", nil, 1},
 		{"hakeep_config_last_reload_successful", nil, 0},
 		{"hakeep_config_last_reload_success_timestamp_seconds", nil, 1700000100.25},
+		{"hakeep_notify_fifo_dropped_total", nil, 3},
 		{"hakeep_fence_renewals_total", nil, 812},
 		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_1", "vrid", "51", "interface", "eth0", "reason", "no quorum"), 0},
 		{"hakeep_fence_instance_fenced", l("vrrp_instance", "VI_2", "vrid", "52", "interface", "eth1", "reason", "no quorum"), 1},
