@@ -290,6 +290,13 @@ func runOutage(t testing.TB, d daemon, ld load, window time.Duration) *result {
 	if err := p.Stop(30 * time.Second); err != nil {
 		t.Log(err)
 	}
+	if n, err := strconv.Atoi(os.Getenv("HAKEEP_OUTAGE_LOG")); err == nil && n > 0 {
+		// The daemon's last n log lines, to see what it was doing.
+		dlog, _ := os.ReadFile(p.Log)
+		lines := strings.Split(strings.TrimRight(string(dlog), "\n"), "\n")
+		lines = lines[max(0, len(lines)-n):]
+		t.Logf("%s's last %d log lines:\n%s", d, len(lines), strings.Join(lines, "\n"))
+	}
 	if err := capt.Stop(10 * time.Second); err != nil {
 		t.Log(err)
 	}
