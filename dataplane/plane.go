@@ -411,8 +411,15 @@ func (s *state) release() {
 	}
 	s.loading = false
 	debug.SetGCPercent(s.gcPercent)
-	go debug.FreeOSMemory()
+	s.p.log.Debug("configuration loaded: returning freed memory to the system")
+	// A moment later: the reload's callers (the director's loop, the
+	// SIGHUP handler) still hold the previous configuration until they
+	// return, and a collection now would keep it resident.
+	time.AfterFunc(releaseDelay, debug.FreeOSMemory)
 }
+
+// releaseDelay is how long after a load its memory is returned.
+const releaseDelay = time.Second
 
 // loadGCPercent is the collector's target while a load runs: a start
 // allocates several times its live heap (the parsed file, 40,000 checker
