@@ -61,6 +61,31 @@ func TestDaemonSideBySide(t *testing.T) {
 		start, reload time.Duration
 		idleCPU       float64 // CPU seconds per second with nothing to do
 		rssKB         int     // resident memory of all its processes after the reload
+		// floorCPU, floorKB: idle CPU and memory of the same daemon with
+		// the vrrp_instance alone (no virtual server): what the table
+		// adds is the difference.
+		floorCPU float64
+		floorKB  int
+	}
+	// floor runs the daemon on the file's vrrp_instance alone in a fresh
+	// namespace: 5 s to settle, then 10 s idle.
+	floor := func(name string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) (float64, int) {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "keepalived.conf")
+		vrrpOnly := textA[:strings.Index(textA, "virtual_server ")]
+		if err := os.WriteFile(conf, []byte(vrrpOnly), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		nsPath := benchNS(t, fmt.Sprintf("%sf%d", name[:2], os.Getpid()))
+		cmd := exec.Command("ip", append([]string{"netns", "exec", filepath.Base(nsPath)}, argv(dir, conf)...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		defer stop(dir, cmd)
+		time.Sleep(5 * time.Second)
+		c0, t0 := cpuSeconds(pids(dir, cmd)), time.Now()
+		time.Sleep(10 * time.Second)
+		return (cpuSeconds(pids(dir, cmd)) - c0) / time.Since(t0).Seconds(), rssKB(pids(dir, cmd))
 	}
 	measure := func(name string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) result {
 		dir := t.TempDir()
@@ -122,7 +147,9 @@ func TestDaemonSideBySide(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		r.idleCPU = (cpuSeconds(pids(dir, cmd)) - c0) / time.Since(t0).Seconds()
 		r.rssKB = rssKB(pids(dir, cmd))
-		t.Logf("BENCHDAEMON %s start=%.3f reload=%.3f rss=%d idle=%.4f", name, r.start.Seconds(), r.reload.Seconds(), r.rssKB, r.idleCPU)
+		stop(dir, cmd)
+		r.floorCPU, r.floorKB = floor(name, argv, pids, stop)
+		t.Logf("BENCHDAEMON %s start=%.3f reload=%.3f rss=%d idle=%.4f floor=%.4f floorrss=%d", name, r.start.Seconds(), r.reload.Seconds(), r.rssKB, r.idleCPU, r.floorCPU, r.floorKB)
 		if os.Getenv("HAKEEP_BENCH_LOG") != "" {
 			b, _ := os.ReadFile(logf.Name())
 			for _, l := range strings.Split(string(b), "\n") {

@@ -21,8 +21,8 @@ import (
 )
 
 type result struct {
-	start, reload, idle float64
-	rss                 int
+	start, reload, idle, floor float64
+	rss, floorRSS              int
 }
 
 func main() {
@@ -39,8 +39,8 @@ func main() {
 				os.Exit(1)
 			}
 			got[d] = append(got[d], r)
-			fmt.Printf("run %d %-10s start %6.2f s  reload %6.2f s  RSS %6.1f MB  idle %.4f CPU-s/s\n",
-				run+1, d, r.start, r.reload, float64(r.rss)/1024, r.idle)
+			fmt.Printf("run %d %-10s start %6.2f s  reload %6.2f s  RSS %6.1f MB  idle %.4f CPU-s/s  (VRRP alone: RSS %.1f MB, idle %.4f)  load %s\n",
+				run+1, d, r.start, r.reload, float64(r.rss)/1024, r.idle, float64(r.floorRSS)/1024, r.floor, loadavg())
 		}
 	}
 	med := func(d string, f func(result) float64) float64 {
@@ -72,6 +72,17 @@ func main() {
 	row("reload 1% to full table", "s", reload, 2)
 	row("RSS after the reload", "MB", rss, 1)
 	row("idle CPU after the reload", "CPU-s/s", idle, 4)
+	row("RSS, vrrp_instance alone", "MB", func(r result) float64 { return float64(r.floorRSS) / 1024 }, 1)
+	row("idle CPU, vrrp_instance alone", "CPU-s/s", func(r result) float64 { return r.floor }, 4)
+}
+
+// loadavg is the host's 1-minute load average.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 // boot runs the benchmark for daemon d in one VM boot.
@@ -106,7 +117,7 @@ func boot(d string, logs bool) (result, error) {
 			continue
 		}
 		var name string
-		if _, err := fmt.Sscanf(line[i:], "BENCHDAEMON %s start=%g reload=%g rss=%d idle=%g", &name, &r.start, &r.reload, &r.rss, &r.idle); err == nil && name == d {
+		if _, err := fmt.Sscanf(line[i:], "BENCHDAEMON %s start=%g reload=%g rss=%d idle=%g floor=%g floorrss=%d", &name, &r.start, &r.reload, &r.rss, &r.idle, &r.floor, &r.floorRSS); err == nil && name == d {
 			found = true
 		}
 	}
