@@ -147,6 +147,10 @@ func TestDaemonSideBySide(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		r.idleCPU = (cpuSeconds(pids(dir, cmd)) - c0) / time.Since(t0).Seconds()
 		r.rssKB = rssKB(pids(dir, cmd))
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid)); err == nil {
+			thp, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+			t.Logf("%s memory (THP %s):\n%s", name, strings.TrimSpace(string(thp)), b)
+		}
 		stop(dir, cmd)
 		r.floorCPU, r.floorKB = floor(name, argv, pids, stop)
 		t.Logf("BENCHDAEMON %s start=%.3f reload=%.3f rss=%d idle=%.4f floor=%.4f floorrss=%d", name, r.start.Seconds(), r.reload.Seconds(), r.rssKB, r.idleCPU, r.floorCPU, r.floorKB)
