@@ -68,7 +68,7 @@ func TestOutageMemoryBudget(t *testing.T) {
 //	HAKEEP_OUTAGE_VS=500 HAKEEP_OUTAGE_DELAY_LOOP=6 HAKEEP_OUTAGE_SECONDS=60 ...
 //	HAKEEP_OUTAGE_DAEMONS=hakeepd ...   # only one of them
 //	HAKEEP_OUTAGE_VRRP=1 ...            # whole daemons (not -C) with a vrrp_instance: advert intervals on the wire
-//	HAKEEP_OUTAGE_LOG=200 ...           # log the daemon's last 200 log lines
+//	HAKEEP_OUTAGE_LOG=100 ...           # the daemon's first and last 100 log lines (transitions: count, first, last)
 //	go run ./internal/vmtest/cmd/vmtest -mem 4096 -timeout 20m -bin /usr/sbin/keepalived \
 //	    -bin /usr/bin/tcpdump -build ./cmd/hakeepd -bench Outage -benchtime 1x -run '^$' ./test/outage
 func BenchmarkOutage(b *testing.B) {

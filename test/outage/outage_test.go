@@ -291,11 +291,27 @@ func runOutage(t testing.TB, d daemon, ld load, window time.Duration) *result {
 		t.Log(err)
 	}
 	if n, err := strconv.Atoi(os.Getenv("HAKEEP_OUTAGE_LOG")); err == nil && n > 0 {
-		// The daemon's last n log lines, to see what it was doing.
+		// What the daemon was doing: its first and last n log lines
+		// other than real-server transitions, and when those came.
 		dlog, _ := os.ReadFile(p.Log)
-		lines := strings.Split(strings.TrimRight(string(dlog), "\n"), "\n")
-		lines = lines[max(0, len(lines)-n):]
-		t.Logf("%s's last %d log lines:\n%s", d, len(lines), strings.Join(lines, "\n"))
+		var other []string
+		var downs int
+		var firstDown, lastDown string
+		for _, line := range strings.Split(strings.TrimRight(string(dlog), "\n"), "\n") {
+			if strings.Contains(line, "real server down") || strings.Contains(line, "real server up") {
+				if downs++; downs == 1 {
+					firstDown = line
+				}
+				lastDown = line
+				continue
+			}
+			other = append(other, line)
+		}
+		if len(other) > 2*n {
+			other = append(other[:n], other[len(other)-n:]...)
+		}
+		t.Logf("%s started at %s; %d real-server transitions, first:\n%s\nlast:\n%s\nother log lines (first and last %d):\n%s",
+			d, started.UTC().Format(time.RFC3339Nano), downs, firstDown, lastDown, n, strings.Join(other, "\n"))
 	}
 	if err := capt.Stop(10 * time.Second); err != nil {
 		t.Log(err)
