@@ -293,6 +293,16 @@ func (r *Reconciler) Run(ctx context.Context) {
 	var lastRead time.Duration
 	spacing := time.Duration(20)
 	readBack := false // a large pass awaits its read-back
+	lastResync := time.Now()
+	// since is the time since the kernel was last read or written: a
+	// start or a reload is not followed at once by a resync of its table.
+	since := func() time.Duration {
+		ref := r.lastChange()
+		if lastResync.After(ref) {
+			ref = lastResync
+		}
+		return time.Since(ref)
+	}
 	for {
 		wait := max(r.opt.Period, spacing*lastRead)
 		if readBack {
@@ -300,13 +310,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 		if backoff > 0 {
 			wait = backoff
-		}
-		// Counted from the last pass that changed the kernel: a start or
-		// a reload is not followed at once by a resync of its table.
-		if since := time.Since(r.lastChange()); since < wait && backoff == 0 {
-			wait -= since
-		} else if backoff == 0 {
-			wait = 0
+		} else {
+			wait = max(0, wait-since())
 		}
 		t := time.NewTimer(wait)
 		kicked := false
@@ -323,11 +328,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
-		if !kicked && !readBack && backoff == 0 && time.Since(r.lastChange()) < max(r.opt.Period, spacing*lastRead) {
+		if !kicked && !readBack && backoff == 0 && since() < max(r.opt.Period, spacing*lastRead) {
 			continue // a pass changed the kernel meanwhile: wait from it
 		}
 		readBack = false
 		st, err := r.Resync(ctx)
+		lastResync = time.Now()
 		if errors.Is(err, ErrResyncOvertaken) {
 			readBack = true // read again soon
 			continue

@@ -318,3 +318,48 @@ func TestResyncReadDoesNotBlockNorUndo(t *testing.T) {
 		})
 	}
 }
+
+// countingClient counts whole-table reads.
+type countingClient struct {
+	*fakeClient
+	dumps atomic.Int64
+}
+
+func (c *countingClient) Dump() (Table, error) {
+	c.dumps.Add(1)
+	return c.fakeClient.Dump()
+}
+
+// Run resyncs about once a Period when nothing changes, never back to
+// back (a resync that changed nothing once left Run computing a wait of
+// zero: a busy loop of reads). The bound allows 50 times the expected
+// count, so only a loop trips it.
+func TestRunDoesNotSpinWhenIdle(t *testing.T) {
+	tests := []struct {
+		name    string
+		desired Table
+	}{
+		{"empty table", Table{}},
+		{"one service", table(svc("10.0.0.1", 80, "rr", dst("10.1.0.1", 80, 1)))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &countingClient{fakeClient: newFake()}
+			period := 20 * time.Millisecond
+			r := newRec(t, c, Options{Period: period})
+			if _, err := r.SetDesired(context.Background(), tc.desired); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			window := 500 * time.Millisecond
+			time.Sleep(window)
+			cancel()
+			<-done
+			if n, most := c.dumps.Load(), int64(50*(window/period+1)); n > most {
+				t.Fatalf("%d reads in %s with a period of %s: Run loops", n, window, period)
+			}
+		})
+	}
+}
