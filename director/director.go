@@ -124,6 +124,7 @@ func (d *Director) Run(ctx context.Context) error {
 	if !d.ran.CompareAndSwap(false, true) {
 		return errors.New("director: Run called twice")
 	}
+	noHugePages()
 	v := *d.current()
 	cfg := v.cfg
 
