@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"syscall"
 
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Client is the kernel's IPVS table as the reconciler uses it. The real
@@ -420,65 +418,4 @@ func (k *Kernel) Batch(ops []Op) (errs []error, err error) {
 		k.batch = nil
 	}
 	return errs, err
-}
-
-// BackgroundDumper is implemented by clients that can read the whole
-// table at a low scheduling priority (Kernel does): the reconciler's
-// drift repairs and read-backs use it, so that they yield the CPU to the
-// rest of the daemon (the VRRP loop, a reload being parsed) and to other
-// programs.
-type BackgroundDumper interface {
-	DumpBackground() (Table, error)
-}
-
-// backgroundNice is the nice value of a background read's thread.
-const backgroundNice = 10
-
-// DumpBackground reads the whole table, like Dump, on an OS thread of its
-// own at nice 10: the kernel's side of the read (most of its cost) and the
-// decoding run at that priority. The thread is locked and never unlocked,
-// so the runtime discards it afterwards rather than reuse it for other
-// goroutines at the lowered priority.
-func (k *Kernel) DumpBackground() (Table, error) {
-	type result struct {
-		t   Table
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // not unlocked: the thread ends with the goroutine
-		// Best effort: without it the read is as Dump's.
-		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), backgroundNice)
-		t, err := k.dumpOn()
-		done <- result{t, err}
-	}()
-	r := <-done
-	return r.t, r.err
-}
-
-// dumpOn reads the whole table on the calling goroutine, one socket, one
-// service after another.
-func (k *Kernel) dumpOn() (Table, error) {
-	w, err := k.reader()
-	if err != nil {
-		return nil, err
-	}
-	svcs, err := w.dumpServices()
-	if err != nil {
-		k.putReader(w, false)
-		return nil, fmt.Errorf("read IPVS table: %w", err)
-	}
-	t := make(Table, len(svcs))
-	for _, s := range svcs {
-		switch err := w.dumpDests(s); {
-		case err == nil:
-			t[s.Key] = s
-		case errors.Is(err, ErrNoService): // deleted meanwhile
-		default:
-			k.putReader(w, false)
-			return nil, fmt.Errorf("read IPVS table: %w", err)
-		}
-	}
-	k.putReader(w, true)
-	return t, nil
 }

@@ -239,13 +239,7 @@ func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	}
 	r.mu.Unlock()
 	t0 := time.Now()
-	var cur Table
-	var err error
-	if b, ok := r.c.(BackgroundDumper); ok {
-		cur, err = b.DumpBackground()
-	} else {
-		cur, err = r.c.Dump()
-	}
+	cur, err := r.c.Dump()
 	read := time.Since(t0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
