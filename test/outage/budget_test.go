@@ -20,17 +20,21 @@ var smallLoad = load{vs: 500, rs: 20, delayLoop: 6 * time.Second}
 const smallWindow = 30 * time.Second
 
 // Budgets of the small load, with margin over what was measured
-// (BENCHMARKS.md, checks when the real servers are gone: RSS 62-74 MB;
-// the build before issue 13's change reached 134 MB and ended 25 MB above
-// its first-half peak, failing both). rssBudget bounds the daemon at any
-// time; growthBudget bounds how much more it holds at the window's end
-// than at its first half: a checker whose memory grows with the outage (a queue
-// of waiting checks, a goroutine or buffer per waiting probe, retained
-// results) exceeds it, a bounded one stays flat. (The end, not the second
-// half's peak: when the real servers go down, ~21 s in, the transitions
-// make a short peak of garbage elsewhere in the daemon, ~12 MB here.)
+// (BENCHMARKS.md, checks when the real servers are gone: RSS 62-74 MB
+// before the parser's change, 63-66 MB after it; the build before issue
+// 13's checker shapes reached 134 MB, failing the RSS budget). rssBudget
+// bounds the daemon at any time; growthBudget bounds how much more it
+// holds at the window's end than at any time up to two thirds of the
+// window: a checker whose memory grows with the outage (a queue of
+// waiting checks, a goroutine or buffer per waiting probe, retained
+// results) exceeds it, a bounded one stays flat. (Two thirds, not half:
+// the 10,000 real servers go down between ~21 and ~27 s, and those
+// transitions make a step of ~15 MB of garbage in the data plane, which
+// the runtime keeps mapped; since the configuration's load left a
+// smaller heap, that step is no longer hidden in headroom the load had
+// already mapped.)
 const (
-	rssBudget    = 100 << 20
+	rssBudget    = 85 << 20
 	growthBudget = 12 << 20
 )
 
@@ -45,9 +49,9 @@ func TestOutageMemoryBudget(t *testing.T) {
 	if m := r.maxRSS(0, r.end()); m > rssBudget {
 		t.Errorf("RSS reached %.1f MB, budget %.1f MB", mb(m), mb(rssBudget))
 	}
-	mid := r.warmup + r.window/2
-	if g := r.endRSS() - r.maxRSS(0, mid); g > growthBudget {
-		t.Errorf("RSS at the end %.1f MB, %.1f MB over its peak in the window's first half, budget %.1f MB: memory grows with the outage",
+	settled := r.warmup + 2*r.window/3
+	if g := r.endRSS() - r.maxRSS(0, settled); g > growthBudget {
+		t.Errorf("RSS at the end %.1f MB, %.1f MB over its peak in the window's first two thirds, budget %.1f MB: memory grows with the outage",
 			mb(r.endRSS()), mb(g), mb(growthBudget))
 	}
 	if min := r.pct(0); min < r.expectedMin() {
