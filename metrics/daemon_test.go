@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,8 +16,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/vishvananda/netns"
 
+	"hakeep/internal/lab"
 	"hakeep/internal/lab/labtest"
 )
 
@@ -48,7 +47,7 @@ func TestDaemonMetrics(t *testing.T) {
 
 	// rs1 answers; rs2 (no listener) refuses connections.
 	var ln net.Listener
-	if err := inNS(ns, func() (err error) {
+	if err := lab.InNamedNS(ns, func() (err error) {
 		ln, err = net.Listen("tcp", "10.77.0.2:8080")
 		return err
 	}); err != nil {
@@ -221,7 +220,7 @@ virtual_server 10.77.0.100 80 {
 	// a reload without the line closes the listener.
 	plain := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = inNS(ns, func() (err error) {
+			err = lab.InNamedNS(ns, func() (err error) {
 				var d net.Dialer
 				c, err = d.DialContext(ctx, network, addr)
 				return err
@@ -288,27 +287,6 @@ func sh(t *testing.T, name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
-}
-
-// inNS runs f on a thread moved into the named namespace.
-func inNS(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", name, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return fmt.Errorf("enter namespace %s: %w", name, err)
-	}
-	defer netns.Set(orig)
-	return f()
 }
 
 type syncBuf struct {

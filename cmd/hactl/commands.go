@@ -312,13 +312,13 @@ func pushedBy() string {
 	return name + "@" + host
 }
 
-func (e *env) configPush(path string) error {
-	if e.dryRun {
-		return e.configPlan(path)
-	}
+// checkPushable reads and checks path as the director will, prints its
+// warnings and errors, and fails when it has errors ("nothing was
+// <what>").
+func (e *env) checkPushable(path, what string) ([]byte, error) {
 	data, errs, warns, err := validatePushable(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, w := range warns {
 		fmt.Fprintf(e.errw, "warning: %s\n", w)
@@ -327,7 +327,18 @@ func (e *env) configPush(path string) error {
 		for _, er := range errs {
 			fmt.Fprintf(e.errw, "error: %s\n", er)
 		}
-		return fmt.Errorf("%s: %d error(s); nothing was pushed", path, len(errs))
+		return nil, fmt.Errorf("%s: %d error(s); nothing was %s", path, len(errs), what)
+	}
+	return data, nil
+}
+
+func (e *env) configPush(path string) error {
+	if e.dryRun {
+		return e.configPlan(path)
+	}
+	data, err := e.checkPushable(path, "pushed")
+	if err != nil {
+		return err
 	}
 	if err := e.connect(); err != nil {
 		return err

@@ -15,18 +15,9 @@ import (
 // Nothing is committed. It fails when the file is refused or a director
 // gave no plan; a plan with changes is a success.
 func (e *env) configPlan(path string) error {
-	data, errs, warns, err := validatePushable(path)
+	data, err := e.checkPushable(path, "planned")
 	if err != nil {
 		return err
-	}
-	for _, w := range warns {
-		fmt.Fprintf(e.errw, "warning: %s\n", w)
-	}
-	if len(errs) > 0 {
-		for _, er := range errs {
-			fmt.Fprintf(e.errw, "error: %s\n", er)
-		}
-		return fmt.Errorf("%s: %d error(s); nothing was planned", path, len(errs))
 	}
 	if err := e.connect(); err != nil {
 		return err

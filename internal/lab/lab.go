@@ -428,6 +428,17 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	return h, nerr
 }
 
+// InNamedNS runs fn on an OS thread switched into the namespace called
+// name (ip netns); sockets fn opens stay there.
+func InNamedNS(name string, fn func() error) error {
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", name, err)
+	}
+	defer h.Close()
+	return inNS(h, fn)
+}
+
 // inNS runs fn on a locked thread inside ns.
 func inNS(ns netns.NsHandle, fn func() error) error {
 	runtime.LockOSThread()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	netlab "hakeep/internal/lab"
 )
 
 // TestDaemonChecksSideBySide measures the health checkers of both daemons
@@ -64,7 +66,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		var accepted atomic.Int64
 		for p := basePort; p < basePort+n; p++ {
 			var l net.Listener
-			if err := inNS(ns, func() (err error) { l, err = net.Listen("tcp", fmt.Sprintf("10.255.0.1:%d", p)); return err }); err != nil {
+			if err := netlab.InNamedNS(ns, func() (err error) { l, err = net.Listen("tcp", fmt.Sprintf("10.255.0.1:%d", p)); return err }); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { l.Close() })

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"hakeep/api"
+	netlab "hakeep/internal/lab"
 )
 
 // ipvsDest is one destination line of ipvsadm -Ln.
@@ -149,7 +150,7 @@ func (s *rserver) start(t *testing.T) {
 	// The port may still be in TIME_WAIT use from the last run.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := inNS(s.ns, func() (err error) {
+		err := netlab.InNamedNS(s.ns, func() (err error) {
 			lc := net.ListenConfig{}
 			l, err = lc.Listen(t.Context(), "tcp", s.addr)
 			return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	netlab "hakeep/internal/lab"
 	"hakeep/internal/vmtest"
 )
 
@@ -72,7 +73,7 @@ func syncFailover(t *testing.T, bin string, withSync, survives bool) {
 	sh(t, "ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
 	sh(t, "ip", "-n", r, "addr", "add", "10.31.0.100/32", "dev", "lo")
 	var ln net.Listener
-	if err := inNS(r, func() (err error) { ln, err = net.Listen("tcp", ":80"); return err }); err != nil {
+	if err := netlab.InNamedNS(r, func() (err error) { ln, err = net.Listen("tcp", ":80"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
@@ -146,7 +147,7 @@ virtual_server 10.31.0.100 80 {
 	// A connection through d1, a few exchanges (IPVS syncs a connection
 	// after its third packet, and flushes its sync buffer every 2 s).
 	var conn net.Conn
-	if err := inNS(c, func() (err error) { conn, err = net.DialTimeout("tcp", "10.31.0.100:80", 5*time.Second); return err }); err != nil {
+	if err := netlab.InNamedNS(c, func() (err error) { conn, err = net.DialTimeout("tcp", "10.31.0.100:80", 5*time.Second); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()

@@ -10,16 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"hakeep/config"
+	netlab "hakeep/internal/lab"
 	"hakeep/internal/vmtest"
 	"hakeep/lvs"
 )
@@ -72,28 +70,6 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// inNS runs f on an OS thread switched into the namespace; sockets made
-// there stay in it.
-func inNS(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", name, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return fmt.Errorf("enter namespace %s: %w", name, err)
-	}
-	defer netns.Set(orig)
-	return f()
-}
-
 // server is an HTTP server in a real-server namespace that answers with
 // its name and counts requests.
 type server struct {
@@ -106,7 +82,7 @@ type server struct {
 func (s *server) start(t *testing.T) {
 	t.Helper()
 	var l net.Listener
-	if err := inNS(s.ns, func() (err error) { l, err = net.Listen("tcp", s.addr); return err }); err != nil {
+	if err := netlab.InNamedNS(s.ns, func() (err error) { l, err = net.Listen("tcp", s.addr); return err }); err != nil {
 		t.Fatalf("listen %s in %s: %v", s.addr, s.ns, err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -131,7 +107,7 @@ func (s *server) stop() {
 // dialer makes TCP connections from a namespace.
 func dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-		err = inNS(ns, func() error {
+		err = netlab.InNamedNS(ns, func() error {
 			d := net.Dialer{Timeout: 2 * time.Second}
 			c, err = d.DialContext(ctx, network, addr)
 			return err

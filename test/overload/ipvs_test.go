@@ -7,15 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
+	"hakeep/internal/lab"
 	"hakeep/internal/vmtest"
 )
 
@@ -203,7 +201,7 @@ func (f *flapper) set(up bool) error {
 	if !up {
 		return nil
 	}
-	return inNS(f.ns, func() error {
+	return lab.InNamedNS(f.ns, func() error {
 		for v := 0; v < ipvsVS; v += f.every {
 			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ipvsAddr, ipvsPort0+v))
 			if err != nil {
@@ -222,26 +220,4 @@ func (f *flapper) set(up bool) error {
 		}
 		return nil
 	})
-}
-
-// inNS runs f with the calling thread in network namespace name: the
-// sockets it opens stay there.
-func inNS(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer netns.Set(orig)
-	return f()
 }
