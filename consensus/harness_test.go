@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,11 +145,32 @@ func newCluster(t testing.TB, o clusterOpts) *tcluster {
 // others').
 func (c *tcluster) startAtOnce(join func(i int, addrs []string) []string) {
 	c.t.Helper()
+	// The gossip ports must be known before any node starts, so they are
+	// picked free and bound later: another test's listener (or a Raft
+	// port picked the same way) may take one in between. Then the whole
+	// start is tried again with new ports.
+	for attempt := 1; ; attempt++ {
+		err := c.tryStartAtOnce(join)
+		if err == nil {
+			return
+		}
+		for _, tn := range c.nodes {
+			tn.stop()
+			os.RemoveAll(tn.cfg.DataDir) // a fresh start: no vote kept
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			c.t.Fatal(err)
+		}
+		c.t.Logf("start at once, attempt %d: %v; again with new ports", attempt, err)
+	}
+}
+
+func (c *tcluster) tryStartAtOnce(join func(i int, addrs []string) []string) error {
 	addrs := make([]string, len(c.nodes))
 	for i, tn := range c.nodes {
 		p, err := freePort(tn.cfg.BindAddr)
 		if err != nil {
-			c.t.Fatal(err)
+			return err
 		}
 		tn.cfg.GossipPort = p
 		addrs[i] = net.JoinHostPort(tn.cfg.BindAddr.String(), strconv.Itoa(p))
@@ -175,10 +197,13 @@ func (c *tcluster) startAtOnce(join func(i int, addrs []string) []string) {
 	wg.Wait()
 	for i, tn := range c.nodes {
 		if errs[i] != nil {
-			c.t.Fatalf("start %s: %v", tn.cfg.NodeName, errs[i])
+			return fmt.Errorf("start %s: %w", tn.cfg.NodeName, errs[i])
 		}
+	}
+	for _, tn := range c.nodes {
 		tn.cfg.RaftPort = tn.node.cfg.RaftPort
 	}
+	return nil
 }
 
 // stopAll stops every running node at once (a round of a test that starts
