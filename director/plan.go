@@ -2,7 +2,6 @@ package director
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -188,7 +187,7 @@ func instanceFields(a, b *config.VRRPInstance) []string {
 			continue
 		}
 		x, y := va.Field(i).Interface(), vb.Field(i).Interface()
-		if samePlain(x, y) {
+		if config.SameIgnoringPos(x, y) {
 			continue
 		}
 		name := strings.Split(f.Tag.Get("json"), ",")[0]
@@ -215,36 +214,6 @@ func plainValue(v any) string {
 		}
 	}
 	return fmt.Sprint(v)
-}
-
-// samePlain compares two values of the configuration model as their JSON
-// without source positions.
-func samePlain(a, b any) bool {
-	norm := func(v any) any {
-		j, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Sprintf("%#v", v)
-		}
-		var out any
-		_ = json.Unmarshal(j, &out)
-		return dropPos(out)
-	}
-	return reflect.DeepEqual(norm(a), norm(b))
-}
-
-func dropPos(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		delete(t, "pos")
-		for k, x := range t {
-			t[k] = dropPos(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = dropPos(x)
-		}
-	}
-	return v
 }
 
 // vipOwner is where a VIP is configured.
@@ -292,7 +261,7 @@ func planVIPs(cur, next *config.Config) []api.PlanChange {
 			out = append(out, api.PlanChange{Kind: api.PlanVIP, Object: c.vip.Prefix.String(), Change: api.PlanRemoved, Detail: c.instance})
 		case c.instance != n.instance:
 			out = append(out, api.PlanChange{Kind: api.PlanVIP, Object: n.vip.Prefix.String(), Change: api.PlanMoved, Detail: c.instance + " -> " + n.instance})
-		case !samePlain(c.vip, n.vip):
+		case !config.SameIgnoringPos(c.vip, n.vip):
 			detail := n.instance + ": "
 			if c.vip.Prefix != n.vip.Prefix {
 				detail += c.vip.Prefix.String() + " -> " + n.vip.Prefix.String()

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"hakeep/config"
 )
 
 // AddressSet installs and removes one instance's VIPs (and routes, rules,
@@ -523,7 +525,7 @@ func (m *Manager) update(in *inst, s *InstanceSpec) {
 		spec.SrcIP = in.conn.Source()
 	}
 	*in.spec = spec // shared with the machine
-	if sameSource(old.Source, s.Source) {
+	if config.SameIgnoringPos(old.Source, s.Source) {
 		return
 	}
 	addrs, err := m.opt.Addresses(*s)

@@ -1,7 +1,6 @@
 package vrrp
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -150,34 +149,4 @@ func sameRun(a, b *InstanceSpec) bool {
 		s.SkipCheckAdvAddr = false
 	}
 	return reflect.DeepEqual(x, y) && (a.Priority == 255) == (b.Priority == 255)
-}
-
-// sameSource compares two address configurations (Source) ignoring
-// source positions, so moving lines in the file changes nothing.
-func sameSource(a, b any) bool {
-	norm := func(v any) any {
-		j, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Sprintf("%#v", v)
-		}
-		var out any
-		json.Unmarshal(j, &out)
-		return stripPos(out)
-	}
-	return reflect.DeepEqual(norm(a), norm(b))
-}
-
-func stripPos(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		delete(t, "pos")
-		for k, x := range t {
-			t[k] = stripPos(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = stripPos(x)
-		}
-	}
-	return v
 }
