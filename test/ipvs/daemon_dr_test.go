@@ -26,21 +26,7 @@ func TestDaemonDirectRouting(t *testing.T) {
 	p := fmt.Sprintf("dr%d", os.Getpid())
 	sw, c, d := p+"sw", p+"c", p+"d"
 	rs := []string{p + "r1", p + "r2"}
-	for _, ns := range append([]string{sw, c, d}, rs...) {
-		sh(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
-	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
-	attach := func(ns, dev, addr string, i int) {
-		port := fmt.Sprintf("p%d", i)
-		sh(t, "ip", "link", "add", port, "netns", sw, "type", "veth", "peer", "name", dev, "netns", ns)
-		sh(t, "ip", "-n", sw, "link", "set", port, "master", "br0")
-		sh(t, "ip", "-n", sw, "link", "set", port, "up")
-		sh(t, "ip", "-n", ns, "addr", "add", addr, "dev", dev)
-		sh(t, "ip", "-n", ns, "link", "set", dev, "up")
-	}
+	attach := bridgeLab(t, sw, append([]string{c, d}, rs...)...)
 	attach(c, "c0", "10.30.0.2/24", 0)
 	attach(d, "d0", "10.30.0.1/24", 1)
 	srvs := make([]*rserver, len(rs))

@@ -414,3 +414,24 @@ func (d *daemon) waitAPI(limit time.Duration) api.Status {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// bridgeLab makes namespace sw with a bridge and the namespaces nss
+// (all removed at cleanup); attach plugs ns into the bridge by a veth
+// whose end in ns is dev, with addr (port i on the bridge's side).
+func bridgeLab(t *testing.T, sw string, nss ...string) (attach func(ns, dev, addr string, i int)) {
+	for _, ns := range append([]string{sw}, nss...) {
+		sh(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
+	return func(ns, dev, addr string, i int) {
+		port := fmt.Sprintf("p%d", i)
+		sh(t, "ip", "link", "add", port, "netns", sw, "type", "veth", "peer", "name", dev, "netns", ns)
+		sh(t, "ip", "-n", sw, "link", "set", port, "master", "br0")
+		sh(t, "ip", "-n", sw, "link", "set", port, "up")
+		sh(t, "ip", "-n", ns, "addr", "add", addr, "dev", dev)
+		sh(t, "ip", "-n", ns, "link", "set", dev, "up")
+	}
+}

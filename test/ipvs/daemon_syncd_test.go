@@ -50,21 +50,7 @@ func syncFailover(t *testing.T, bin string, withSync, survives bool) {
 	}
 	sw, c, r := p+"sw", p+"c", p+"r"
 	ds := []string{p + "d1", p + "d2"}
-	for _, ns := range append([]string{sw, c, r}, ds...) {
-		sh(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
-	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
-	attach := func(ns, dev, addr string, i int) {
-		port := fmt.Sprintf("p%d", i)
-		sh(t, "ip", "link", "add", port, "netns", sw, "type", "veth", "peer", "name", dev, "netns", ns)
-		sh(t, "ip", "-n", sw, "link", "set", port, "master", "br0")
-		sh(t, "ip", "-n", sw, "link", "set", port, "up")
-		sh(t, "ip", "-n", ns, "addr", "add", addr, "dev", dev)
-		sh(t, "ip", "-n", ns, "link", "set", dev, "up")
-	}
+	attach := bridgeLab(t, sw, append([]string{c, r}, ds...)...)
 	attach(c, "c0", "10.31.0.2/24", 0)
 	attach(ds[0], "d0", "10.31.0.1/24", 1)
 	attach(ds[1], "d0", "10.31.0.3/24", 2)
