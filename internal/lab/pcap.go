@@ -63,9 +63,21 @@ var ErrPcap = errors.New("bad pcap")
 // ReadPcap decodes a classic pcap file (microsecond or nanosecond,
 // either byte order) of Ethernet frames.
 func ReadPcap(r io.Reader) (*Packets, error) {
+	out := &Packets{}
+	if err := EachPcapRecord(r, func(ts time.Time, f []byte) { decodeFrame(out, ts, f) }); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// EachPcapRecord calls fn with each frame of a classic pcap stream of
+// Ethernet frames and its time. The frame is only valid during the call.
+// A torn last record (tcpdump killed mid-write) ends the stream quietly;
+// every other error wraps ErrPcap.
+func EachPcapRecord(r io.Reader, fn func(ts time.Time, frame []byte)) error {
 	var gh [24]byte
 	if _, err := io.ReadFull(r, gh[:]); err != nil {
-		return nil, fmt.Errorf("%w: global header: %v", ErrPcap, err)
+		return fmt.Errorf("%w: global header: %v", ErrPcap, err)
 	}
 	var bo binary.ByteOrder
 	nano := false
@@ -79,42 +91,41 @@ func ReadPcap(r io.Reader) (*Packets, error) {
 	case 0x4d3cb2a1:
 		bo, nano = binary.BigEndian, true
 	default:
-		return nil, fmt.Errorf("%w: magic %#x", ErrPcap, magic)
+		return fmt.Errorf("%w: magic %#x", ErrPcap, magic)
 	}
 	if lt := bo.Uint32(gh[20:24]); lt != 1 {
-		return nil, fmt.Errorf("%w: link type %d, want Ethernet (1)", ErrPcap, lt)
+		return fmt.Errorf("%w: link type %d, want Ethernet (1)", ErrPcap, lt)
 	}
 	snap := bo.Uint32(gh[16:20])
 	if snap == 0 || snap > 1<<20 {
 		snap = 1 << 18
 	}
-	out := &Packets{}
 	var rh [16]byte
+	var buf []byte
 	for {
 		_, err := io.ReadFull(r, rh[:])
-		if err == io.EOF {
-			return out, nil
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
 		}
 		if err != nil {
-			// tcpdump killed mid-write leaves a torn last record: keep what we have.
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return out, nil
-			}
-			return out, fmt.Errorf("%w: record header: %v", ErrPcap, err)
+			return fmt.Errorf("%w: record header: %v", ErrPcap, err)
 		}
 		sec, frac := bo.Uint32(rh[0:4]), bo.Uint32(rh[4:8])
 		incl := bo.Uint32(rh[8:12])
 		if incl > snap {
-			return out, fmt.Errorf("%w: record of %d bytes exceeds snaplen %d", ErrPcap, incl, snap)
+			return fmt.Errorf("%w: record of %d bytes exceeds snaplen %d", ErrPcap, incl, snap)
 		}
-		data := make([]byte, incl)
+		if cap(buf) < int(incl) {
+			buf = make([]byte, incl)
+		}
+		data := buf[:incl]
 		if _, err := io.ReadFull(r, data); err != nil {
-			return out, nil
+			return nil
 		}
 		if !nano {
 			frac *= 1000
 		}
-		decodeFrame(out, time.Unix(int64(sec), int64(frac)), data)
+		fn(time.Unix(int64(sec), int64(frac)), data)
 	}
 }
 

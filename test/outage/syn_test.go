@@ -3,12 +3,12 @@ package outage_test
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"time"
+
+	"hakeep/internal/lab"
 )
 
 // synsPerTarget counts, per destination ip:port, the connection attempts
@@ -24,54 +24,6 @@ func synsPerTarget(path string, from, to time.Time) (map[string]int, error) {
 	return readSyns(bufio.NewReaderSize(f, 1<<20), from, to)
 }
 
-// eachRecord calls fn with each record of a pcap stream (Ethernet only)
-// and its time.
-func eachRecord(r io.Reader, fn func(ts time.Time, p []byte)) error {
-	var gh [24]byte
-	if _, err := io.ReadFull(r, gh[:]); err != nil {
-		return fmt.Errorf("pcap header: %w", err)
-	}
-	var bo binary.ByteOrder
-	nano := false
-	switch m := binary.LittleEndian.Uint32(gh[:4]); m {
-	case 0xa1b2c3d4:
-		bo = binary.LittleEndian
-	case 0xa1b23c4d:
-		bo, nano = binary.LittleEndian, true
-	case 0xd4c3b2a1:
-		bo = binary.BigEndian
-	case 0x4d3cb2a1:
-		bo, nano = binary.BigEndian, true
-	default:
-		return fmt.Errorf("not a pcap file (magic %#x)", m)
-	}
-	if lt := bo.Uint32(gh[20:]); lt != 1 {
-		return fmt.Errorf("pcap link type %d, want Ethernet", lt)
-	}
-	var rh [16]byte
-	buf := make([]byte, 1<<16)
-	for {
-		if _, err := io.ReadFull(r, rh[:]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil // a capture cut mid-record ends there
-			}
-			return err
-		}
-		sec, frac := int64(bo.Uint32(rh[0:])), int64(bo.Uint32(rh[4:]))
-		if !nano {
-			frac *= 1000
-		}
-		n := bo.Uint32(rh[8:])
-		if int(n) > len(buf) {
-			return fmt.Errorf("pcap record of %d bytes", n)
-		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return nil
-		}
-		fn(time.Unix(sec, frac), buf[:n])
-	}
-}
-
 func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
 	type attempt struct {
 		dst   netip.AddrPort
@@ -82,7 +34,7 @@ func readSyns(r io.Reader, from, to time.Time) (map[string]int, error) {
 	const same = 4 * time.Second
 	seen := map[attempt]time.Time{}
 	out := map[string]int{}
-	err := eachRecord(r, func(ts time.Time, p []byte) {
+	err := lab.EachPcapRecord(r, func(ts time.Time, p []byte) {
 		if ts.Before(from) || ts.After(to) {
 			return
 		}
@@ -122,7 +74,7 @@ func advertTimes(path string, from, to time.Time) ([]time.Time, error) {
 	}
 	defer f.Close()
 	var out []time.Time
-	err = eachRecord(bufio.NewReader(f), func(ts time.Time, p []byte) {
+	err = lab.EachPcapRecord(bufio.NewReader(f), func(ts time.Time, p []byte) {
 		if ts.Before(from) || ts.After(to) || len(p) < 14+20 || binary.BigEndian.Uint16(p[12:]) != 0x0800 || p[14+9] != 112 {
 			return
 		}
