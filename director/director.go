@@ -77,6 +77,8 @@ type Director struct {
 	loop *owner.Loop[*loop] // runs events on the director's loop
 	ran  atomic.Bool
 	view atomic.Pointer[view]
+	// cfgChanged fires when a published view has another configuration.
+	cfgChanged configSignal
 
 	// Set in Run before any subsystem starts, then only read.
 	mail     *mail.Client
@@ -186,7 +188,7 @@ func (d *Director) Run(ctx context.Context) error {
 		// Follows reloads that add or remove lvs_sync_daemon; idle
 		// without it.
 		sd := newSyncDaemon(d.log.With("subsystem", "lvs_sync_daemon"),
-			func() *config.LVSSyncDaemon { return d.current().cfg.Global.LVSSyncDaemon }, d.openSyncClient)
+			func() *config.LVSSyncDaemon { return d.current().cfg.Global.LVSSyncDaemon }, d.cfgChanged.wait, d.openSyncClient)
 		d.masters.onStatus = sd.set
 		subs = append(subs, Subsystem{Name: "lvs_sync_daemon", Run: sd.run})
 		d.masters.hand(nil) // nothing is MASTER before VRRP says so

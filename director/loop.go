@@ -57,7 +57,10 @@ func (l *loop) run(ctx context.Context) {
 
 func (l *loop) publish() {
 	v := l.v
-	l.d.view.Store(&v)
+	old := l.d.view.Swap(&v)
+	if old == nil || old.cfg != v.cfg {
+		l.d.cfgChanged.fire()
+	}
 }
 
 // apply runs one configuration change and records its outcome. A refused

@@ -2,15 +2,9 @@ package director
 
 import (
 	"context"
-	"time"
 
 	"hakeep/metrics"
 )
-
-// metricsFollowEvery is how often the plain metrics listener compares its
-// address with the running configuration's (an atomic load): a reload or
-// committed version that changes metrics_listen takes effect within it.
-const metricsFollowEvery = time.Second
 
 // serveMetrics runs global_defs' metrics_listen, the optional plain-HTTP
 // listener serving GET /metrics only (metrics.PlainHandler: no API route
@@ -18,6 +12,7 @@ const metricsFollowEvery = time.Second
 // added, changed or removed by a reload is bound, moved or closed. A bind
 // failure is returned, so the supervisor logs it and retries with backoff
 // (the port may be free later) while the rest of the director runs on.
+// It wakes only when the loop publishes another configuration.
 func (d *Director) serveMetrics(ctx context.Context) error {
 	log := d.log.With("subsystem", "metrics_listen")
 	h := metrics.Handler(metrics.NewRegistry(d.metricsSources()), log)
@@ -30,9 +25,8 @@ func (d *Director) serveMetrics(ctx context.Context) error {
 			ln.Close()
 		}
 	}()
-	tick := time.NewTicker(metricsFollowEvery)
-	defer tick.Stop()
 	for {
+		changed := d.cfgChanged.wait()
 		if want := d.current().cfg.Global.MetricsListen; want != addr {
 			if ln != nil {
 				ln.Close()
@@ -51,7 +45,7 @@ func (d *Director) serveMetrics(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-changed:
 		}
 	}
 }

@@ -21,7 +21,10 @@ import (
 type syncDaemon struct {
 	log  *slog.Logger
 	conf func() *config.LVSSyncDaemon // the running configuration's
-	open func() (lvs.SyncDaemonClient, func(), error)
+	// changed returns a channel closed when the configuration changes
+	// (taken before conf is read).
+	changed func() <-chan struct{}
+	open    func() (lvs.SyncDaemonClient, func(), error)
 
 	status atomic.Pointer[[]vrrp.InstanceStatus]
 	kick   chan struct{}
@@ -30,8 +33,8 @@ type syncDaemon struct {
 	client lvs.SyncDaemonClient
 	close  func()
 	have   *lvs.SyncDaemon // what this director started
-	// lastErr is the last error logged: a failure retried every poll is
-	// logged once, not every second.
+	// lastErr is the last error logged: a failure retried every
+	// syncRetry is logged once, not each time.
 	lastErr string
 }
 
@@ -42,8 +45,8 @@ func (s *syncDaemon) logErr(msg string, err error, args ...any) {
 	}
 }
 
-func newSyncDaemon(log *slog.Logger, conf func() *config.LVSSyncDaemon, open func() (lvs.SyncDaemonClient, func(), error)) *syncDaemon {
-	return &syncDaemon{log: log, conf: conf, open: open, kick: make(chan struct{}, 1)}
+func newSyncDaemon(log *slog.Logger, conf func() *config.LVSSyncDaemon, changed func() <-chan struct{}, open func() (lvs.SyncDaemonClient, func(), error)) *syncDaemon {
+	return &syncDaemon{log: log, conf: conf, changed: changed, open: open, kick: make(chan struct{}, 1)}
 }
 
 // set hands the latest VRRP status; it never blocks.
@@ -55,24 +58,31 @@ func (s *syncDaemon) set(sts []vrrp.InstanceStatus) {
 	}
 }
 
-// syncPoll is how often the daemon is compared with the configuration
-// (a reload changes it without a VRRP transition) and a failed start is
-// retried.
-const syncPoll = time.Second
+// syncRetry is how soon a failed start or stop is tried again.
+const syncRetry = time.Second
 
-// run applies the wanted daemon until ctx ends, then stops it.
+// run applies the wanted daemon until ctx ends, then stops it. It wakes
+// for a VRRP status, a configuration change (a reload changes the daemon
+// without a VRRP transition) or, after a failure, the retry: an idle
+// director does not poll.
 func (s *syncDaemon) run(ctx context.Context) error {
-	t := time.NewTicker(syncPoll)
-	defer t.Stop()
+	retry := time.NewTimer(syncRetry)
+	retry.Stop()
+	defer retry.Stop()
 	defer s.stop()
 	for {
-		s.apply()
+		changed := s.changed()
+		if !s.apply() {
+			retry.Reset(syncRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.kick:
-		case <-t.C:
+		case <-changed:
+		case <-retry.C:
 		}
+		retry.Stop()
 	}
 }
 
@@ -94,16 +104,18 @@ func (s *syncDaemon) want() *lvs.SyncDaemon {
 	return d
 }
 
-func (s *syncDaemon) apply() {
+// apply starts, stops or restarts the daemon to match want; false means
+// it failed and is to be tried again.
+func (s *syncDaemon) apply() bool {
 	w := s.want()
 	if w == nil && s.have == nil || w != nil && s.have != nil && *w == *s.have {
-		return
+		return true
 	}
 	if s.client == nil {
 		c, closeC, err := s.open()
 		if err != nil {
 			s.logErr("lvs_sync_daemon: IPVS not available", err)
-			return
+			return false
 		}
 		s.client, s.close = c, closeC
 	}
@@ -112,13 +124,13 @@ func (s *syncDaemon) apply() {
 		// a changed interface or id needs a restart as well.
 		if err := s.client.StopSyncDaemon(s.have.State); err != nil {
 			s.logErr("lvs_sync_daemon: stop failed", err, "daemon", s.have.String())
-			return
+			return false
 		}
 		s.log.Info("IPVS sync daemon stopped", "daemon", s.have.String())
 		s.have = nil
 	}
 	if w == nil {
-		return
+		return true
 	}
 	if err := s.client.StartSyncDaemon(*w); err != nil {
 		// A daemon of this state left by an earlier run (crash, kill -9):
@@ -126,11 +138,12 @@ func (s *syncDaemon) apply() {
 		s.client.StopSyncDaemon(w.State)
 		if err = s.client.StartSyncDaemon(*w); err != nil {
 			s.logErr("lvs_sync_daemon: start failed; retrying", err, "daemon", w.String())
-			return
+			return false
 		}
 	}
 	s.log.Info("IPVS sync daemon started", "daemon", w.String())
 	s.have, s.lastErr = w, ""
+	return true
 }
 
 // stop stops the daemon this director started (VRRP is stopping).

@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"reflect"
 	"sync/atomic"
@@ -18,8 +19,13 @@ import (
 // follows configuration changes; it is stopped when the director stops.
 func TestSyncDaemonFollowsInstance(t *testing.T) {
 	mem := lvs.NewMemory()
-	var conf atomic.Pointer[config.LVSSyncDaemon]
-	sd := newSyncDaemon(quietLog(), conf.Load, func() (lvs.SyncDaemonClient, func(), error) { return mem, nil, nil })
+	var (
+		conf    atomic.Pointer[config.LVSSyncDaemon]
+		changed configSignal
+	)
+	// A reload: the new configuration, then the signal (as the loop does).
+	reload := func(c *config.LVSSyncDaemon) { conf.Store(c); changed.fire() }
+	sd := newSyncDaemon(quietLog(), conf.Load, changed.wait, func() (lvs.SyncDaemonClient, func(), error) { return mem, nil, nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sd.run(ctx) }()
@@ -37,7 +43,7 @@ func TestSyncDaemonFollowsInstance(t *testing.T) {
 		want []lvs.SyncDaemon
 	}{
 		{"no keyword: none", func() {}, nil},
-		{"configured, VRRP not yet running: backup", func() { conf.Store(c) }, []lvs.SyncDaemon{daemon(lvs.SyncBackup, 51)}},
+		{"configured, VRRP not yet running: backup", func() { reload(c) }, []lvs.SyncDaemon{daemon(lvs.SyncBackup, 51)}},
 		{"BACKUP: backup", func() { sd.set(st("BACKUP")) }, []lvs.SyncDaemon{daemon(lvs.SyncBackup, 51)}},
 		{"MASTER: master only", func() { sd.set(st("MASTER")) }, []lvs.SyncDaemon{daemon(lvs.SyncMaster, 51)}},
 		{"FAULT: backup only", func() { sd.set(st("FAULT")) }, []lvs.SyncDaemon{daemon(lvs.SyncBackup, 51)}},
@@ -46,10 +52,10 @@ func TestSyncDaemonFollowsInstance(t *testing.T) {
 		{"reload changes the id: restarted", func() {
 			c2 := *c
 			c2.SyncID = 9
-			conf.Store(&c2)
+			reload(&c2)
 		}, []lvs.SyncDaemon{daemon(lvs.SyncMaster, 9)}},
-		{"reload removes the keyword: stopped", func() { conf.Store(nil) }, nil},
-		{"added back while MASTER: master", func() { conf.Store(c) }, []lvs.SyncDaemon{daemon(lvs.SyncMaster, 51)}},
+		{"reload removes the keyword: stopped", func() { reload(nil) }, nil},
+		{"added back while MASTER: master", func() { reload(c) }, []lvs.SyncDaemon{daemon(lvs.SyncMaster, 51)}},
 	}
 	for _, s := range steps {
 		s.do()
@@ -78,10 +84,38 @@ func TestSyncDaemonTakesOverLeftover(t *testing.T) {
 	mem := lvs.NewMemory()
 	mem.StartSyncDaemon(lvs.SyncDaemon{State: lvs.SyncBackup, Interface: "old0", SyncID: 3})
 	c := &config.LVSSyncDaemon{Interface: "eth1", Instance: "VI_1", SyncID: 51}
-	sd := newSyncDaemon(quietLog(), func() *config.LVSSyncDaemon { return c }, func() (lvs.SyncDaemonClient, func(), error) { return mem, nil, nil })
+	sd := newSyncDaemon(quietLog(), func() *config.LVSSyncDaemon { return c }, new(configSignal).wait, func() (lvs.SyncDaemonClient, func(), error) { return mem, nil, nil })
 	sd.apply()
 	want := []lvs.SyncDaemon{{State: lvs.SyncBackup, Interface: "eth1", SyncID: 51}}
 	if got, _ := mem.SyncDaemons(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("%+v, want %+v", got, want)
+	}
+}
+
+// TestSyncDaemonRetriesFailedStart: with nothing else happening (no VRRP
+// status, no reload), a start that failed is tried again by itself.
+func TestSyncDaemonRetriesFailedStart(t *testing.T) {
+	mem := lvs.NewMemory()
+	var opens atomic.Int32
+	open := func() (lvs.SyncDaemonClient, func(), error) {
+		if opens.Add(1) == 1 {
+			return nil, nil, errors.New("IPVS module not loaded yet")
+		}
+		return mem, nil, nil
+	}
+	c := &config.LVSSyncDaemon{Interface: "eth1", Instance: "VI_1", SyncID: 51}
+	sd := newSyncDaemon(quietLog(), func() *config.LVSSyncDaemon { return c }, new(configSignal).wait, open)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sd.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	want := []lvs.SyncDaemon{{State: lvs.SyncBackup, Interface: "eth1", SyncID: 51}}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if got, _ := mem.SyncDaemons(); reflect.DeepEqual(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not started after a failed open (%d opens)", opens.Load())
+		}
 	}
 }

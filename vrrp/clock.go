@@ -44,6 +44,14 @@ func (RealClock) NewTimer(d time.Duration) Timer { return newDualTimer(d) }
 //     returns from read(2) without a P and waits in the global run queue
 //     behind every runnable goroutine: with thousands of health checks
 //     completing at once that was measured at up to 190 ms (issue 10).
+//
+// The runtime timer is armed runtimeSlack after the timerfd: the
+// netpoller sleeps until the runtime's earliest timer rounded down to the
+// millisecond, so a runtime timer due with the timerfd woke an idle
+// process twice per expiry (up to 1 ms early, then again). Armed a little
+// later it is reset by the loop before it is due, and the timerfd alone
+// wakes an idle process; a busy one still gets the runtime timer's
+// expiry 2 ms after the deadline at worst.
 type dualTimer struct {
 	c  chan time.Time
 	gt *time.Timer
@@ -55,15 +63,27 @@ type dualTimer struct {
 	due  atomic.Int64
 }
 
+// runtimeSlack is how much later than the timerfd the runtime timer is
+// armed (see dualTimer).
+const runtimeSlack = 2 * time.Millisecond
+
 func newDualTimer(d time.Duration) *dualTimer {
 	t := &dualTimer{c: make(chan time.Time, 1), base: time.Now()}
 	t.due.Store(int64(time.Since(t.base) + d))
-	t.gt = time.AfterFunc(d, t.fire)
 	if fd, err := newFDTimer(t.fire); err == nil {
 		t.fd = fd
 		t.fd.arm(max(d, 1))
 	}
+	t.gt = time.AfterFunc(t.runtimeDelay(d), t.fire)
 	return t
+}
+
+// runtimeDelay is when the runtime timer fires for an expiry after d.
+func (t *dualTimer) runtimeDelay(d time.Duration) time.Duration {
+	if t.fd == nil {
+		return d
+	}
+	return d + runtimeSlack
 }
 
 func (t *dualTimer) fire() {
@@ -85,7 +105,7 @@ func (t *dualTimer) Reset(d time.Duration) {
 	case <-t.c:
 	default:
 	}
-	t.gt.Reset(d)
+	t.gt.Reset(t.runtimeDelay(d))
 	if t.fd != nil {
 		t.fd.arm(max(d, 1)) // 0 would disarm
 	}

@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +33,18 @@ import (
 //
 // The frame bypasses netfilter's OUTPUT chain (iptables rules meant to
 // drop a host's own adverts do not apply); INPUT on the receivers does.
+//
+// The socket is not in the runtime's netpoller: every advert sent through
+// a socket there wakes the poller's thread once the frame has left (an
+// edge-triggered "writable"), a wakeup per advert for nothing. Its
+// sendto(2) is made without telling the scheduler (RawSyscall): on a
+// non-blocking socket it cannot block, and a call the scheduler is told
+// of wakes the runtime's monitor thread, which then polls for up to 10 ms
+// (with the timerfd's, most of an idle daemon's wakeups: issue 13).
 type linkSender struct {
-	f  *os.File
-	rc syscall.RawConn
-	sa *unix.SockaddrLinklayer
+	mu sync.Mutex // send and close: the fd is not reused under a send
+	fd int        // -1 once closed
+	sa unix.RawSockaddrLinklayer
 }
 
 func newLinkSender(ifi *net.Interface, group netip.Addr) (*linkSender, error) {
@@ -47,25 +57,51 @@ func newLinkSender(ifi *net.Interface, group netip.Addr) (*linkSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
-	// A non-blocking fd: os.File puts it in the netpoller, so writes honour
-	// deadlines.
-	f := os.NewFile(uintptr(fd), "vrrp-link-"+ifi.Name)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index, Halen: uint8(len(mac))}
-	copy(sa.Addr[:], mac)
-	return &linkSender{f: f, rc: rc, sa: sa}, nil
+	l := &linkSender{fd: fd}
+	l.sa = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(proto), Ifindex: int32(ifi.Index), Halen: uint8(len(mac))}
+	copy(l.sa.Addr[:], mac)
+	return l, nil
 }
 
 // send writes one IP packet (header included) as a frame; it gives up at
 // deadline if the device's queue stays full.
 func (l *linkSender) send(pkt []byte, deadline time.Time) error {
-	return sendFirst(l.rc, l.f.SetWriteDeadline, deadline, func(fd int) error {
-		return unix.Sendto(fd, pkt, 0, l.sa)
+	if len(pkt) == 0 {
+		return errors.New("empty advert")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd < 0 {
+		return net.ErrClosed
+	}
+	return sendFirstFD(l.fd, deadline, func(fd int) error {
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&pkt[0])), uintptr(len(pkt)), 0,
+			uintptr(unsafe.Pointer(&l.sa)), unix.SizeofSockaddrLinklayer)
+		if e != 0 {
+			return e
+		}
+		return nil
 	})
+}
+
+// sendFirstFD is sendFirst for a non-blocking socket outside the
+// netpoller: one attempt at once, whatever the time; only on a full buffer
+// it waits in poll(2) for room until deadline.
+func sendFirstFD(fd int, deadline time.Time, send func(fd int) error) error {
+	for {
+		err := send(fd)
+		if !errors.Is(err, unix.EAGAIN) {
+			return err
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd, int((wait+time.Millisecond-1)/time.Millisecond)); err != nil && err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // sendFirst makes one attempt to send at once, whatever the time, and
@@ -97,7 +133,14 @@ func sendFirst(c syscall.RawConn, setDeadline func(time.Time) error, deadline ti
 	return serr
 }
 
-func (l *linkSender) close() { l.f.Close() }
+func (l *linkSender) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd >= 0 {
+		unix.Close(l.fd)
+		l.fd = -1
+	}
+}
 
 // multicastMAC maps an IPv4 or IPv6 multicast group to its Ethernet
 // address (RFC 1112: 01:00:5e + the low 23 bits; RFC 2464: 33:33 + the low

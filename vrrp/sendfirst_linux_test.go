@@ -65,13 +65,20 @@ func TestSendFirst(t *testing.T) {
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("sendFirst: %v, want %v", err, tc.wantErr)
 			}
+			// The same for a socket outside the netpoller (linkSender's).
+			rc.Control(func(fd uintptr) { err = sendFirstFD(int(fd), time.Now().Add(tc.deadline), send) })
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("sendFirstFD: %v, want %v", err, tc.wantErr)
+			}
 			if tc.full {
 				return
 			}
-			buf := make([]byte, 16)
-			n, err := b.Read(buf)
-			if err != nil || string(buf[:n]) != "advert" {
-				t.Fatalf("peer read %q, %v; want the advert", buf[:n], err)
+			for range 2 {
+				buf := make([]byte, 16)
+				n, err := b.Read(buf)
+				if err != nil || string(buf[:n]) != "advert" {
+					t.Fatalf("peer read %q, %v; want the advert", buf[:n], err)
+				}
 			}
 		})
 	}
