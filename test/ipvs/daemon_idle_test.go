@@ -20,10 +20,10 @@ const idleConf = "global_defs {\n  router_id idle\n}\nvrrp_instance VI_1 {\n  st
 // seconds per second and thread wakeups (context switches) per second
 // over HAKEEP_BENCH_IDLE_SECONDS (default 30) after 15 s to settle, each
 // daemon in a fresh namespace, one after the other. HAKEEP_BENCH_IDLE
-// lists the daemons: "keepalived", and hakeepd builds by their name in
-// PATH (vmtest -bin /tmp/x/hakeepd-old ...), e.g.
-// HAKEEP_BENCH_IDLE=keepalived,hakeepd,hakeepd-old. Each prints a line
-// "BENCHIDLE name cpu=CPU-s/s wakeups=N/s".
+// lists the daemons, by name in PATH or by path (vmtest -bin copies a
+// host file to the same path): "keepalived" and hakeepd builds, e.g.
+// HAKEEP_BENCH_IDLE=keepalived,hakeepd,/tmp/old/hakeepd. Each prints a
+// line "BENCHIDLE name cpu=CPU-s/s wakeups=N/s".
 func TestDaemonIdle(t *testing.T) {
 	list := os.Getenv("HAKEEP_BENCH_IDLE")
 	if list == "" {
@@ -47,7 +47,7 @@ func TestDaemonIdle(t *testing.T) {
 			t.Fatal(err)
 		}
 		var argv []string
-		keepalived := strings.HasPrefix(name, "keepalived")
+		keepalived := strings.HasPrefix(filepath.Base(name), "keepalived")
 		if keepalived {
 			argv = []string{bin, "-n", "-l", "-G", "-P", "-f", conf, "-p", dir + "/k.pid", "-r", dir + "/v.pid", "-c", dir + "/c.pid", "-b", dir + "/b.pid"}
 		} else {
