@@ -35,8 +35,8 @@ func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
 		for _, rs := range vs.RealServers {
 			s := Spec{
 				VirtualServer: key, VirtualServerName: name, Protocol: proto,
-				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.NotifyUp, NotifyDown: rs.NotifyDown,
-				SMTPAlert: rs.SMTPAlert || vs.SMTPAlert || alertDefault,
+				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.Options().NotifyUp, NotifyDown: rs.Options().NotifyDown,
+				SMTPAlert: rs.Options().SMTPAlert || vs.SMTPAlert || alertDefault,
 				Omega:     vs.Omega,
 			}
 			for _, c := range rs.Checkers {
@@ -86,8 +86,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 		Kind: Kind(c.Kind), Connect: netip.AddrPortFrom(ip, port),
 		BindTo: c.BindTo, BindPort: c.BindPort, BindIf: c.BindIf,
 		// connect_timeout and delay_loop are never 0 in keepalived.
-		ConnectTimeout: first(c.ConnectTimeout, rs.ConnectTimeout, vs.ConnectTimeout, DefaultConnectTimeout),
-		DelayLoop:      first(c.DelayLoop, rs.DelayLoop, vs.DelayLoop, DefaultDelayLoop),
+		ConnectTimeout: first(c.ConnectTimeout, rs.Options().ConnectTimeout, vs.ConnectTimeout, DefaultConnectTimeout),
+		DelayLoop:      first(c.DelayLoop, rs.Options().DelayLoop, vs.DelayLoop, DefaultDelayLoop),
 		Alpha:          c.Alpha || vs.Alpha,
 	}
 	// retry, delay_before_retry and warmup may be 0 on purpose: a value
@@ -96,8 +96,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out.Retry = c.Retry
 	if c.Retry == 0 && !c.RetrySet {
 		switch {
-		case rs.RetrySet:
-			out.Retry = rs.Retry
+		case rs.Options().RetrySet:
+			out.Retry = rs.Options().Retry
 		case vs.RetrySet:
 			out.Retry = vs.Retry
 		default:
@@ -107,8 +107,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out.DelayBeforeRetry = c.DelayBeforeRetry
 	if c.DelayBeforeRetry == 0 && !c.DelayBeforeRetrySet {
 		switch {
-		case rs.DelayBeforeRetrySet:
-			out.DelayBeforeRetry = rs.DelayBeforeRetry
+		case rs.Options().DelayBeforeRetrySet:
+			out.DelayBeforeRetry = rs.Options().DelayBeforeRetry
 		case vs.DelayBeforeRetrySet:
 			out.DelayBeforeRetry = vs.DelayBeforeRetry
 		default:
@@ -118,8 +118,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out.Warmup = c.Warmup
 	if c.Warmup == 0 && !c.WarmupSet {
 		switch {
-		case rs.WarmupSet:
-			out.Warmup = rs.Warmup
+		case rs.Options().WarmupSet:
+			out.Warmup = rs.Options().Warmup
 		case vs.WarmupSet:
 			out.Warmup = vs.Warmup
 		default:

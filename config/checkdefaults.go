@@ -91,8 +91,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	// delay_loop: checker, else real server, else virtual server (60 s).
 	if c.DelayLoop < 0 {
 		c.DelayLoop = vs.DelayLoop
-		if rs.DelayLoop > 0 {
-			c.DelayLoop = rs.DelayLoop
+		if rs.Options().DelayLoop > 0 {
+			c.DelayLoop = rs.Options().DelayLoop
 		}
 		if c.DelayLoop <= 0 {
 			c.DelayLoop = DefaultCheckDelayLoop
@@ -105,16 +105,16 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 		if vs.ConnectTimeout > 0 {
 			c.ConnectTimeout = vs.ConnectTimeout
 		}
-		if rs.ConnectTimeout > 0 {
-			c.ConnectTimeout = rs.ConnectTimeout
+		if rs.Options().ConnectTimeout > 0 {
+			c.ConnectTimeout = rs.Options().ConnectTimeout
 		}
 	}
 	// retry: checker, else real server, else virtual server, else kind.
 	c.RetrySet = true
 	switch {
 	case c.Retry != unsetInt:
-	case rs.RetrySet:
-		c.Retry = rs.Retry
+	case rs.Options().RetrySet:
+		c.Retry = rs.Options().Retry
 	case vs.RetrySet:
 		c.Retry = vs.Retry
 	default:
@@ -125,8 +125,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	c.DelayBeforeRetrySet = true
 	switch {
 	case c.DelayBeforeRetry >= 0:
-	case rs.DelayBeforeRetrySet:
-		c.DelayBeforeRetry = rs.DelayBeforeRetry
+	case rs.Options().DelayBeforeRetrySet:
+		c.DelayBeforeRetry = rs.Options().DelayBeforeRetry
 	case vs.DelayBeforeRetrySet:
 		c.DelayBeforeRetry = vs.DelayBeforeRetry
 	default:
@@ -136,8 +136,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	c.WarmupSet = true
 	switch {
 	case c.Warmup >= 0:
-	case rs.WarmupSet:
-		c.Warmup = rs.Warmup
+	case rs.Options().WarmupSet:
+		c.Warmup = rs.Options().Warmup
 	case vs.WarmupSet:
 		c.Warmup = vs.Warmup
 	default:
@@ -166,7 +166,7 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 		// The Host header: url's, else the checker's, else the real
 		// server's, else the virtual server's (keepalived's order).
 		if c.Virtualhost == "" {
-			c.Virtualhost = rs.Virtualhost
+			c.Virtualhost = rs.Options().Virtualhost
 		}
 		if c.Virtualhost == "" {
 			c.Virtualhost = vs.Virtualhost

@@ -368,12 +368,12 @@ func init() {
 		"inhibit_on_failure": func(p *parser, n *node, r *RealServer) { r.InhibitOnFailure = p.flag(n) },
 		"notify_up": func(p *parser, n *node, r *RealServer) {
 			if s, ok := p.rest(n); ok {
-				r.NotifyUp = s
+				r.options().NotifyUp = s
 			}
 		},
 		"notify_down": func(p *parser, n *node, r *RealServer) {
 			if s, ok := p.rest(n); ok {
-				r.NotifyDown = s
+				r.options().NotifyDown = s
 			}
 		},
 		"lvs_method": func(p *parser, n *node, r *RealServer) {
@@ -385,38 +385,38 @@ func init() {
 				p.errorf(n.pos(), "lvs_method: want NAT, DR or TUN, got '%s'", s)
 				return
 			}
-			r.LVSMethod = strings.ToUpper(s)
+			r.options().LVSMethod = strings.ToUpper(s)
 		},
 		"retry": func(p *parser, n *node, r *RealServer) {
 			if x, ok := p.intArg(n, 0, 1<<31-1); ok {
-				r.Retry, r.RetrySet = x, true
+				r.options().Retry, r.options().RetrySet = x, true
 			}
 		},
 		"delay_before_retry": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				r.DelayBeforeRetry, r.DelayBeforeRetrySet = d, true
+				r.options().DelayBeforeRetry, r.options().DelayBeforeRetrySet = d, true
 			}
 		},
 		"connect_timeout": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
-				r.ConnectTimeout = d
+				r.options().ConnectTimeout = d
 			}
 		},
 		"warmup": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				r.Warmup, r.WarmupSet = d, true
+				r.options().Warmup, r.options().WarmupSet = d, true
 			}
 		},
 		"delay_loop": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
-				r.DelayLoop = d
+				r.options().DelayLoop = d
 			}
 		},
-		"smtp_alert": func(p *parser, n *node, r *RealServer) { r.SMTPAlert = p.flag(n) },
+		"smtp_alert": func(p *parser, n *node, r *RealServer) { r.options().SMTPAlert = p.flag(n) },
 	}
 	t["virtualhost"] = func(p *parser, n *node, r *RealServer) {
 		if s, ok := p.arg(n, 1); ok {
-			r.Virtualhost = s
+			r.options().Virtualhost = s
 		}
 	}
 	for _, k := range []string{"alpha", "omega", "bfd_weight", "rs_mh_port", "uthreshold", "lthreshold", "snmp_name"} {
@@ -467,8 +467,8 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 		r.Addr = netip.AddrPortFrom(r.Addr.Addr(), 0)
 	}
 	kind := v.LBKind
-	if r.LVSMethod != "" {
-		kind = r.LVSMethod
+	if r.Options().LVSMethod != "" {
+		kind = r.Options().LVSMethod
 	}
 	if v.Addr.IsValid() && kind != "NAT" && r.Addr.Port() != v.Addr.Port() {
 		p.warnf(n.pos(), "real_server %s: port differs from the virtual server's port %d with lb_kind %s; using %d (as keepalived does)",

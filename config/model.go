@@ -471,9 +471,20 @@ type RealServer struct {
 	// Weight defaults to 1.
 	Weight int `json:"weight"`
 	// InhibitOnFailure: set here or inherited from the virtual server.
-	InhibitOnFailure bool   `json:"inhibit_on_failure,omitempty"`
-	NotifyUp         string `json:"notify_up,omitempty"`
-	NotifyDown       string `json:"notify_down,omitempty"`
+	InhibitOnFailure bool `json:"inhibit_on_failure,omitempty"`
+	// RealServerOptions holds the keywords few real servers write: nil when
+	// none of them is (a large file has tens of thousands of real servers,
+	// and these fields would double each one's size). Read them through
+	// Options, which never returns nil; embedded, so the JSON is flat.
+	*RealServerOptions
+	Checkers []*Checker        `json:"checkers,omitempty"`
+	Other    map[string]string `json:"other,omitempty"`
+}
+
+// RealServerOptions are a real server's less common keywords.
+type RealServerOptions struct {
+	NotifyUp   string `json:"notify_up,omitempty"`
+	NotifyDown string `json:"notify_down,omitempty"`
 	// LVSMethod overrides the virtual server's lb_kind when set.
 	LVSMethod string `json:"lvs_method,omitempty"`
 	// Alpha/omega, retry and timings inherited from the virtual server
@@ -490,9 +501,29 @@ type RealServer struct {
 	DelayLoop           time.Duration `json:"delay_loop,omitempty"`
 	SMTPAlert           bool          `json:"smtp_alert,omitempty"`
 	// Virtualhost for this real server's HTTP checks (see Checker.URLs).
-	Virtualhost string            `json:"virtualhost,omitempty"`
-	Checkers    []*Checker        `json:"checkers,omitempty"`
-	Other       map[string]string `json:"other,omitempty"`
+	Virtualhost string `json:"virtualhost,omitempty"`
+}
+
+// noRealServerOptions is what Options returns for a real server that
+// writes none: all defaults. Never written.
+var noRealServerOptions RealServerOptions
+
+// Options returns the real server's less common keywords (their zero
+// values when none was written). The result is shared: do not write it.
+func (r *RealServer) Options() *RealServerOptions {
+	if r.RealServerOptions == nil {
+		return &noRealServerOptions
+	}
+	return r.RealServerOptions
+}
+
+// options is Options for the parser, which writes: it allocates them on
+// the first keyword.
+func (r *RealServer) options() *RealServerOptions {
+	if r.RealServerOptions == nil {
+		r.RealServerOptions = new(RealServerOptions)
+	}
+	return r.RealServerOptions
 }
 
 // Checker kinds.

@@ -109,7 +109,7 @@ func TestSeed000LVS(t *testing.T) {
 	}
 	for k, r := range v.RealServers {
 		want := []string{"172.16.42.102:80", "172.16.42.103:80"}[k]
-		if r.Addr.String() != want || r.Weight != 1 || r.NotifyUp != "/usr/local/notify.sh up" || r.NotifyDown != "/usr/local/notify.sh down" {
+		if r.Addr.String() != want || r.Weight != 1 || r.Options().NotifyUp != "/usr/local/notify.sh up" || r.Options().NotifyDown != "/usr/local/notify.sh down" {
 			t.Errorf("rs %d = %+v", k, r)
 		}
 		if len(r.Checkers) != 1 {

@@ -243,8 +243,8 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 	sum := 0
 	for _, rs := range vs.RealServers {
 		m := method
-		if rs.LVSMethod != "" {
-			if m, err = ParseMethod(rs.LVSMethod); err != nil {
+		if rs.Options().LVSMethod != "" {
+			if m, err = ParseMethod(rs.Options().LVSMethod); err != nil {
 				return nil, fmt.Errorf("real_server %s: %w", rs.Addr, err)
 			}
 		}
