@@ -89,7 +89,7 @@ func TestLoadLargeMemory(t *testing.T) {
 	n := 0
 	for _, v := range c.VirtualServers {
 		for _, r := range v.RealServers {
-			if len(r.Checkers) != 1 || r.Checkers[0].URLs[0].StatusCodes[0].Lo != 200 || r.Checkers[0].Retry != 3 {
+			if len(r.Checkers) != 1 || r.Checkers[0].HTTPFields().URLs[0].StatusCodes[0].Lo != 200 || r.Checkers[0].Retry != 3 {
 				t.Fatalf("real server %s: %+v", r.Addr, r.Checkers)
 			}
 			n++
@@ -157,7 +157,7 @@ func TestLoadDropsFileText(t *testing.T) {
 	if text.Value() != nil {
 		t.Error("the file's text is still referenced after the load")
 	}
-	if got := c.VirtualServers[1].RealServers[2].Checkers[0].URLs[0].Path; got != "/health" {
+	if got := c.VirtualServers[1].RealServers[2].Checkers[0].HTTPFields().URLs[0].Path; got != "/health" {
 		t.Errorf("path %q", got)
 	}
 	runtime.KeepAlive(c)

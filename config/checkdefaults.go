@@ -74,7 +74,7 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	if vs == nil {
 		vs = &VirtualServer{DelayLoop: DefaultCheckDelayLoop}
 	}
-	for _, h := range c.Hosts {
+	for _, h := range c.OtherFields().Hosts {
 		h.Retry, h.DelayBeforeRetry, h.Warmup, h.DelayLoop = c.Retry, c.DelayBeforeRetry, c.Warmup, c.DelayLoop
 		if h.ConnectTimeout < 0 {
 			// smtp_host_handler() starts the host from the checker's co.
@@ -146,34 +146,34 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	if c.Kind == CheckMisc {
 		// misc_check_thread(): misc_timeout, else (0) vs->delay_loop,
 		// the virtual server's, not the checker's.
-		c.MiscTimeoutSet = c.MiscTimeout > 0
-		if !c.MiscTimeoutSet {
-			c.MiscTimeout = vs.DelayLoop
+		c.otherFields().MiscTimeoutSet = c.OtherFields().MiscTimeout > 0
+		if !c.OtherFields().MiscTimeoutSet {
+			c.otherFields().MiscTimeout = vs.DelayLoop
 		}
 	}
 	if c.Kind == CheckDNS {
-		if c.DNSType == "" {
-			c.DNSType = "SOA"
+		if c.OtherFields().DNSType == "" {
+			c.otherFields().DNSType = "SOA"
 		}
-		if c.DNSName == "" {
-			c.DNSName = "."
+		if c.OtherFields().DNSName == "" {
+			c.otherFields().DNSName = "."
 		}
 	}
-	if (c.Kind == CheckHTTP || c.Kind == CheckSSL) && c.HTTPProtocol == "" {
-		c.HTTPProtocol = "1.0"
+	if (c.Kind == CheckHTTP || c.Kind == CheckSSL) && c.HTTPFields().HTTPProtocol == "" {
+		c.httpFields().HTTPProtocol = "1.0"
 	}
 	if c.Kind == CheckHTTP || c.Kind == CheckSSL {
 		// The Host header: url's, else the checker's, else the real
 		// server's, else the virtual server's (keepalived's order).
-		if c.Virtualhost == "" {
-			c.Virtualhost = rs.Options().Virtualhost
+		if c.HTTPFields().Virtualhost == "" {
+			c.httpFields().Virtualhost = rs.Options().Virtualhost
 		}
-		if c.Virtualhost == "" {
-			c.Virtualhost = vs.Virtualhost
+		if c.HTTPFields().Virtualhost == "" {
+			c.httpFields().Virtualhost = vs.Virtualhost
 		}
-		for _, u := range c.URLs {
+		for _, u := range c.HTTPFields().URLs {
 			if u.Virtualhost == "" {
-				u.Virtualhost = c.Virtualhost
+				u.Virtualhost = c.HTTPFields().Virtualhost
 			}
 		}
 	}

@@ -576,7 +576,19 @@ type Checker struct {
 	Omega               bool   `json:"omega,omitempty"`
 	FWMark              uint32 `json:"fwmark,omitempty"`
 
-	// HTTP_GET / SSL_GET.
+	// CheckerHTTP holds the fields of HTTP_GET and SSL_GET, CheckerOther those of
+	// the other kinds: nil for a checker of another kind (and when none is
+	// written), so that each of tens of thousands of checkers carries only
+	// its own kind's fields. Read them through HTTPFields and OtherFields,
+	// which never return nil; embedded, so the JSON is flat.
+	*CheckerHTTP
+	*CheckerOther
+
+	Other map[string]string `json:"other,omitempty"`
+}
+
+// CheckerHTTP are HTTP_GET's and SSL_GET's fields.
+type CheckerHTTP struct {
 	// URLs: each url's Virtualhost is resolved (url, else checker, else
 	// real server, else virtual server virtualhost; empty: the address).
 	URLs         []*URL `json:"urls,omitempty"`
@@ -585,7 +597,11 @@ type Checker struct {
 	EnableSNI    bool   `json:"enable_sni,omitempty"`
 	TLSCompliant bool   `json:"tls_compliant,omitempty"`
 	FastRecovery bool   `json:"fast_recovery,omitempty"`
+}
 
+// CheckerOther are the fields of MISC_CHECK, SMTP_CHECK, DNS_CHECK,
+// UDP_CHECK, BFD_CHECK and FILE_CHECK.
+type CheckerOther struct {
 	// MISC_CHECK.
 	MiscPath string `json:"misc_path,omitempty"`
 	// MiscTimeout: misc_timeout, else (unset or 0) the virtual server's
@@ -615,8 +631,47 @@ type Checker struct {
 
 	// BFD_CHECK / FILE_CHECK: the name of the tracked object.
 	Name string `json:"name,omitempty"`
+}
 
-	Other map[string]string `json:"other,omitempty"`
+// noCheckerHTTP and noCheckerOther are what HTTPFields and OtherFields
+// return for a checker without them: all zero. Never written.
+var (
+	noCheckerHTTP  CheckerHTTP
+	noCheckerOther CheckerOther
+)
+
+// HTTPFields returns the checker's HTTP_GET / SSL_GET fields (zero for
+// another kind). The result may be shared: do not write it.
+func (c *Checker) HTTPFields() *CheckerHTTP {
+	if c.CheckerHTTP == nil {
+		return &noCheckerHTTP
+	}
+	return c.CheckerHTTP
+}
+
+// OtherFields returns the checker's fields of the other kinds (zero when
+// none is set). The result may be shared: do not write it.
+func (c *Checker) OtherFields() *CheckerOther {
+	if c.CheckerOther == nil {
+		return &noCheckerOther
+	}
+	return c.CheckerOther
+}
+
+// httpFields and otherFields are HTTPFields and OtherFields for the
+// parser, which writes: they allocate on the first keyword.
+func (c *Checker) httpFields() *CheckerHTTP {
+	if c.CheckerHTTP == nil {
+		c.CheckerHTTP = new(CheckerHTTP)
+	}
+	return c.CheckerHTTP
+}
+
+func (c *Checker) otherFields() *CheckerOther {
+	if c.CheckerOther == nil {
+		c.CheckerOther = new(CheckerOther)
+	}
+	return c.CheckerOther
 }
 
 // URL is one url { } block of HTTP_GET / SSL_GET.
