@@ -87,7 +87,7 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	}
 	out := Checker{
 		Kind: Kind(c.Kind), Connect: netip.AddrPortFrom(ip, port),
-		BindTo: c.BindTo, BindPort: c.BindPort, BindIf: c.BindIf,
+		BindTo: c.BindFields().BindTo, BindPort: c.BindFields().BindPort, BindIf: c.BindFields().BindIf,
 		// connect_timeout and delay_loop are never 0 in keepalived.
 		ConnectTimeout: first(c.ConnectTimeout, rs.Options().ConnectTimeout, vs.ConnectTimeout, DefaultConnectTimeout),
 		DelayLoop:      first(c.DelayLoop, rs.Options().DelayLoop, vs.DelayLoop, DefaultDelayLoop),

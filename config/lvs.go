@@ -549,19 +549,19 @@ func init() {
 		},
 		"bindto": func(p *parser, n *node, c *Checker) {
 			if a, ok := p.addrArg(n, 1); ok {
-				c.BindTo = a
+				c.bindFields().BindTo = a
 			}
 		},
 		"bind_port": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
 				if port, ok := p.portArg(n.pos(), n.kw(), s); ok {
-					c.BindPort = port
+					c.bindFields().BindPort = port
 				}
 			}
 		},
 		"bind_if": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.BindIf = s
+				c.bindFields().BindIf = s
 			}
 		},
 		"connect_timeout": func(p *parser, n *node, c *Checker) {

@@ -557,11 +557,11 @@ type Checker struct {
 	Pos  Pos    `json:"pos"`
 	Kind string `json:"kind"`
 
-	ConnectIP        netip.Addr    `json:"connect_ip"`
-	ConnectPort      uint16        `json:"connect_port"`
-	BindTo           netip.Addr    `json:"bindto,omitzero"`
-	BindPort         uint16        `json:"bind_port,omitempty"`
-	BindIf           string        `json:"bind_if,omitempty"`
+	ConnectIP   netip.Addr `json:"connect_ip"`
+	ConnectPort uint16     `json:"connect_port"`
+	// CheckerBind: bindto, bind_port, bind_if (nil when none is written; read
+	// through BindFields; embedded, so the JSON is flat).
+	*CheckerBind
 	ConnectTimeout   time.Duration `json:"connect_timeout"`
 	Retry            int           `json:"retry"`
 	DelayBeforeRetry time.Duration `json:"delay_before_retry"`
@@ -585,6 +585,13 @@ type Checker struct {
 	*CheckerOther
 
 	Other map[string]string `json:"other,omitempty"`
+}
+
+// CheckerBind is where a checker connects from.
+type CheckerBind struct {
+	BindTo   netip.Addr `json:"bindto,omitzero"`
+	BindPort uint16     `json:"bind_port,omitempty"`
+	BindIf   string     `json:"bind_if,omitempty"`
 }
 
 // CheckerHTTP are HTTP_GET's and SSL_GET's fields.
@@ -633,12 +640,23 @@ type CheckerOther struct {
 	Name string `json:"name,omitempty"`
 }
 
-// noCheckerHTTP and noCheckerOther are what HTTPFields and OtherFields
-// return for a checker without them: all zero. Never written.
+// noCheckerBind, noCheckerHTTP and noCheckerOther are what BindFields,
+// HTTPFields and OtherFields return for a checker without them: all
+// zero. Never written.
 var (
+	noCheckerBind  CheckerBind
 	noCheckerHTTP  CheckerHTTP
 	noCheckerOther CheckerOther
 )
+
+// BindFields returns the checker's bindto, bind_port and bind_if (zero
+// when none is written). The result may be shared: do not write it.
+func (c *Checker) BindFields() *CheckerBind {
+	if c.CheckerBind == nil {
+		return &noCheckerBind
+	}
+	return c.CheckerBind
+}
 
 // HTTPFields returns the checker's HTTP_GET / SSL_GET fields (zero for
 // another kind). The result may be shared: do not write it.
@@ -658,8 +676,16 @@ func (c *Checker) OtherFields() *CheckerOther {
 	return c.CheckerOther
 }
 
-// httpFields and otherFields are HTTPFields and OtherFields for the
-// parser, which writes: they allocate on the first keyword.
+// bindFields, httpFields and otherFields are BindFields, HTTPFields and
+// OtherFields for the parser, which writes: they allocate on the first
+// keyword.
+func (c *Checker) bindFields() *CheckerBind {
+	if c.CheckerBind == nil {
+		c.CheckerBind = new(CheckerBind)
+	}
+	return c.CheckerBind
+}
+
 func (c *Checker) httpFields() *CheckerHTTP {
 	if c.CheckerHTTP == nil {
 		c.CheckerHTTP = new(CheckerHTTP)
