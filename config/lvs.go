@@ -605,19 +605,19 @@ func init() {
 			}
 			switch s {
 			case "1.0", "1.1", "1.0C", "1.0K":
-				c.httpFields().HTTPProtocol = s
+				p.httpFields(c).HTTPProtocol = s
 			default:
 				p.errorf(n.pos(), "http_protocol: want 1.0, 1.0C, 1.0K or 1.1, got '%s'", s)
 			}
 		},
 		"virtualhost": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.httpFields().Virtualhost = s
+				p.httpFields(c).Virtualhost = s
 			}
 		},
-		"enable_sni":    func(p *parser, n *node, c *Checker) { c.httpFields().EnableSNI = p.flag(n) },
-		"tls_compliant": func(p *parser, n *node, c *Checker) { c.httpFields().TLSCompliant = p.flag(n) },
-		"fast_recovery": func(p *parser, n *node, c *Checker) { c.httpFields().FastRecovery = p.flag(n) },
+		"enable_sni":    func(p *parser, n *node, c *Checker) { p.httpFields(c).EnableSNI = p.flag(n) },
+		"tls_compliant": func(p *parser, n *node, c *Checker) { p.httpFields(c).TLSCompliant = p.flag(n) },
+		"fast_recovery": func(p *parser, n *node, c *Checker) { p.httpFields(c).FastRecovery = p.flag(n) },
 		// MISC_CHECK
 		"misc_path": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.rest(n); ok {
@@ -858,7 +858,7 @@ func (p *parser) url(n *node, c *Checker) {
 		p.errorf(n.pos(), "url without a path")
 		return
 	}
-	c.httpFields().URLs = appendSlab(&p.slabs.urlPtrs, c.HTTPFields().URLs, u)
+	p.httpFields(c).URLs = appendSlab(&p.slabs.urlPtrs, c.HTTPFields().URLs, u)
 }
 
 func (p *parser) statusRange(pos Pos, s string) (StatusRange, bool) {
