@@ -35,8 +35,8 @@ func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
 		for _, rs := range vs.RealServers {
 			s := Spec{
 				VirtualServer: key, VirtualServerName: name, Protocol: proto,
-				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.NotifyUp, NotifyDown: rs.NotifyDown,
-				SMTPAlert: rs.SMTPAlert || vs.SMTPAlert || alertDefault,
+				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.Options().NotifyUp, NotifyDown: rs.Options().NotifyDown,
+				SMTPAlert: rs.Options().SMTPAlert || vs.SMTPAlert || alertDefault,
 				Omega:     vs.Omega,
 			}
 			for _, c := range rs.Checkers {
@@ -45,13 +45,16 @@ func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
 					warnings = append(warnings, fmt.Sprintf("%s: %s is not supported by hakeep's checker; ignored", c.Pos, c.Kind))
 					continue
 				}
-				if c.Kind == config.CheckSMTP && len(c.Hosts) > 0 {
+				if c.Kind == config.CheckSMTP && len(c.OtherFields().Hosts) > 0 {
 					// Legacy host { } blocks: each is checked; all must answer.
-					for _, h := range c.Hosts {
+					for _, h := range c.OtherFields().Hosts {
 						hc := *h
 						hc.Kind = config.CheckSMTP
-						if hc.HeloName == "" {
-							hc.HeloName = c.HeloName
+						if hc.OtherFields().HeloName == "" {
+							// A copy: h's fields are the configuration's.
+							o := *hc.OtherFields()
+							o.HeloName = c.OtherFields().HeloName
+							hc.CheckerOther = &o
 						}
 						s.Checkers = append(s.Checkers, mapChecker(cfg, vs, rs, &hc))
 					}
@@ -84,10 +87,10 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	}
 	out := Checker{
 		Kind: Kind(c.Kind), Connect: netip.AddrPortFrom(ip, port),
-		BindTo: c.BindTo, BindPort: c.BindPort, BindIf: c.BindIf,
+		BindTo: c.BindFields().BindTo, BindPort: c.BindFields().BindPort, BindIf: c.BindFields().BindIf,
 		// connect_timeout and delay_loop are never 0 in keepalived.
-		ConnectTimeout: first(c.ConnectTimeout, rs.ConnectTimeout, vs.ConnectTimeout, DefaultConnectTimeout),
-		DelayLoop:      first(c.DelayLoop, rs.DelayLoop, vs.DelayLoop, DefaultDelayLoop),
+		ConnectTimeout: first(c.ConnectTimeout, rs.Options().ConnectTimeout, vs.ConnectTimeout, DefaultConnectTimeout),
+		DelayLoop:      first(c.DelayLoop, rs.Options().DelayLoop, vs.DelayLoop, DefaultDelayLoop),
 		Alpha:          c.Alpha || vs.Alpha,
 	}
 	// retry, delay_before_retry and warmup may be 0 on purpose: a value
@@ -96,8 +99,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out.Retry = c.Retry
 	if c.Retry == 0 && !c.RetrySet {
 		switch {
-		case rs.RetrySet:
-			out.Retry = rs.Retry
+		case rs.Options().RetrySet:
+			out.Retry = rs.Options().Retry
 		case vs.RetrySet:
 			out.Retry = vs.Retry
 		default:
@@ -107,8 +110,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out.DelayBeforeRetry = c.DelayBeforeRetry
 	if c.DelayBeforeRetry == 0 && !c.DelayBeforeRetrySet {
 		switch {
-		case rs.DelayBeforeRetrySet:
-			out.DelayBeforeRetry = rs.DelayBeforeRetry
+		case rs.Options().DelayBeforeRetrySet:
+			out.DelayBeforeRetry = rs.Options().DelayBeforeRetry
 		case vs.DelayBeforeRetrySet:
 			out.DelayBeforeRetry = vs.DelayBeforeRetry
 		default:
@@ -118,8 +121,8 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	out.Warmup = c.Warmup
 	if c.Warmup == 0 && !c.WarmupSet {
 		switch {
-		case rs.WarmupSet:
-			out.Warmup = rs.Warmup
+		case rs.Options().WarmupSet:
+			out.Warmup = rs.Options().Warmup
 		case vs.WarmupSet:
 			out.Warmup = vs.Warmup
 		default:
@@ -128,18 +131,18 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 	}
 	switch out.Kind {
 	case KindHTTP, KindSSL:
-		vhost := c.Virtualhost
+		vhost := c.HTTPFields().Virtualhost
 		if vhost == "" {
 			vhost = rs.Other["virtualhost"]
 		}
 		if vhost == "" {
 			vhost = vs.Virtualhost
 		}
-		out.HTTP = HTTPOptions{Protocol: c.HTTPProtocol, Virtualhost: vhost, SNI: c.EnableSNI}
+		out.HTTP = HTTPOptions{Protocol: c.HTTPFields().HTTPProtocol, Virtualhost: vhost, SNI: c.HTTPFields().EnableSNI}
 		if out.Kind == KindSSL {
 			out.HTTP.CAFile, out.HTTP.CertFile, out.HTTP.KeyFile = g.SSLCA, g.SSLCertificate, g.SSLKey
 		}
-		for _, u := range c.URLs {
+		for _, u := range c.HTTPFields().URLs {
 			mu := URL{Path: u.Path, Digest: strings.ToLower(u.Digest), Virtualhost: u.Virtualhost,
 				Regex: u.Regex, RegexNoMatch: u.RegexNoMatch}
 			for _, r := range u.StatusCodes {
@@ -148,22 +151,22 @@ func mapChecker(cfg *config.Config, vs *config.VirtualServer, rs *config.RealSer
 			out.HTTP.URLs = append(out.HTTP.URLs, mu)
 		}
 	case KindMisc:
-		user, group := c.User, c.Group
+		user, group := c.OtherFields().User, c.OtherFields().Group
 		if user == "" {
 			user, group = g.ScriptUser, g.ScriptGroup
 		}
-		out.Misc = MiscOptions{Path: c.MiscPath, Timeout: first(c.MiscTimeout, vs.DelayLoop, DefaultDelayLoop),
-			Dynamic: c.MiscDynamic, User: user, Group: group}
+		out.Misc = MiscOptions{Path: c.OtherFields().MiscPath, Timeout: first(c.OtherFields().MiscTimeout, vs.DelayLoop, DefaultDelayLoop),
+			Dynamic: c.OtherFields().MiscDynamic, User: user, Group: group}
 	case KindSMTP:
-		out.SMTP.HeloName = c.HeloName
+		out.SMTP.HeloName = c.OtherFields().HeloName
 		if out.SMTP.HeloName == "" {
 			out.SMTP.HeloName = g.SMTPHeloName
 		}
 	case KindDNS:
-		out.DNS = DNSOptions{Type: c.DNSType, Name: c.DNSName}
+		out.DNS = DNSOptions{Type: c.OtherFields().DNSType, Name: c.OtherFields().DNSName}
 	case KindUDP:
-		out.UDP = UDPOptions{Payload: c.Payload, RequireReply: c.RequireReply, ReplyData: c.ReplyData,
-			MinReplyLen: c.MinReplyLength, MaxReplyLen: c.MaxReplyLength}
+		out.UDP = UDPOptions{Payload: c.OtherFields().Payload, RequireReply: c.OtherFields().RequireReply, ReplyData: c.OtherFields().ReplyData,
+			MinReplyLen: c.OtherFields().MinReplyLength, MaxReplyLen: c.OtherFields().MaxReplyLength}
 	}
 	return out
 }

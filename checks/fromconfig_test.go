@@ -252,15 +252,15 @@ func TestFromConfigUnresolved(t *testing.T) {
 	}{
 		{"DNS all zero", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{}, config.Checker{Kind: config.CheckDNS},
 			3, 20 * s, 20 * s, 20 * s, 0},
-		{"MISC all zero", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{DelayLoop: 5 * s},
-			config.Checker{Kind: config.CheckMisc, MiscPath: "/bin/true"}, 0, s, 5 * s, 5 * s, 20 * s},
+		{"MISC all zero", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{RealServerOptions: &config.RealServerOptions{DelayLoop: 5 * s}},
+			config.Checker{Kind: config.CheckMisc, CheckerOther: &config.CheckerOther{MiscPath: "/bin/true"}}, 0, s, 5 * s, 5 * s, 20 * s},
 		{"marked zeros", config.VirtualServer{DelayLoop: 20 * s}, config.RealServer{},
-			config.Checker{Kind: config.CheckHTTP, URLs: []*config.URL{{Path: "/"}}, RetrySet: true, DelayBeforeRetrySet: true, WarmupSet: true}, 0, 0, 0, 20 * s, 0},
+			config.Checker{Kind: config.CheckHTTP, CheckerHTTP: &config.CheckerHTTP{URLs: []*config.URL{{Path: "/"}}}, RetrySet: true, DelayBeforeRetrySet: true, WarmupSet: true}, 0, 0, 0, 20 * s, 0},
 		{"from the real_server", config.VirtualServer{DelayLoop: 20 * s, Retry: 9, RetrySet: true},
-			config.RealServer{Retry: 0, RetrySet: true, Warmup: 0, WarmupSet: true, DelayBeforeRetry: 4 * s, DelayBeforeRetrySet: true},
+			config.RealServer{RealServerOptions: &config.RealServerOptions{Retry: 0, RetrySet: true, Warmup: 0, WarmupSet: true, DelayBeforeRetry: 4 * s, DelayBeforeRetrySet: true}},
 			config.Checker{Kind: config.CheckTCP}, 0, 4 * s, 0, 20 * s, 0},
 		{"from the virtual_server", config.VirtualServer{DelayLoop: 20 * s, Retry: 9, RetrySet: true, Warmup: 2 * s, WarmupSet: true},
-			config.RealServer{}, config.Checker{Kind: config.CheckHTTP, URLs: []*config.URL{{Path: "/"}}}, 9, 3 * s, 2 * s, 20 * s, 0},
+			config.RealServer{}, config.Checker{Kind: config.CheckHTTP, CheckerHTTP: &config.CheckerHTTP{URLs: []*config.URL{{Path: "/"}}}}, 9, 3 * s, 2 * s, 20 * s, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vs, rs, ck := tc.vs, tc.rs, tc.ck

@@ -74,7 +74,7 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	if vs == nil {
 		vs = &VirtualServer{DelayLoop: DefaultCheckDelayLoop}
 	}
-	for _, h := range c.Hosts {
+	for _, h := range c.OtherFields().Hosts {
 		h.Retry, h.DelayBeforeRetry, h.Warmup, h.DelayLoop = c.Retry, c.DelayBeforeRetry, c.Warmup, c.DelayLoop
 		if h.ConnectTimeout < 0 {
 			// smtp_host_handler() starts the host from the checker's co.
@@ -91,8 +91,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	// delay_loop: checker, else real server, else virtual server (60 s).
 	if c.DelayLoop < 0 {
 		c.DelayLoop = vs.DelayLoop
-		if rs.DelayLoop > 0 {
-			c.DelayLoop = rs.DelayLoop
+		if rs.Options().DelayLoop > 0 {
+			c.DelayLoop = rs.Options().DelayLoop
 		}
 		if c.DelayLoop <= 0 {
 			c.DelayLoop = DefaultCheckDelayLoop
@@ -105,16 +105,16 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 		if vs.ConnectTimeout > 0 {
 			c.ConnectTimeout = vs.ConnectTimeout
 		}
-		if rs.ConnectTimeout > 0 {
-			c.ConnectTimeout = rs.ConnectTimeout
+		if rs.Options().ConnectTimeout > 0 {
+			c.ConnectTimeout = rs.Options().ConnectTimeout
 		}
 	}
 	// retry: checker, else real server, else virtual server, else kind.
 	c.RetrySet = true
 	switch {
 	case c.Retry != unsetInt:
-	case rs.RetrySet:
-		c.Retry = rs.Retry
+	case rs.Options().RetrySet:
+		c.Retry = rs.Options().Retry
 	case vs.RetrySet:
 		c.Retry = vs.Retry
 	default:
@@ -125,8 +125,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	c.DelayBeforeRetrySet = true
 	switch {
 	case c.DelayBeforeRetry >= 0:
-	case rs.DelayBeforeRetrySet:
-		c.DelayBeforeRetry = rs.DelayBeforeRetry
+	case rs.Options().DelayBeforeRetrySet:
+		c.DelayBeforeRetry = rs.Options().DelayBeforeRetry
 	case vs.DelayBeforeRetrySet:
 		c.DelayBeforeRetry = vs.DelayBeforeRetry
 	default:
@@ -136,8 +136,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	c.WarmupSet = true
 	switch {
 	case c.Warmup >= 0:
-	case rs.WarmupSet:
-		c.Warmup = rs.Warmup
+	case rs.Options().WarmupSet:
+		c.Warmup = rs.Options().Warmup
 	case vs.WarmupSet:
 		c.Warmup = vs.Warmup
 	default:
@@ -146,34 +146,34 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	if c.Kind == CheckMisc {
 		// misc_check_thread(): misc_timeout, else (0) vs->delay_loop,
 		// the virtual server's, not the checker's.
-		c.MiscTimeoutSet = c.MiscTimeout > 0
-		if !c.MiscTimeoutSet {
-			c.MiscTimeout = vs.DelayLoop
+		c.otherFields().MiscTimeoutSet = c.OtherFields().MiscTimeout > 0
+		if !c.OtherFields().MiscTimeoutSet {
+			c.otherFields().MiscTimeout = vs.DelayLoop
 		}
 	}
 	if c.Kind == CheckDNS {
-		if c.DNSType == "" {
-			c.DNSType = "SOA"
+		if c.OtherFields().DNSType == "" {
+			c.otherFields().DNSType = "SOA"
 		}
-		if c.DNSName == "" {
-			c.DNSName = "."
+		if c.OtherFields().DNSName == "" {
+			c.otherFields().DNSName = "."
 		}
 	}
-	if (c.Kind == CheckHTTP || c.Kind == CheckSSL) && c.HTTPProtocol == "" {
-		c.HTTPProtocol = "1.0"
+	if (c.Kind == CheckHTTP || c.Kind == CheckSSL) && c.HTTPFields().HTTPProtocol == "" {
+		c.httpFields().HTTPProtocol = "1.0"
 	}
 	if c.Kind == CheckHTTP || c.Kind == CheckSSL {
 		// The Host header: url's, else the checker's, else the real
 		// server's, else the virtual server's (keepalived's order).
-		if c.Virtualhost == "" {
-			c.Virtualhost = rs.Virtualhost
+		if c.HTTPFields().Virtualhost == "" {
+			c.httpFields().Virtualhost = rs.Options().Virtualhost
 		}
-		if c.Virtualhost == "" {
-			c.Virtualhost = vs.Virtualhost
+		if c.HTTPFields().Virtualhost == "" {
+			c.httpFields().Virtualhost = vs.Virtualhost
 		}
-		for _, u := range c.URLs {
+		for _, u := range c.HTTPFields().URLs {
 			if u.Virtualhost == "" {
-				u.Virtualhost = c.Virtualhost
+				u.Virtualhost = c.HTTPFields().Virtualhost
 			}
 		}
 	}

@@ -29,8 +29,8 @@ type timings struct {
 }
 
 func timingsOf(c *Checker) timings {
-	return timings{c.Retry, c.DelayBeforeRetry, c.Warmup, c.DelayLoop, c.ConnectTimeout, c.MiscTimeout,
-		c.RetrySet, c.DelayBeforeRetrySet, c.WarmupSet, c.MiscTimeoutSet}
+	return timings{c.Retry, c.DelayBeforeRetry, c.Warmup, c.DelayLoop, c.ConnectTimeout, c.OtherFields().MiscTimeout,
+		c.RetrySet, c.DelayBeforeRetrySet, c.WarmupSet, c.OtherFields().MiscTimeoutSet}
 }
 
 // parseChecker parses one checker of kind with vsExtra in the
@@ -166,18 +166,18 @@ func TestCheckerExplicitAndInherited(t *testing.T) {
 func TestSMTPHostInheritsChecker(t *testing.T) {
 	c := parseChecker(t, CheckSMTP, " delay_loop 20\n", "", "retry 4\ndelay_before_retry 2\nwarmup 0\nconnect_timeout 3\n"+
 		"host {\n connect_ip 10.0.0.3\n}\nhost {\n connect_ip 10.0.0.4\n connect_timeout 7\n}\n")
-	if len(c.Hosts) != 2 {
-		t.Fatalf("%d hosts", len(c.Hosts))
+	if len(c.OtherFields().Hosts) != 2 {
+		t.Fatalf("%d hosts", len(c.OtherFields().Hosts))
 	}
 	for i, wantTO := range []time.Duration{3 * time.Second, 7 * time.Second} {
-		h := c.Hosts[i]
+		h := c.OtherFields().Hosts[i]
 		if h.Retry != 4 || h.DelayBeforeRetry != 2*time.Second || h.Warmup != 0 || !h.WarmupSet || h.DelayLoop != 20*time.Second || h.ConnectTimeout != wantTO {
 			t.Errorf("host %d: %+v", i, timingsOf(h))
 		}
 	}
 	// Without checker settings the hosts get SMTP_CHECK's defaults.
 	c = parseChecker(t, CheckSMTP, "", "", "host {\n connect_ip 10.0.0.3\n}\n")
-	if h := c.Hosts[0]; h.Retry != 1 || h.RetrySet || h.DelayBeforeRetry != time.Second || h.Warmup != time.Minute || h.WarmupSet || h.ConnectTimeout != 5*time.Second {
+	if h := c.OtherFields().Hosts[0]; h.Retry != 1 || h.RetrySet || h.DelayBeforeRetry != time.Second || h.Warmup != time.Minute || h.WarmupSet || h.ConnectTimeout != 5*time.Second {
 		t.Errorf("default host %+v", timingsOf(h))
 	}
 }

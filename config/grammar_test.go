@@ -286,13 +286,13 @@ var grammarCases = []struct {
 		if tc.ConnectIP.String() != "10.0.0.2" || tc.ConnectPort != 8080 || tc.ConnectTimeout != 4*time.Second || tc.Retry != 2 || tc.DelayBeforeRetry != time.Second || tc.DelayLoop != 7*time.Second {
 			t.Errorf("TCP_CHECK %+v", tc)
 		}
-		if mc.MiscPath != "/bin/check a" || !mc.MiscDynamic || mc.MiscTimeout != 9*time.Second {
+		if mc.OtherFields().MiscPath != "/bin/check a" || !mc.OtherFields().MiscDynamic || mc.OtherFields().MiscTimeout != 9*time.Second {
 			t.Errorf("MISC_CHECK %+v", mc)
 		}
 	}},
 	{"virtualhost inheritance", Options{}, "virtual_server 10.0.0.1 80 {\n" + vsHead + "virtualhost vs.example\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n   url {\n    path /b\n    virtualhost url.example\n   }\n  }\n }\n real_server 10.0.0.3 80 {\n  virtualhost rs.example\n  HTTP_GET {\n   url {\n    path /c\n   }\n  }\n }\n}\n", func(t *testing.T, c *Config) {
 		r := c.VirtualServers[0].RealServers
-		u0, u1, u2 := r[0].Checkers[0].URLs[0], r[0].Checkers[0].URLs[1], r[1].Checkers[0].URLs[0]
+		u0, u1, u2 := r[0].Checkers[0].HTTPFields().URLs[0], r[0].Checkers[0].HTTPFields().URLs[1], r[1].Checkers[0].HTTPFields().URLs[0]
 		if u0.Virtualhost != "vs.example" || u1.Virtualhost != "url.example" || u2.Virtualhost != "rs.example" {
 			t.Errorf("virtualhosts %q %q %q", u0.Virtualhost, u1.Virtualhost, u2.Virtualhost)
 		}
@@ -305,9 +305,9 @@ var grammarCases = []struct {
 			t.Errorf("vs %+v", v)
 		}
 		ch := v.RealServers[0].Checkers
-		if len(ch) != 5 || ch[0].DNSType != "A" || ch[0].DNSName != "example.org" || string(ch[1].Payload) != "\x0a\x0b" || string(ch[1].ReplyData) != "\x0c" ||
-			ch[2].Kind != CheckPing || ch[3].HeloName != "me" || len(ch[3].Hosts) != 1 || ch[3].Hosts[0].ConnectPort != 2525 ||
-			ch[4].URLs[0].StatusCodes[1] != (StatusRange{301, 301}) || !ch[4].EnableSNI || !ch[4].URLs[0].StatusCodes[0].Contains(204) {
+		if len(ch) != 5 || ch[0].OtherFields().DNSType != "A" || ch[0].OtherFields().DNSName != "example.org" || string(ch[1].OtherFields().Payload) != "\x0a\x0b" || string(ch[1].OtherFields().ReplyData) != "\x0c" ||
+			ch[2].Kind != CheckPing || ch[3].OtherFields().HeloName != "me" || len(ch[3].OtherFields().Hosts) != 1 || ch[3].OtherFields().Hosts[0].ConnectPort != 2525 ||
+			ch[4].HTTPFields().URLs[0].StatusCodes[1] != (StatusRange{301, 301}) || !ch[4].HTTPFields().EnableSNI || !ch[4].HTTPFields().URLs[0].StatusCodes[0].Contains(204) {
 			t.Errorf("checkers %+v", ch)
 		}
 	}},
@@ -496,7 +496,7 @@ virtual_server fd00:1::100 443 {
 			t.Errorf("vs = %+v", v)
 		}
 		r := v.RealServers[0]
-		if r.Addr.String() != "[fd00:1::21]:8443" || r.Weight != 3 || !r.InhibitOnFailure || r.Checkers[0].URLs[0].Digest != "9b3a0c85a887a256d6939da88aabd8cd" ||
+		if r.Addr.String() != "[fd00:1::21]:8443" || r.Weight != 3 || !r.InhibitOnFailure || r.Checkers[0].HTTPFields().URLs[0].Digest != "9b3a0c85a887a256d6939da88aabd8cd" ||
 			r.Checkers[0].ConnectPort != 8443 {
 			t.Errorf("rs = %+v %+v", r, r.Checkers[0])
 		}

@@ -368,12 +368,12 @@ func init() {
 		"inhibit_on_failure": func(p *parser, n *node, r *RealServer) { r.InhibitOnFailure = p.flag(n) },
 		"notify_up": func(p *parser, n *node, r *RealServer) {
 			if s, ok := p.rest(n); ok {
-				r.NotifyUp = s
+				r.options().NotifyUp = s
 			}
 		},
 		"notify_down": func(p *parser, n *node, r *RealServer) {
 			if s, ok := p.rest(n); ok {
-				r.NotifyDown = s
+				r.options().NotifyDown = s
 			}
 		},
 		"lvs_method": func(p *parser, n *node, r *RealServer) {
@@ -385,38 +385,38 @@ func init() {
 				p.errorf(n.pos(), "lvs_method: want NAT, DR or TUN, got '%s'", s)
 				return
 			}
-			r.LVSMethod = strings.ToUpper(s)
+			r.options().LVSMethod = strings.ToUpper(s)
 		},
 		"retry": func(p *parser, n *node, r *RealServer) {
 			if x, ok := p.intArg(n, 0, 1<<31-1); ok {
-				r.Retry, r.RetrySet = x, true
+				r.options().Retry, r.options().RetrySet = x, true
 			}
 		},
 		"delay_before_retry": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				r.DelayBeforeRetry, r.DelayBeforeRetrySet = d, true
+				r.options().DelayBeforeRetry, r.options().DelayBeforeRetrySet = d, true
 			}
 		},
 		"connect_timeout": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
-				r.ConnectTimeout = d
+				r.options().ConnectTimeout = d
 			}
 		},
 		"warmup": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				r.Warmup, r.WarmupSet = d, true
+				r.options().Warmup, r.options().WarmupSet = d, true
 			}
 		},
 		"delay_loop": func(p *parser, n *node, r *RealServer) {
 			if d, ok := p.secondsArg(n, 0.000001, 86400); ok {
-				r.DelayLoop = d
+				r.options().DelayLoop = d
 			}
 		},
-		"smtp_alert": func(p *parser, n *node, r *RealServer) { r.SMTPAlert = p.flag(n) },
+		"smtp_alert": func(p *parser, n *node, r *RealServer) { r.options().SMTPAlert = p.flag(n) },
 	}
 	t["virtualhost"] = func(p *parser, n *node, r *RealServer) {
 		if s, ok := p.arg(n, 1); ok {
-			r.Virtualhost = s
+			r.options().Virtualhost = s
 		}
 	}
 	for _, k := range []string{"alpha", "omega", "bfd_weight", "rs_mh_port", "uthreshold", "lthreshold", "snmp_name"} {
@@ -467,8 +467,8 @@ func (p *parser) realServer(n *node, v *VirtualServer) {
 		r.Addr = netip.AddrPortFrom(r.Addr.Addr(), 0)
 	}
 	kind := v.LBKind
-	if r.LVSMethod != "" {
-		kind = r.LVSMethod
+	if r.Options().LVSMethod != "" {
+		kind = r.Options().LVSMethod
 	}
 	if v.Addr.IsValid() && kind != "NAT" && r.Addr.Port() != v.Addr.Port() {
 		p.warnf(n.pos(), "real_server %s: port differs from the virtual server's port %d with lb_kind %s; using %d (as keepalived does)",
@@ -549,19 +549,19 @@ func init() {
 		},
 		"bindto": func(p *parser, n *node, c *Checker) {
 			if a, ok := p.addrArg(n, 1); ok {
-				c.BindTo = a
+				c.bindFields().BindTo = a
 			}
 		},
 		"bind_port": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
 				if port, ok := p.portArg(n.pos(), n.kw(), s); ok {
-					c.BindPort = port
+					c.bindFields().BindPort = port
 				}
 			}
 		},
 		"bind_if": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.BindIf = s
+				c.bindFields().BindIf = s
 			}
 		},
 		"connect_timeout": func(p *parser, n *node, c *Checker) {
@@ -605,44 +605,44 @@ func init() {
 			}
 			switch s {
 			case "1.0", "1.1", "1.0C", "1.0K":
-				c.HTTPProtocol = s
+				p.httpFields(c).HTTPProtocol = s
 			default:
 				p.errorf(n.pos(), "http_protocol: want 1.0, 1.0C, 1.0K or 1.1, got '%s'", s)
 			}
 		},
 		"virtualhost": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.Virtualhost = s
+				p.httpFields(c).Virtualhost = s
 			}
 		},
-		"enable_sni":    func(p *parser, n *node, c *Checker) { c.EnableSNI = p.flag(n) },
-		"tls_compliant": func(p *parser, n *node, c *Checker) { c.TLSCompliant = p.flag(n) },
-		"fast_recovery": func(p *parser, n *node, c *Checker) { c.FastRecovery = p.flag(n) },
+		"enable_sni":    func(p *parser, n *node, c *Checker) { p.httpFields(c).EnableSNI = p.flag(n) },
+		"tls_compliant": func(p *parser, n *node, c *Checker) { p.httpFields(c).TLSCompliant = p.flag(n) },
+		"fast_recovery": func(p *parser, n *node, c *Checker) { p.httpFields(c).FastRecovery = p.flag(n) },
 		// MISC_CHECK
 		"misc_path": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.rest(n); ok {
-				c.MiscPath = s
+				c.otherFields().MiscPath = s
 			}
 		},
 		"misc_timeout": func(p *parser, n *node, c *Checker) {
 			// 0 is accepted and means the default, as in keepalived.
 			if d, ok := p.secondsArg(n, 0, 86400); ok {
-				c.MiscTimeout = d
+				c.otherFields().MiscTimeout = d
 			}
 		},
-		"misc_dynamic": func(p *parser, n *node, c *Checker) { c.MiscDynamic = p.flag(n) },
+		"misc_dynamic": func(p *parser, n *node, c *Checker) { c.otherFields().MiscDynamic = p.flag(n) },
 		"user": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.User = s
+				c.otherFields().User = s
 				if len(n.words) > 2 {
-					c.Group = n.words[2]
+					c.otherFields().Group = n.words[2]
 				}
 			}
 		},
 		// SMTP_CHECK
 		"helo_name": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.HeloName = s
+				c.otherFields().HeloName = s
 			}
 		},
 		"host": func(p *parser, n *node, c *Checker) {
@@ -664,7 +664,7 @@ func init() {
 				}
 				checkerTable[m.kw()](p, m, h)
 			}
-			c.Hosts = append(c.Hosts, h)
+			c.otherFields().Hosts = append(c.OtherFields().Hosts, h)
 		},
 		// DNS_CHECK
 		"type": func(p *parser, n *node, c *Checker) {
@@ -674,7 +674,7 @@ func init() {
 			}
 			switch u := strings.ToUpper(s); u {
 			case "A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA":
-				c.DNSType = u
+				c.otherFields().DNSType = u
 			default:
 				p.errorf(n.pos(), "type: unknown DNS type '%s' (want A, NS, CNAME, SOA, MX, TXT or AAAA)", s)
 			}
@@ -682,9 +682,9 @@ func init() {
 		"name": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
 				if c.Kind == CheckDNS {
-					c.DNSName = s
+					c.otherFields().DNSName = s
 				} else {
-					c.Name = s
+					c.otherFields().Name = s
 				}
 			}
 		},
@@ -692,32 +692,32 @@ func init() {
 		"payload": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
 				if b, ok := p.hexBytes(n.pos(), "payload", s); ok {
-					c.Payload = b
+					c.otherFields().Payload = b
 				}
 			}
 		},
 		"require_reply": func(p *parser, n *node, c *Checker) {
 			p.noBlock(n)
-			c.RequireReply = true
+			c.otherFields().RequireReply = true
 			if len(n.words) > 1 {
 				if b, ok := p.hexBytes(n.pos(), "require_reply", n.words[1]); ok {
-					c.ReplyData = b
+					c.otherFields().ReplyData = b
 				}
 			}
 		},
 		"min_reply_length": func(p *parser, n *node, c *Checker) {
 			if x, ok := p.intArg(n, 0, 65535); ok {
-				c.MinReplyLength = x
+				c.otherFields().MinReplyLength = x
 			}
 		},
 		"max_reply_length": func(p *parser, n *node, c *Checker) {
 			if x, ok := p.intArg(n, 0, 65535); ok {
-				c.MaxReplyLength = x
+				c.otherFields().MaxReplyLength = x
 			}
 		},
 		"track_file": func(p *parser, n *node, c *Checker) {
 			if s, ok := p.arg(n, 1); ok {
-				c.Name = s
+				c.otherFields().Name = s
 			}
 		},
 		"weight": func(p *parser, n *node, c *Checker) { other(&c.Other, n) },
@@ -767,21 +767,21 @@ func (p *parser) checker(n *node, r *RealServer) {
 	}
 	switch kind {
 	case CheckMisc:
-		if c.MiscPath == "" {
+		if c.OtherFields().MiscPath == "" {
 			// keepalived: "No script path has been specified for
 			// MISC_CHECKER - skipping".
 			p.warnf(n.pos(), "MISC_CHECK without misc_path; the checker is ignored")
 			return
 		}
 	case CheckHTTP, CheckSSL:
-		if len(c.URLs) == 0 {
+		if len(c.HTTPFields().URLs) == 0 {
 			// keepalived: "HTTP/SSL_GET checker has no urls specified -
 			// ignoring".
 			p.warnf(n.pos(), "%s without a url block; the checker is ignored", kind)
 			return
 		}
 	case CheckBFD, CheckFile:
-		if c.Name == "" {
+		if c.OtherFields().Name == "" {
 			p.warnf(n.pos(), "%s without a name; the checker is ignored", kind)
 			return
 		}
@@ -858,7 +858,7 @@ func (p *parser) url(n *node, c *Checker) {
 		p.errorf(n.pos(), "url without a path")
 		return
 	}
-	c.URLs = appendSlab(&p.slabs.urlPtrs, c.URLs, u)
+	p.httpFields(c).URLs = appendSlab(&p.slabs.urlPtrs, c.HTTPFields().URLs, u)
 }
 
 func (p *parser) statusRange(pos Pos, s string) (StatusRange, bool) {

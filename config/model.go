@@ -471,9 +471,20 @@ type RealServer struct {
 	// Weight defaults to 1.
 	Weight int `json:"weight"`
 	// InhibitOnFailure: set here or inherited from the virtual server.
-	InhibitOnFailure bool   `json:"inhibit_on_failure,omitempty"`
-	NotifyUp         string `json:"notify_up,omitempty"`
-	NotifyDown       string `json:"notify_down,omitempty"`
+	InhibitOnFailure bool `json:"inhibit_on_failure,omitempty"`
+	// RealServerOptions holds the keywords few real servers write: nil when
+	// none of them is (a large file has tens of thousands of real servers,
+	// and these fields would double each one's size). Read them through
+	// Options, which never returns nil; embedded, so the JSON is flat.
+	*RealServerOptions
+	Checkers []*Checker        `json:"checkers,omitempty"`
+	Other    map[string]string `json:"other,omitempty"`
+}
+
+// RealServerOptions are a real server's less common keywords.
+type RealServerOptions struct {
+	NotifyUp   string `json:"notify_up,omitempty"`
+	NotifyDown string `json:"notify_down,omitempty"`
 	// LVSMethod overrides the virtual server's lb_kind when set.
 	LVSMethod string `json:"lvs_method,omitempty"`
 	// Alpha/omega, retry and timings inherited from the virtual server
@@ -490,9 +501,29 @@ type RealServer struct {
 	DelayLoop           time.Duration `json:"delay_loop,omitempty"`
 	SMTPAlert           bool          `json:"smtp_alert,omitempty"`
 	// Virtualhost for this real server's HTTP checks (see Checker.URLs).
-	Virtualhost string            `json:"virtualhost,omitempty"`
-	Checkers    []*Checker        `json:"checkers,omitempty"`
-	Other       map[string]string `json:"other,omitempty"`
+	Virtualhost string `json:"virtualhost,omitempty"`
+}
+
+// noRealServerOptions is what Options returns for a real server that
+// writes none: all defaults. Never written.
+var noRealServerOptions RealServerOptions
+
+// Options returns the real server's less common keywords (their zero
+// values when none was written). The result is shared: do not write it.
+func (r *RealServer) Options() *RealServerOptions {
+	if r.RealServerOptions == nil {
+		return &noRealServerOptions
+	}
+	return r.RealServerOptions
+}
+
+// options is Options for the parser, which writes: it allocates them on
+// the first keyword.
+func (r *RealServer) options() *RealServerOptions {
+	if r.RealServerOptions == nil {
+		r.RealServerOptions = new(RealServerOptions)
+	}
+	return r.RealServerOptions
 }
 
 // Checker kinds.
@@ -526,11 +557,11 @@ type Checker struct {
 	Pos  Pos    `json:"pos"`
 	Kind string `json:"kind"`
 
-	ConnectIP        netip.Addr    `json:"connect_ip"`
-	ConnectPort      uint16        `json:"connect_port"`
-	BindTo           netip.Addr    `json:"bindto,omitzero"`
-	BindPort         uint16        `json:"bind_port,omitempty"`
-	BindIf           string        `json:"bind_if,omitempty"`
+	ConnectIP   netip.Addr `json:"connect_ip"`
+	ConnectPort uint16     `json:"connect_port"`
+	// CheckerBind: bindto, bind_port, bind_if (nil when none is written; read
+	// through BindFields; embedded, so the JSON is flat).
+	*CheckerBind
 	ConnectTimeout   time.Duration `json:"connect_timeout"`
 	Retry            int           `json:"retry"`
 	DelayBeforeRetry time.Duration `json:"delay_before_retry"`
@@ -545,7 +576,26 @@ type Checker struct {
 	Omega               bool   `json:"omega,omitempty"`
 	FWMark              uint32 `json:"fwmark,omitempty"`
 
-	// HTTP_GET / SSL_GET.
+	// CheckerHTTP holds the fields of HTTP_GET and SSL_GET, CheckerOther those of
+	// the other kinds: nil for a checker of another kind (and when none is
+	// written), so that each of tens of thousands of checkers carries only
+	// its own kind's fields. Read them through HTTPFields and OtherFields,
+	// which never return nil; embedded, so the JSON is flat.
+	*CheckerHTTP
+	*CheckerOther
+
+	Other map[string]string `json:"other,omitempty"`
+}
+
+// CheckerBind is where a checker connects from.
+type CheckerBind struct {
+	BindTo   netip.Addr `json:"bindto,omitzero"`
+	BindPort uint16     `json:"bind_port,omitempty"`
+	BindIf   string     `json:"bind_if,omitempty"`
+}
+
+// CheckerHTTP are HTTP_GET's and SSL_GET's fields.
+type CheckerHTTP struct {
 	// URLs: each url's Virtualhost is resolved (url, else checker, else
 	// real server, else virtual server virtualhost; empty: the address).
 	URLs         []*URL `json:"urls,omitempty"`
@@ -554,7 +604,11 @@ type Checker struct {
 	EnableSNI    bool   `json:"enable_sni,omitempty"`
 	TLSCompliant bool   `json:"tls_compliant,omitempty"`
 	FastRecovery bool   `json:"fast_recovery,omitempty"`
+}
 
+// CheckerOther are the fields of MISC_CHECK, SMTP_CHECK, DNS_CHECK,
+// UDP_CHECK, BFD_CHECK and FILE_CHECK.
+type CheckerOther struct {
 	// MISC_CHECK.
 	MiscPath string `json:"misc_path,omitempty"`
 	// MiscTimeout: misc_timeout, else (unset or 0) the virtual server's
@@ -584,8 +638,66 @@ type Checker struct {
 
 	// BFD_CHECK / FILE_CHECK: the name of the tracked object.
 	Name string `json:"name,omitempty"`
+}
 
-	Other map[string]string `json:"other,omitempty"`
+// noCheckerBind, noCheckerHTTP and noCheckerOther are what BindFields,
+// HTTPFields and OtherFields return for a checker without them: all
+// zero. Never written.
+var (
+	noCheckerBind  CheckerBind
+	noCheckerHTTP  CheckerHTTP
+	noCheckerOther CheckerOther
+)
+
+// BindFields returns the checker's bindto, bind_port and bind_if (zero
+// when none is written). The result may be shared: do not write it.
+func (c *Checker) BindFields() *CheckerBind {
+	if c.CheckerBind == nil {
+		return &noCheckerBind
+	}
+	return c.CheckerBind
+}
+
+// HTTPFields returns the checker's HTTP_GET / SSL_GET fields (zero for
+// another kind). The result may be shared: do not write it.
+func (c *Checker) HTTPFields() *CheckerHTTP {
+	if c.CheckerHTTP == nil {
+		return &noCheckerHTTP
+	}
+	return c.CheckerHTTP
+}
+
+// OtherFields returns the checker's fields of the other kinds (zero when
+// none is set). The result may be shared: do not write it.
+func (c *Checker) OtherFields() *CheckerOther {
+	if c.CheckerOther == nil {
+		return &noCheckerOther
+	}
+	return c.CheckerOther
+}
+
+// bindFields, httpFields and otherFields are BindFields, HTTPFields and
+// OtherFields for the parser, which writes: they allocate on the first
+// keyword.
+func (c *Checker) bindFields() *CheckerBind {
+	if c.CheckerBind == nil {
+		c.CheckerBind = new(CheckerBind)
+	}
+	return c.CheckerBind
+}
+
+func (c *Checker) httpFields() *CheckerHTTP {
+	if c.CheckerHTTP == nil {
+		c.CheckerHTTP = new(CheckerHTTP)
+	}
+	return c.CheckerHTTP
+}
+
+func (c *Checker) otherFields() *CheckerOther {
+	if c.CheckerOther == nil {
+		c.CheckerOther = new(CheckerOther)
+	}
+	return c.CheckerOther
 }
 
 // URL is one url { } block of HTTP_GET / SSL_GET.

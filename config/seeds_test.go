@@ -109,7 +109,7 @@ func TestSeed000LVS(t *testing.T) {
 	}
 	for k, r := range v.RealServers {
 		want := []string{"172.16.42.102:80", "172.16.42.103:80"}[k]
-		if r.Addr.String() != want || r.Weight != 1 || r.NotifyUp != "/usr/local/notify.sh up" || r.NotifyDown != "/usr/local/notify.sh down" {
+		if r.Addr.String() != want || r.Weight != 1 || r.Options().NotifyUp != "/usr/local/notify.sh up" || r.Options().NotifyDown != "/usr/local/notify.sh down" {
 			t.Errorf("rs %d = %+v", k, r)
 		}
 		if len(r.Checkers) != 1 {
@@ -117,8 +117,8 @@ func TestSeed000LVS(t *testing.T) {
 		}
 		ch := r.Checkers[0]
 		if ch.Kind != CheckHTTP || ch.ConnectTimeout != 3*time.Second || ch.Retry != 3 || ch.DelayBeforeRetry != 3*time.Second ||
-			ch.ConnectIP.String()+":80" != want || ch.ConnectPort != 80 || len(ch.URLs) != 1 || ch.URLs[0].Path != "/index.html" ||
-			len(ch.URLs[0].StatusCodes) != 1 || ch.URLs[0].StatusCodes[0] != (StatusRange{200, 200}) || ch.DelayLoop != 6*time.Second {
+			ch.ConnectIP.String()+":80" != want || ch.ConnectPort != 80 || len(ch.HTTPFields().URLs) != 1 || ch.HTTPFields().URLs[0].Path != "/index.html" ||
+			len(ch.HTTPFields().URLs[0].StatusCodes) != 1 || ch.HTTPFields().URLs[0].StatusCodes[0] != (StatusRange{200, 200}) || ch.DelayLoop != 6*time.Second {
 			t.Errorf("checker = %+v", ch)
 		}
 	}
@@ -163,7 +163,7 @@ func TestSeed000Template(t *testing.T) {
 		t.Errorf("checkers = %v", kinds)
 	}
 	h := rs.Checkers[1]
-	if len(h.URLs) != 3 || h.URLs[0].Digest != "640205b7b0fc66c1ea91c463fac6334d" || h.URLs[0].StatusCodes[0].Lo != 200 || h.Retry != 3 {
+	if len(h.HTTPFields().URLs) != 3 || h.HTTPFields().URLs[0].Digest != "640205b7b0fc66c1ea91c463fac6334d" || h.HTTPFields().URLs[0].StatusCodes[0].Lo != 200 || h.Retry != 3 {
 		t.Errorf("HTTP_GET = %+v", h)
 	}
 }
@@ -199,7 +199,7 @@ func TestSeed001(t *testing.T) {
 			t.Fatalf("vs %d = %+v", k, v)
 		}
 		h, tcp := v.RealServers[0].Checkers[0], v.RealServers[1].Checkers[0]
-		if v.RealServers[0].Addr.String() != "192.168.1.202:80" || h.Kind != CheckHTTP || h.URLs[0].Path != "/index.html" ||
+		if v.RealServers[0].Addr.String() != "192.168.1.202:80" || h.Kind != CheckHTTP || h.HTTPFields().URLs[0].Path != "/index.html" ||
 			h.Retry != 3 || h.DelayBeforeRetry != 2*time.Second || h.ConnectTimeout != 3*time.Second {
 			t.Errorf("vs %d HTTP_GET = %+v", k, h)
 		}

@@ -182,7 +182,7 @@ func appendChecker(b []byte, c *Checker, durs map[time.Duration]string) []byte {
 	b = appendDuration(b, c.ConnectTimeout, durs)
 	b = append(b, " retry "...)
 	b = strconv.AppendInt(b, int64(c.Retry), 10)
-	for _, u := range c.URLs {
+	for _, u := range c.HTTPFields().URLs {
 		b = append(b, " url "...)
 		b = append(b, u.Path...)
 		for _, r := range u.StatusCodes {
@@ -198,9 +198,9 @@ func appendChecker(b []byte, c *Checker, durs map[time.Duration]string) []byte {
 			b = append(b, u.Digest...)
 		}
 	}
-	if c.MiscPath != "" {
+	if c.OtherFields().MiscPath != "" {
 		b = append(b, ' ')
-		b = strconv.AppendQuote(b, c.MiscPath)
+		b = strconv.AppendQuote(b, c.OtherFields().MiscPath)
 	}
 	return b
 }

@@ -30,7 +30,7 @@ func fmtVirtualServers(c *Config) string {
 					addr = fmt.Sprintf("%s:%d", ch.ConnectIP, ch.ConnectPort)
 				}
 				s := fmt.Sprintf("%s %s timeout %s retry %d", ch.Kind, addr, ch.ConnectTimeout, ch.Retry)
-				for _, u := range ch.URLs {
+				for _, u := range ch.HTTPFields().URLs {
 					s += " url " + u.Path
 					for _, r := range u.StatusCodes {
 						if r.Lo == r.Hi {
@@ -43,8 +43,8 @@ func fmtVirtualServers(c *Config) string {
 						s += " md5 " + u.Digest
 					}
 				}
-				if ch.MiscPath != "" {
-					s += fmt.Sprintf(" %q", ch.MiscPath)
+				if ch.OtherFields().MiscPath != "" {
+					s += fmt.Sprintf(" %q", ch.OtherFields().MiscPath)
 				}
 				fmt.Fprintf(&b, "; %s", s)
 			}

@@ -107,8 +107,8 @@ func (p *parser) finalize() {
 	for _, v := range p.cfg.VirtualServers {
 		for _, r := range v.RealServers {
 			for _, c := range r.Checkers {
-				if c.Kind == CheckSMTP && c.HeloName == "" {
-					c.HeloName = g.SMTPHeloName // empty: the host name, at run time
+				if c.Kind == CheckSMTP && c.OtherFields().HeloName == "" {
+					c.otherFields().HeloName = g.SMTPHeloName // empty: the host name, at run time
 				}
 			}
 		}

@@ -324,7 +324,7 @@ func planIPVS(cur, next *config.Config, in planInputs) ([]api.PlanChange, error)
 			out = append(out, api.PlanChange{Kind: api.PlanRealServer, Object: rs, Change: api.PlanRemoved,
 				Detail: fmt.Sprintf("weight %d", op.Dest.Weight)})
 		case lvs.UpdateDest:
-			old := curD.Table[op.Service.Key].Dests[op.Dest.Key()]
+			old, _ := curD.Table[op.Service.Key].Dests.Get(op.Dest.Key())
 			out = append(out, destChange(rs, old, op.Dest))
 		}
 	}

@@ -64,7 +64,7 @@ func (d *Director) virtualServers() []api.VirtualServer {
 			av.Address, av.Port = vs.Addr.Addr().String(), vs.Addr.Port()
 		}
 		for _, rs := range vs.RealServers {
-			ar := api.RealServer{Address: rs.Addr.Addr().String(), Port: rs.Addr.Port(), Weight: rs.Weight, Forward: forward(vs.LBKind, rs.LVSMethod), Healthy: true, HealthSource: "local"}
+			ar := api.RealServer{Address: rs.Addr.Addr().String(), Port: rs.Addr.Port(), Weight: rs.Weight, Forward: forward(vs.LBKind, rs.Options().LVSMethod), Healthy: true, HealthSource: "local"}
 			key := lvs.HealthKey{VS: vs.Key(), RS: rs.Addr}
 			if h, ok := health.Get(key); ok {
 				ar.Healthy = h.Up

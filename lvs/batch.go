@@ -331,7 +331,7 @@ func decodeService(b []byte) (*Service, error) {
 		if typ != attrCmdService {
 			return
 		}
-		s = &Service{Dests: map[DestKey]Dest{}}
+		s = &Service{}
 		var addr []byte
 		parseAttrs(v, func(t uint16, v []byte) {
 			switch t {
@@ -444,10 +444,11 @@ func (w *batchWriter) dumpDests(s *Service) error {
 	err := w.exchange(w.seq, w.seq, func(_ uint32, data []byte) error {
 		d, err := decodeDest(data[4:], s.Key.Family)
 		if err == nil {
-			s.Dests[d.Key()] = d
+			s.Dests = append(s.Dests, d)
 		}
 		return err
 	}, nil)
+	s.Dests.Sort()
 	if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) {
 		return ErrNoService
 	}

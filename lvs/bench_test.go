@@ -21,14 +21,14 @@ func benchTable(services, dests int, shift bool) Table {
 		}
 		a := netip.AddrFrom4([4]byte{10, 100, byte(si >> 8), byte(si)})
 		s := &Service{Key: ServiceKey{Family: AFInet, Proto: ProtoTCP, Addr: a, Port: 80}, Scheduler: "wrr",
-			Netmask: DefaultNetmask(AFInet), Dests: make(map[DestKey]Dest, dests)}
+			Netmask: DefaultNetmask(AFInet), Dests: make(Dests, 0, dests)}
 		for j := range dests {
 			w := 1
 			if shift && i%100 == 50 {
 				w = 2 // 1% of the destinations change weight (on other services)
 			}
 			d := Dest{Addr: netip.AddrFrom4([4]byte{10, 200, byte(j), byte(i % 250)}), Port: 80, Weight: w}
-			s.Dests[d.Key()] = d
+			s.Dests.Set(d)
 		}
 		t[s.Key] = s
 	}
@@ -90,9 +90,9 @@ func BenchmarkOneChange(b *testing.B) {
 		variants[1][key] = s
 	}
 	s := base[k].clone()
-	for dk, d := range s.Dests {
+	for _, d := range s.Dests {
 		d.Weight = 5
-		s.Dests[dk] = d
+		s.Dests.Set(d)
 		break
 	}
 	variants[1][k] = s

@@ -243,8 +243,8 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 	sum := 0
 	for _, rs := range vs.RealServers {
 		m := method
-		if rs.LVSMethod != "" {
-			if m, err = ParseMethod(rs.LVSMethod); err != nil {
+		if rs.Options().LVSMethod != "" {
+			if m, err = ParseMethod(rs.Options().LVSMethod); err != nil {
 				return nil, fmt.Errorf("real_server %s: %w", rs.Addr, err)
 			}
 		}
@@ -305,7 +305,11 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 	}
 	out.Quorum[vsKey] = up
 
-	dests := make(map[DestKey]Dest, len(pool)+1)
+	n := len(pool)
+	if vs.SorryServer != nil {
+		n++
+	}
+	dests := make(Dests, 0, n)
 	sorry := vs.SorryServer != nil && !up
 	for _, st := range pool {
 		d := st.dest
@@ -317,8 +321,9 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		default:
 			continue // failed, or alive while the sorry server serves
 		}
-		dests[d.Key()] = d
+		dests = append(dests, d)
 	}
+	dests.Sort()
 	if s := vs.SorryServer; s != nil && (sorry || vs.SorryServerInhibit) {
 		m := method
 		if s.LVSMethod != "" {
@@ -330,8 +335,8 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		if !sorry {
 			d.Weight, d.Health = 0, "sorry (standby)"
 		}
-		if _, clash := dests[d.Key()]; !clash {
-			dests[d.Key()] = d
+		if !dests.Has(d.Key()) {
+			dests.Set(d)
 		}
 	}
 
@@ -349,9 +354,9 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 		if err != nil {
 			return nil, err
 		}
-		for dk, d := range dests {
+		for _, d := range dests {
 			if familyOf(d.Addr) != k.Family && d.Method != TUN {
-				return nil, fmt.Errorf("real server %s: address family differs from %s (only TUN may mix families)", dk, k)
+				return nil, fmt.Errorf("real server %s: address family differs from %s (only TUN may mix families)", d.Key(), k)
 			}
 		}
 		out.Table[k] = &Service{Key: k, Scheduler: sched, Flags: flags, Timeout: timeout, Netmask: nm,

@@ -48,7 +48,7 @@ func TestFromConfigServices(t *testing.T) {
 		RealServers: []*config.RealServer{rs("10.1.0.1:53", 2, false)}}
 	v6 := vsConf("[fd00::1]:80", rs("[fd00::10]:8080", 3, false))
 	tun := vsConf("10.0.0.2:80", rs("10.1.0.2:80", 1, false))
-	tun.RealServers[0].LVSMethod = "TUN"
+	tun.RealServers[0].RealServerOptions = &config.RealServerOptions{LVSMethod: "TUN"}
 	cfg := &config.Config{
 		VirtualServers: []*config.VirtualServer{persist, fwm, grp, v6, tun},
 		VSGroups: []*config.VirtualServerGroup{{Name: "web", Members: []*config.VSGMember{

@@ -2,7 +2,6 @@ package lvs
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 )
 
@@ -100,7 +99,7 @@ func diff(current, desired Table, owned func(ServiceKey) bool, known func(Servic
 func appendServiceDiff(ops []Op, cur, want *Service) []Op {
 	if cur == nil {
 		ops = append(ops, Op{Kind: AddService, Service: want})
-		for _, d := range want.SortedDests() {
+		for _, d := range want.Dests {
 			ops = append(ops, Op{Kind: AddDest, Service: want, Dest: d})
 		}
 		return ops
@@ -110,14 +109,14 @@ func appendServiceDiff(ops []Op, cur, want *Service) []Op {
 	} else if sameDests(cur, want) {
 		return ops // the common case on a reload: nothing to sort or copy
 	}
-	for _, d := range cur.SortedDests() {
-		if _, ok := want.Dests[d.Key()]; !ok {
+	for _, d := range cur.Dests {
+		if !want.Dests.Has(d.Key()) {
 			ops = append(ops, Op{Kind: DelDest, Service: want, Dest: d})
 		}
 	}
 	var adds []Op
-	for _, d := range want.SortedDests() {
-		c, ok := cur.Dests[d.Key()]
+	for _, d := range want.Dests {
+		c, ok := cur.Dests.Get(d.Key())
 		switch {
 		case !ok:
 			adds = append(adds, Op{Kind: AddDest, Service: want, Dest: d})
@@ -139,10 +138,10 @@ func applyOp(t Table, op Op) {
 		if old, ok := t[k]; ok {
 			s.Dests = old.Dests
 			if old.frozen {
-				s.Dests = maps.Clone(old.Dests)
+				s.Dests = slices.Clone(old.Dests)
 			}
 		} else {
-			s.Dests = map[DestKey]Dest{}
+			s.Dests = nil
 		}
 		t[k] = s
 	case DelService:
@@ -153,7 +152,7 @@ func applyOp(t Table, op Op) {
 				s = s.clone()
 				t[k] = s
 			}
-			s.Dests[op.Dest.Key()] = op.Dest
+			s.Dests.Set(op.Dest)
 		}
 	case DelDest:
 		if s, ok := t[k]; ok {
@@ -161,7 +160,7 @@ func applyOp(t Table, op Op) {
 				s = s.clone()
 				t[k] = s
 			}
-			delete(s.Dests, op.Dest.Key())
+			s.Dests.Delete(op.Dest.Key())
 		}
 	}
 }
@@ -171,9 +170,9 @@ func sameDests(a, b *Service) bool {
 	if len(a.Dests) != len(b.Dests) {
 		return false
 	}
-	for k, d := range a.Dests {
-		o, ok := b.Dests[k]
-		if !ok || !d.sameKernel(o) {
+	for i, d := range a.Dests { // both sorted by key
+		o := b.Dests[i]
+		if d.Key() != o.Key() || !d.sameKernel(o) {
 			return false
 		}
 	}

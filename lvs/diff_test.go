@@ -9,9 +9,9 @@ import (
 func svc(addr string, port uint16, sched string, dests ...Dest) *Service {
 	a := netip.MustParseAddr(addr)
 	k := ServiceKey{Family: familyOf(a), Proto: ProtoTCP, Addr: a, Port: port}
-	s := &Service{Key: k, Scheduler: sched, Netmask: DefaultNetmask(k.Family), Dests: map[DestKey]Dest{}}
+	s := &Service{Key: k, Scheduler: sched, Netmask: DefaultNetmask(k.Family), Dests: nil}
 	for _, d := range dests {
-		s.Dests[d.Key()] = d
+		s.Dests.Set(d)
 	}
 	return s
 }

@@ -61,7 +61,7 @@ func (f *fakeClient) Do(op Op) error {
 		if !have {
 			return fmt.Errorf("%s: %w", op, errMissing)
 		}
-		_, dh := s.Dests[op.Dest.Key()]
+		dh := s.Dests.Has(op.Dest.Key())
 		if op.Kind == AddDest && dh {
 			return fmt.Errorf("%s: %w", op, errExists)
 		}

@@ -94,13 +94,13 @@ func parseIPVSAdm(out string) (Table, error) {
 			d.Weight, _ = strconv.Atoi(f[3])
 			d.ActiveConns, _ = strconv.Atoi(f[4])
 			d.InactConns, _ = strconv.Atoi(f[5])
-			cur.Dests[d.Key()] = d
+			cur.Dests.Set(d)
 			continue
 		}
 		if len(f) < 3 {
 			return nil, fmt.Errorf("ipvsadm line %d: %q", i+1, line)
 		}
-		s := &Service{Dests: map[DestKey]Dest{}}
+		s := &Service{Dests: nil}
 		rest := f[2:]
 		switch f[0] {
 		case "FWM":
@@ -180,13 +180,19 @@ FWM  7 IPv6 sh persistent 60 mask 64
 		t.Fatalf("parsed %v", tab.Keys())
 	}
 	s := tab[ServiceKey{Family: AFInet, Proto: ProtoTCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}]
-	if s == nil || s.Timeout != 300 || FormatNetmask(AFInet, s.Netmask) != "255.255.255.0" || s.Dests[DestKey{netip.MustParseAddr("10.1.0.1"), 80}].InactConns != 3 {
+	if s == nil || s.Timeout != 300 || FormatNetmask(AFInet, s.Netmask) != "255.255.255.0" || get(s.Dests, DestKey{netip.MustParseAddr("10.1.0.1"), 80}).InactConns != 3 {
 		t.Fatalf("TCP service: %+v", s)
 	}
-	if f := tab[ServiceKey{Family: AFInet6, FWMark: 7}]; f == nil || f.Netmask != 64 || f.Dests[DestKey{netip.MustParseAddr("fd00::10"), 0}].Method != DR {
+	if f := tab[ServiceKey{Family: AFInet6, FWMark: 7}]; f == nil || f.Netmask != 64 || get(f.Dests, DestKey{netip.MustParseAddr("fd00::10"), 0}).Method != DR {
 		t.Fatalf("FWM service: %+v", f)
 	}
 	if _, err := parseIPVSAdm(out + "XYZ 1 2\n"); err == nil {
 		t.Fatal("garbage accepted")
 	}
+}
+
+// get is ds.Get without its ok (a zero Dest when absent).
+func get(ds Dests, k DestKey) Dest {
+	d, _ := ds.Get(k)
+	return d
 }

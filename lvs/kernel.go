@@ -187,7 +187,6 @@ func fromIPVS(m *ipvs.Service) *Service {
 		Flags:     m.Flags,
 		Timeout:   m.Timeout,
 		Netmask:   m.Netmask,
-		Dests:     map[DestKey]Dest{},
 	}
 	if m.FWMark == 0 {
 		s.Key.Proto = m.Protocol
@@ -319,9 +318,9 @@ func (k *Kernel) dumpMoby() (Table, error) {
 					errs = append(errs, fmt.Errorf("read destinations of %s: %w", s.Key, err))
 				} else {
 					for _, d := range ds {
-						dd := destFromIPVS(d)
-						s.Dests[dd.Key()] = dd
+						s.Dests = append(s.Dests, destFromIPVS(d))
 					}
+					s.Dests.Sort()
 					t[s.Key] = s
 				}
 				mu.Unlock()
@@ -353,9 +352,9 @@ func (k *Kernel) Get(key ServiceKey) (*Service, error) {
 			return err
 		}
 		for _, d := range ds {
-			dd := destFromIPVS(d)
-			s.Dests[dd.Key()] = dd
+			s.Dests = append(s.Dests, destFromIPVS(d))
 		}
+		s.Dests.Sort()
 		return nil
 	})
 	if err != nil {

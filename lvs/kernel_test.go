@@ -82,7 +82,7 @@ func TestKernelEverySchedulerMethodAndFamily(t *testing.T) {
 	dr.LBKind = "DR"
 	tun := vsConf("10.0.0.3:80", rs("10.1.0.1:80", 2, false), rs("10.1.0.2:80", 1, false))
 	tun.LBKind = "TUN"
-	tun.RealServers[1].LVSMethod = "DR"
+	tun.RealServers[1].RealServerOptions = &config.RealServerOptions{LVSMethod: "DR"}
 	persist := vsConf("10.0.0.4:443", rs("10.1.0.1:443", 1, false))
 	persist.PersistenceTimeout = 600e9
 	persist.PersistenceGranularity = netip.MustParseAddr("255.255.255.0")

@@ -55,7 +55,7 @@ func (m *Memory) Do(op Op) error {
 		if !have {
 			return fmt.Errorf("%s: %w", op, ErrNoService)
 		}
-		_, dh := s.Dests[op.Dest.Key()]
+		dh := s.Dests.Has(op.Dest.Key())
 		if op.Kind == AddDest && dh {
 			return fmt.Errorf("%s: destination exists", op)
 		}

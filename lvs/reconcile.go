@@ -782,7 +782,7 @@ func (r *Reconciler) Status() Status {
 		for _, d := range want.SortedDests() {
 			ds := DestStatus{Addr: d.Key().String(), Method: d.Method.String(), Weight: d.Weight, Health: d.Health}
 			if in {
-				if kd, ok := got.Dests[d.Key()]; ok {
+				if kd, ok := got.Dests.Get(d.Key()); ok {
 					ds.InKernel, ds.Weight, ds.ActiveConn, ds.InActConn = true, kd.Weight, kd.ActiveConns, kd.InactConns
 				}
 			}

@@ -130,6 +130,11 @@ type DestKey struct {
 	Port uint16
 }
 
+// compare orders destination keys by address, then port.
+func (k DestKey) compare(o DestKey) int {
+	return cmp.Or(k.Addr.Compare(o.Addr), cmp.Compare(k.Port, o.Port))
+}
+
 // String is "addr:port".
 func (k DestKey) String() string { return netip.AddrPortFrom(k.Addr, k.Port).String() }
 
@@ -168,7 +173,7 @@ type Service struct {
 	// IPv4 the mask in network byte order read as a native uint32 (what
 	// ipvsadm sends), for IPv6 a prefix length.
 	Netmask uint32
-	Dests   map[DestKey]Dest
+	Dests   Dests
 
 	// Not written to the kernel: the virtual server in the configuration
 	// ("10.0.0.1:80/TCP", "group:NAME/TCP") and its quorum state.
@@ -190,24 +195,74 @@ func (s *Service) sameKernel(o *Service) bool {
 		s.Timeout == o.Timeout && s.Netmask == o.Netmask
 }
 
-// SortedDests returns the destinations ordered by address and port.
-func (s *Service) SortedDests() []Dest {
-	ds := slices.Collect(maps.Values(s.Dests))
-	slices.SortFunc(ds, func(a, b Dest) int {
-		return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
-	})
-	return ds
-}
+// SortedDests returns the destinations ordered by address and port: the
+// service's own (they are kept in that order), not to be modified.
+func (s *Service) SortedDests() []Dest { return s.Dests }
 
-// clone copies a service with its destination map.
+// clone copies a service with its destinations.
 func (s *Service) clone() *Service {
 	c := *s
 	c.frozen = false
-	c.Dests = maps.Clone(s.Dests)
-	if c.Dests == nil {
-		c.Dests = map[DestKey]Dest{}
-	}
+	c.Dests = slices.Clone(s.Dests)
 	return &c
+}
+
+// Dests are a service's destinations, sorted by address and port
+// (DestKey), at most one per key. A slice rather than a map: a desired
+// table of 40,000 destinations is half the size (issue 13's memory), and
+// the diff walks two sorted lists. Build one with Set, or append and
+// Sort.
+type Dests []Dest
+
+// search returns where k is or would be.
+func (ds Dests) search(k DestKey) (int, bool) {
+	return slices.BinarySearchFunc(ds, k, func(d Dest, k DestKey) int { return d.Key().compare(k) })
+}
+
+// Get returns the destination with key k.
+func (ds Dests) Get(k DestKey) (Dest, bool) {
+	if i, ok := ds.search(k); ok {
+		return ds[i], true
+	}
+	return Dest{}, false
+}
+
+// Has reports whether a destination has key k.
+func (ds Dests) Has(k DestKey) bool {
+	_, ok := ds.search(k)
+	return ok
+}
+
+// Set adds d, or replaces the destination with its key.
+func (ds *Dests) Set(d Dest) {
+	i, ok := ds.search(d.Key())
+	if ok {
+		(*ds)[i] = d
+		return
+	}
+	*ds = slices.Insert(*ds, i, d)
+}
+
+// Delete removes the destination with key k, if any.
+func (ds *Dests) Delete(k DestKey) {
+	if i, ok := ds.search(k); ok {
+		*ds = slices.Delete(*ds, i, i+1)
+	}
+}
+
+// Sort orders destinations appended in any order (a kernel dump); of
+// two with one key, the last appended stays, as a map would keep it.
+func (ds *Dests) Sort() {
+	s := *ds
+	slices.SortStableFunc(s, func(a, b Dest) int { return a.Key().compare(b.Key()) })
+	out := s[:0]
+	for i, d := range s {
+		if i+1 < len(s) && s[i+1].Key() == d.Key() {
+			continue // a later one with this key wins
+		}
+		out = append(out, d)
+	}
+	*ds = out
 }
 
 // Table is a whole IPVS table, by service key.

@@ -274,7 +274,7 @@ func sampleRight(k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKey) bool {
 			return false
 		}
 		for dk, d := range w.Dests {
-			if s.Dests[dk].Weight != d.Weight {
+			if s.Dests[dk].Key() != d.Key() || s.Dests[dk].Weight != d.Weight { // both sorted by key
 				return false
 			}
 		}

@@ -89,7 +89,7 @@ func nearlyDone(k *lvs.Kernel, cfg *config.Config, want lvs.Table) bool {
 		return false
 	}
 	for dk, d := range w.Dests {
-		if s.Dests[dk].Weight != d.Weight {
+		if s.Dests[dk].Key() != d.Key() || s.Dests[dk].Weight != d.Weight { // both sorted by key
 			return false
 		}
 	}
