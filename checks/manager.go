@@ -66,8 +66,11 @@ type Manager struct {
 	tq       []Transition // transitions not yet delivered
 	tqCond   *sync.Cond
 	stats    statsRec
-	started  bool
-	stopped  bool
+	// autoMax: MaxConcurrent follows the file-descriptor limit, which
+	// Reload raises to fit the checks (it was not set in Options).
+	autoMax bool
+	started bool
+	stopped bool
 
 	wake chan struct{}
 	work chan task // idle workers wait here
@@ -167,20 +170,22 @@ func New(opts Options) *Manager {
 	if opts.Runner == nil {
 		opts.Runner = Scripts{}
 	}
-	if opts.MaxConcurrent <= 0 {
+	autoMax := opts.MaxConcurrent <= 0
+	if autoMax {
 		opts.MaxConcurrent = defaultMaxConcurrent()
 	}
 	if opts.NotifyTimeout <= 0 {
 		opts.NotifyTimeout = 60 * time.Second
 	}
 	m := &Manager{
-		opts:   opts,
-		log:    opts.Logger.With("component", "checks"),
-		shapes: map[string]*shape{},
-		wake:   make(chan struct{}, 1),
-		work:   make(chan task),
-		out:    make(chan Transition, 256),
-		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		opts:    opts,
+		log:     opts.Logger.With("component", "checks"),
+		shapes:  map[string]*shape{},
+		wake:    make(chan struct{}, 1),
+		work:    make(chan task),
+		out:     make(chan Transition, 256),
+		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		autoMax: autoMax,
 	}
 	m.t0 = opts.Clock.Now()
 	m.tqCond = sync.NewCond(&m.mu)
@@ -262,19 +267,28 @@ func (m *Manager) Stop() {
 // transition.
 func (m *Manager) Reload(specs []Spec) error {
 	seen := map[RSKey]bool{}
+	checkers := 0
 	for i := range specs {
 		k := specs[i].Key()
 		if seen[k] {
 			return fmt.Errorf("checks: real server %s listed twice", k)
 		}
 		seen[k] = true
+		checkers += len(specs[i].Checkers)
 		for j := range specs[i].Checkers {
 			if err := specs[i].Checkers[j].Validate(); err != nil {
 				return fmt.Errorf("checks: real server %s: %w", k, err)
 			}
 		}
 	}
+	limit := 0
+	if m.autoMax {
+		limit = concurrentFor(raiseFileLimit(checkers))
+	}
 	m.mu.Lock()
+	if limit > m.opts.MaxConcurrent {
+		m.opts.MaxConcurrent = limit
+	}
 	// Resolve every checker to its shape and job, building probers for
 	// new checks first so a bad spec changes nothing.
 	ss := shapes{byKey: map[string]*shape{}}
