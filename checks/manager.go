@@ -518,7 +518,7 @@ func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan) {
 	lag := m.opts.Clock.Now().Sub(m.time(j.due))
 	deadline := now.Add(plan.timeout)
 	remote, local := plan.sockaddrs()
-	r := &connReq{remote: remote, local: local, deadline: deadline, index: -1}
+	r := &connReq{remote: remote, local: local, deadline: deadline, index: -1, closes: cp.handshakeOnly()}
 	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, deadline) }
 	m.probes.Add(1)
 	if !m.conn.start(r) {
