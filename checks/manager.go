@@ -430,8 +430,11 @@ func (m *Manager) loop() {
 	for {
 		m.mu.Lock()
 		now := m.opts.Clock.Now()
+		if !armed.IsZero() && !now.Before(armed) {
+			armed = time.Time{} // fired (or due): re-arm
+		}
 		for m.queue.Len() > 0 && m.queue[0].due <= m.at(now) {
-			m.dispatchLocked(heap.Pop(&m.queue).(*job))
+			m.dispatchLocked(heap.Pop(&m.queue).(*job), now)
 		}
 		var next time.Time
 		if m.queue.Len() > 0 {
@@ -466,13 +469,12 @@ func (m *Manager) loop() {
 			}
 			return
 		}
-		if !armed.IsZero() && !m.opts.Clock.Now().Before(armed) {
-			armed = time.Time{} // fired (or due): re-arm next round
-		}
 	}
 }
 
-func (m *Manager) dispatchLocked(j *job) {
+// dispatchLocked starts j; now is the clock's time (read by the caller:
+// under an emulated CPU reading the clock can be a system call).
+func (m *Manager) dispatchLocked(j *job, now time.Time) {
 	if m.stopped || j.removed {
 		return
 	}
@@ -484,7 +486,7 @@ func (m *Manager) dispatchLocked(j *job) {
 	j.running = true
 	if cp, ok := j.prober.(connProber); ok && m.conn != nil {
 		if plan, ok := cp.dialPlan(); ok {
-			m.handshake(j, cp, &plan)
+			m.handshake(j, cp, &plan, now)
 			return
 		}
 	}
@@ -513,9 +515,11 @@ func (m *Manager) handOff(t task) {
 
 // handshake starts j's TCP handshake on the connector; called with m.mu
 // held (start only queues).
-func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan) {
-	now := time.Now()
-	lag := m.opts.Clock.Now().Sub(m.time(j.due))
+func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan, now time.Time) {
+	lag := now.Sub(m.time(j.due))
+	if m.opts.Clock != RealClock {
+		now = time.Now() // the connector's deadlines are real time
+	}
 	deadline := now.Add(plan.timeout)
 	remote, local := plan.sockaddrs()
 	r := &connReq{remote: remote, local: local, deadline: deadline, index: -1, closes: cp.handshakeOnly()}
@@ -631,11 +635,12 @@ type emit struct {
 // apart before the checker goes down; one success brings it up.
 func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	m.mu.Lock()
+	now := m.opts.Clock.Now()
 	m.inflight--
 	for len(m.pending) > 0 && m.inflight < m.opts.MaxConcurrent {
 		n := m.pending[0]
 		m.pending = m.pending[1:]
-		m.dispatchLocked(n)
+		m.dispatchLocked(n, now)
 	}
 	m.stats.add(lag)
 	j.running = false
@@ -643,7 +648,6 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 		m.mu.Unlock()
 		return
 	}
-	now := m.opts.Clock.Now()
 	j.runs++
 	if !res.OK {
 		j.failures++
