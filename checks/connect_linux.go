@@ -58,10 +58,16 @@ const yieldEvery = 64
 // connector's goroutine, with the connected socket (its owner closes it)
 // or an error; it must not block.
 type connReq struct {
-	remote   unix.Sockaddr
-	local    unix.Sockaddr // nil: any
+	remote  unix.Sockaddr
+	local   unix.Sockaddr // nil: any
+	timeout time.Duration // connect_timeout, from the connect
+	done    func(fd int, err error)
+	// deadline is set when the connect is made: connect_timeout counts
+	// from there, as keepalived's does, not from when the check was due.
+	// A connector running late (an emulated CPU, thousands of failing
+	// checks due at once) then never fails a handshake it has not yet
+	// waited for. done may read it (it runs on the connector).
 	deadline time.Time
-	done     func(fd int, err error)
 	// closes: done closes a connected socket at once, never duplicating
 	// it (TCP_CHECK), so the close takes it out of the epoll set.
 	closes bool
@@ -216,6 +222,7 @@ func (c *connector) begin(r *connReq) {
 			return
 		}
 	}
+	r.deadline = time.Now().Add(r.timeout)
 	err = unix.Connect(fd, r.remote)
 	if err == nil {
 		r.done(fd, nil) // loopback can complete at once

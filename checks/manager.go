@@ -517,13 +517,9 @@ func (m *Manager) handOff(t task) {
 // held (start only queues).
 func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan, now time.Time) {
 	lag := now.Sub(m.time(j.due))
-	if m.opts.Clock != RealClock {
-		now = time.Now() // the connector's deadlines are real time
-	}
-	deadline := now.Add(plan.timeout)
 	remote, local := plan.sockaddrs()
-	r := &connReq{remote: remote, local: local, deadline: deadline, index: -1, closes: cp.handshakeOnly()}
-	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, deadline) }
+	r := &connReq{remote: remote, local: local, timeout: plan.timeout, index: -1, closes: cp.handshakeOnly()}
+	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, r.deadline) }
 	m.probes.Add(1)
 	if !m.conn.start(r) {
 		// The connector closed: the manager is stopping.
