@@ -58,10 +58,19 @@ const yieldEvery = 64
 // connector's goroutine, with the connected socket (its owner closes it)
 // or an error; it must not block.
 type connReq struct {
-	remote   unix.Sockaddr
-	local    unix.Sockaddr // nil: any
+	remote  unix.Sockaddr
+	local   unix.Sockaddr // nil: any
+	timeout time.Duration // connect_timeout, from the connect
+	done    func(fd int, err error)
+	// deadline is set when the connect is made: connect_timeout counts
+	// from there, as keepalived's does, not from when the check was due.
+	// A connector running late (an emulated CPU, thousands of failing
+	// checks due at once) then never fails a handshake it has not yet
+	// waited for. done may read it (it runs on the connector).
 	deadline time.Time
-	done     func(fd int, err error)
+	// closes: done closes a connected socket at once, never duplicating
+	// it (TCP_CHECK), so the close takes it out of the epoll set.
+	closes bool
 
 	fd    int
 	seq   uint32
@@ -101,9 +110,14 @@ func (c *connector) start(r *connReq) bool {
 		c.mu.Unlock()
 		return false
 	}
+	// One wakeup for a run of starts (the scheduler dispatches every
+	// due check at once): the connector takes the whole queue.
+	first := len(c.queue) == 0
 	c.queue = append(c.queue, r)
 	c.mu.Unlock()
-	c.poke()
+	if first {
+		c.poke()
+	}
 	return true
 }
 
@@ -208,6 +222,7 @@ func (c *connector) begin(r *connReq) {
 			return
 		}
 	}
+	r.deadline = time.Now().Add(r.timeout)
 	err = unix.Connect(fd, r.remote)
 	if err == nil {
 		r.done(fd, nil) // loopback can complete at once
@@ -249,8 +264,11 @@ func (c *connector) finish(r *connReq, err error) {
 		return
 	}
 	// The owner may duplicate the socket (net.FileConn), which would keep
-	// it in the set: take it out first.
-	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
+	// it in the set: take it out first, unless the owner only closes it
+	// (one system call less per healthy TCP_CHECK).
+	if !r.closes {
+		unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
+	}
 	r.done(r.fd, nil)
 }
 

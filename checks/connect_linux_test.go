@@ -107,7 +107,7 @@ func TestConnector(t *testing.T) {
 				t.Skip("no IPv6 loopback")
 			}
 			remote := rawSockaddr(tt.remote, 0)
-			r := &connReq{remote: remote, deadline: time.Now().Add(300 * time.Millisecond), index: -1}
+			r := &connReq{remote: remote, timeout: 300 * time.Millisecond, index: -1}
 			if tt.local.IsValid() {
 				r.local = rawSockaddr(tt.local, 0)
 			}
@@ -150,7 +150,7 @@ func TestConnectorClose(t *testing.T) {
 	}
 	remote := rawSockaddr(full, 0)
 	res := make(chan error, 1)
-	c.start(&connReq{remote: remote, deadline: time.Now().Add(time.Hour), index: -1,
+	c.start(&connReq{remote: remote, timeout: time.Hour, index: -1,
 		done: func(fd int, err error) { res <- err }})
 	c.close()
 	if err := <-res; !errors.Is(err, net.ErrClosed) {
@@ -214,5 +214,66 @@ func TestConnectFailedReasons(t *testing.T) {
 		if r := tt.p.connectFailed(tt.err); r.OK || r.Reason != tt.want {
 			t.Errorf("%s: got %+v, want %q", tt.name, r, tt.want)
 		}
+	}
+}
+
+// TestConnectTimeoutCountsFromConnect: a handshake that waited behind a
+// busy connector still gets its whole connect_timeout from its connect,
+// as keepalived's does (it used to count from when the check was due, so
+// a late connector failed handshakes it had not waited for).
+func TestConnectTimeoutCountsFromConnect(t *testing.T) {
+	open, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	openAP := open.Addr().(*net.TCPAddr).AddrPort()
+	closedAP := netip.AddrPortFrom(openAP.Addr(), freePort(t, "tcp"))
+	full := fullListener(t)
+	c, err := newConnector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	// The second handshake is started while the first one's done holds
+	// the connector's goroutine: it is made only after that returns,
+	// busy after it was started.
+	const busy, timeout = 400 * time.Millisecond, 200 * time.Millisecond
+	ended := make(chan error, 1)
+	var endedAt time.Time
+	second := &connReq{remote: rawSockaddr(full, 0), timeout: timeout, index: -1}
+	second.done = func(fd int, err error) {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		endedAt = time.Now()
+		ended <- err
+	}
+	var freed time.Time
+	first := &connReq{remote: rawSockaddr(closedAP, 0), timeout: time.Second, index: -1}
+	first.done = func(fd int, err error) {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if !c.start(second) {
+			t.Error("connector closed")
+		}
+		time.Sleep(busy)
+		freed = time.Now()
+	}
+	if !c.start(first) {
+		t.Fatal("connector closed")
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, errConnectTimeout) {
+			t.Fatalf("got %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handshake never ended")
+	}
+	// Both callbacks ran on the connector's goroutine, in this order.
+	if waited := endedAt.Sub(freed); waited < timeout {
+		t.Errorf("the handshake made after the connector was free timed out %v later, want its whole connect_timeout %v", waited, timeout)
 	}
 }

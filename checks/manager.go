@@ -66,8 +66,11 @@ type Manager struct {
 	tq       []Transition // transitions not yet delivered
 	tqCond   *sync.Cond
 	stats    statsRec
-	started  bool
-	stopped  bool
+	// autoMax: MaxConcurrent follows the file-descriptor limit, which
+	// Reload raises to fit the checks (it was not set in Options).
+	autoMax bool
+	started bool
+	stopped bool
 
 	wake chan struct{}
 	work chan task // idle workers wait here
@@ -170,20 +173,22 @@ func New(opts Options) *Manager {
 	if opts.Runner == nil {
 		opts.Runner = Scripts{}
 	}
-	if opts.MaxConcurrent <= 0 {
+	autoMax := opts.MaxConcurrent <= 0
+	if autoMax {
 		opts.MaxConcurrent = defaultMaxConcurrent()
 	}
 	if opts.NotifyTimeout <= 0 {
 		opts.NotifyTimeout = 60 * time.Second
 	}
 	m := &Manager{
-		opts:   opts,
-		log:    opts.Logger.With("component", "checks"),
-		shapes: map[string]*shape{},
-		wake:   make(chan struct{}, 1),
-		work:   make(chan task),
-		out:    make(chan Transition, 256),
-		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		opts:    opts,
+		log:     opts.Logger.With("component", "checks"),
+		shapes:  map[string]*shape{},
+		wake:    make(chan struct{}, 1),
+		work:    make(chan task),
+		out:     make(chan Transition, 256),
+		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		autoMax: autoMax,
 	}
 	m.t0 = opts.Clock.Now()
 	m.tqCond = sync.NewCond(&m.mu)
@@ -265,19 +270,28 @@ func (m *Manager) Stop() {
 // transition.
 func (m *Manager) Reload(specs []Spec) error {
 	seen := map[RSKey]bool{}
+	checkers := 0
 	for i := range specs {
 		k := specs[i].Key()
 		if seen[k] {
 			return fmt.Errorf("checks: real server %s listed twice", k)
 		}
 		seen[k] = true
+		checkers += len(specs[i].Checkers)
 		for j := range specs[i].Checkers {
 			if err := specs[i].Checkers[j].Validate(); err != nil {
 				return fmt.Errorf("checks: real server %s: %w", k, err)
 			}
 		}
 	}
+	limit := 0
+	if m.autoMax {
+		limit = concurrentFor(raiseFileLimit(checkers))
+	}
 	m.mu.Lock()
+	if limit > m.opts.MaxConcurrent {
+		m.opts.MaxConcurrent = limit
+	}
 	// Resolve every checker to its shape and job, building probers for
 	// new checks first so a bad spec changes nothing.
 	ss := shapes{byKey: map[string]*shape{}}
@@ -419,8 +433,11 @@ func (m *Manager) loop() {
 	for {
 		m.mu.Lock()
 		now := m.opts.Clock.Now()
+		if !armed.IsZero() && !now.Before(armed) {
+			armed = time.Time{} // fired (or due): re-arm
+		}
 		for m.queue.Len() > 0 && m.queue[0].due <= m.at(now) {
-			m.dispatchLocked(heap.Pop(&m.queue).(*job))
+			m.dispatchLocked(heap.Pop(&m.queue).(*job), now)
 		}
 		var next time.Time
 		if m.queue.Len() > 0 {
@@ -455,13 +472,12 @@ func (m *Manager) loop() {
 			}
 			return
 		}
-		if !armed.IsZero() && !m.opts.Clock.Now().Before(armed) {
-			armed = time.Time{} // fired (or due): re-arm next round
-		}
 	}
 }
 
-func (m *Manager) dispatchLocked(j *job) {
+// dispatchLocked starts j; now is the clock's time (read by the caller:
+// under an emulated CPU reading the clock can be a system call).
+func (m *Manager) dispatchLocked(j *job, now time.Time) {
 	if m.stopped || j.removed {
 		return
 	}
@@ -473,7 +489,7 @@ func (m *Manager) dispatchLocked(j *job) {
 	j.running = true
 	if cp, ok := j.prober.(connProber); ok && m.conn != nil {
 		if plan, ok := cp.dialPlan(); ok {
-			m.handshake(j, cp, &plan)
+			m.handshake(j, cp, &plan, now)
 			return
 		}
 	}
@@ -502,13 +518,11 @@ func (m *Manager) handOff(t task) {
 
 // handshake starts j's TCP handshake on the connector; called with m.mu
 // held (start only queues).
-func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan) {
-	now := time.Now()
-	lag := m.opts.Clock.Now().Sub(m.time(j.due))
-	deadline := now.Add(plan.timeout)
+func (m *Manager) handshake(j *job, cp connProber, plan *dialPlan, now time.Time) {
+	lag := now.Sub(m.time(j.due))
 	remote, local := plan.sockaddrs()
-	r := &connReq{remote: remote, local: local, deadline: deadline, index: -1}
-	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, deadline) }
+	r := &connReq{remote: remote, local: local, timeout: plan.timeout, index: -1, closes: cp.handshakeOnly()}
+	r.done = func(fd int, err error) { m.handshakeDone(j, cp, fd, err, lag, r.deadline) }
 	m.probes.Add(1)
 	if !m.conn.start(r) {
 		// The connector closed: the manager is stopping.
@@ -620,11 +634,12 @@ type emit struct {
 // apart before the checker goes down; one success brings it up.
 func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	m.mu.Lock()
+	now := m.opts.Clock.Now()
 	m.inflight--
 	for len(m.pending) > 0 && m.inflight < m.opts.MaxConcurrent {
 		n := m.pending[0]
 		m.pending = m.pending[1:]
-		m.dispatchLocked(n)
+		m.dispatchLocked(n, now)
 	}
 	m.stats.add(lag)
 	j.running = false
@@ -632,7 +647,6 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 		m.mu.Unlock()
 		return
 	}
-	now := m.opts.Clock.Now()
 	j.runs++
 	if !res.OK {
 		j.failures++
