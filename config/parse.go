@@ -24,6 +24,10 @@ type Options struct {
 	// NoInclude refuses include lines (e.g. for a pushed config whose
 	// includes would name files on another machine).
 	NoInclude bool
+	// Reuse is an earlier load (the running configuration, for a reload):
+	// virtual_server blocks whose text is unchanged are taken from it
+	// instead of parsed again (incremental.go). The result is the same.
+	Reuse *Config
 }
 
 // Load reads, parses and validates the configuration file at path.
@@ -71,6 +75,8 @@ func newPipeline(opts Options, diags *Diagnostics) (*lexer, *parser, *treeBuilde
 	p := &parser{diags: diags, opts: opts, cfg: &Config{Global: defaultGlobal()}}
 	tb := newTreeBuilder(diags, p.topNode)
 	lx := &lexer{opts: opts, diags: diags, emit: tb.line, idle: tb.idle}
+	lx.inc = newIncLoad(opts, p, tb)
+	p.cfg.inc = lx.inc.next
 	return lx, p, tb
 }
 
@@ -108,6 +114,7 @@ type parser struct {
 	removedScript                       map[string]bool
 	slabs                               slabs
 	hasGlobal                           bool
+	tops                                int // top-level statements parsed (incremental.go)
 	nextRulePref                        int // keepalived's default rule preferences count down
 }
 
@@ -371,6 +378,7 @@ func acceptedBlock(p *parser, n *node, _ *Config) {}
 func acceptedSimple(p *parser, n *node, _ *Config) {}
 
 func (p *parser) topNode(n *node) {
+	p.tops++
 	dispatchOne(p, n, topTable, p.cfg, "the top level")
 }
 
