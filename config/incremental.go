@@ -41,6 +41,8 @@ type incCache struct {
 	// moved) to the one it copies, so that planning can tell it is
 	// unchanged (ReusedFrom).
 	from map[*VirtualServer]*VirtualServer
+	// reused counts the blocks this load took from the earlier one.
+	reused int
 }
 
 // firstLine identifies a block's first line in a file.
@@ -107,6 +109,16 @@ func (c *Config) ReusedFrom(vs *VirtualServer) *VirtualServer {
 		return nil
 	}
 	return c.inc.from[vs]
+}
+
+// Reused is how many virtual_server blocks c's load took from the
+// configuration it was given to reuse (Options.Reuse) instead of parsing
+// them.
+func (c *Config) Reused() int {
+	if c == nil || c.inc == nil {
+		return 0
+	}
+	return c.inc.reused
 }
 
 // block handles the lines starting at the current one when they are a
@@ -231,6 +243,7 @@ func (in *incLoad) reuse(lx *lexer, c *cachedBlock, fk firstLine, startLine int)
 		in.p.cfg.VirtualServers = append(in.p.cfg.VirtualServers, nc.vs)
 	}
 	in.p.tops++
+	in.next.reused++
 	lx.lineNo += c.emits
 	in.tb.stack[0].last = emitted
 	in.next.add(fk, &nc)

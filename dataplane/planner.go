@@ -36,6 +36,7 @@ const maxRest = 500 * time.Millisecond
 // runs, any number of changes become one more plan.
 type planner struct {
 	lvs     *lvs.Planner
+	lastCfg *config.Config // of the last plan (logged when it changes)
 	scripts *quorumScripts // nil when Options.Scripts is set
 	log     *slog.Logger
 	in      chan planInput // capacity 1: the pending input
@@ -110,10 +111,17 @@ func (p *planner) plan(in planInput) {
 		p.scripts.global.Store(&in.cfg.Global)
 	}
 	isMaster := func(name string) bool { return in.masters == nil || in.masters[name] }
+	t0 := time.Now()
 	t, err := p.lvs.PlanChanged(in.ctx, in.cfg, lvs.Inputs{HealthTable: in.health, Master: lvs.MasterOf(in.cfg, isMaster)}, in.changed)
 	if err != nil {
 		p.log.Error("cannot compute the IPVS table", "err", err)
 		return
+	}
+	if in.cfg != p.lastCfg {
+		// A start or reload: when its table was ready (its programming
+		// follows; "ipvs reconciled").
+		p.lastCfg = in.cfg
+		p.log.Info("ipvs table planned", "services", len(t), "took", time.Since(t0).Round(time.Millisecond))
 	}
 	if in.rec == nil {
 		return

@@ -224,11 +224,14 @@ func statusLine(r director.ReloadOutcome) string {
 // running is the configuration last applied, which the parse may reuse
 // parts of; it becomes cfg once cfg is applied.
 func reload(ctx context.Context, o options, d *director.Director, log *slog.Logger, running **config.Config) error {
+	t0 := time.Now()
 	cfg, err := reloadConfig(o, log, *running)
 	if err != nil {
 		d.Refused(ctx, "SIGHUP", err)
 		return fmt.Errorf("%w: %v", errRefused, err)
 	}
+	log.Info("configuration read", "file", o.configFile, "took", time.Since(t0).Round(time.Millisecond),
+		"virtual_servers", len(cfg.VirtualServers), "unchanged_blocks_reused", cfg.Reused())
 	if err := d.Reload(ctx, cfg); err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
 		return err
