@@ -25,6 +25,9 @@ type planInput struct {
 	// changed: only these virtual servers' inputs (health) changed since
 	// the last input handed over; nil: any may have.
 	changed map[string]bool
+	// done are closed once this input's table is handed to the
+	// reconciler (programmed, or failed and left to its retries).
+	done []chan struct{}
 }
 
 // maxRest bounds the pause after a plan, so a slow plan (a large table
@@ -60,7 +63,8 @@ func newPlanner(scripts lvs.ScriptRunner, log *slog.Logger) *planner {
 // is only called from the plane's owner goroutine, the only sender.
 func (p *planner) submit(in planInput) {
 	select {
-	case <-p.in: // drop the stale pending input
+	case old := <-p.in: // drop the stale pending input (its waiters wait for this one)
+		in.done = append(old.done, in.done...)
 	default:
 	}
 	p.in <- in
@@ -85,6 +89,9 @@ func (p *planner) run() {
 		case in := <-p.in:
 			start := time.Now()
 			p.plan(in)
+			for _, c := range in.done {
+				close(c)
+			}
 			// Leave the CPU to the rest of the daemon between plans: a
 			// storm of changes gets a plan at most every 4x the time one
 			// takes (2,000 services plan in ~30 ms on the host), so the
