@@ -190,3 +190,66 @@ func TestPlanReuseNotWithoutSameObjects(t *testing.T) {
 		}
 	}
 }
+
+// reloadText is the daemon benchmark's file (dataplane scaleText): n NAT
+// virtual servers of d real servers without checkers; with shift, 1%
+// changed (the first n/100 replaced, every 100th one's weights 2).
+func reloadText(n, d int, shift bool) string {
+	var b strings.Builder
+	for i := range n {
+		si := i
+		if shift && i < n/100 {
+			si = n + i
+		}
+		fmt.Fprintf(&b, "virtual_server 10.100.%d.%d 80 {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", byte(si>>8), byte(si))
+		for j := range d {
+			w := 1
+			if shift && i%100 == 50 {
+				w = 2
+			}
+			fmt.Fprintf(&b, "  real_server 10.200.%d.%d 80 {\n    weight %d\n  }\n", j, i%250, w)
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// BenchmarkPlanReload1Percent: the plan of a 2,000 x 20 reload with 1%
+// changed, after the plan of the running configuration: with the
+// configuration parsed reusing the running one (unchanged virtual servers
+// keep their services) and parsed in full.
+func BenchmarkPlanReload1Percent(b *testing.B) {
+	texts := []string{reloadText(2000, 20, false), reloadText(2000, 20, true)}
+	for _, reuse := range []bool{true, false} {
+		name := "full"
+		if reuse {
+			name = "reusing"
+		}
+		b.Run(name, func(b *testing.B) {
+			var cfgs [2]*config.Config
+			for i, text := range texts {
+				var prev *config.Config
+				if reuse && i == 1 {
+					prev = cfgs[0]
+				}
+				c, d := config.Parse("k.conf", []byte(text), config.Options{Reuse: prev})
+				if d.HasErrors() {
+					b.Fatal(d)
+				}
+				cfgs[i] = c
+			}
+			// Reusing: the second is planned after the first, as a reload;
+			// the first again after the second (its blocks are the same
+			// objects too).
+			p := NewPlanner(nil, quietLog())
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				if _, err := p.Plan(ctx, cfgs[i%2], Inputs{}); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
