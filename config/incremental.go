@@ -138,8 +138,7 @@ func (in *incLoad) block(lx *lexer, lines *lineReader, name, baseDir string) boo
 	fk := firstLine{h: maphash.String(incSeed0, first), file: name}
 	rest := lines.text
 	startLine := lines.n
-	if c := in.prev.lookup(fk, first, rest); c != nil && lx.lineNo+c.emits <= maxTotalLines {
-		in.reuse(lx, c, fk, startLine)
+	if c := in.prev.lookup(fk, first, rest); c != nil && lx.lineNo+c.emits <= maxTotalLines && in.reuse(lx, c, fk, startLine) {
 		lines.text = rest[c.restLen:]
 		lines.n += c.lines - 1
 		return true
@@ -217,19 +216,26 @@ func (ic *incCache) add(fk firstLine, c *cachedBlock) {
 
 // reuse applies a cached block at startLine: its virtual server (copied
 // with its positions moved when its lines moved), its diagnostics, and the
-// lexer's and tree builder's state after it.
-func (in *incLoad) reuse(lx *lexer, c *cachedBlock, fk firstLine, startLine int) {
+// lexer's and tree builder's state after it. false: it cannot (the caller
+// reads the block as usual).
+func (in *incLoad) reuse(lx *lexer, c *cachedBlock, fk firstLine, startLine int) bool {
 	delta := startLine - c.line
 	nc := *c
 	nc.line = startLine
 	if delta != 0 {
+		if c.vs != nil {
+			vs, ok := shiftedCopy(c.vs, delta)
+			if !ok {
+				return false
+			}
+			nc.vs = vs
+		}
 		nc.diags = make([]Diagnostic, len(c.diags))
 		for i, d := range c.diags {
 			d.Pos.Line += delta
 			nc.diags[i] = d
 		}
 		if c.vs != nil {
-			nc.vs = shiftedCopy(c.vs, delta)
 			if in.next.from == nil {
 				in.next.from = map[*VirtualServer]*VirtualServer{}
 			}
@@ -247,6 +253,7 @@ func (in *incLoad) reuse(lx *lexer, c *cachedBlock, fk firstLine, startLine int)
 	lx.lineNo += c.emits
 	in.tb.stack[0].last = emitted
 	in.next.add(fk, &nc)
+	return true
 }
 
 // usesGlobal reports whether a virtual server holds something finalize
@@ -368,17 +375,22 @@ func (b *blockScan) feed(s string) (end int, ok bool) {
 
 // shiftedCopy copies v with every position moved by delta lines. Parts
 // without positions are shared (the model is not changed after a load).
-func shiftedCopy(v *VirtualServer, delta int) *VirtualServer {
+// ok is false for a model it cannot copy (an interface value in it).
+func shiftedCopy(v *VirtualServer, delta int) (_ *VirtualServer, ok bool) {
 	out := reflect.New(reflect.TypeFor[VirtualServer]())
 	out.Elem().Set(reflect.ValueOf(v).Elem())
 	s := shifter{delta: delta, seen: map[unsafe.Pointer]reflect.Value{}}
 	s.fix(out.Elem())
-	return out.Interface().(*VirtualServer)
+	if s.failed {
+		return nil, false
+	}
+	return out.Interface().(*VirtualServer), true
 }
 
 type shifter struct {
-	delta int
-	seen  map[unsafe.Pointer]reflect.Value // copies made, by original
+	delta  int
+	seen   map[unsafe.Pointer]reflect.Value // copies made, by original
+	failed bool
 }
 
 var posType = reflect.TypeFor[Pos]()
@@ -415,7 +427,7 @@ func hasPosLocked(t reflect.Type) bool {
 	case reflect.Map:
 		r = hasPosLocked(t.Key()) || hasPosLocked(t.Elem())
 	case reflect.Interface:
-		r = true // unknown: copied (and refused by fix if set)
+		r = true // unknown: refused by fix when set
 	}
 	hasPosCache[t] = r
 	return r
@@ -488,7 +500,7 @@ func (s *shifter) fix(v reflect.Value) {
 		v.Set(c)
 	case reflect.Interface:
 		if !v.IsNil() {
-			panic("config: incremental copy of an interface value") // no such field in the model
+			s.failed = true // no such field in the model today: the block is read again
 		}
 	}
 }
