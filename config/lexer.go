@@ -55,6 +55,8 @@ type lexer struct {
 	stack  []string // files being read, for cycle detection
 	files  []string
 
+	inc *incLoad // reuse of unchanged blocks (nil: none)
+
 	seqLines int  // lines produced by ~SEQ so far
 	tooBig   bool // maxTotalLines was reached (reported once)
 	tooLong  bool // a substitution hit maxLineLen
@@ -115,41 +117,50 @@ func (lx *lexer) lexText(name string, text string, baseDir string) {
 	lx.file = &name
 	defer func() { lx.file = prev }()
 	for lines.next() {
-		pos := Pos{File: name, Line: lines.n}
-		line := lines.line
-		// @id / @^id: the line applies only to (or to all but) one config_id.
-		line, ok := lx.conditional(line)
-		if !ok {
-			continue
+		if lx.inc != nil && lx.inc.block(lx, &lines, name, baseDir) {
+			continue // a virtual_server block, reused or recorded (incremental.go)
 		}
-		trimmed := trimBlank(line)
-		if name, value, isDef := paramDef(trimmed); isDef {
-			// A definition ending in '\' continues on the next line(s).
-			for strings.HasSuffix(value, "\\") && lines.next() {
-				next, ok := lx.conditional(lines.line)
-				value = strings.TrimRight(strings.TrimSuffix(value, "\\"), " \t")
-				if ok {
-					value += "\n" + strings.TrimSpace(next)
-				}
-			}
-			value = strings.TrimSuffix(value, "\\")
-			if lx.params == nil {
-				lx.params = map[string]string{}
-			}
-			lx.params[name] = lx.substitute(strings.TrimSpace(value), 0)
-			if lx.tooLong {
-				lx.tooLong = false
-				lx.params[name] = ""
-				lx.errorf(pos, "$%s is longer than %d bytes after substitution", name, maxLineLen)
-			}
-			continue
-		}
-		if strings.HasPrefix(trimmed, "~SEQ(") {
-			lx.seq(pos, trimmed, baseDir)
-			continue
-		}
-		lx.logicalLine(pos, line, baseDir)
+		lx.lexLine(&lines, name, baseDir)
 	}
+}
+
+// lexLine lexes the current line of lines (and the lines a definition
+// continues on).
+func (lx *lexer) lexLine(lines *lineReader, name, baseDir string) {
+	pos := Pos{File: name, Line: lines.n}
+	line := lines.line
+	// @id / @^id: the line applies only to (or to all but) one config_id.
+	line, ok := lx.conditional(line)
+	if !ok {
+		return
+	}
+	trimmed := trimBlank(line)
+	if name, value, isDef := paramDef(trimmed); isDef {
+		// A definition ending in '\' continues on the next line(s).
+		for strings.HasSuffix(value, "\\") && lines.next() {
+			next, ok := lx.conditional(lines.line)
+			value = strings.TrimRight(strings.TrimSuffix(value, "\\"), " \t")
+			if ok {
+				value += "\n" + strings.TrimSpace(next)
+			}
+		}
+		value = strings.TrimSuffix(value, "\\")
+		if lx.params == nil {
+			lx.params = map[string]string{}
+		}
+		lx.params[name] = lx.substitute(strings.TrimSpace(value), 0)
+		if lx.tooLong {
+			lx.tooLong = false
+			lx.params[name] = ""
+			lx.errorf(pos, "$%s is longer than %d bytes after substitution", name, maxLineLen)
+		}
+		return
+	}
+	if strings.HasPrefix(trimmed, "~SEQ(") {
+		lx.seq(pos, trimmed, baseDir)
+		return
+	}
+	lx.logicalLine(pos, line, baseDir)
 }
 
 // logicalLine substitutes parameters in one line (which may then become

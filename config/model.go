@@ -40,6 +40,8 @@ type Config struct {
 	Cluster *Cluster `json:"cluster,omitempty"`
 	// Files lists every file read (the main file first, then includes).
 	Files []string `json:"files,omitempty"`
+	// inc is what this load recorded for a later one (Options.Reuse).
+	inc *incCache
 }
 
 // SMTPServer is global_defs' smtp_server.

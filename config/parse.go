@@ -25,6 +25,10 @@ type Options struct {
 	// NoInclude refuses include lines (e.g. for a pushed config whose
 	// includes would name files on another machine).
 	NoInclude bool
+	// Reuse is an earlier load (the running configuration, for a reload):
+	// virtual_server blocks whose text is unchanged are taken from it
+	// instead of parsed again (incremental.go). The result is the same.
+	Reuse *Config
 }
 
 // Load reads, parses and validates the configuration file at path.
@@ -72,6 +76,8 @@ func newPipeline(opts Options, diags *Diagnostics) (*lexer, *parser, *treeBuilde
 	p := &parser{diags: diags, opts: opts, cfg: &Config{Global: defaultGlobal()}}
 	tb := newTreeBuilder(diags, p.topNode)
 	lx := &lexer{opts: opts, diags: diags, emit: tb.line, idle: tb.idle}
+	lx.inc = newIncLoad(opts, p, tb)
+	p.cfg.inc = lx.inc.next
 	return lx, p, tb
 }
 
@@ -109,6 +115,7 @@ type parser struct {
 	removedScript                       map[string]bool
 	slabs                               slabs
 	hasGlobal                           bool
+	tops                                int // top-level statements parsed (incremental.go)
 	nextRulePref                        int // keepalived's default rule preferences count down
 }
 
@@ -372,6 +379,7 @@ func acceptedBlock(p *parser, n *node, _ *Config) {}
 func acceptedSimple(p *parser, n *node, _ *Config) {}
 
 func (p *parser) topNode(n *node) {
+	p.tops++
 	dispatchOne(p, n, topTable, p.cfg, "the top level")
 }
 

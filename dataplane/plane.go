@@ -152,9 +152,24 @@ func (p *Plane) Ping(ctx context.Context) error {
 // the new specs, the previous configuration is planned again.
 func (p *Plane) Reload(ctx context.Context, cfg *config.Config) error {
 	var old *config.Config
-	if derr := p.do(ctx, func(s *state) { old = s.switchTable(cfg) }); derr != nil {
+	tableIn := make(chan struct{})
+	if derr := p.do(ctx, func(s *state) {
+		s.tableWait = append(s.tableWait, tableIn) // handed over with the plan's input
+		old = s.switchTable(cfg)
+	}); derr != nil {
 		return derr
 	}
+	// The checkers' specs are built once the table is programmed, or
+	// tableFirstWait later: building and loading 40,000 specs competes
+	// with the plan and the pass for the CPU and makes the collector run
+	// (on a small machine the reload's table came 0.5 s later).
+	wait := time.NewTimer(tableFirstWait)
+	select {
+	case <-tableIn:
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	wait.Stop()
 	specs, warnings := checks.FromConfig(cfg)
 	for _, w := range warnings {
 		p.log.Warn("checks", "msg", w)
@@ -192,6 +207,8 @@ type state struct {
 	// next plan covers every virtual server.
 	changed map[string]bool
 	partial bool
+	// tableWait: reloads waiting for the next input's table (Reload).
+	tableWait []chan struct{}
 	// loading: a start or reload whose garbage (the parsed text, the
 	// previous table and specs, netlink buffers) goes back to the system
 	// once both its checkers and its table are loaded (release).
@@ -415,6 +432,12 @@ func (s *state) release() {
 	// return, and a collection now would keep it resident.
 	time.AfterFunc(releaseDelay, debug.FreeOSMemory)
 }
+
+// tableFirstWait bounds how long a reload waits for its table to be
+// programmed before it builds the checkers' specs: a large reload's
+// programming (seconds under an emulated CPU) does not hold the checkers
+// back longer.
+const tableFirstWait = time.Second
 
 // releaseDelay is how long after a load its memory is returned.
 const releaseDelay = time.Second
@@ -697,7 +720,8 @@ func (s *state) submit() {
 	if m := s.p.masters.Load(); m != nil {
 		masters = *m
 	}
-	in := planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec}
+	in := planInput{ctx: s.ctx, cfg: s.cfg, health: health, masters: masters, rec: s.rec, done: s.tableWait}
+	s.tableWait = nil
 	if s.partial {
 		in.changed = s.changed
 	}

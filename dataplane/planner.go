@@ -25,6 +25,9 @@ type planInput struct {
 	// changed: only these virtual servers' inputs (health) changed since
 	// the last input handed over; nil: any may have.
 	changed map[string]bool
+	// done are closed once this input's table is handed to the
+	// reconciler (programmed, or failed and left to its retries).
+	done []chan struct{}
 }
 
 // maxRest bounds the pause after a plan, so a slow plan (a large table
@@ -48,6 +51,7 @@ const minRest = 50 * time.Millisecond
 // runs, any number of changes become one more plan.
 type planner struct {
 	lvs     *lvs.Planner
+	lastCfg *config.Config // of the last plan (logged when it changes)
 	scripts *quorumScripts // nil when Options.Scripts is set
 	log     *slog.Logger
 	in      chan planInput // capacity 1: the pending input
@@ -71,7 +75,8 @@ func newPlanner(scripts lvs.ScriptRunner, log *slog.Logger) *planner {
 // is only called from the plane's owner goroutine, the only sender.
 func (p *planner) submit(in planInput) {
 	select {
-	case <-p.in: // drop the stale pending input
+	case old := <-p.in: // drop the stale pending input (its waiters wait for this one)
+		in.done = append(old.done, in.done...)
 	default:
 	}
 	p.in <- in
@@ -96,6 +101,9 @@ func (p *planner) run() {
 		case in := <-p.in:
 			start := time.Now()
 			p.plan(in)
+			for _, c := range in.done {
+				close(c)
+			}
 			// Leave the CPU to the rest of the daemon between plans: a
 			// storm of changes gets a plan at most every 4x the time one
 			// takes (2,000 services plan in ~30 ms on the host), and at
@@ -123,10 +131,17 @@ func (p *planner) plan(in planInput) {
 		p.scripts.global.Store(&in.cfg.Global)
 	}
 	isMaster := func(name string) bool { return in.masters == nil || in.masters[name] }
+	t0 := time.Now()
 	t, err := p.lvs.PlanChanged(in.ctx, in.cfg, lvs.Inputs{HealthTable: in.health, Master: lvs.MasterOf(in.cfg, isMaster)}, in.changed)
 	if err != nil {
 		p.log.Error("cannot compute the IPVS table", "err", err)
 		return
+	}
+	if in.cfg != p.lastCfg {
+		// A start or reload: when its table was ready (its programming
+		// follows; "ipvs reconciled").
+		p.lastCfg = in.cfg
+		p.log.Info("ipvs table planned", "services", len(t), "took", time.Since(t0).Round(time.Millisecond))
 	}
 	if in.rec == nil {
 		return

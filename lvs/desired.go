@@ -394,6 +394,8 @@ type Planner struct {
 	keysOf  map[string][]ServiceKey
 	byKey   map[string]*config.VirtualServer // lastCfg's virtual servers
 	order   map[*config.VirtualServer]int    // their places in lastCfg
+	// lastHealth is the health table the last plan was given.
+	lastHealth *HealthTable
 }
 
 // NewPlanner returns a planner running scripts through runner (nil: none).
@@ -423,9 +425,16 @@ func (p *Planner) PlanChanged(ctx context.Context, cfg *config.Config, in Inputs
 	in.Quorum = p.quorum
 	var d Desired
 	if changed == nil || cfg == nil || cfg != p.lastCfg {
-		d = Desired{Table: Table{}, Quorum: map[string]bool{}}
-		keysOf := map[string][]ServiceKey{}
-		if cfg != nil {
+		var keysOf map[string][]ServiceKey
+		var reused bool
+		if cfg != p.lastCfg {
+			d, keysOf, reused = p.planReusing(cfg, in) // a reload (planreuse.go)
+		}
+		if !reused {
+			d = Desired{Table: Table{}, Quorum: map[string]bool{}}
+			keysOf = map[string][]ServiceKey{}
+		}
+		if cfg != nil && !reused {
 			for _, vs := range cfg.VirtualServers {
 				keys, err := addVirtualServer(&d, cfg, vs, in)
 				if err != nil {
@@ -438,12 +447,7 @@ func (p *Planner) PlanChanged(ctx context.Context, cfg *config.Config, in Inputs
 		p.lastCfg, p.last, p.keysOf, p.byKey, p.order = cfg, d.Table, keysOf, nil, nil
 	} else {
 		if p.byKey == nil {
-			p.byKey = make(map[string]*config.VirtualServer, len(cfg.VirtualServers))
-			p.order = make(map[*config.VirtualServer]int, len(cfg.VirtualServers))
-			for i, vs := range cfg.VirtualServers {
-				p.byKey[vs.Key()] = vs
-				p.order[vs] = i
-			}
+			p.indexLast()
 		}
 		d = Desired{Table: maps.Clone(p.last), Quorum: maps.Clone(p.quorum)}
 		// In configuration order, as a full plan: quorum events (and
@@ -470,6 +474,7 @@ func (p *Planner) PlanChanged(ctx context.Context, cfg *config.Config, in Inputs
 		p.last = d.Table
 	}
 	p.quorum = d.Quorum
+	p.lastHealth = in.HealthTable
 	for _, e := range d.Events {
 		state := "lost"
 		if e.Up {

@@ -159,12 +159,15 @@ func daemon(o options, cfg *config.Config, diags config.Diagnostics, stderr io.W
 	// becomes one more reload.
 	hup := make(chan struct{}, 1)
 	go func() {
+		// The configuration last applied: a reload reuses its unchanged
+		// virtual_server blocks (config.Options.Reuse).
+		running := cfg
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				notifiedReload(sdNotify, func() error { return reload(ctx, o, d, log) })
+				notifiedReload(sdNotify, func() error { return reload(ctx, o, d, log, &running) })
 			}
 		}
 	}()
@@ -218,16 +221,22 @@ func statusLine(r director.ReloadOutcome) string {
 
 // reload re-reads the file for SIGHUP and applies it; the error says why
 // it was refused (errRefused: the file has errors) or failed to apply.
-func reload(ctx context.Context, o options, d *director.Director, log *slog.Logger) error {
-	cfg, err := reloadConfig(o, log)
+// running is the configuration last applied, which the parse may reuse
+// parts of; it becomes cfg once cfg is applied.
+func reload(ctx context.Context, o options, d *director.Director, log *slog.Logger, running **config.Config) error {
+	t0 := time.Now()
+	cfg, err := reloadConfig(o, log, *running)
 	if err != nil {
 		d.Refused(ctx, "SIGHUP", err)
 		return fmt.Errorf("%w: %v", errRefused, err)
 	}
+	log.Info("configuration read", "file", o.configFile, "took", time.Since(t0).Round(time.Millisecond),
+		"virtual_servers", len(cfg.VirtualServers), "unchanged_blocks_reused", cfg.Reused())
 	if err := d.Reload(ctx, cfg); err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
 		return err
 	}
+	*running = cfg
 	log.Info("reload complete", "file", o.configFile)
 	return nil
 }
@@ -235,11 +244,11 @@ func reload(ctx context.Context, o options, d *director.Director, log *slog.Logg
 // reloadConfig reads the file again for SIGHUP and logs what it found. It
 // returns an error when the file must not be applied: any error, a truncated
 // file (a block left open) among them.
-func reloadConfig(o options, log *slog.Logger) (*config.Config, error) {
+func reloadConfig(o options, log *slog.Logger, running *config.Config) (*config.Config, error) {
 	if o.configTest {
 		oneShotGC()
 	}
-	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID})
+	cfg, diags := config.Load(o.configFile, config.Options{ConfigID: o.configID, Reuse: running})
 	diags.Log(log)
 	if err := diags.Err(); err != nil {
 		log.Error("reload refused: configuration has errors, keeping the running one", "file", o.configFile)

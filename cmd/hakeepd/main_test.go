@@ -90,7 +90,7 @@ func TestReloadConfig(t *testing.T) {
 				}
 				return a
 			}}))
-			cfg, err := reloadConfig(options{configFile: f, configID: "d1"}, log)
+			cfg, err := reloadConfig(options{configFile: f, configID: "d1"}, log, nil)
 			if (cfg != nil) != tc.applied || (err == nil) != tc.applied {
 				t.Errorf("reloadConfig returned %v, %v; want applied %v", cfg != nil, err, tc.applied)
 			}
