@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -362,4 +363,89 @@ func TestRunDoesNotSpinWhenIdle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A reload's pass of a few services (more than verifyInline) is read
+// back later service by service, not by reading the whole table, and a
+// change the kernel silently dropped is still found and repaired.
+func TestReconcilerFewServicesReadBackLater(t *testing.T) {
+	f := &droppingClient{fakeClient: newFake()}
+	r := newRec(t, f, Options{Period: time.Hour, VerifyDelay: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mk := func(n, weight int) Table {
+		t := Table{}
+		for i := range n {
+			s := svc(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), 80, "rr", dst("10.1.0.1", 80, weight))
+			t[s.Key] = s
+		}
+		return t
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30 s", what)
+			}
+		}
+	}
+	// A start larger than verifyFew: read back by a resync (a dump).
+	start := mk(verifyFew+44, 1)
+	dumps := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.dumps }
+	if _, err := r.SetDesired(ctx, start); err != nil {
+		t.Fatal(err)
+	}
+	d0 := dumps() // the first pass reads the kernel
+	go r.Run(ctx)
+	waitFor("the start's read-back", func() bool { return dumps() > d0 })
+	d1 := dumps()
+	// A reload changing 40 services; the kernel drops one change silently.
+	reload := maps.Clone(start)
+	var changed []ServiceKey
+	for k := range start {
+		if len(changed) == 40 {
+			break
+		}
+		s := svc(k.Addr.String(), k.Port, "rr", dst("10.1.0.1", 80, 2))
+		reload[k] = s
+		changed = append(changed, k)
+	}
+	f.drop.Store(&changed[0])
+	f.gets.Store(0)
+	if st, err := r.SetDesired(ctx, reload); err != nil || st.Verify != 0 {
+		t.Fatalf("reload: %v (verify %s): want no error and no read-back yet", err, st.Verify)
+	}
+	f.drop.Store(nil)
+	kernel := func() Table { f.mu.Lock(); defer f.mu.Unlock(); return f.t.Clone() }
+	waitFor("the dropped change repaired", func() bool { return len(Diff(kernel(), reload, nil)) == 0 })
+	if f.dropped.Load() == 0 {
+		t.Fatal("no change was dropped: the test tests nothing")
+	}
+	if got := f.gets.Load(); got < int64(len(changed)) || got > int64(2*len(changed)) {
+		t.Errorf("read back %d services one by one, want the %d changed ones", got, len(changed))
+	}
+	if d := dumps() - d1; d != 0 {
+		t.Errorf("the table was read %d times after the start's read-back, want 0", d)
+	}
+}
+
+// droppingClient silently ignores the changes to one service (drop).
+type droppingClient struct {
+	*fakeClient
+	drop    atomic.Pointer[ServiceKey]
+	gets    atomic.Int64
+	dropped atomic.Int64
+}
+
+func (d *droppingClient) Do(op Op) error {
+	if k := d.drop.Load(); k != nil && op.Service.Key == *k {
+		d.dropped.Add(1)
+		return nil
+	}
+	return d.fakeClient.Do(op)
+}
+
+func (d *droppingClient) Get(k ServiceKey) (*Service, error) {
+	d.gets.Add(1)
+	return d.fakeClient.Get(k)
 }

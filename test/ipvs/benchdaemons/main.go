@@ -21,8 +21,8 @@ import (
 )
 
 type result struct {
-	start, reload, idle, floor float64
-	rss, floorRSS              int
+	start, reload, idle, floor, settle float64
+	rss, floorRSS                      int
 }
 
 func main() {
@@ -39,8 +39,8 @@ func main() {
 				os.Exit(1)
 			}
 			got[d] = append(got[d], r)
-			fmt.Printf("run %d %-10s start %6.2f s  reload %6.2f s  RSS %6.1f MB  idle %.4f CPU-s/s  (VRRP alone: RSS %.1f MB, idle %.4f)  load %s\n",
-				run+1, d, r.start, r.reload, float64(r.rss)/1024, r.idle, float64(r.floorRSS)/1024, r.floor, loadavg())
+			fmt.Printf("run %d %-10s start %6.2f s  reload %6.2f s  RSS %6.1f MB  idle %.4f CPU-s/s  (VRRP alone: RSS %.1f MB, idle %.4f)  settling %.2f CPU-s  load %s\n",
+				run+1, d, r.start, r.reload, float64(r.rss)/1024, r.idle, float64(r.floorRSS)/1024, r.floor, r.settle, loadavg())
 		}
 	}
 	med := func(d string, f func(result) float64) float64 {
@@ -71,6 +71,7 @@ func main() {
 	row("start to full table", "s", start, 2)
 	row("reload 1% to full table", "s", reload, 2)
 	row("RSS after the reload", "MB", rss, 1)
+	row("CPU in the 20 s after the reload (read-back)", "CPU-s", func(r result) float64 { return r.settle }, 2)
 	row("idle CPU after the reload", "CPU-s/s", idle, 4)
 	row("RSS, vrrp_instance alone", "MB", func(r result) float64 { return float64(r.floorRSS) / 1024 }, 1)
 	row("idle CPU, vrrp_instance alone", "CPU-s/s", func(r result) float64 { return r.floor }, 4)
@@ -117,7 +118,7 @@ func boot(d string, logs bool) (result, error) {
 			continue
 		}
 		var name string
-		if _, err := fmt.Sscanf(line[i:], "BENCHDAEMON %s start=%g reload=%g rss=%d idle=%g floor=%g floorrss=%d", &name, &r.start, &r.reload, &r.rss, &r.idle, &r.floor, &r.floorRSS); err == nil && name == d {
+		if _, err := fmt.Sscanf(line[i:], "BENCHDAEMON %s start=%g reload=%g rss=%d idle=%g floor=%g floorrss=%d settle=%g", &name, &r.start, &r.reload, &r.rss, &r.idle, &r.floor, &r.floorRSS, &r.settle); err == nil && name == d {
 			found = true
 		}
 	}
