@@ -526,6 +526,9 @@ func (s *state) openIPVS() (*lvs.Reconciler, error) {
 		FlushAllOnStop: g.LVSFlushOnStopMode == "ALL",
 		StateFile:      s.p.opts.StateFile,
 		Log:            s.p.log,
+		// A resync's read of a large table is garbage once compared:
+		// returned to the system as a load's is (release).
+		AfterLargeRead: func() { time.AfterFunc(releaseDelay, debug.FreeOSMemory) },
 	})
 }
 

@@ -48,6 +48,11 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the retry delay after an error.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
+	// AfterLargeRead, if set, is called (on Run's goroutine) after a
+	// resync read a table of largeTable entries or more: the read's copy
+	// of the whole table is garbage then, and the daemon may return it to
+	// the system (a dump of 42,000 entries left ~20 MB resident).
+	AfterLargeRead func()
 }
 
 // Stats describe one reconcile pass.
@@ -434,6 +439,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 		spacing = 20
 		if st.Entries >= largeTable {
 			spacing = resyncSpacing
+			if r.opt.AfterLargeRead != nil {
+				r.opt.AfterLargeRead()
+			}
 		}
 		if err != nil {
 			if backoff == 0 {
