@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"hakeep/internal/scaleconf"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -165,45 +166,20 @@ func TestLoadDropsFileText(t *testing.T) {
 	runtime.KeepAlive(c)
 }
 
-// reloadText is the daemon benchmark's file (test/ipvs, dataplane
-// scaleText): n TCP NAT virtual servers of d real servers without checkers
-// and one vrrp_instance; with shift, 1% changed (the first n/100 services
-// replaced, every 100th service's weights 2).
-func reloadText(n, d int, shift bool) []byte {
-	var b strings.Builder
-	b.WriteString("global_defs {\n  router_id bench\n}\nvrrp_instance VI_1 {\n  state MASTER\n  interface v0\n  virtual_router_id 51\n  priority 150\n  advert_int 1\n  virtual_ipaddress {\n    10.255.1.1/32\n  }\n}\n")
-	for i := range n {
-		si := i
-		if shift && i < n/100 {
-			si = n + i
-		}
-		fmt.Fprintf(&b, "virtual_server 10.100.%d.%d 80 {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", byte(si>>8), byte(si))
-		for j := range d {
-			w := 1
-			if shift && i%100 == 50 {
-				w = 2
-			}
-			fmt.Fprintf(&b, "  real_server 10.200.%d.%d 80 {\n    weight %d\n  }\n", j, i%250, w)
-		}
-		b.WriteString("}\n")
-	}
-	return []byte(b.String())
-}
-
 // BenchmarkReload1Percent: the daemon's SIGHUP parse of the 2,000 x 20
 // file with 1% changed, in full and reusing the running configuration's
 // unchanged blocks.
 func BenchmarkReload1Percent(b *testing.B) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "k.conf")
-	if err := os.WriteFile(path, reloadText(2000, 20, false), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(scaleconf.Text(2000, 20, false)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	running, d := Load(path, Options{})
 	if d.HasErrors() {
 		b.Fatal(d)
 	}
-	if err := os.WriteFile(path, reloadText(2000, 20, true), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(scaleconf.Text(2000, 20, true)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	for _, mode := range []string{"full", "incremental"} {

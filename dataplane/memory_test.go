@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"context"
+	"hakeep/internal/scaleconf"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
@@ -50,7 +51,7 @@ func TestLoadMemoryBudget(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run("", func(t *testing.T) {
-			textA, textB := scaleText(tc.services, tc.dests, false), scaleText(tc.services, tc.dests, true)
+			textA, textB := scaleconf.Text(tc.services, tc.dests, false), scaleconf.Text(tc.services, tc.dests, true)
 			base := liveHeap()
 			mem := lvs.NewMemory()
 			cfg, diags := config.Parse("a.conf", []byte(textA), config.Options{NoInclude: true})

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"hakeep/internal/scaleconf"
 	"net/netip"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func waitTableEquals(t *testing.T, mem *lvs.Memory, want lvs.Table) {
 // leave the kernel with the table a full load of each file gives.
 func TestIncrementalReloadTable(t *testing.T) {
 	n, d := 200, 5
-	texts := []string{scaleText(n, d, false), scaleText(n, d, true), "\n\n" + scaleText(n, d, true), scaleText(n, d, false)}
+	texts := []string{scaleconf.Text(n, d, false), scaleconf.Text(n, d, true), "\n\n" + scaleconf.Text(n, d, true), scaleconf.Text(n, d, false)}
 	mem := lvs.NewMemory()
 	running := parse(t, texts[0])
 	p, stop := start(t, running, mem)
@@ -91,7 +92,7 @@ func BenchmarkReload1PercentPlane(b *testing.B) {
 
 func benchReloadPlane(b *testing.B, reuse bool) {
 	n, d := 2000, 20
-	texts := []string{scaleText(n, d, false), scaleText(n, d, true)}
+	texts := []string{scaleconf.Text(n, d, false), scaleconf.Text(n, d, true)}
 	mem := lvs.NewMemory()
 	running := parseReusing(b, texts[0], nil)
 	p := New(running, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil }})

@@ -2,12 +2,11 @@ package dataplane
 
 import (
 	"context"
-	"fmt"
+	"hakeep/internal/scaleconf"
 	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,33 +14,6 @@ import (
 	"hakeep/config"
 	"hakeep/lvs"
 )
-
-// scaleText is keepalived.conf with n TCP NAT virtual servers of d real
-// servers each (no checkers) and one vrrp_instance: the file of the
-// daemon benchmark (test/ipvs TestDaemonSideBySide). With shift, 1% is
-// changed: the first n/100 services replaced by others, and every 100th
-// service's real servers weigh 2.
-func scaleText(n, d int, shift bool) string {
-	var b strings.Builder
-	b.WriteString("global_defs {\n  router_id bench\n}\nvrrp_instance VI_1 {\n  state MASTER\n  interface v0\n  virtual_router_id 51\n  priority 150\n  advert_int 1\n  virtual_ipaddress {\n    10.255.1.1/32\n  }\n}\n")
-	for i := range n {
-		si := i
-		if shift && i < n/100 {
-			si = n + i
-		}
-		vip := netip.AddrFrom4([4]byte{10, 100, byte(si >> 8), byte(si)})
-		fmt.Fprintf(&b, "virtual_server %s 80 {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", vip)
-		for j := range d {
-			w := 1
-			if shift && i%100 == 50 {
-				w = 2
-			}
-			fmt.Fprintf(&b, "  real_server 10.200.%d.%d 80 {\n    weight %d\n  }\n", j, i%250, w)
-		}
-		b.WriteString("}\n")
-	}
-	return b.String()
-}
 
 // waitGet polls one service of the in-memory kernel until cond holds
 // (cheaper than copying the whole table each time).
@@ -75,7 +47,7 @@ func TestScaleProfile(t *testing.T) {
 		t.Skip("profile: set HAKEEP_SCALE=1 (HAKEEP_SCALE_HEAP=FILE for a heap profile after the reload)")
 	}
 	n, d := 2000, 20
-	textA, textB := scaleText(n, d, false), scaleText(n, d, true)
+	textA, textB := scaleconf.Text(n, d, false), scaleconf.Text(n, d, true)
 	mem := lvs.NewMemory()
 	t0 := time.Now()
 	cfgA := parse(t, textA)
@@ -126,7 +98,7 @@ func TestScaleProfile(t *testing.T) {
 }
 
 func BenchmarkScalePhases(b *testing.B) {
-	textA, textB := scaleText(2000, 20, false), scaleText(2000, 20, true)
+	textA, textB := scaleconf.Text(2000, 20, false), scaleconf.Text(2000, 20, true)
 	cfgA, _ := config.Parse("a", []byte(textA), config.Options{NoInclude: true})
 	cfgB, _ := config.Parse("b", []byte(textB), config.Options{NoInclude: true})
 	b.Run("parse", func(b *testing.B) {

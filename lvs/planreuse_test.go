@@ -3,6 +3,7 @@ package lvs
 import (
 	"context"
 	"fmt"
+	"hakeep/internal/scaleconf"
 	"net/netip"
 	"slices"
 	"strings"
@@ -191,35 +192,12 @@ func TestPlanReuseNotWithoutSameObjects(t *testing.T) {
 	}
 }
 
-// reloadText is the daemon benchmark's file (dataplane scaleText): n NAT
-// virtual servers of d real servers without checkers; with shift, 1%
-// changed (the first n/100 replaced, every 100th one's weights 2).
-func reloadText(n, d int, shift bool) string {
-	var b strings.Builder
-	for i := range n {
-		si := i
-		if shift && i < n/100 {
-			si = n + i
-		}
-		fmt.Fprintf(&b, "virtual_server 10.100.%d.%d 80 {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", byte(si>>8), byte(si))
-		for j := range d {
-			w := 1
-			if shift && i%100 == 50 {
-				w = 2
-			}
-			fmt.Fprintf(&b, "  real_server 10.200.%d.%d 80 {\n    weight %d\n  }\n", j, i%250, w)
-		}
-		b.WriteString("}\n")
-	}
-	return b.String()
-}
-
 // BenchmarkPlanReload1Percent: the plan of a 2,000 x 20 reload with 1%
 // changed, after the plan of the running configuration: with the
 // configuration parsed reusing the running one (unchanged virtual servers
 // keep their services) and parsed in full.
 func BenchmarkPlanReload1Percent(b *testing.B) {
-	texts := []string{reloadText(2000, 20, false), reloadText(2000, 20, true)}
+	texts := []string{scaleconf.Text(2000, 20, false), scaleconf.Text(2000, 20, true)}
 	for _, reuse := range []bool{true, false} {
 		name := "full"
 		if reuse {
