@@ -70,10 +70,12 @@ func Build(cfg *config.Config, prev *Basis) *Built {
 	}
 	b.From = prev
 	// A virtual server listed twice is not kept: Kept is by key.
+	var keys []string
 	var twice map[string]bool
 	if prev != nil {
+		keys = make([]string, len(cfg.VirtualServers))
 		seen := make(map[string]bool, len(cfg.VirtualServers))
-		for _, vs := range cfg.VirtualServers {
+		for i, vs := range cfg.VirtualServers {
 			k := vs.Key()
 			if seen[k] {
 				if twice == nil {
@@ -81,12 +83,12 @@ func Build(cfg *config.Config, prev *Basis) *Built {
 				}
 				twice[k] = true
 			}
-			seen[k] = true
+			seen[k], keys[i] = true, k
 		}
 	}
-	for _, vs := range cfg.VirtualServers {
-		if prev != nil && (prev.clean[vs] || prev.clean[cfg.ReusedFrom(vs)]) && !twice[vs.Key()] {
-			b.Kept = append(b.Kept, vs.Key())
+	for i, vs := range cfg.VirtualServers {
+		if prev != nil && (prev.clean[vs] || prev.clean[cfg.ReusedFrom(vs)]) && !twice[keys[i]] {
+			b.Kept = append(b.Kept, keys[i])
 			b.Basis.clean[vs] = true
 			continue
 		}
