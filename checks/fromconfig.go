@@ -21,57 +21,64 @@ import (
 // virtualhost from the url, checker or virtual server. Checkers hakeep
 // does not run (BFD_CHECK, FILE_CHECK) are skipped with a warning.
 func FromConfig(cfg *config.Config) (specs []Spec, warnings []string) {
-	g := &cfg.Global
-	alertDefault := len(g.NotificationEmail) > 0 && g.SMTPServer != nil
+	b := Build(cfg, nil)
+	return b.Specs, b.Warnings
+}
+
+func alertDefault(g *config.GlobalDefs) bool {
+	alert := len(g.NotificationEmail) > 0 && g.SMTPServer != nil
 	if v, ok := otherBool(g.Other, "smtp_alert_checker"); ok {
-		alertDefault = v
+		alert = v
 	} else if v, ok := otherBool(g.Other, "smtp_alert"); ok {
-		alertDefault = v
+		alert = v
 	}
-	for _, vs := range cfg.VirtualServers {
-		// Once per virtual server: its real servers' specs share the
-		// strings (the manager keeps them for the daemon's life).
-		name, key, proto := vsName(vs), vs.Key(), strings.ToLower(vs.Protocol)
-		for _, rs := range vs.RealServers {
-			s := Spec{
-				VirtualServer: key, VirtualServerName: name, Protocol: proto,
-				RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.Options().NotifyUp, NotifyDown: rs.Options().NotifyDown,
-				SMTPAlert: rs.Options().SMTPAlert || vs.SMTPAlert || alertDefault,
-				Omega:     vs.Omega,
-			}
-			for _, c := range rs.Checkers {
-				switch c.Kind {
-				case config.CheckBFD, config.CheckFile:
-					warnings = append(warnings, fmt.Sprintf("%s: %s is not supported by hakeep's checker; ignored", c.Pos, c.Kind))
-					continue
-				}
-				if c.Kind == config.CheckSMTP && len(c.OtherFields().Hosts) > 0 {
-					// Legacy host { } blocks: each is checked; all must answer.
-					for _, h := range c.OtherFields().Hosts {
-						hc := *h
-						hc.Kind = config.CheckSMTP
-						if hc.OtherFields().HeloName == "" {
-							// A copy: h's fields are the configuration's.
-							o := *hc.OtherFields()
-							o.HeloName = c.OtherFields().HeloName
-							hc.CheckerOther = &o
-						}
-						s.Checkers = append(s.Checkers, mapChecker(cfg, vs, rs, &hc))
-					}
-					continue
-				}
-				s.Checkers = append(s.Checkers, mapChecker(cfg, vs, rs, c))
-				s.Omega = s.Omega || c.Omega
-			}
-			for i := range s.Checkers {
-				if err := s.Checkers[i].Validate(); err != nil {
-					warnings = append(warnings, fmt.Sprintf("%s: real server %s: %v; checker ignored", rs.Pos, rs.Addr, err))
-					s.Checkers = append(s.Checkers[:i], s.Checkers[i+1:]...)
-					break
-				}
-			}
-			specs = append(specs, s)
+	return alert
+}
+
+// appendVS appends the specs of vs's real servers and their warnings.
+func appendVS(specs []Spec, warnings []string, cfg *config.Config, vs *config.VirtualServer, alertDefault bool) ([]Spec, []string) {
+	// Once per virtual server: its real servers' specs share the
+	// strings (the manager keeps them for the daemon's life).
+	name, key, proto := vsName(vs), vs.Key(), strings.ToLower(vs.Protocol)
+	for _, rs := range vs.RealServers {
+		s := Spec{
+			VirtualServer: key, VirtualServerName: name, Protocol: proto,
+			RealServer: rs.Addr, Weight: rs.Weight, NotifyUp: rs.Options().NotifyUp, NotifyDown: rs.Options().NotifyDown,
+			SMTPAlert: rs.Options().SMTPAlert || vs.SMTPAlert || alertDefault,
+			Omega:     vs.Omega,
 		}
+		for _, c := range rs.Checkers {
+			switch c.Kind {
+			case config.CheckBFD, config.CheckFile:
+				warnings = append(warnings, fmt.Sprintf("%s: %s is not supported by hakeep's checker; ignored", c.Pos, c.Kind))
+				continue
+			}
+			if c.Kind == config.CheckSMTP && len(c.OtherFields().Hosts) > 0 {
+				// Legacy host { } blocks: each is checked; all must answer.
+				for _, h := range c.OtherFields().Hosts {
+					hc := *h
+					hc.Kind = config.CheckSMTP
+					if hc.OtherFields().HeloName == "" {
+						// A copy: h's fields are the configuration's.
+						o := *hc.OtherFields()
+						o.HeloName = c.OtherFields().HeloName
+						hc.CheckerOther = &o
+					}
+					s.Checkers = append(s.Checkers, mapChecker(cfg, vs, rs, &hc))
+				}
+				continue
+			}
+			s.Checkers = append(s.Checkers, mapChecker(cfg, vs, rs, c))
+			s.Omega = s.Omega || c.Omega
+		}
+		for i := range s.Checkers {
+			if err := s.Checkers[i].Validate(); err != nil {
+				warnings = append(warnings, fmt.Sprintf("%s: real server %s: %v; checker ignored", rs.Pos, rs.Addr, err))
+				s.Checkers = append(s.Checkers[:i], s.Checkers[i+1:]...)
+				break
+			}
+		}
+		specs = append(specs, s)
 	}
 	return specs, warnings
 }

@@ -58,7 +58,8 @@ type Manager struct {
 	jobs     []*job
 	shapes   map[string]*shape // by key, of the jobs
 	servers  []*rsState
-	epoch    uint64 // of the current Reload
+	byVS     map[string][]*rsState // runs of servers, for ReloadKeeping
+	epoch    uint64                // of the current Reload
 	t0       time.Time
 	queue    jobHeap
 	inflight int
@@ -98,6 +99,7 @@ type job struct {
 	up, hasRun bool
 	running    bool
 	removed    bool
+	dirty      bool // during a reload: its subscribers are rebuilt
 	retryIt    int32
 	weight     int32 // misc_dynamic weight, -1 none
 	index      int32 // in Manager.queue, -1 when not queued
@@ -131,6 +133,7 @@ type rsState struct {
 	jobs []*job
 
 	up     bool
+	kept   bool // during a reload: kept as it is (ReloadKeeping)
 	weight int32
 	reason string
 	since  int64 // as Manager.at; 96 bytes in all, 40,000 of them at scale
@@ -268,77 +271,168 @@ func (m *Manager) Stop() {
 // and schedule; new ones start after a random warmup; removed ones stop. A
 // real server whose health changes because its checker set changed gets a
 // transition.
-func (m *Manager) Reload(specs []Spec) error {
-	seen := map[RSKey]bool{}
+func (m *Manager) Reload(specs []Spec) error { return m.reload(specs, nil) }
+
+// ReloadKeeping is Reload of the specs of the virtual servers in kept as
+// loaded and of specs (those of the other virtual servers): the real
+// servers of a kept virtual server keep their checks and state without
+// their checkers being looked at again, so a reload costs what changed
+// plus a walk of the rest (issue 13; Build's Kept and Specs). The result
+// is Reload's with the full specs (TestBuildEqualsFromConfig). A kept
+// virtual server must have been loaded as one run of specs and not be in
+// specs; otherwise nothing changes and it returns an error.
+func (m *Manager) ReloadKeeping(specs []Spec, kept []string) error {
+	return m.reload(specs, kept)
+}
+
+func (m *Manager) reload(specs []Spec, kept []string) error {
+	if err := checkSpecs(specs); err != nil {
+		return err
+	}
 	checkers := 0
 	for i := range specs {
-		k := specs[i].Key()
-		if seen[k] {
-			return fmt.Errorf("checks: real server %s listed twice", k)
-		}
-		seen[k] = true
 		checkers += len(specs[i].Checkers)
-		for j := range specs[i].Checkers {
-			if err := specs[i].Checkers[j].Validate(); err != nil {
-				return fmt.Errorf("checks: real server %s: %w", k, err)
+	}
+	m.mu.Lock()
+	keep, err := m.keptServers(specs, kept)
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	for _, rs := range keep {
+		checkers += len(rs.jobs)
+	}
+	unlockErr := func(err error) error {
+		for _, rs := range keep {
+			rs.kept = false
+		}
+		for _, j := range m.jobs {
+			j.dirty = false
+		}
+		m.mu.Unlock()
+		return err
+	}
+	if m.autoMax {
+		if limit := concurrentFor(raiseFileLimit(checkers)); limit > m.opts.MaxConcurrent {
+			m.opts.MaxConcurrent = limit
+		}
+	}
+	// Resolve every checker of specs to its shape and job, building
+	// probers for new checks first so a bad spec changes nothing. Kept
+	// real servers' shapes stay known.
+	ss := shapes{byKey: map[string]*shape{}}
+	var last *shape
+	for _, rs := range keep {
+		for _, j := range rs.jobs {
+			if j.s != last {
+				ss.byKey[j.s.key], last = j.s, j.s
 			}
 		}
 	}
-	limit := 0
-	if m.autoMax {
-		limit = concurrentFor(raiseFileLimit(checkers))
-	}
-	m.mu.Lock()
-	if limit > m.opts.MaxConcurrent {
-		m.opts.MaxConcurrent = limit
-	}
-	// Resolve every checker to its shape and job, building probers for
-	// new checks first so a bad spec changes nothing.
-	ss := shapes{byKey: map[string]*shape{}}
 	keys := make([]jobKey, 0, len(specs)) // every spec's checkers in order
-	byKey := make(map[jobKey]*job, max(len(m.jobs), len(specs)))
-	for _, j := range m.jobs {
-		byKey[jobKey{j.s, j.addr}] = j
-	}
-	var fresh []*job
 	for i := range specs {
 		for _, c := range specs[i].Checkers {
 			s, ap, err := ss.get(c, m.shapes)
 			if err != nil {
-				m.mu.Unlock()
-				return fmt.Errorf("checks: real server %s: %s %w", specs[i].Key(), c.Describe(), err)
+				return unlockErr(fmt.Errorf("checks: real server %s: %s %w", specs[i].Key(), c.Describe(), err))
 			}
-			key := jobKey{s, ap}
-			keys = append(keys, key)
-			if byKey[key] != nil {
+			keys = append(keys, jobKey{s, ap})
+		}
+	}
+	// The running jobs those checkers may be: all of them, or with kept
+	// real servers, those at the addresses the specs check.
+	byKey := make(map[jobKey]*job, len(keys))
+	if len(keep) == 0 {
+		for _, j := range m.jobs {
+			byKey[jobKey{j.s, j.addr}] = j
+		}
+	} else {
+		addrs := make(map[netip.AddrPort]bool, len(keys))
+		for _, k := range keys {
+			addrs[k.addr] = true
+		}
+		for _, j := range m.jobs {
+			if addrs[j.addr] {
+				byKey[jobKey{j.s, j.addr}] = j
+			}
+		}
+	}
+	var fresh []*job
+	next := 0
+	for i := range specs {
+		for _, c := range specs[i].Checkers {
+			key := keys[next]
+			next++
+			if j := byKey[key]; j != nil {
+				j.dirty = true
 				continue
 			}
-			j := &job{site: site{s, ap}, up: !c.Alpha, weight: -1, index: -1}
+			j := &job{site: site{key.s, key.addr}, up: !c.Alpha, weight: -1, index: -1, dirty: true}
+			var err error
 			if m.opts.NewProber != nil {
 				j.prober, err = m.opts.NewProber(c)
 			} else {
 				j.prober, err = proberFor(&j.site, m.opts.Runner)
 			}
 			if err != nil {
-				m.mu.Unlock()
-				return fmt.Errorf("checks: real server %s: %w", specs[i].Key(), err)
+				return unlockErr(fmt.Errorf("checks: real server %s: %w", specs[i].Key(), err))
 			}
 			byKey[key] = j
 			fresh = append(fresh, j)
 		}
 	}
+	// A job keeps its subscribers as they are when every one of them,
+	// before and after, is a kept real server; the others' are rebuilt.
+	rebuild := func(j *job) bool { return len(keep) == 0 || j.dirty }
+	oldServers := make(map[RSKey]*rsState, len(m.servers)-len(keep))
+	for _, rs := range m.servers {
+		if rs.kept {
+			continue
+		}
+		oldServers[rs.key()] = rs
+		for _, j := range rs.jobs {
+			j.dirty = true
+		}
+	}
 	infos := map[rsInfo]*rsInfo{}
 	var lastInfo *rsInfo
-	oldServers := make(map[RSKey]*rsState, len(m.servers))
-	for _, rs := range m.servers {
-		oldServers[rs.key()] = rs
-	}
 	m.epoch++
 	now := m.opts.Clock.Now()
-	newJobs := make([]*job, 0, len(byKey))
-	newServers := make([]*rsState, 0, len(specs))
+	newJobs := make([]*job, 0, len(m.jobs)+len(fresh))
+	newServers := make([]*rsState, 0, len(keep)+len(specs))
 	var emits []emit
-	next := 0
+	// subscribe adds rs (loaded) to its jobs and its health changes.
+	subscribe := func(rs *rsState, known bool) {
+		for _, j := range rs.jobs {
+			if j.epoch != m.epoch {
+				j.epoch = m.epoch
+				if rebuild(j) {
+					j.subs = j.subs[:0]
+				}
+				newJobs = append(newJobs, j)
+			}
+			if !rebuild(j) {
+				continue
+			}
+			if n := len(j.subs); n == 0 || j.subs[n-1] != rs {
+				j.subs = append(j.subs, rs)
+			}
+		}
+		up, weight := rs.health()
+		if !known {
+			rs.up, rs.weight = up, int32(weight)
+			if !up {
+				rs.reason = "alpha: starts down"
+			}
+		} else if up != rs.up {
+			emits = append(emits, m.changeLocked(rs, up, weight, "configuration reload", "", "", now))
+		}
+		newServers = append(newServers, rs)
+	}
+	for _, rs := range keep {
+		subscribe(rs, true)
+	}
+	next = 0
 	for i := range specs {
 		s := &specs[i]
 		k := s.Key()
@@ -358,38 +452,22 @@ func (m *Manager) Reload(specs []Spec) error {
 		lastInfo = rs.info
 		rs.jobs = make([]*job, 0, len(s.Checkers))
 		for range s.Checkers {
-			j := byKey[keys[next]]
+			rs.jobs = append(rs.jobs, byKey[keys[next]])
 			next++
-			if j.epoch != m.epoch {
-				j.epoch = m.epoch
-				j.subs = j.subs[:0]
-				newJobs = append(newJobs, j)
-			}
-			if n := len(j.subs); n == 0 || j.subs[n-1] != rs {
-				j.subs = append(j.subs, rs)
-			}
-			rs.jobs = append(rs.jobs, j)
 		}
-		up, weight := rs.health()
-		if !known {
-			rs.up, rs.weight = up, int32(weight)
-			if !up {
-				rs.reason = "alpha: starts down"
-			}
-		} else if up != rs.up {
-			emits = append(emits, m.changeLocked(rs, up, weight, "configuration reload", "", "", now))
-		}
-		newServers = append(newServers, rs)
+		subscribe(rs, known)
 	}
 	for _, j := range newJobs {
-		if len(j.subs) > 1 {
+		if len(j.subs) > 1 && rebuild(j) {
 			// Transitions of a shared checker come in this order.
 			sort.Slice(j.subs, func(a, b int) bool { return j.subs[a].key().String() < j.subs[b].key().String() })
 		}
+		j.dirty = false
 	}
 	for _, j := range m.jobs {
 		if j.epoch != m.epoch {
 			j.removed = true
+			j.dirty = false
 			if j.index >= 0 {
 				heap.Remove(&m.queue, int(j.index))
 			}
@@ -402,13 +480,100 @@ func (m *Manager) Reload(specs []Spec) error {
 		}
 		heap.Push(&m.queue, j)
 	}
+	for _, rs := range keep {
+		rs.kept = false
+	}
 	m.jobs, m.servers, m.shapes = newJobs, newServers, ss.byKey
+	m.byVS = runsByVS(newServers)
 	m.mu.Unlock()
 	m.poke()
 	m.publish(emits)
 	return nil
 }
 
+// keptServers returns the loaded real servers of the kept virtual
+// servers, marked kept.
+func (m *Manager) keptServers(specs []Spec, kept []string) ([]*rsState, error) {
+	if len(kept) == 0 {
+		return nil, nil
+	}
+	listed := make(map[string]bool, len(kept))
+	n := 0
+	for _, vs := range kept {
+		old := m.byVS[vs]
+		if old == nil || listed[vs] {
+			return nil, fmt.Errorf("checks: virtual server %s is not loaded as one run of real servers, or kept twice", vs)
+		}
+		listed[vs] = true
+		n += len(old)
+	}
+	var err error
+	forRuns(specs, func(vs string, lo, hi int) {
+		if listed[vs] {
+			err = fmt.Errorf("checks: virtual server %s both kept and given", vs)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	keep := make([]*rsState, 0, n)
+	for _, vs := range kept {
+		for _, rs := range m.byVS[vs] {
+			rs.kept = true
+			keep = append(keep, rs)
+		}
+	}
+	return keep, nil
+}
+
+// forRuns calls f for each run of specs of one virtual server.
+func forRuns(specs []Spec, f func(vs string, lo, hi int)) {
+	for lo := 0; lo < len(specs); {
+		vs, hi := specs[lo].VirtualServer, lo+1
+		for hi < len(specs) && specs[hi].VirtualServer == vs {
+			hi++
+		}
+		f(vs, lo, hi)
+		lo = hi
+	}
+}
+
+// runsByVS indexes loaded real servers by virtual server, for the next
+// ReloadKeeping; a virtual server in more than one run is not kept.
+func runsByVS(servers []*rsState) map[string][]*rsState {
+	by := map[string][]*rsState{}
+	for lo := 0; lo < len(servers); {
+		vs, hi := servers[lo].info.vs, lo+1
+		for hi < len(servers) && servers[hi].info.vs == vs {
+			hi++
+		}
+		if _, twice := by[vs]; twice {
+			by[vs] = nil
+		} else {
+			by[vs] = servers[lo:hi:hi]
+		}
+		lo = hi
+	}
+	return by
+}
+
+// checkSpecs refuses a real server listed twice and invalid checkers.
+func checkSpecs(specs []Spec) error {
+	seen := make(map[RSKey]bool, len(specs))
+	for i := range specs {
+		k := specs[i].Key()
+		if seen[k] {
+			return fmt.Errorf("checks: real server %s listed twice", k)
+		}
+		seen[k] = true
+		for j := range specs[i].Checkers {
+			if err := specs[i].Checkers[j].Validate(); err != nil {
+				return fmt.Errorf("checks: real server %s: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
 func (m *Manager) poke() {
 	select {
 	case m.wake <- struct{}{}:

@@ -91,6 +91,9 @@ type Plane struct {
 	// blocks its caller, the VRRP side).
 	masters     atomic.Pointer[map[string]bool]
 	mastersKick chan struct{}
+	// loaded is the basis of the checkers' specs loaded (set by Run's
+	// goroutine; a reload builds against it).
+	loaded atomic.Pointer[checks.Basis]
 }
 
 // New prepares a plane for cfg; Run starts it.
@@ -170,12 +173,14 @@ func (p *Plane) Reload(ctx context.Context, cfg *config.Config) error {
 	case <-ctx.Done():
 	}
 	wait.Stop()
-	specs, warnings := checks.FromConfig(cfg)
-	for _, w := range warnings {
+	// Only the specs of virtual servers that changed are built; the
+	// others' checks stay as loaded (checks.Build, issue 13).
+	built := checks.Build(cfg, p.loaded.Load())
+	for _, w := range built.Warnings {
 		p.log.Warn("checks", "msg", w)
 	}
 	var err error
-	if derr := p.do(ctx, func(s *state) { err = s.reload(old, cfg, specs) }); derr != nil {
+	if derr := p.do(ctx, func(s *state) { err = s.reload(old, cfg, built) }); derr != nil {
 		return derr
 	}
 	return err
@@ -256,14 +261,16 @@ func (p *Plane) Run(ctx context.Context) error {
 	s.replan()
 
 	checker := checks.New(copts)
-	specs, warnings := checks.FromConfig(cfg)
-	for _, w := range warnings {
+	built := checks.Build(cfg, nil)
+	for _, w := range built.Warnings {
 		p.log.Warn("checks", "msg", w)
 	}
+	specs := built.Specs
 	if err := checker.Start(specs); err != nil {
 		return fmt.Errorf("start checks: %w", err)
 	}
 	s.checks = checker
+	p.loaded.Store(built.Basis)
 	// Transitions carry changes only: start from each real server's
 	// initial state (down for a checker with alpha).
 	if s.seedHealth(specs) {
@@ -379,8 +386,31 @@ func (s *state) switchTable(cfg *config.Config) *config.Config {
 
 // reload loads the checker specs of cfg, whose table switchTable planned;
 // refused, the table goes back to old.
-func (s *state) reload(old, cfg *config.Config, specs []checks.Spec) error {
-	if err := s.checks.Reload(specs); err != nil {
+func (s *state) reload(old, cfg *config.Config, built *checks.Built) error {
+	specs := built.Specs
+	var kept map[string]bool
+	var err error
+	if built.From != nil && built.From == s.p.loaded.Load() {
+		if err = s.checks.ReloadKeeping(specs, built.Kept); err == nil {
+			kept = make(map[string]bool, len(built.Kept))
+			for _, vs := range built.Kept {
+				kept[vs] = true
+			}
+		}
+	}
+	if kept == nil {
+		if built.From != nil {
+			// Built against other specs than those loaded (or refused):
+			// all of them.
+			if err != nil {
+				s.p.log.Warn("checks: reloading every virtual server's", "err", err)
+			}
+			built = checks.Build(cfg, nil)
+			specs = built.Specs
+		}
+		err = s.checks.Reload(specs)
+	}
+	if err != nil {
 		if s.cfg == cfg {
 			s.cfg = old
 			s.setTimeouts(cfg)
@@ -396,6 +426,9 @@ func (s *state) reload(old, cfg *config.Config, specs []checks.Spec) error {
 			keep[lvs.HealthKey{VS: sp.VirtualServer, RS: sp.RealServer}] = true
 		}
 		for vs, rss := range s.health {
+			if kept[vs] {
+				continue // its real servers are as loaded
+			}
 			for rs := range rss {
 				if !keep[lvs.HealthKey{VS: vs, RS: rs}] {
 					s.health.delete(vs, rs)
@@ -407,6 +440,7 @@ func (s *state) reload(old, cfg *config.Config, specs []checks.Spec) error {
 			}
 		}
 	}
+	s.p.loaded.Store(built.Basis)
 	if s.seedHealth(specs) {
 		s.replan()
 	}

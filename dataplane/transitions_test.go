@@ -106,3 +106,74 @@ func TestTransitionsFollowIncrementally(t *testing.T) {
 		}
 	}
 }
+
+// Reloads that keep unchanged virtual servers' checks (checks.Build,
+// Manager.ReloadKeeping): a kept real server keeps its result and its
+// checker keeps running; changed and removed virtual servers follow the
+// file.
+func TestReloadKeepsCheckers(t *testing.T) {
+	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
+	mem := lvs.NewMemory()
+	running := parse(t, checkedText())
+	p := New(running, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
+		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	shape := func(tab lvs.Table) string {
+		var out []string
+		for _, k := range tab.Keys() {
+			var ds []string
+			for _, d := range tab[k].SortedDests() {
+				ds = append(ds, fmt.Sprintf("%s/%d", d.Key(), d.Weight))
+			}
+			out = append(out, netip.AddrPortFrom(k.Addr, k.Port).String()+"="+strings.Join(ds, ","))
+		}
+		return strings.Join(out, " ")
+	}
+	probes.set("10.0.2.1:80", true)
+	want := "10.0.0.1:80=10.0.1.1:80/1,10.0.1.2:80/1 10.0.0.2:80=10.0.2.2:80/1 10.0.0.3:80=10.0.3.1:80/1,10.0.3.2:80/1"
+	waitTable(t, mem, "one down: "+want, func(tab lvs.Table) bool { return shape(tab) == want })
+	steps := []struct {
+		name, text string
+		up         string // a real server to bring up after the reload
+		want       string
+	}{
+		{"third changed", strings.Replace(checkedText(), "real_server 10.0.3.2 80 {\n  weight 1", "real_server 10.0.3.2 80 {\n  weight 2", 1), "",
+			"10.0.0.1:80=10.0.1.1:80/1,10.0.1.2:80/1 10.0.0.2:80=10.0.2.2:80/1 10.0.0.3:80=10.0.3.1:80/1,10.0.3.2:80/2"},
+		{"kept checker still runs", "", "10.0.2.1:80",
+			"10.0.0.1:80=10.0.1.1:80/1,10.0.1.2:80/1 10.0.0.2:80=10.0.2.1:80/1,10.0.2.2:80/1 10.0.0.3:80=10.0.3.1:80/1,10.0.3.2:80/2"},
+		{"first removed, lines moved", "\n\n" + strings.Replace(strings.Replace(checkedText(), "real_server 10.0.3.2 80 {\n  weight 1", "real_server 10.0.3.2 80 {\n  weight 2", 1),
+			"virtual_server 10.0.0.1 80 {", "virtual_server 10.0.0.9 80 {", 1), "",
+			"10.0.0.2:80=10.0.2.1:80/1,10.0.2.2:80/1 10.0.0.3:80=10.0.3.1:80/1,10.0.3.2:80/2 10.0.0.9:80=10.0.1.1:80/1,10.0.1.2:80/1"},
+	}
+	for _, st := range steps {
+		if st.text != "" {
+			cfg := parseReusing(t, st.text, running)
+			if err := p.Reload(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			running = cfg
+		}
+		if st.up != "" {
+			probes.set(st.up, false)
+		}
+		waitTable(t, mem, st.name+": "+st.want, func(tab lvs.Table) bool { return shape(tab) == st.want })
+	}
+	// The checks hold the file's real servers, no more.
+	var got []string
+	for _, rs := range p.Snapshot().Checks.State() {
+		got = append(got, fmt.Sprintf("%s %s %v %d", rs.VirtualServer, rs.RealServer, rs.Up, len(rs.Checkers)))
+	}
+	wantChecks := "10.0.0.2:80/TCP 10.0.2.1:80 true 1,10.0.0.2:80/TCP 10.0.2.2:80 true 1,10.0.0.3:80/TCP 10.0.3.1:80 true 1," +
+		"10.0.0.3:80/TCP 10.0.3.2:80 true 1,10.0.0.9:80/TCP 10.0.1.1:80 true 1,10.0.0.9:80/TCP 10.0.1.2:80 true 1"
+	if strings.Join(got, ",") != wantChecks {
+		t.Errorf("checks after the reloads:\n%s\nwant\n%s", strings.Join(got, ","), wantChecks)
+	}
+}

@@ -116,6 +116,13 @@ type Reconciler struct {
 	lastErr  error
 	lastOK   time.Time
 	total    Stats
+	// ver counts changes of desired, owned and the picture (passes,
+	// SetDesired, Stop): a resync's comparison made outside the lock
+	// stands only if none came meanwhile.
+	ver uint64
+	// compared, if set (tests), runs after a resync's comparison made
+	// outside the lock.
+	compared func()
 }
 
 // NewReconciler returns a reconciler writing through c. With opt.Flush it
@@ -224,6 +231,7 @@ func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.desired = t
+	r.ver++
 	for k := range t {
 		if !r.owned[k] {
 			r.owned[k] = true
@@ -235,10 +243,12 @@ func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
 
 // Resync reads the kernel table and applies the difference (drift repair).
 //
-// The read (seconds for a large table under an emulated CPU) is made
-// without the reconciler's lock, so SetDesired never waits for it. A read
-// that a pass's changes overtook is not used (ErrResyncOvertaken): it would
-// undo them.
+// The read (seconds for a large table under an emulated CPU) and the
+// comparison of what it read with the desired table (a whole table's
+// destinations) are made without the reconciler's lock, so SetDesired
+// never waits for them. A read that a pass's changes overtook is not used
+// (ErrResyncOvertaken): it would undo them. A comparison that a pass or a
+// new desired table overtook is made again under the lock.
 func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	r.mu.Lock()
 	gen := r.gen
@@ -251,24 +261,58 @@ func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	cur, err := r.c.Dump()
 	read := time.Since(t0)
 	r.mu.Lock()
+	if err != nil {
+		r.reading--
+		defer r.mu.Unlock()
+		return r.passRead(ctx, cur, err, read, nil)
+	}
+	if !r.patchRead(cur, gen) {
+		r.reading--
+		r.mu.Unlock()
+		return Stats{Read: read}, ErrResyncOvertaken
+	}
+	// Compare outside the lock, against the desired table and the owned
+	// services of now (desired tables are not modified once set; the
+	// services the read took from the picture are copies).
+	desired, owned, ver := r.desired, maps.Clone(r.owned), r.ver
+	r.mu.Unlock()
+	ops := diff(cur, desired, func(k ServiceKey) bool { return owned[k] }, nil)
+	if r.compared != nil {
+		r.compared()
+	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reading--
-	if err == nil && r.gen != gen {
-		// Passes changed services while the table was read: for those
-		// the read may be stale, so the picture of them is the
-		// reconciler's own (what it wrote); the rest of the read stands.
-		if r.cache == nil {
+	if r.ver != ver {
+		// Overtaken: compare again, here.
+		if !r.patchRead(cur, gen) {
 			return Stats{Read: read}, ErrResyncOvertaken
 		}
-		for k := range r.during {
-			if c, ok := r.cache[k]; ok {
-				cur[k] = c
-			} else {
-				delete(cur, k)
-			}
+		return r.passRead(ctx, cur, nil, read, nil)
+	}
+	return r.passRead(ctx, cur, nil, read, &ops)
+}
+
+// patchRead makes a read that passes may have overtaken (the kernel
+// changed since gen) usable: for the services they changed the read may
+// be stale, so the picture of them is the reconciler's own (what it
+// wrote, copied); the rest of the read stands. False: there is no
+// picture (the read is not to be used).
+func (r *Reconciler) patchRead(cur Table, gen uint64) bool {
+	if r.gen == gen {
+		return true
+	}
+	if r.cache == nil {
+		return false
+	}
+	for k := range r.during {
+		if c, ok := r.cache[k]; ok {
+			cur[k] = c.clone()
+		} else {
+			delete(cur, k)
 		}
 	}
-	return r.passRead(ctx, cur, err, read)
+	return true
 }
 
 // verifyFew is the most services a deferred read-back reads one by one
@@ -340,7 +384,7 @@ func (r *Reconciler) resyncKeys(ctx context.Context, keys []ServiceKey) (Stats, 
 			delete(cur, k)
 		}
 	}
-	st, perr := r.passRead(ctx, cur, nil, read)
+	st, perr := r.passRead(ctx, cur, nil, read, nil)
 	if perr == nil && st.Ops > 0 {
 		r.log.Warn("ipvs read-back repaired the kernel table", "services", len(keys), "changes", st.Ops)
 	}
@@ -487,6 +531,7 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 	defer r.mu.Unlock()
 	if r.opt.FlushAllOnStop {
 		r.desired, r.cache = Table{}, nil
+		r.ver++
 		if err := r.c.Flush(); err != nil {
 			return fmt.Errorf("flush IPVS at stop: %w", err)
 		}
@@ -511,14 +556,17 @@ func (r *Reconciler) pass(ctx context.Context, read bool) (Stats, error) {
 	if read || r.cache == nil {
 		t0 := time.Now()
 		cur, err := r.c.Dump()
-		return r.passRead(ctx, cur, err, time.Since(t0))
+		return r.passRead(ctx, cur, err, time.Since(t0), nil)
 	}
-	return r.passRead(ctx, nil, nil, 0)
+	return r.passRead(ctx, nil, nil, 0, nil)
 }
 
 // passRead is pass with the kernel's table read already (cur, or the
 // read's error), or not read (cur and err nil: the cached picture).
-func (r *Reconciler) passRead(ctx context.Context, cur Table, err error, read time.Duration) (Stats, error) {
+// diffed: the changes from cur to the desired table, computed already
+// (Resync), with the same desired table and owned services.
+func (r *Reconciler) passRead(ctx context.Context, cur Table, err error, read time.Duration, diffed *[]Op) (Stats, error) {
+	r.ver++ // a resync comparing meanwhile compares again
 	st := Stats{Services: len(r.desired), Read: read}
 	// Record newly owned services before creating them. A failed write
 	// does not hold the table back: the service would merely not be
@@ -537,8 +585,13 @@ func (r *Reconciler) passRead(ctx context.Context, cur Table, err error, read ti
 		}
 		r.applied = nil // compare everything against what was read
 	}
-	ops := diff(r.cache, r.desired, func(k ServiceKey) bool { return r.owned[k] },
-		func(k ServiceKey, s *Service) bool { return r.applied[k] == s })
+	var ops []Op
+	if diffed != nil && cur != nil {
+		ops = *diffed
+	} else {
+		ops = diff(r.cache, r.desired, func(k ServiceKey) bool { return r.owned[k] },
+			func(k ServiceKey, s *Service) bool { return r.applied[k] == s })
+	}
 	if len(ops) == 0 {
 		r.markApplied()
 		return st, r.done()

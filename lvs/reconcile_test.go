@@ -449,3 +449,71 @@ func (d *droppingClient) Get(k ServiceKey) (*Service, error) {
 	d.gets.Add(1)
 	return d.fakeClient.Get(k)
 }
+
+// A resync compares what it read without the reconciler's lock: a pass
+// arriving meanwhile does not wait for the comparison, the resync then
+// compares again, and drift is repaired either way.
+func TestResyncComparesWithoutTheLock(t *testing.T) {
+	a := svc("10.0.0.1", 80, "rr", dst("10.1.0.1", 80, 1))
+	b := svc("10.0.0.2", 80, "rr", dst("10.1.0.1", 80, 1))
+	tests := []struct {
+		name      string
+		meanwhile Table // desired while the resync compares; nil: nothing
+		want      []string
+	}{
+		{"drift repaired", nil, []string{"TCP 10.0.0.1:80 1", "TCP 10.0.0.2:80 1"}},
+		{"a service added meanwhile", table(a, b, svc("10.0.0.3", 80, "rr")), []string{"TCP 10.0.0.1:80 1", "TCP 10.0.0.2:80 1", "TCP 10.0.0.3:80 0"}},
+		{"a service removed meanwhile", table(b), []string{"TCP 10.0.0.2:80 1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			r := newRec(t, f, Options{})
+			ctx := context.Background()
+			if _, err := r.SetDesired(ctx, table(a, b)); err != nil {
+				t.Fatal(err)
+			}
+			// Drift: a destination and a service gone behind our back.
+			f.mu.Lock()
+			delete(f.t, b.Key)
+			drifted := f.t[a.Key].clone()
+			drifted.Dests = nil
+			f.t[a.Key] = drifted
+			f.mu.Unlock()
+			comparing, release := make(chan struct{}), make(chan struct{})
+			r.compared = func() {
+				close(comparing)
+				<-release
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := r.Resync(ctx)
+				done <- err
+			}()
+			<-comparing
+			if tc.meanwhile != nil {
+				passed := make(chan error, 1)
+				go func() {
+					_, err := r.SetDesired(ctx, tc.meanwhile)
+					passed <- err
+				}()
+				// It must not wait for the comparison (released only after).
+				if err := <-passed; err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatalf("resync: %v", err)
+			}
+			got, _ := f.Dump()
+			var keys []string
+			for _, k := range got.Keys() {
+				keys = append(keys, fmt.Sprintf("%s %d", k, len(got[k].Dests)))
+			}
+			if !slices.Equal(keys, tc.want) {
+				t.Fatalf("kernel after the resync: %v, want %v", keys, tc.want)
+			}
+		})
+	}
+}
