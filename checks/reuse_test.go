@@ -2,6 +2,7 @@ package checks
 
 import (
 	"fmt"
+	"hakeep/internal/scaleconf"
 	"io"
 	"log/slog"
 	"reflect"
@@ -286,29 +287,6 @@ func TestReloadKeepingRefuses(t *testing.T) {
 	}
 }
 
-// reloadChecksText is the 2,000 x 20 file of the reload benchmarks with
-// a checker per real server; shift changes 1%: the first 20 virtual
-// servers move to other addresses, 20 others change a weight.
-func reloadChecksText(n, d int, shift bool, checker string) string {
-	var b strings.Builder
-	for i := range n {
-		si := i
-		if shift && i < n/100 {
-			si = n + i
-		}
-		fmt.Fprintf(&b, "virtual_server 10.100.%d.%d 80 {\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n", byte(si>>8), byte(si))
-		for j := range d {
-			w := 1
-			if shift && i%100 == 50 {
-				w = 2
-			}
-			fmt.Fprintf(&b, "  real_server 10.200.%d.%d 80 {\n    weight %d\n%s  }\n", j, i%250, w, checker)
-		}
-		b.WriteString("}\n")
-	}
-	return b.String()
-}
-
 // BenchmarkChecksReload1Percent: the checkers' part of a SIGHUP of the
 // 2,000 x 20 file with 1% changed (40,000 checks): the specs built and
 // loaded into a Manager, in full (FromConfig, Reload) and reusing the
@@ -320,7 +298,7 @@ func BenchmarkChecksReload1Percent(b *testing.B) {
 		"HTTP_GET":  "    HTTP_GET {\n      url {\n        path /health\n        status_code 200\n      }\n      connect_timeout 3\n    }\n",
 	}
 	for _, kind := range []string{"TCP_CHECK", "HTTP_GET"} {
-		texts := []string{reloadChecksText(2000, 20, false, checkers[kind]), reloadChecksText(2000, 20, true, checkers[kind])}
+		texts := []string{scaleconf.TextChecked(2000, 20, false, checkers[kind]), scaleconf.TextChecked(2000, 20, true, checkers[kind])}
 		var cfgs [2]*config.Config
 		for i, text := range texts {
 			var prev *config.Config

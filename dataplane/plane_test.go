@@ -82,21 +82,7 @@ func empty(tab lvs.Table) bool { return len(tab) == 0 }
 
 func start(t *testing.T, cfg *config.Config, mem *lvs.Memory) (*Plane, func()) {
 	t.Helper()
-	p := New(cfg, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil }})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	return p, func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not return after cancel")
-		}
-	}
+	return runPlane(t, New(cfg, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil }}))
 }
 
 // The first virtual server arriving by reload opens IPVS and programs it;

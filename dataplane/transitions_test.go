@@ -58,15 +58,8 @@ func TestTransitionsFollowIncrementally(t *testing.T) {
 	mem := lvs.NewMemory()
 	p := New(parse(t, checkedText()), Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
 		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	_, stop := runPlane(t, p)
+	defer stop()
 	// shape renders the table: "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 ...".
 	shape := func(tab lvs.Table) string {
 		var out []string
@@ -117,15 +110,8 @@ func TestReloadKeepsCheckers(t *testing.T) {
 	running := parse(t, checkedText())
 	p := New(running, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
 		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	_, stop := runPlane(t, p)
+	defer stop()
 	shape := func(tab lvs.Table) string {
 		var out []string
 		for _, k := range tab.Keys() {
@@ -156,7 +142,7 @@ func TestReloadKeepsCheckers(t *testing.T) {
 	for _, st := range steps {
 		if st.text != "" {
 			cfg := parseReusing(t, st.text, running)
-			if err := p.Reload(ctx, cfg); err != nil {
+			if err := p.Reload(context.Background(), cfg); err != nil {
 				t.Fatal(err)
 			}
 			running = cfg
