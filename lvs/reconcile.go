@@ -288,8 +288,10 @@ func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 		if !r.patchRead(cur, gen) {
 			return Stats{Read: read}, ErrResyncOvertaken
 		}
+		r.readVerified(gen)
 		return r.passRead(ctx, cur, nil, read, nil)
 	}
+	r.readVerified(gen)
 	return r.passRead(ctx, cur, nil, read, &ops)
 }
 
@@ -313,6 +315,22 @@ func (r *Reconciler) patchRead(cur Table, gen uint64) bool {
 		}
 	}
 	return true
+}
+
+// readVerified forgets the services awaiting a read-back that a read
+// begun at pass generation gen saw as they are: all of them, or, when
+// passes changed services meanwhile, all but those (their picture is the
+// reconciler's, not the read's).
+func (r *Reconciler) readVerified(gen uint64) {
+	if r.gen == gen {
+		r.toVerify = nil
+		return
+	}
+	for k := range r.toVerify {
+		if !r.during[k] {
+			delete(r.toVerify, k)
+		}
+	}
 }
 
 // verifyFew is the most services a deferred read-back reads one by one
@@ -416,6 +434,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 	var lastRead time.Duration
 	spacing := time.Duration(20)
 	readBack := false // a large pass awaits its read-back
+	// fullDue: a read of the whole table was overtaken or failed: the
+	// next read-back reads everything, not only the services awaiting it.
+	fullDue := false
 	lastResync := time.Now()
 	// since is the time since the kernel was last read or written: a
 	// start or a reload is not followed at once by a resync of its table.
@@ -458,17 +479,15 @@ func (r *Reconciler) Run(ctx context.Context) {
 			st  Stats
 			err error
 		)
-		if keys := r.takeToVerify(); readBack && !kicked && len(keys) > 0 && len(keys) <= verifyFew {
+		if keys := r.takeToVerify(); readBack && !kicked && !fullDue && len(keys) > 0 && len(keys) <= verifyFew {
 			// A reload's few services: read those back, not the table.
 			st, err = r.resyncKeys(ctx, keys)
 			readBack = false
-			if errors.Is(err, ErrResyncOvertaken) {
-				readBack = true
-				continue
-			}
 			if err != nil {
-				r.log.Error("ipvs read-back failed; reading the whole table", "err", err)
-				readBack = true
+				if !errors.Is(err, ErrResyncOvertaken) {
+					r.log.Error("ipvs read-back failed; reading the whole table", "err", err)
+				}
+				readBack, fullDue = true, true
 			}
 			continue
 		}
@@ -476,9 +495,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 		st, err = r.Resync(ctx)
 		lastResync = time.Now()
 		if errors.Is(err, ErrResyncOvertaken) {
-			readBack = true // read again soon
+			readBack, fullDue = true, true // read the whole table again soon
 			continue
 		}
+		fullDue = false
 		lastRead = st.Read
 		spacing = 20
 		if st.Entries >= largeTable {
@@ -578,7 +598,6 @@ func (r *Reconciler) passRead(ctx context.Context, cur Table, err error, read ti
 			return st, r.fail(errors.Join(fmt.Errorf("read kernel IPVS table: %w", err), stateErr))
 		}
 		r.cache = cur
-		r.toVerify = nil // read here
 		st.Entries = len(cur)
 		for _, s := range cur {
 			st.Entries += len(s.Dests)

@@ -445,6 +445,15 @@ func (d *droppingClient) Do(op Op) error {
 	return d.fakeClient.Do(op)
 }
 
+// Dump is slow, as a large table's is (seconds in the VM): a pass comes
+// in while the start's read-back reads, which must not lose that pass's
+// own read-back.
+func (d *droppingClient) Dump() (Table, error) {
+	t, err := d.fakeClient.Dump()
+	time.Sleep(50 * time.Millisecond)
+	return t, err
+}
+
 func (d *droppingClient) Get(k ServiceKey) (*Service, error) {
 	d.gets.Add(1)
 	return d.fakeClient.Get(k)
