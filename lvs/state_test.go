@@ -262,6 +262,7 @@ func TestReconcilerStateAcrossRestart(t *testing.T) {
 			opt2 := tt.opt2
 			opt2.StateFile = path
 			opt2.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			opt2.Workers = 1 // services in parallel would apply in any order; wantOps is one order
 			r2, err := NewReconciler(k, opt2)
 			if err != nil {
 				t.Fatal(err)
