@@ -63,20 +63,15 @@ type cachedBlock struct {
 	dup     bool // the same text twice in the file: not reused
 }
 
-// The seeds of the hashes live as long as the process, so caches of
-// different loads compare.
-var incSeed0, incSeed1, incSeed2 = maphash.MakeSeed(), maphash.MakeSeed(), maphash.MakeSeed()
+// The seeds of the hashes (here and textHash's) live as long as the
+// process, so caches of different loads compare.
+var incSeed0 = maphash.MakeSeed()
 
 func blockHashes(first, rest string) (uint64, uint64) {
-	var h1, h2 maphash.Hash
-	h1.SetSeed(incSeed1)
-	h2.SetSeed(incSeed2)
-	for _, h := range []*maphash.Hash{&h1, &h2} {
-		h.WriteString(first)
-		h.WriteByte('\n')
-		h.WriteString(rest)
-	}
-	return h1.Sum64(), h2.Sum64()
+	h := newTextHash()
+	h.write(first)
+	h.write(rest)
+	return h.a, h.b
 }
 
 // incLoad is one load's reuse state.
