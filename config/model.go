@@ -444,11 +444,41 @@ type VirtualServer struct {
 	SMTPAlert           bool              `json:"smtp_alert,omitempty"`
 	RealServers         []*RealServer     `json:"real_servers,omitempty"`
 	Other               map[string]string `json:"other,omitempty"`
+	// key is Key as the parse left it (a reload asks for 2,000 keys
+	// several times over); used only while the fields it came from are
+	// unchanged.
+	key *vsKey
+}
+
+// vsKey is a computed Key and the fields it was computed from.
+type vsKey struct {
+	addr         netip.AddrPort
+	fwmark       uint32
+	group, proto string
+	key          string
 }
 
 // Key returns a stable identity: "IP:PORT/PROTO", "fwmark:N/PROTO" or
 // "group:NAME/PROTO".
 func (v *VirtualServer) Key() string {
+	if c := v.key; c != nil && c.addr == v.Addr && c.fwmark == v.FWMark && c.group == v.Group && c.proto == v.Protocol {
+		return c.key
+	}
+	return v.computeKey()
+}
+
+// cacheKey stores Key for later calls. Only the parse calls it, before
+// the configuration is shared; a reused block's cache is already right
+// and is not written again (another goroutine may be reading it).
+func (v *VirtualServer) cacheKey() {
+	k := v.Key()
+	if c := v.key; c != nil && c.key == k {
+		return
+	}
+	v.key = &vsKey{addr: v.Addr, fwmark: v.FWMark, group: v.Group, proto: v.Protocol, key: k}
+}
+
+func (v *VirtualServer) computeKey() string {
 	switch {
 	case v.Group != "":
 		return "group:" + v.Group + "/" + v.Protocol

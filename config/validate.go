@@ -105,6 +105,7 @@ func (p *parser) finalize() {
 		}
 	}
 	for _, v := range p.cfg.VirtualServers {
+		v.cacheKey()
 		for _, r := range v.RealServers {
 			for _, c := range r.Checkers {
 				if c.Kind == CheckSMTP && c.OtherFields().HeloName == "" {
