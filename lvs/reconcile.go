@@ -98,7 +98,8 @@ type Reconciler struct {
 	// create a service with that very key while hakeepd is down after such
 	// a crash.
 	owned      map[ServiceKey]bool
-	stateDirty bool  // owned changed since the state file was last written
+	stateDirty bool // owned changed since the state file was last written
+	stateText  stateText
 	cache      Table // the kernel as last read or written; nil: unknown
 	// applied records desired services known to be in cache as they are
 	// (same pointer: unchanged since), so a reload that reuses them skips
@@ -217,7 +218,7 @@ func (r *Reconciler) saveState() error {
 	if r.opt.StateFile == "" || !r.stateDirty {
 		return nil
 	}
-	if err := writeState(r.opt.StateFile, r.owned); err != nil {
+	if err := r.stateText.write(r.opt.StateFile, r.owned); err != nil {
 		return err
 	}
 	r.stateDirty = false

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 )
 
 // StateFileName is the reconciler's state file within hakeepd's state
@@ -44,6 +45,55 @@ type stateEntry struct {
 	Addr    netip.Addr `json:"addr,omitzero"`
 	Port    uint16     `json:"port,omitempty"`
 	FWMark  uint32     `json:"fwmark,omitempty"`
+}
+
+// appendStateEntry appends k's entry as json.Marshal of its stateEntry
+// writes it, without reflection: a reload that adds a service rewrites
+// every entry before its first kernel change, and json.Marshal of 2,000
+// entries took tens of milliseconds of an emulated CPU.
+func appendStateEntry(b []byte, k ServiceKey) ([]byte, error) {
+	svc := k.String()
+	var addr string
+	if k.Addr.IsValid() {
+		addr = k.Addr.String()
+	}
+	if !jsonPlain(svc) || !jsonPlain(addr) {
+		e, err := json.Marshal(stateEntry{Service: svc, Family: k.Family, Proto: k.Proto, Addr: k.Addr, Port: k.Port, FWMark: k.FWMark})
+		return append(b, e...), err
+	}
+	b = append(b, `{"service":"`...)
+	b = append(b, svc...)
+	b = append(b, `","family":`...)
+	b = strconv.AppendUint(b, uint64(k.Family), 10)
+	if k.Proto != 0 {
+		b = append(b, `,"proto":`...)
+		b = strconv.AppendUint(b, uint64(k.Proto), 10)
+	}
+	if addr != "" {
+		b = append(b, `,"addr":"`...)
+		b = append(b, addr...)
+		b = append(b, '"')
+	}
+	if k.Port != 0 {
+		b = append(b, `,"port":`...)
+		b = strconv.AppendUint(b, uint64(k.Port), 10)
+	}
+	if k.FWMark != 0 {
+		b = append(b, `,"fwmark":`...)
+		b = strconv.AppendUint(b, uint64(k.FWMark), 10)
+	}
+	return append(b, '}'), nil
+}
+
+// jsonPlain reports whether JSON writes s as it is between quotes.
+func jsonPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func (e stateEntry) key() ServiceKey {
@@ -109,26 +159,92 @@ func readState(path string) (map[ServiceKey]bool, error) {
 // file or the new one, never a mix), mode 0600, creating its directory
 // with mode 0700 when missing.
 func writeState(path string, owned map[ServiceKey]bool) error {
-	keys := make([]ServiceKey, 0, len(owned))
-	for k := range owned {
-		keys = append(keys, k)
+	var st stateText
+	return st.write(path, owned)
+}
+
+// stateText is the state file's entries as last written, in order: a
+// reload that adds a few services to thousands (and must record them
+// before creating them) formats and sorts only those. Rewriting 2,000
+// entries from scratch took 60 ms of an emulated CPU, on the path to a
+// programmed table.
+type stateText struct {
+	keys  []ServiceKey // sorted
+	lines map[ServiceKey][]byte
+}
+
+// write writes owned to path, formatting only the entries not written
+// before.
+func (st *stateText) write(path string, owned map[ServiceKey]bool) error {
+	if err := st.update(owned); err != nil {
+		return err
 	}
-	slices.SortFunc(keys, ServiceKey.compare)
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "{\"version\": %d, \"services\": [\n", stateVersion)
-	for i, k := range keys {
-		e, err := json.Marshal(stateEntry{Service: k.String(), Family: k.Family, Proto: k.Proto, Addr: k.Addr, Port: k.Port, FWMark: k.FWMark})
-		if err != nil {
-			return err
-		}
-		b.Write(e)
-		if i < len(keys)-1 {
+	n := 64
+	for _, l := range st.lines {
+		n += len(l) + 2
+	}
+	b := bytes.NewBuffer(make([]byte, 0, n))
+	fmt.Fprintf(b, "{\"version\": %d, \"services\": [\n", stateVersion)
+	for i, k := range st.keys {
+		b.Write(st.lines[k])
+		if i < len(st.keys)-1 {
 			b.WriteByte(',')
 		}
 		b.WriteByte('\n')
 	}
 	b.WriteString("]}\n")
+	return replaceFile(path, b.Bytes())
+}
 
+// update makes keys and lines hold exactly owned.
+func (st *stateText) update(owned map[ServiceKey]bool) error {
+	if st.lines == nil {
+		st.lines = make(map[ServiceKey][]byte, len(owned))
+	}
+	kept := st.keys[:0]
+	for _, k := range st.keys {
+		if owned[k] {
+			kept = append(kept, k)
+		} else {
+			delete(st.lines, k)
+		}
+	}
+	st.keys = kept
+	if len(kept) == len(owned) {
+		return nil
+	}
+	var added []ServiceKey
+	for k, ok := range owned {
+		if _, had := st.lines[k]; ok && !had {
+			added = append(added, k)
+		}
+	}
+	slices.SortFunc(added, ServiceKey.compare)
+	for _, k := range added {
+		line, err := appendStateEntry(nil, k)
+		if err != nil {
+			st.keys, st.lines = nil, nil // start again next time
+			return err
+		}
+		st.lines[k] = line
+	}
+	merged := make([]ServiceKey, 0, len(kept)+len(added))
+	i, j := 0, 0
+	for i < len(kept) || j < len(added) {
+		if j == len(added) || (i < len(kept) && kept[i].compare(added[j]) < 0) {
+			merged = append(merged, kept[i])
+			i++
+		} else {
+			merged = append(merged, added[j])
+			j++
+		}
+	}
+	st.keys = merged
+	return nil
+}
+
+// replaceFile writes data to path atomically.
+func replaceFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write IPVS state file: %w", err)
@@ -138,7 +254,7 @@ func writeState(path string, owned map[ServiceKey]bool) error {
 		return fmt.Errorf("write IPVS state file: %w", err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(b.Bytes())
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync() // the rename must not land before the data
 	}

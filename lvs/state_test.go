@@ -3,6 +3,7 @@ package lvs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -491,5 +492,77 @@ func TestReconcilerStateWriteFailure(t *testing.T) {
 	}
 	if st := r.Status(); st.LastError != "" {
 		t.Fatalf("status after the retry: %q", st.LastError)
+	}
+}
+
+// TestAppendStateEntryIsJSON: the state file's entries are written by
+// hand, byte for byte as json.Marshal writes them.
+func TestAppendStateEntryIsJSON(t *testing.T) {
+	keys := []ServiceKey{
+		{Family: AFInet, Proto: ProtoTCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80},
+		{Family: AFInet, Proto: ProtoUDP, Addr: netip.MustParseAddr("192.0.2.255"), Port: 65535},
+		{Family: AFInet6, Proto: ProtoTCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 443},
+		{Family: AFInet6, Proto: ProtoTCP, Addr: netip.MustParseAddr("fe80::1%eth0"), Port: 8080},
+		{Family: AFInet, FWMark: 7},
+		{Family: AFInet6, FWMark: 4294967295},
+		{Family: AFInet, Proto: 132, Addr: netip.MustParseAddr("10.0.0.2")}, // SCTP, port 0
+		{Family: AFInet6, Proto: ProtoTCP, Addr: netip.MustParseAddr("::ffff:10.1.2.3"), Port: 1},
+	}
+	for _, k := range keys {
+		want, err := json.Marshal(stateEntry{Service: k.String(), Family: k.Family, Proto: k.Proto, Addr: k.Addr, Port: k.Port, FWMark: k.FWMark})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendStateEntry([]byte("x"), k)
+		if err != nil || string(got) != "x"+string(want) {
+			t.Errorf("%v: wrote %s (%v), json.Marshal %s", k, got, err, want)
+		}
+	}
+}
+
+// TestStateTextKeptEqualsWhole: the state file written from the kept
+// text of earlier writes is the file written from scratch.
+func TestStateTextKeptEqualsWhole(t *testing.T) {
+	dir := t.TempDir()
+	kept, whole := filepath.Join(dir, "kept"), filepath.Join(dir, "whole")
+	v6 := ServiceKey{Family: AFInet6, Proto: ProtoTCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 443}
+	fw := ServiceKey{Family: AFInet, FWMark: 9}
+	union := func(ms ...map[ServiceKey]bool) map[ServiceKey]bool {
+		out := map[ServiceKey]bool{}
+		for _, m := range ms {
+			for k := range m {
+				out[k] = true
+			}
+		}
+		return out
+	}
+	steps := []struct {
+		name  string
+		owned map[ServiceKey]bool
+	}{
+		{"first", stateKeysN(0, 50)},
+		{"unchanged", stateKeysN(0, 50)},
+		{"20 out, 20 in", stateKeysN(20, 50)},
+		{"added before, between and after", union(stateKeysN(10, 70), map[ServiceKey]bool{v6: true, fw: true})},
+		{"all but one removed", map[ServiceKey]bool{fw: true}},
+		{"none", map[ServiceKey]bool{}},
+		{"again", stateKeysN(5, 3)},
+	}
+	var st stateText
+	for _, s := range steps {
+		if err := st.write(kept, s.owned); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeState(whole, s.owned); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := os.ReadFile(kept)
+		b, _ := os.ReadFile(whole)
+		if string(a) != string(b) {
+			t.Fatalf("%s: written from the kept text:\n%s\nfrom scratch:\n%s", s.name, a, b)
+		}
+		if got := stateKeys(t, kept); len(got) != len(s.owned) {
+			t.Fatalf("%s: file holds %d services, want %d", s.name, len(got), len(s.owned))
+		}
 	}
 }
