@@ -122,14 +122,22 @@ func TestDaemonSideBySide(t *testing.T) {
 		// the other is measured.
 		defer stop(dir, cmd)
 		var r result
-		r.start = waitGated(t, k, wantA.Table, sample(wantA.Table, nil, lastKey(cfgA)), start)
+		r.start = waitGated(t, k, wantA.Table, sample(wantA.Table, nil, lastKey(cfgA)), start, logf.Name())
 		t.Logf("%s: table complete at %s (exec at %s)", name, time.Now().Format("15:04:05.000"), start.Format("15:04:05.000"))
+		// The reload is a running daemon's, as an operator's edit is:
+		// SIGHUP once the daemon has settled after its start (hakeepd
+		// reads its start's table back 5 s after writing it, which takes
+		// seconds in TCG; keepalived reads nothing back). Otherwise the
+		// SIGHUP of a slow boot lands in that read-back and the reload
+		// measures the two together.
+		waited, used := waitQuiet(t, func() []int { return pids(dir, cmd) })
+		t.Logf("%s: settled %.1f s after the table was complete (%.2f CPU-s meanwhile)", name, waited.Seconds(), used)
 		if err := os.WriteFile(conf, []byte(textB), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		start = time.Now()
 		cmd.Process.Signal(syscall.SIGHUP)
-		r.reload = waitGated(t, k, wantB.Table, sample(wantB.Table, wantA.Table, lastKey(cfgB)), start)
+		r.reload = waitGated(t, k, wantB.Table, sample(wantB.Table, wantA.Table, lastKey(cfgB)), start, logf.Name())
 		t.Logf("%s: reloaded table complete at %s (SIGHUP at %s)", name, time.Now().Format("15:04:05.000"), start.Format("15:04:05.000"))
 		// The operator's view agrees: ipvsadm -Ln lists every service and
 		// destination.
@@ -255,20 +263,23 @@ func lastKey(cfg *config.Config) lvs.ServiceKey {
 // the daemon measured, so they run only once the sample is right.
 func sample(want, from lvs.Table, last lvs.ServiceKey) []lvs.ServiceKey {
 	keys := []lvs.ServiceKey{last}
+	seen := map[lvs.ServiceKey]bool{last: true}
+	add := func(k lvs.ServiceKey) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
 	i := 0
 	for k := range want {
 		if i%100 == 0 {
-			keys = append(keys, k)
+			add(k)
 		}
 		i++
 	}
 	if from != nil {
-		seen := map[lvs.ServiceKey]bool{}
 		for _, op := range lvs.Diff(from, want, func(lvs.ServiceKey) bool { return true }) {
-			if k := op.Service.Key; !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
-			}
+			add(op.Service.Key)
 		}
 	}
 	return keys
@@ -312,9 +323,10 @@ func serviceRight(k *lvs.Kernel, want lvs.Table, key lvs.ServiceKey) bool {
 // sampled services takes tens of milliseconds: a time taken at the end
 // of a poll of them all would count the harness's reading as the
 // daemon's (the time such a poll ends is logged too).
-func waitGated(t *testing.T, k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKey, start time.Time) time.Duration {
+func waitGated(t *testing.T, k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKey, start time.Time, daemonLog string) time.Duration {
 	t.Helper()
 	firstRight := make(map[lvs.ServiceKey]time.Duration, len(keys))
+	lastMiss := ""
 	for {
 		for _, key := range keys {
 			if _, done := firstRight[key]; !done && serviceRight(k, want, key) {
@@ -327,7 +339,11 @@ func waitGated(t *testing.T, k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKe
 			for _, d := range firstRight {
 				at = max(at, d)
 			}
-			if sampleRight(k, want, keys) && tableEquals(k, want) {
+			if !sampleRight(k, want, keys) {
+				lastMiss = "a sampled service went wrong again"
+			} else if miss := tableMiss(k, want); miss != "" {
+				lastMiss = miss
+			} else {
 				t.Logf("every sampled service read right after %.3f s (the poll that read the last one ended at %.3f s), whole table confirmed after %.2f s",
 					at.Seconds(), pollEnd.Seconds(), time.Since(start).Seconds())
 				return at
@@ -335,10 +351,48 @@ func waitGated(t *testing.T, k *lvs.Kernel, want lvs.Table, keys []lvs.ServiceKe
 			clear(firstRight) // one went wrong again: not complete yet
 		}
 		if time.Since(start) > 5*time.Minute {
-			t.Fatal("kernel table not complete after 5 minutes")
+			var wrong []string
+			for _, key := range keys {
+				if _, done := firstRight[key]; !done {
+					wrong = append(wrong, key.String())
+				}
+			}
+			b, _ := os.ReadFile(daemonLog)
+			t.Fatalf("kernel table not complete after 5 minutes; %d sampled services not right, first %q; last full comparison: %s; the daemon's log:\n%s",
+				len(wrong), wrong[:min(5, len(wrong))], lastMiss, b[max(0, len(b)-20000):])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitQuiet waits until the processes use less than 3% of a CPU over a
+// second (at most 2 minutes), and returns how long that took and the CPU
+// seconds they used meanwhile.
+func waitQuiet(t *testing.T, pids func() []int) (time.Duration, float64) {
+	t.Helper()
+	t0, c0 := time.Now(), cpuSeconds(pids())
+	for time.Since(t0) < 2*time.Minute {
+		c := cpuSeconds(pids())
+		time.Sleep(time.Second)
+		if cpuSeconds(pids())-c < 0.03 {
+			break
+		}
+	}
+	return time.Since(t0), cpuSeconds(pids()) - c0
+}
+
+// tableMiss compares the whole kernel table with want: "" when equal,
+// else what differs.
+func tableMiss(k *lvs.Kernel, want lvs.Table) string {
+	got, err := k.Dump()
+	if err != nil {
+		return "dump: " + err.Error()
+	}
+	ops := lvs.Diff(got, want, func(lvs.ServiceKey) bool { return true })
+	if len(ops) == 0 && len(got) == len(want) {
+		return ""
+	}
+	return fmt.Sprintf("%d services read, %d wanted, %d changes short, first %v", len(got), len(want), len(ops), ops[:min(3, len(ops))])
 }
 
 // cpuSeconds sums user+system CPU time of the processes (from
