@@ -48,10 +48,13 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the retry delay after an error.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
-	// AfterLargeRead, if set, is called (on Run's goroutine) after a
-	// resync read a table of largeTable entries or more: the read's copy
-	// of the whole table is garbage then, and the daemon may return it to
-	// the system (a dump of 42,000 entries left ~20 MB resident).
+	// AfterLargeRead, if set, is called (on Run's goroutine) after the
+	// first resync since a pass changed the kernel that read a table of
+	// largeTable entries or more (a start's or a large reload's
+	// read-back): the read's copy of the whole table is garbage then, and
+	// the daemon may return it to the system (a dump of 42,000 entries
+	// left ~20 MB resident). The periodic resyncs after it leave the
+	// same garbage to the collector, without a forced collection each.
 	AfterLargeRead func()
 }
 
@@ -252,11 +255,7 @@ func (r *Reconciler) SetDesired(ctx context.Context, t Table) (Stats, error) {
 // new desired table overtook is made again under the lock.
 func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	r.mu.Lock()
-	gen := r.gen
-	r.reading++
-	if r.reading == 1 {
-		r.during = map[ServiceKey]bool{}
-	}
+	gen := r.beginRead()
 	r.mu.Unlock()
 	t0 := time.Now()
 	cur, err := r.c.Dump()
@@ -294,6 +293,19 @@ func (r *Reconciler) Resync(ctx context.Context) (Stats, error) {
 	}
 	r.readVerified(gen)
 	return r.passRead(ctx, cur, nil, read, &ops)
+}
+
+// beginRead starts a read of the kernel made without the lock (the
+// caller holds it now): it returns the pass generation the read begins
+// at, and from now on passes record the services they change (during),
+// which the read's picture must take from the cache (patchRead). The
+// caller decrements reading when the read is done.
+func (r *Reconciler) beginRead() uint64 {
+	r.reading++
+	if r.reading == 1 {
+		r.during = map[ServiceKey]bool{}
+	}
+	return r.gen
 }
 
 // patchRead makes a read that passes may have overtaken (the kernel
@@ -362,11 +374,7 @@ func (r *Reconciler) resyncKeys(ctx context.Context, keys []ServiceKey) (Stats, 
 		r.mu.Unlock()
 		return r.Resync(ctx)
 	}
-	gen := r.gen
-	r.reading++
-	if r.reading == 1 {
-		r.during = map[ServiceKey]bool{}
-	}
+	gen := r.beginRead()
 	r.mu.Unlock()
 	t0 := time.Now()
 	got := make(Table, len(keys))
@@ -439,6 +447,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	// next read-back reads everything, not only the services awaiting it.
 	fullDue := false
 	lastResync := time.Now()
+	var returnedAt time.Time // AfterLargeRead's last call
 	// since is the time since the kernel was last read or written: a
 	// start or a reload is not followed at once by a resync of its table.
 	since := func() time.Duration {
@@ -504,7 +513,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 		spacing = 20
 		if st.Entries >= largeTable {
 			spacing = resyncSpacing
-			if r.opt.AfterLargeRead != nil {
+			if r.opt.AfterLargeRead != nil && r.lastChange().After(returnedAt) {
+				returnedAt = time.Now()
 				r.opt.AfterLargeRead()
 			}
 		}

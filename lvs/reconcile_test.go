@@ -526,3 +526,62 @@ func TestResyncComparesWithoutTheLock(t *testing.T) {
 		})
 	}
 }
+
+// TestAfterLargeReadOncePerChange: the memory of a large table's read is
+// returned after the first resync that follows a pass changing the
+// kernel, not after each periodic resync.
+func TestAfterLargeReadOncePerChange(t *testing.T) {
+	f := newFake()
+	var calls atomic.Int32
+	r := newRec(t, f, Options{Period: 5 * time.Millisecond, VerifyDelay: time.Millisecond, AfterLargeRead: func() { calls.Add(1) }})
+	want := Table{}
+	for i := range largeTable {
+		s := svc(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), 80, "rr", dst("10.1.0.1", 80, 1))
+		want[s.Key] = s
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := r.SetDesired(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	go r.Run(ctx)
+	// dumpsAfter waits until the fake has been read n more times.
+	dumpsAfter := func(n int) {
+		t.Helper()
+		f.mu.Lock()
+		target := f.dumps + n
+		f.mu.Unlock()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			f.mu.Lock()
+			d := f.dumps
+			f.mu.Unlock()
+			if d >= target {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("fewer than %d resyncs in 30 s", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	dumpsAfter(3)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("after the start and 3 resyncs: returned %d times, want 1", n)
+	}
+	// A change: the next large read returns memory once more.
+	for _, s := range want {
+		s2 := s.clone()
+		s2.Dests[0].Weight = 2
+		want2 := maps.Clone(want)
+		want2[s.Key] = s2
+		if _, err := r.SetDesired(ctx, want2); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	dumpsAfter(3)
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("after a change and 3 more resyncs: returned %d times, want 2", n)
+	}
+}
