@@ -273,7 +273,10 @@ func (p *Plane) Run(ctx context.Context) error {
 	p.loaded.Store(built.Basis)
 	// Transitions carry changes only: start from each real server's
 	// initial state (down for a checker with alpha).
-	if s.seedHealth(specs) {
+	// A plan follows when real servers were seeded, or forgotten (the
+	// published health, which follows the plans, would otherwise keep
+	// the removed ones until the next transition).
+	if seeded := s.seedHealth(specs); seeded || s.effStale {
 		s.replan()
 	}
 	s.checksLoaded = true
@@ -441,7 +444,10 @@ func (s *state) reload(old, cfg *config.Config, built *checks.Built) error {
 		}
 	}
 	s.p.loaded.Store(built.Basis)
-	if s.seedHealth(specs) {
+	// A plan follows when real servers were seeded, or forgotten (the
+	// published health, which follows the plans, would otherwise keep
+	// the removed ones until the next transition).
+	if seeded := s.seedHealth(specs); seeded || s.effStale {
 		s.replan()
 	}
 	s.checksLoaded = true

@@ -163,3 +163,31 @@ func TestReloadKeepsCheckers(t *testing.T) {
 		t.Errorf("checks after the reloads:\n%s\nwant\n%s", strings.Join(got, ","), wantChecks)
 	}
 }
+
+// A reload that removes a virtual server (and adds no checked real
+// server) drops its real servers from the published health too, not
+// only from the table.
+func TestReloadForgetsRemovedHealth(t *testing.T) {
+	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
+	mem := lvs.NewMemory()
+	running := parse(t, checkedText())
+	p := New(running, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
+		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
+	_, stop := runPlane(t, p)
+	defer stop()
+	third := lvs.HealthKey{VS: "10.0.0.3:80/TCP", RS: netip.MustParseAddrPort("10.0.3.1:80")}
+	probes.set(third.RS.String(), true)
+	waitTable(t, mem, "three services, one of the third's real servers known down", func(tab lvs.Table) bool {
+		h, known := p.Snapshot().Health.Get(third)
+		return len(tab) == 3 && known && !h.Up
+	})
+	text := checkedText()
+	text = text[:strings.Index(text, "virtual_server 10.0.0.3 80 {")]
+	if err := p.Reload(context.Background(), parseReusing(t, text, running)); err != nil {
+		t.Fatal(err)
+	}
+	waitTable(t, mem, "two services, the removed virtual server's health forgotten", func(tab lvs.Table) bool {
+		_, known := p.Snapshot().Health.Get(third)
+		return len(tab) == 2 && !known
+	})
+}
