@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"hakeep/checks"
+	"hakeep/config"
 	"hakeep/lvs"
 )
 
@@ -50,15 +51,23 @@ func checkedText() string {
 	return b.String()
 }
 
+// checkedPlane runs a plane on cfg whose checkers are answered by a
+// fakeProbes, against an in-memory kernel.
+func checkedPlane(t *testing.T, cfg *config.Config) (*Plane, *fakeProbes, *lvs.Memory, func()) {
+	t.Helper()
+	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
+	mem := lvs.NewMemory()
+	p := New(cfg, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
+		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
+	_, stop := runPlane(t, p)
+	return p, probes, mem, stop
+}
+
 // Checker transitions re-plan only the virtual servers they touch (the
 // incremental path: partial plans and the effective health rebuilt per
 // virtual server); the table and the published health follow them.
 func TestTransitionsFollowIncrementally(t *testing.T) {
-	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
-	mem := lvs.NewMemory()
-	p := New(parse(t, checkedText()), Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
-		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
-	_, stop := runPlane(t, p)
+	p, probes, mem, stop := checkedPlane(t, parse(t, checkedText()))
 	defer stop()
 	// shape renders the table: "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 ...".
 	shape := func(tab lvs.Table) string {
@@ -105,12 +114,8 @@ func TestTransitionsFollowIncrementally(t *testing.T) {
 // checker keeps running; changed and removed virtual servers follow the
 // file.
 func TestReloadKeepsCheckers(t *testing.T) {
-	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
-	mem := lvs.NewMemory()
 	running := parse(t, checkedText())
-	p := New(running, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
-		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
-	_, stop := runPlane(t, p)
+	p, probes, mem, stop := checkedPlane(t, running)
 	defer stop()
 	shape := func(tab lvs.Table) string {
 		var out []string
@@ -168,12 +173,8 @@ func TestReloadKeepsCheckers(t *testing.T) {
 // server) drops its real servers from the published health too, not
 // only from the table.
 func TestReloadForgetsRemovedHealth(t *testing.T) {
-	probes := &fakeProbes{down: map[netip.AddrPort]bool{}}
-	mem := lvs.NewMemory()
 	running := parse(t, checkedText())
-	p := New(running, Options{Log: quiet(), OpenIPVS: func() (lvs.Client, error) { return mem, nil },
-		CheckOptions: func(o *checks.Options) { o.NewProber = probes.prober }})
-	_, stop := runPlane(t, p)
+	p, probes, mem, stop := checkedPlane(t, running)
 	defer stop()
 	third := lvs.HealthKey{VS: "10.0.0.3:80/TCP", RS: netip.MustParseAddrPort("10.0.3.1:80")}
 	probes.set(third.RS.String(), true)
