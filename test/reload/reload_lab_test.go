@@ -78,6 +78,29 @@ func TestSIGHUPReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Both settled before the first reload: h2 starts after h1, and its
+	// start (BACKUP, its first Master_Down timer, in a loaded VM a
+	// takeover h1's next advert undoes) is not the reload's doing.
+	for _, inst := range []string{"(VI_1) Entering BACKUP STATE", "(VI_2) Entering BACKUP STATE"} {
+		if err := d["h2"].WaitLog(inst, 10*time.Second); err != nil {
+			t.Fatalf("h2 start: %v", err)
+		}
+	}
+	settled := time.Now().Add(15 * time.Second)
+	for _, v := range []netip.Addr{vip1, vip2} {
+		for {
+			if _, err := l.WaitOwner(v, "h1", 10*time.Second, hosts...); err != nil {
+				t.Fatal(err)
+			}
+			err := l.StableOwner(v, "h1", time.Second, hosts...)
+			if err == nil {
+				break
+			}
+			if time.Now().After(settled) {
+				t.Fatalf("not settled 15 s after the start: %v", err)
+			}
+		}
+	}
 	ev1, stop1, err := l.Watch(vip1, hosts...)
 	if err != nil {
 		t.Fatal(err)
