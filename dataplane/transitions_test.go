@@ -63,24 +63,31 @@ func checkedPlane(t *testing.T, cfg *config.Config) (*Plane, *fakeProbes, *lvs.M
 	return p, probes, mem, stop
 }
 
+// tableShape renders a table: "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 ...",
+// with each destination's "/weight" when weights is set.
+func tableShape(tab lvs.Table, weights bool) string {
+	var out []string
+	for _, k := range tab.Keys() {
+		var ds []string
+		for _, d := range tab[k].SortedDests() {
+			if weights {
+				ds = append(ds, fmt.Sprintf("%s/%d", d.Key(), d.Weight))
+			} else {
+				ds = append(ds, d.Key().String())
+			}
+		}
+		out = append(out, netip.AddrPortFrom(k.Addr, k.Port).String()+"="+strings.Join(ds, ","))
+	}
+	return strings.Join(out, " ")
+}
+
 // Checker transitions re-plan only the virtual servers they touch (the
 // incremental path: partial plans and the effective health rebuilt per
 // virtual server); the table and the published health follow them.
 func TestTransitionsFollowIncrementally(t *testing.T) {
 	p, probes, mem, stop := checkedPlane(t, parse(t, checkedText()))
 	defer stop()
-	// shape renders the table: "10.0.0.1:80=10.0.1.1:80,10.0.1.2:80 ...".
-	shape := func(tab lvs.Table) string {
-		var out []string
-		for _, k := range tab.Keys() {
-			var ds []string
-			for _, d := range tab[k].SortedDests() {
-				ds = append(ds, d.Key().String())
-			}
-			out = append(out, netip.AddrPortFrom(k.Addr, k.Port).String()+"="+strings.Join(ds, ","))
-		}
-		return strings.Join(out, " ")
-	}
+	shape := func(tab lvs.Table) string { return tableShape(tab, false) }
 	steps := []struct {
 		name string
 		down map[string]bool
@@ -117,17 +124,7 @@ func TestReloadKeepsCheckers(t *testing.T) {
 	running := parse(t, checkedText())
 	p, probes, mem, stop := checkedPlane(t, running)
 	defer stop()
-	shape := func(tab lvs.Table) string {
-		var out []string
-		for _, k := range tab.Keys() {
-			var ds []string
-			for _, d := range tab[k].SortedDests() {
-				ds = append(ds, fmt.Sprintf("%s/%d", d.Key(), d.Weight))
-			}
-			out = append(out, netip.AddrPortFrom(k.Addr, k.Port).String()+"="+strings.Join(ds, ","))
-		}
-		return strings.Join(out, " ")
-	}
+	shape := func(tab lvs.Table) string { return tableShape(tab, true) }
 	probes.set("10.0.2.1:80", true)
 	want := "10.0.0.1:80=10.0.1.1:80/1,10.0.1.2:80/1 10.0.0.2:80=10.0.2.2:80/1 10.0.0.3:80=10.0.3.1:80/1,10.0.3.2:80/1"
 	waitTable(t, mem, "one down: "+want, func(tab lvs.Table) bool { return shape(tab) == want })
