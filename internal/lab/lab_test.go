@@ -1,10 +1,12 @@
 package lab_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,5 +163,53 @@ func TestRemoveOrphans(t *testing.T) {
 	}
 	if _, err := os.Stat("/run/netns/" + live.Prefix + "h1"); err != nil {
 		t.Errorf("a running process's lab was removed: %v", err)
+	}
+}
+
+// Frames still in tcpdump's ring when the capture stops reach the file
+// (the CI once lost h2's gratuitous ARPs, which the client had learned,
+// this way): tcpdump is paused while h1 sends ARP requests and resumes
+// while Packets is stopping it; a SIGINT without Stop's marker wait ends
+// it with the ring unread.
+func TestCaptureKeepsFramesStillInTheRing(t *testing.T) {
+	l := labtest.New(t, 1, lab.Options{}, "tcpdump")
+	capt, err := l.StartCapture("ring", "arp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capt.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// h1 resolves n addresses nobody holds: n ARP requests at once.
+	const n = 5
+	var targets []netip.Addr
+	script := ""
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, 99, 0, byte(200 + i)})
+		targets = append(targets, a)
+		script += fmt.Sprintf("ping -n -c 1 -W 1 %s >/dev/null & ", a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = l.Exec(ctx, "h1", "sh", "-c", script+"wait")
+	// tcpdump resumes while Packets is stopping it.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = capt.Signal(syscall.SIGCONT)
+	}()
+	pk, err := capt.Packets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := map[netip.Addr]bool{}
+	for _, a := range pk.ARPs {
+		if a.Op == 1 {
+			asked[a.TargetIP] = true
+		}
+	}
+	for _, a := range targets {
+		if !asked[a] {
+			t.Errorf("no ARP request for %s in the capture (%d ARPs): sent while tcpdump was stopped", a, len(pk.ARPs))
+		}
 	}
 }

@@ -137,6 +137,8 @@ func decodeFrame(out *Packets, ts time.Time, f []byte) {
 	src := net.HardwareAddr(append([]byte(nil), f[6:12]...))
 	et, p := binary.BigEndian.Uint16(f[12:14]), f[14:]
 	switch et {
+	case markerEtherType: // Capture.Stop's own, not the lab's traffic
+		return
 	case 0x0806:
 		if len(p) < 28 || binary.BigEndian.Uint16(p[0:2]) != 1 || binary.BigEndian.Uint16(p[2:4]) != 0x0800 || p[4] != 6 || p[5] != 4 {
 			out.Other++
