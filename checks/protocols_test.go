@@ -251,9 +251,7 @@ func pingCase(t *testing.T, v6, dgram bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for len(w.m.Transitions()) > 0 {
-		<-w.m.Transitions()
-	}
+	w.drain()
 	w.quiet("vs", rs, 2)
 	ipt := "iptables"
 	if v6 {

@@ -287,6 +287,29 @@ func (w *realWorld) expect(vs, rs string, up bool, reason string) Transition {
 	return Transition{}
 }
 
+// drain discards the transitions so far, including those still queued
+// inside the manager or on their way to the channel: it returns once
+// both have been empty at three looks 20 ms apart.
+func (w *realWorld) drain() {
+	for empty := 0; empty < 3; {
+		select {
+		case <-w.m.Transitions():
+			empty = 0
+			continue
+		default:
+		}
+		w.m.mu.Lock()
+		queued := len(w.m.tq)
+		w.m.mu.Unlock()
+		if queued == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // quiet lets the checker run `runs` more times and asserts that no
 // transition appeared meanwhile (each transition counted exactly once).
 func (w *realWorld) quiet(vs, rs string, runs uint64) {

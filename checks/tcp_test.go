@@ -59,9 +59,7 @@ func TestTCPCheckTimeout(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Drain a possible early down/up pair while socat was starting.
-	for len(w.m.Transitions()) > 0 {
-		<-w.m.Transitions()
-	}
+	w.drain()
 	nsRun(t, name, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
 	w.expect("vs", ap.String(), false, "TCP connection to [127.0.0.1]:8080 timed out")
 	w.quiet("vs", ap.String(), 2)
