@@ -180,11 +180,16 @@ type asyncHandler struct {
 	q     *logQueue
 }
 
+// logQueue is a slice that grows with what waits, up to max, rather than
+// a channel of max records allocated up front (2.4 MB held for the
+// daemon's life for a burst that rarely comes).
 type logQueue struct {
 	root    slog.Handler // the output without any record's attributes: for the drop reports
-	mu      sync.RWMutex // Handle holds it shared; close exclusively
+	max     int
+	mu      sync.Mutex
 	closed  bool
-	ch      chan logItem
+	items   []logItem
+	wake    chan struct{} // one slot: records are waiting, or closed
 	dropped atomic.Uint64
 	done    chan struct{}
 }
@@ -195,7 +200,7 @@ type logItem struct {
 }
 
 func newAsyncHandler(inner slog.Handler, n int) *asyncHandler {
-	q := &logQueue{root: inner, ch: make(chan logItem, n), done: make(chan struct{})}
+	q := &logQueue{root: inner, max: n, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go q.run()
 	return &asyncHandler{inner: inner, q: q}
 }
@@ -206,16 +211,22 @@ func (h *asyncHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *asyncHandler) Handle(ctx context.Context, r slog.Record) error {
 	q := h.q
-	q.mu.RLock()
-	defer q.mu.RUnlock()
+	q.mu.Lock()
 	if q.closed {
+		q.mu.Unlock()
 		// After close (the daemon is exiting): write in line.
 		return h.inner.Handle(ctx, r)
 	}
-	select {
-	case q.ch <- logItem{h: h.inner, r: r.Clone()}:
-	default:
+	if len(q.items) >= q.max {
+		q.mu.Unlock()
 		q.dropped.Add(1)
+		return nil
+	}
+	q.items = append(q.items, logItem{h: h.inner, r: r.Clone()})
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 	return nil
 }
@@ -231,16 +242,39 @@ func (h *asyncHandler) WithGroup(name string) slog.Handler {
 // dropped is how many records were lost so far.
 func (h *asyncHandler) dropped() uint64 { return h.q.dropped.Load() }
 
+// spareCap is the largest batch buffer the writer keeps for reuse; one
+// grown by a burst is left to the collector.
+const spareCap = 256
+
 func (q *logQueue) run() {
 	defer close(q.done)
 	var reported uint64
-	for it := range q.ch {
-		it.h.Handle(context.Background(), it.r)
-		if len(q.ch) == 0 {
-			reported = q.report(reported)
+	var spare []logItem
+	for range q.wake {
+		for {
+			q.mu.Lock()
+			batch, closed := q.items, q.closed
+			q.items = spare[:0]
+			q.mu.Unlock()
+			if len(batch) == 0 {
+				if closed {
+					q.report(reported)
+					return
+				}
+				break
+			}
+			for i := range batch {
+				batch[i].h.Handle(context.Background(), batch[i].r)
+				batch[i] = logItem{} // the record's attributes go with it
+			}
+			if cap(batch) <= spareCap {
+				spare = batch
+			} else {
+				spare = nil
+			}
 		}
+		reported = q.report(reported)
 	}
-	q.report(reported)
 }
 
 // report writes one record saying how many were dropped since the last
@@ -261,11 +295,12 @@ func (q *logQueue) report(reported uint64) uint64 {
 func (h *asyncHandler) close(d time.Duration) {
 	q := h.q
 	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
-		close(q.ch)
-	}
+	q.closed = true
 	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 	select {
 	case <-q.done:
 	case <-time.After(d):
