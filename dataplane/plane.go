@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
@@ -432,7 +433,7 @@ func (s *state) reload(old, cfg *config.Config, built *checks.Built) error {
 			if kept[vs] {
 				continue // its real servers are as loaded
 			}
-			for rs := range rss {
+			for rs := range rss.rs {
 				if !keep[lvs.HealthKey{VS: vs, RS: rs}] {
 					s.health.delete(vs, rs)
 					s.effStale = true
@@ -663,45 +664,76 @@ func (s *state) record(ts []checks.Transition) map[string]bool {
 
 // localHealth is this director's checker results by virtual server and
 // real server (owned by the plane's goroutine).
-type localHealth map[string]map[netip.AddrPort]lvs.RSHealth
+type localHealth map[string]*vsHealth
 
-func (h localHealth) get(vs string, rs netip.AddrPort) (lvs.RSHealth, bool) {
-	v, ok := h[vs][rs]
-	return v, ok
+// vsHealth is one virtual server's results. Once handed to a health table
+// (shared) its map is never written again: the next write copies it, so
+// a single director's table holds its results once, not twice.
+type vsHealth struct {
+	rs     map[netip.AddrPort]lvs.RSHealth
+	shared bool
 }
 
-func (h localHealth) set(vs string, rs netip.AddrPort, v lvs.RSHealth) {
-	m := h[vs]
-	if m == nil {
-		m = map[netip.AddrPort]lvs.RSHealth{}
-		h[vs] = m
+// own makes the map writable.
+func (v *vsHealth) own() {
+	if v.shared {
+		v.rs, v.shared = maps.Clone(v.rs), false
 	}
-	m[rs] = v
+}
+
+func (h localHealth) get(vs string, rs netip.AddrPort) (lvs.RSHealth, bool) {
+	v := h[vs]
+	if v == nil {
+		return lvs.RSHealth{}, false
+	}
+	r, ok := v.rs[rs]
+	return r, ok
+}
+
+func (h localHealth) set(vs string, rs netip.AddrPort, r lvs.RSHealth) {
+	v := h[vs]
+	if v == nil {
+		v = &vsHealth{rs: map[netip.AddrPort]lvs.RSHealth{}}
+		h[vs] = v
+	}
+	v.own()
+	v.rs[rs] = r
 }
 
 func (h localHealth) delete(vs string, rs netip.AddrPort) {
-	delete(h[vs], rs)
-	if len(h[vs]) == 0 {
-		delete(h, vs)
+	v := h[vs]
+	if v == nil {
+		return
 	}
+	if _, ok := v.rs[rs]; !ok {
+		return
+	}
+	if len(v.rs) == 1 {
+		delete(h, vs)
+		return
+	}
+	v.own()
+	delete(v.rs, rs)
 }
 
 // effectiveVS is what one virtual server's table is built from: the local
 // results, or in cluster mode the replicated verdict (quorum of
 // directors' views, or as the health mode says) where one is known. nil:
-// no result.
+// no result. Without a cluster it is the local map itself, shared.
 func (s *state) effectiveVS(vs string) map[netip.AddrPort]lvs.RSHealth {
 	local := s.health[vs]
-	if len(local) == 0 {
+	if local == nil || len(local.rs) == 0 {
 		return nil
 	}
-	out := make(map[netip.AddrPort]lvs.RSHealth, len(local))
 	c := s.p.opts.Cluster
-	for rs, v := range local {
-		if c != nil {
-			if e := c.Healthy(vs, rs.String()); e.Known {
-				v.Up = e.Up
-			}
+	if c == nil {
+		local.shared = true
+		return local.rs
+	}
+	out := make(map[netip.AddrPort]lvs.RSHealth, len(local.rs))
+	for rs, v := range local.rs {
+		if e := c.Healthy(vs, rs.String()); e.Known {
+			v.Up = e.Up
 		}
 		out[rs] = v
 	}

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -188,4 +190,49 @@ func TestReloadForgetsRemovedHealth(t *testing.T) {
 		_, known := p.Snapshot().Health.Get(third)
 		return len(tab) == 2 && !known
 	})
+}
+
+// A single director's health table shares the plane's per-virtual-server
+// maps; a later result must not change a table already handed out (the
+// planner reuses a virtual server's services when its map is the same).
+func TestLocalHealthCopyOnWrite(t *testing.T) {
+	a := netip.MustParseAddrPort("10.0.0.1:80")
+	b := netip.MustParseAddrPort("10.0.0.2:80")
+	s := &state{p: &Plane{}, health: localHealth{}}
+	s.health.set("vs1", a, lvs.RSHealth{Up: true, Weight: -1})
+	s.health.set("vs1", b, lvs.RSHealth{Up: true, Weight: -1})
+	s.health.set("vs2", a, lvs.RSHealth{Up: true, Weight: -1})
+
+	first := s.effectiveVS("vs1")
+	if again := s.effectiveVS("vs1"); reflect.ValueOf(again).UnsafePointer() != reflect.ValueOf(first).UnsafePointer() {
+		t.Fatal("an unchanged virtual server's map was copied")
+	}
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"set", func() { s.health.set("vs1", a, lvs.RSHealth{Up: false, Weight: -1}) }},
+		{"delete", func() { s.health.delete("vs1", b) }},
+	}
+	for _, st := range steps {
+		before := s.effectiveVS("vs1")
+		snapshot := maps.Clone(before)
+		st.do()
+		if !maps.Equal(before, snapshot) {
+			t.Fatalf("%s changed a map already handed out: %v, was %v", st.name, before, snapshot)
+		}
+		if after := s.effectiveVS("vs1"); reflect.ValueOf(after).UnsafePointer() == reflect.ValueOf(before).UnsafePointer() {
+			t.Fatalf("%s: the changed virtual server kept its old map", st.name)
+		}
+	}
+	if got := s.effectiveVS("vs1"); len(got) != 1 || got[a].Up {
+		t.Fatalf("vs1 = %v, want only %s, down", got, a)
+	}
+	s.health.delete("vs1", a)
+	if got := s.effectiveVS("vs1"); got != nil {
+		t.Fatalf("vs1 after its last real server went = %v, want nil", got)
+	}
+	if got := s.effectiveVS("vs2"); len(got) != 1 || !got[a].Up {
+		t.Fatalf("vs2 = %v", got)
+	}
 }
