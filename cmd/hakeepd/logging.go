@@ -249,28 +249,28 @@ const spareCap = 256
 func (q *logQueue) run() {
 	defer close(q.done)
 	var reported uint64
+	// Two buffers change hands: the one Handle appends to (q.items) and
+	// the one being written (batch), which becomes the next q.items.
 	var spare []logItem
 	for range q.wake {
 		for {
 			q.mu.Lock()
 			batch, closed := q.items, q.closed
-			q.items = spare[:0]
+			q.items, spare = spare, nil
 			q.mu.Unlock()
+			for i := range batch {
+				batch[i].h.Handle(context.Background(), batch[i].r)
+				batch[i] = logItem{} // the record's attributes go with it
+			}
+			if cap(batch) <= spareCap {
+				spare = batch[:0]
+			}
 			if len(batch) == 0 {
 				if closed {
 					q.report(reported)
 					return
 				}
 				break
-			}
-			for i := range batch {
-				batch[i].h.Handle(context.Background(), batch[i].r)
-				batch[i] = logItem{} // the record's attributes go with it
-			}
-			if cap(batch) <= spareCap {
-				spare = batch
-			} else {
-				spare = nil
 			}
 		}
 		reported = q.report(reported)

@@ -107,6 +107,72 @@ func TestAsyncHandler(t *testing.T) {
 	}
 }
 
+// stepWriter lets the test hold the writer inside one Write.
+type stepWriter struct {
+	syncWriter
+	entered chan string   // each record as its Write starts
+	release chan struct{} // each Write waits for one
+}
+
+func (w *stepWriter) Write(p []byte) (int, error) {
+	w.entered <- string(p)
+	<-w.release
+	return w.syncWriter.Write(p)
+}
+
+// TestAsyncHandlerBatches: a record logged while the writer is writing
+// the batch before it, after an earlier round emptied the queue, is
+// written once and in order (the writer's two buffers change hands each
+// round; one both queued into and being written lost records, or wrote
+// an empty one and panicked).
+func TestAsyncHandlerBatches(t *testing.T) {
+	var buf strings.Builder
+	w := &stepWriter{syncWriter: syncWriter{b: &buf}, entered: make(chan string), release: make(chan struct{})}
+	ah := newAsyncHandler(slog.NewTextHandler(w, nil), 64)
+	log := slog.New(ah)
+	step := func(want string) {
+		t.Helper()
+		select {
+		case got := <-w.entered:
+			if !strings.Contains(got, "msg="+want) {
+				t.Fatalf("writing %q, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never written", want)
+		}
+	}
+	written := func(names ...string) {
+		t.Helper()
+		for _, n := range names {
+			step(n)
+			w.release <- struct{}{}
+		}
+	}
+	// A round that leaves the writer a buffer with room for several.
+	log.Info("r0")
+	step("r0") // held, while three queue behind it
+	log.Info("r1")
+	log.Info("r2")
+	log.Info("r3")
+	w.release <- struct{}{}
+	written("r1", "r2", "r3")
+	time.Sleep(50 * time.Millisecond) // the round ends: the queue is empty
+	log.Info("r4")
+	step("r4")     // the writer holds r4's batch...
+	log.Info("r5") // ...while r5 and r6 are queued
+	log.Info("r6")
+	w.release <- struct{}{}
+	written("r5", "r6")
+	ah.close(10 * time.Second)
+	var got []string
+	for _, m := range regexp.MustCompile(`msg=(r\d)`).FindAllStringSubmatch(buf.String(), -1) {
+		got = append(got, m[1])
+	}
+	if want := "r0 r1 r2 r3 r4 r5 r6"; strings.Join(got, " ") != want {
+		t.Fatalf("written %v, want %s", got, want)
+	}
+}
+
 // TestAsyncHandlerAfterClose: records logged after close are written in
 // line, not lost (the daemon's last words at exit).
 func TestAsyncHandlerAfterClose(t *testing.T) {

@@ -96,7 +96,11 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		deadline := time.Now().Add(3 * time.Minute)
 		for accepted.Load() < int64(2*n) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: only %d checks in 3 minutes", name, accepted.Load())
+				log, _ := os.ReadFile(logf.Name())
+				if len(log) > 4000 {
+					log = log[len(log)-4000:]
+				}
+				t.Fatalf("%s: only %d checks in 3 minutes; its log ends:\n%s", name, accepted.Load(), log)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
