@@ -581,8 +581,22 @@ func (m *Manager) poke() {
 	}
 }
 
-// wakeTick is the scheduler's timer granularity.
-const wakeTick = 2 * time.Millisecond
+// The scheduler wakes on a grid: the checks due within one tick start
+// together, so a thousand checks a second cost tens of wakeups of the
+// scheduler and the connector, not one each (each wakeup is a timer, a
+// goroutine switch and a system call or two: ~1 CPU-ms a check in the
+// emulated VM at one wakeup per check, BENCHMARKS.md). The tick is a
+// fiftieth of the next check's delay_loop (a check starts at most 2% of
+// its interval late), between minWakeTick and maxWakeTick.
+const (
+	minWakeTick = 2 * time.Millisecond
+	maxWakeTick = 20 * time.Millisecond
+)
+
+// wakeTick is the grid for a check every delayLoop.
+func wakeTick(delayLoop time.Duration) time.Duration {
+	return min(max(delayLoop/50, minWakeTick), maxWakeTick)
+}
 
 // workerIdle is how long an idle probe goroutine waits for more work; it
 // keeps its grown stack, so a busy scheduler does not re-grow stacks for
@@ -605,15 +619,15 @@ func (m *Manager) loop() {
 			m.dispatchLocked(heap.Pop(&m.queue).(*job), now)
 		}
 		var next time.Time
+		var tick time.Duration
 		if m.queue.Len() > 0 {
-			next = m.time(m.queue[0].due)
+			next, tick = m.time(m.queue[0].due), wakeTick(m.queue[0].s.c.DelayLoop)
 		}
 		m.mu.Unlock()
 		if !next.IsZero() {
-			// Wake on a tick grid: thousands of checks a second then cost
-			// a few hundred wakeups, not one each (lag <= wakeTick).
+			// Wake on the tick grid (a check's lag <= tick).
 			if d := next.Sub(now); d > 0 {
-				next = now.Add((d + wakeTick - 1) / wakeTick * wakeTick)
+				next = now.Add((d + tick - 1) / tick * tick)
 			}
 			if armed.IsZero() || next.Before(armed) {
 				if stop != nil {

@@ -512,3 +512,18 @@ func TestAllCheckersMustBeUp(t *testing.T) {
 	}
 	w.none()
 }
+
+// The scheduler's grid: a fiftieth of delay_loop, within its bounds.
+func TestWakeTick(t *testing.T) {
+	for _, tc := range []struct{ delayLoop, want time.Duration }{
+		{0, minWakeTick},
+		{50 * time.Millisecond, minWakeTick},
+		{500 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, maxWakeTick},
+		{time.Minute, maxWakeTick},
+	} {
+		if got := wakeTick(tc.delayLoop); got != tc.want {
+			t.Errorf("wakeTick(%s) = %s, want %s", tc.delayLoop, got, tc.want)
+		}
+	}
+}
