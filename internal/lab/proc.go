@@ -209,6 +209,28 @@ func (p *Process) WaitLog(s string, timeout time.Duration) error {
 	}
 }
 
+// LogCount is how many times s is in the process's log so far.
+func (p *Process) LogCount(s string) int {
+	b, _ := os.ReadFile(p.Log)
+	return strings.Count(string(b), s)
+}
+
+// WaitLogCount waits until s is in the log at least n times: a line the
+// log already holds (the first reload's "reload complete") does not
+// satisfy the wait for the next one.
+func (p *Process) WaitLogCount(s string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.LogCount(s) >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %q not %d times in %s's log after %s; tail:\n%s", s, n, p.Name, timeout, p.Tail(15))
+		}
+		time.Sleep(PollInterval)
+	}
+}
+
 // Daemon is a VRRP daemon (keepalived or hakeepd) in a lab host.
 type Daemon struct {
 	*Process

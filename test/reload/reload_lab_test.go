@@ -117,10 +117,11 @@ func TestSIGHUPReload(t *testing.T) {
 		if err := os.WriteFile(d["h1"].Conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		seen := d["h1"].LogCount(wantLog)
 		if err := d["h1"].Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		if err := d["h1"].WaitLog(wantLog, 10*time.Second); err != nil {
+		if err := d["h1"].WaitLogCount(wantLog, seen+1, 10*time.Second); err != nil {
 			t.Fatalf("after SIGHUP: %v", err)
 		}
 	}
