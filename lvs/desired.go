@@ -67,6 +67,21 @@ type Desired struct {
 	Events []QuorumEvent
 
 	lastKey string // the configuration key of the virtual server added last
+	// quorumShared: Quorum is the planner's own map, copied before the
+	// first change (a re-plan of a few virtual servers changes few or no
+	// quorum states, and copied the 2,000-entry map every time).
+	quorumShared bool
+}
+
+// setQuorum records a virtual server's quorum state.
+func (d *Desired) setQuorum(vs string, up bool) {
+	if v, ok := d.Quorum[vs]; ok && v == up {
+		return
+	}
+	if d.quorumShared {
+		d.Quorum, d.quorumShared = maps.Clone(d.Quorum), false
+	}
+	d.Quorum[vs] = up
 }
 
 // ParseProto reads keepalived's protocol keyword.
@@ -303,7 +318,7 @@ func addVirtualServer(out *Desired, cfg *config.Config, vs *config.VirtualServer
 			out.Events = append(out.Events, QuorumEvent{VS: vsKey, Up: true, Script: vs.QuorumUp, Weight: sum, Threshold: quorum + hyst})
 		}
 	}
-	out.Quorum[vsKey] = up
+	out.setQuorum(vsKey, up)
 
 	n := len(pool)
 	if vs.SorryServer != nil {
@@ -449,7 +464,7 @@ func (p *Planner) PlanChanged(ctx context.Context, cfg *config.Config, in Inputs
 		if p.byKey == nil {
 			p.indexLast()
 		}
-		d = Desired{Table: maps.Clone(p.last), Quorum: maps.Clone(p.quorum)}
+		d = Desired{Table: maps.Clone(p.last), Quorum: p.quorum, quorumShared: true}
 		// In configuration order, as a full plan: quorum events (and
 		// their scripts) come in the same order.
 		var vss []*config.VirtualServer

@@ -3,8 +3,10 @@ package lvs
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -101,6 +103,9 @@ func TestPlanChangedEqualsFullPlan(t *testing.T) {
 				if g, w := tableText(got), tableText(want); !slices.Equal(g, w) {
 					t.Fatalf("step %d (changed %v): incremental plan\n%v\nfull plan\n%v", step, changed, g, w)
 				}
+				if !maps.Equal(inc.quorum, full.quorum) {
+					t.Fatalf("step %d: quorum states %v, full plan's %v", step, inc.quorum, full.quorum)
+				}
 				for k, s := range got {
 					if !changed[s.Origin] && prev[k] != s {
 						t.Fatalf("step %d: service %s of unchanged %s was rebuilt", step, k, s.Origin)
@@ -112,5 +117,54 @@ func TestPlanChangedEqualsFullPlan(t *testing.T) {
 				t.Errorf("quorum events differ:\nincremental %v\nfull %v", incEvents, fullEvents)
 			}
 		})
+	}
+}
+
+// A re-plan that changes no quorum state keeps the planner's quorum map
+// (no copy per re-plan); one that changes a state copies it first, so a
+// map an earlier re-plan left is never written.
+func TestPlanChangedQuorumCopiedOnChange(t *testing.T) {
+	vs := vsConf("10.0.0.1:80", rs("10.1.0.1:80", 1, true), rs("10.1.0.2:80", 1, true))
+	vs.Quorum = 2
+	other := vsConf("10.0.0.2:80", rs("10.1.0.3:80", 1, true))
+	cfg := &config.Config{VirtualServers: []*config.VirtualServer{vs, other}}
+	p := NewPlanner(nil, quietLog())
+	ctx := context.Background()
+	health := map[HealthKey]RSHealth{}
+	if _, err := p.PlanChanged(ctx, cfg, Inputs{Health: health}, map[string]bool{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name     string
+		rs       string
+		up       bool
+		vs       *config.VirtualServer
+		copied   bool
+		quorumUp bool
+	}{
+		{"other's real server down: its quorum, not vs's", "10.1.0.3:80", false, other, true, true},
+		{"other's real server back", "10.1.0.3:80", true, other, true, true},
+		{"a real server of vs up again: no change", "10.1.0.2:80", true, vs, false, true},
+		{"quorum lost", "10.1.0.1:80", false, vs, true, false},
+		{"still lost", "10.1.0.2:80", false, vs, false, false},
+		{"regained", "10.1.0.1:80", true, vs, false, false}, // 1 of 2: still below quorum
+		{"quorum back", "10.1.0.2:80", true, vs, true, true},
+	}
+	for _, st := range steps {
+		before := p.quorum
+		snapshot := maps.Clone(before)
+		health[HealthKey{VS: st.vs.Key(), RS: ap(st.rs)}] = RSHealth{Up: st.up, Weight: -1}
+		if _, err := p.PlanChanged(ctx, cfg, Inputs{Health: health}, map[string]bool{st.vs.Key(): true}); err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(before, snapshot) {
+			t.Fatalf("%s: the previous quorum map was written: %v, was %v", st.name, before, snapshot)
+		}
+		if copied := reflect.ValueOf(p.quorum).UnsafePointer() != reflect.ValueOf(before).UnsafePointer(); copied != st.copied {
+			t.Errorf("%s: quorum map copied = %v, want %v", st.name, copied, st.copied)
+		}
+		if got := p.quorum[vs.Key()]; got != st.quorumUp {
+			t.Errorf("%s: quorum of %s = %v, want %v", st.name, vs.Key(), got, st.quorumUp)
+		}
 	}
 }
