@@ -196,17 +196,7 @@ func (p *Process) Tail(n int) string {
 // WaitLog polls the log until it contains s (since the process started,
 // counting earlier runs too) or timeout passes.
 func (p *Process) WaitLog(s string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(p.Log)
-		if strings.Contains(string(b), s) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("lab: %q not in %s's log after %s; tail:\n%s", s, p.Name, timeout, p.Tail(15))
-		}
-		time.Sleep(PollInterval)
-	}
+	return p.WaitLogCount(s, 1, timeout)
 }
 
 // LogCount is how many times s is in the process's log so far.
@@ -225,7 +215,11 @@ func (p *Process) WaitLogCount(s string, n int, timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("lab: %q not %d times in %s's log after %s; tail:\n%s", s, n, p.Name, timeout, p.Tail(15))
+			times := ""
+			if n > 1 {
+				times = fmt.Sprintf(" %d times", n)
+			}
+			return fmt.Errorf("lab: %q not%s in %s's log after %s; tail:\n%s", s, times, p.Name, timeout, p.Tail(15))
 		}
 		time.Sleep(PollInterval)
 	}
