@@ -3,6 +3,7 @@ package checks
 import (
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,5 +280,86 @@ func TestFromConfigUnresolved(t *testing.T) {
 					c.Warmup, c.DelayLoop, c.Misc.Timeout, c.ConnectTimeout, c.Connect)
 			}
 		})
+	}
+}
+
+// Specs are read-only once built, so a build shares one url list between
+// checkers whose urls are alike, and only between those.
+func TestBuildSharesAlikeURLLists(t *testing.T) {
+	text := `virtual_server 10.0.0.1 80 {
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200
+            }
+        }
+    }
+    real_server 10.0.1.2 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200
+            }
+        }
+    }
+    real_server 10.0.1.3 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-204
+            }
+        }
+    }
+    real_server 10.0.1.4 80 {
+        TCP_CHECK {
+        }
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-204
+            }
+        }
+    }
+}
+`
+	cfg, diags := config.Parse("t.conf", []byte(text), config.Options{NoInclude: true})
+	for _, d := range diags {
+		if d.Severity == config.Error {
+			t.Fatal(d)
+		}
+	}
+	specs := Build(cfg, nil).Specs
+	if len(specs) != 4 {
+		t.Fatalf("%d specs, want 4", len(specs))
+	}
+	urls := func(i, c int) []URL { return specs[i].Checkers[c].HTTP.URLs }
+	if &urls(0, 0)[0] != &urls(1, 0)[0] {
+		t.Error("alike url lists of real servers 1 and 2 are not shared")
+	}
+	if &urls(1, 0)[0] == &urls(2, 0)[0] {
+		t.Error("different url lists share one")
+	}
+	if &urls(2, 0)[0] != &urls(3, 1)[0] {
+		t.Error("alike url lists of real servers 3 and 4 are not shared")
+	}
+	want := []StatusRange{{200, 204}}
+	if got := urls(2, 0)[0].Status; !slices.Equal(got, want) {
+		t.Errorf("real server 3's status codes %v, want %v", got, want)
+	}
+	if got := urls(0, 0)[0].Status; !slices.Equal(got, []StatusRange{{200, 200}}) {
+		t.Errorf("real server 1's status codes %v, want [{200 200}]", got)
+	}
+	if len(specs[3].Checkers) != 2 || specs[3].Checkers[0].Kind != KindTCP {
+		t.Errorf("real server 4's checkers: %+v", specs[3].Checkers)
+	}
+	// A real server's checkers are its own slice: appending to one does
+	// not write into another's.
+	before := specs[1].Checkers[0]
+	_ = append(specs[0].Checkers, Checker{Kind: KindTCP})
+	if specs[1].Checkers[0].Kind != before.Kind {
+		t.Error("appending to real server 1's checkers changed real server 2's")
 	}
 }

@@ -446,7 +446,8 @@ func (m *Manager) reload(specs []Spec, kept []string) error {
 		if lastInfo != nil && *lastInfo == info {
 			rs.info = lastInfo // the usual run of alike real servers
 		} else if rs.info = infos[info]; rs.info == nil {
-			rs.info = &info
+			shared := info // on the heap only here, not for every spec
+			rs.info = &shared
 			infos[info] = rs.info
 		}
 		lastInfo = rs.info
@@ -1084,6 +1085,29 @@ func (m *Manager) State() []RealServerState {
 		}
 		return out[a].RealServer < out[b].RealServer
 	})
+	return out
+}
+
+// RealServerHealth is one real server's health as the data plane needs it.
+type RealServerHealth struct {
+	VirtualServer string
+	RealServer    netip.AddrPort
+	Up            bool
+	Weight        int // misc_dynamic weight or -1
+	Checkers      int // how many checkers it has
+}
+
+// Health is every real server's health, unsorted: State without what
+// only the API shows (a load of 40,000 real servers seeds its health
+// from this, 2.5 MB, where State's descriptions took ~17 MB).
+func (m *Manager) Health() []RealServerHealth {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]RealServerHealth, 0, len(m.servers))
+	for _, rs := range m.servers {
+		out = append(out, RealServerHealth{VirtualServer: rs.info.vs, RealServer: rs.addr, Up: rs.up,
+			Weight: int(rs.weight), Checkers: len(rs.jobs)})
+	}
 	return out
 }
 

@@ -86,6 +86,17 @@ func Build(cfg *config.Config, prev *Basis) *Built {
 			seen[k], keys[i] = true, k
 		}
 	}
+	if prev == nil {
+		// A full build: every real server's spec, in one allocation.
+		n := 0
+		for _, vs := range cfg.VirtualServers {
+			n += len(vs.RealServers)
+		}
+		if n > 0 {
+			b.Specs = make([]Spec, 0, n)
+		}
+	}
+	scratch := &buildScratch{}
 	for i, vs := range cfg.VirtualServers {
 		if prev != nil && (prev.clean[vs] || prev.clean[cfg.ReusedFrom(vs)]) && !twice[keys[i]] {
 			b.Kept = append(b.Kept, keys[i])
@@ -93,7 +104,7 @@ func Build(cfg *config.Config, prev *Basis) *Built {
 			continue
 		}
 		nw := len(b.Warnings)
-		b.Specs, b.Warnings = appendVS(b.Specs, b.Warnings, cfg, vs, glob.alertDefault)
+		b.Specs, b.Warnings = appendVS(b.Specs, b.Warnings, cfg, vs, glob.alertDefault, scratch)
 		if len(b.Warnings) == nw && len(vs.RealServers) > 0 {
 			b.Basis.clean[vs] = true
 		}

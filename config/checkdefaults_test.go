@@ -203,3 +203,92 @@ func TestCheckerJSONStable(t *testing.T) {
 		t.Errorf("explicit warmup 0: %s", js)
 	}
 }
+
+// Alike url blocks of a virtual server's checkers are kept once and
+// shared; urls that differ, or resolve to another virtualhost, are not.
+func TestAlikeURLsShared(t *testing.T) {
+	text := `virtual_server 10.0.0.1 80 {
+    lb_kind NAT
+    protocol TCP
+    lb_algo rr
+    virtualhost vs.example
+    real_server 10.0.1.1 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-204
+            }
+        }
+    }
+    real_server 10.0.1.2 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-204
+            }
+        }
+    }
+    real_server 10.0.1.3 80 {
+        HTTP_GET {
+            virtualhost other.example
+            url {
+                path /health
+                status_code 200-204
+            }
+        }
+    }
+    real_server 10.0.1.4 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-205
+            }
+        }
+    }
+}
+virtual_server 10.0.0.2 80 {
+    lb_kind NAT
+    protocol TCP
+    lb_algo rr
+    real_server 10.0.1.1 80 {
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200-204
+            }
+        }
+    }
+}
+`
+	cfg, diags := Parse("t.conf", []byte(text), Options{NoInclude: true})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	url := func(v, r int) *URL { return cfg.VirtualServers[v].RealServers[r].Checkers[0].URLs[0] }
+	if url(0, 0) != url(0, 1) {
+		t.Error("alike urls of one virtual server are two objects")
+	}
+	if url(0, 0).Pos.Line != 8 {
+		t.Errorf("the shared url's position is line %d, want the first url block's, 8", url(0, 0).Pos.Line)
+	}
+	for _, c := range []struct {
+		v, r        int
+		vhost       string
+		status      []StatusRange
+		sharedWith0 bool
+	}{
+		{0, 0, "vs.example", []StatusRange{{200, 204}}, true},
+		{0, 1, "vs.example", []StatusRange{{200, 204}}, true},
+		{0, 2, "other.example", []StatusRange{{200, 204}}, false},
+		{0, 3, "vs.example", []StatusRange{{200, 205}}, false},
+		{1, 0, "", []StatusRange{{200, 204}}, false},
+	} {
+		u := url(c.v, c.r)
+		if u.Virtualhost != c.vhost || fmt.Sprint(u.StatusCodes) != fmt.Sprint(c.status) || u.Path != "/health" {
+			t.Errorf("virtual server %d real server %d: %+v, want virtualhost %q status %v", c.v, c.r, *u, c.vhost, c.status)
+		}
+		if (u == url(0, 0)) != c.sharedWith0 {
+			t.Errorf("virtual server %d real server %d: shared with the first: %v, want %v", c.v, c.r, u == url(0, 0), c.sharedWith0)
+		}
+	}
+}

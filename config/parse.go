@@ -404,6 +404,10 @@ type slabs struct {
 	checkerPtrs  slab[*Checker]
 	urlPtrs      slab[*URL]
 	statusRanges slab[StatusRange]
+	// A virtual server's urls as read, before keepURLs keeps the
+	// distinct ones: reused for each virtual server.
+	urlScratch    slab[URL]
+	statusScratch slab[StatusRange]
 }
 
 type slab[T any] struct{ buf []T }
@@ -429,6 +433,13 @@ func (s *slab[T]) new() *T {
 	}
 	s.buf = s.buf[:len(s.buf)+1]
 	return &s.buf[len(s.buf)-1]
+}
+
+// reset makes the current chunk's objects free for carving again: only
+// when nothing points into it any more.
+func (s *slab[T]) reset() {
+	clear(s.buf) // no stale pointers for the collector to follow
+	s.buf = s.buf[:0]
 }
 
 // appendSlab is append(list, v), but a list's first element is carved from

@@ -618,21 +618,19 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 	}
 	changed := false
 	var seeded []consensus.HealthEntry
-	for _, rs := range s.checks.State() {
-		if cluster == nil && len(rs.Checkers) == 0 {
+	for _, rs := range s.checks.Health() {
+		if cluster == nil && rs.Checkers == 0 {
 			continue
 		}
-		ap, err := netip.ParseAddrPort(rs.RealServer)
-		if err != nil {
-			s.p.log.Error("checker state with a bad real server address", "rs", rs.RealServer, "err", err)
-			continue
-		}
+		ap := rs.RealServer
 		if _, ok := s.health.get(rs.VirtualServer, ap); !ok {
 			h := lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
 			s.health.set(rs.VirtualServer, ap, h)
 			s.effStale = true
-			seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
-			changed = changed || len(rs.Checkers) > 0 && (h.Up == alpha[rs.VirtualServer] || h.Weight >= 0)
+			if cluster != nil {
+				seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
+			}
+			changed = changed || rs.Checkers > 0 && (h.Up == alpha[rs.VirtualServer] || h.Weight >= 0)
 		}
 	}
 	if cluster != nil && len(seeded) > 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,11 +97,16 @@ func BenchmarkOutage(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/%dx%d", d, ld.vs, ld.rs), func(b *testing.B) {
 			r := runOutage(b, d, ld, window)
 			b.Log(r)
+			// One line each: the benchmark's log keeps only its first lines.
+			var rss, cpu strings.Builder
 			for _, s := range r.samples {
+				fmt.Fprintf(&rss, " %.0f", mb(s.rss))
 				if int(s.at.Seconds())%5 == 0 {
-					b.Logf("  %5.1fs RSS %6.1f MB CPU %6.2fs", s.at.Seconds(), mb(s.rss), s.cpu)
+					fmt.Fprintf(&cpu, " %.1f", s.cpu)
 				}
 			}
+			b.Logf("every second from exec: RSS MB%s", rss.String())
+			b.Logf("every 5 s from exec: CPU s%s", cpu.String())
 			b.ReportMetric(mb(r.maxRSS(0, r.end())), "max-RSS-MB")
 			b.ReportMetric(mb(r.at(r.end()).rss), "end-RSS-MB")
 			b.ReportMetric(r.windowCPU(), "window-CPU-s")
