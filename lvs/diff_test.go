@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -124,6 +125,33 @@ func TestApplyOpMakesTablesEqual(t *testing.T) {
 	}
 	if rest := Diff(work, des, owned); len(rest) != 0 {
 		t.Fatalf("after applying the diff, still: %q", opKinds(rest))
+	}
+}
+
+// The picture of a new service gets room for its destinations at once,
+// and none of the desired service's slices.
+func TestApplyOpNewServiceDests(t *testing.T) {
+	var ds []Dest
+	for i := range 20 {
+		ds = append(ds, dst(fmt.Sprintf("10.1.0.%d", i+1), 80, 1))
+	}
+	des := table(svc("10.0.0.1", 80, "rr", ds...))
+	ops := Diff(Table{}, des, func(ServiceKey) bool { return true })
+	work := Table{}
+	allocs := testing.AllocsPerRun(20, func() {
+		clear(work)
+		for _, op := range ops {
+			applyOp(work, op)
+		}
+	})
+	// The service and its destination list (growing it one AddDest at a
+	// time took six lists, and a copy of the desired one was dropped).
+	if allocs > 2 {
+		t.Errorf("%v allocations to picture one new service of 20 destinations, want 2", allocs)
+	}
+	s := work[des[svc("10.0.0.1", 80, "rr").Key].Key]
+	if len(s.Dests) != 20 || &s.Dests[0] == &des[s.Key].Dests[0] {
+		t.Errorf("picture's destinations: %d, shared with the desired table: %v", len(s.Dests), &s.Dests[0] == &des[s.Key].Dests[0])
 	}
 }
 

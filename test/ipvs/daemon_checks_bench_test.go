@@ -108,7 +108,9 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		c0, a0, t0 := cpuSeconds(pids(dir, cmd)), accepted.Load(), time.Now()
 		time.Sleep(10 * time.Second)
 		el := time.Since(t0).Seconds()
-		return result{float64(accepted.Load()-a0) / el, (cpuSeconds(pids(dir, cmd)) - c0) / el}
+		r := result{float64(accepted.Load()-a0) / el, (cpuSeconds(pids(dir, cmd)) - c0) / el}
+		benchPerf(t, name, pids(dir, cmd), accepted.Load)
+		return r
 	}
 	ka := measure("keepalived", func(dir, conf string) []string {
 		return []string{kbin, "-n", "-l", "-G", "-C", "-f", conf,
@@ -134,4 +136,24 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 	t.Logf("RESULT checkers, %d TCP_CHECKs at delay_loop 1 (%d services x %d real servers), 10 s window", n, services, dests)
 	t.Logf("RESULT keepalived: %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", ka.checksPerSec, ka.cpuPerSec, 1000*ka.cpuPerSec/ka.checksPerSec)
 	t.Logf("RESULT hakeepd:    %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", hk.checksPerSec, hk.cpuPerSec, 1000*hk.cpuPerSec/hk.checksPerSec)
+}
+
+// benchPerf runs HAKEEP_BENCH_PERF, a shell command (perf, with -bin
+// /usr/bin/perf), after the measured window with PIDS replaced by the
+// daemon's processes (comma-separated) and logs its output with the
+// checks the listeners saw meanwhile: where each daemon's time per check
+// goes, kernel included, e.g. "perf trace -s -p PIDS -- sleep 10". Not
+// in the window: tracing slows what it traces.
+func benchPerf(t *testing.T, name string, pids []int, accepted func() int64) {
+	cmdline := os.Getenv("HAKEEP_BENCH_PERF")
+	if cmdline == "" {
+		return
+	}
+	ps := make([]string, len(pids))
+	for i, p := range pids {
+		ps[i] = fmt.Sprint(p)
+	}
+	a0 := accepted()
+	out, err := exec.Command("sh", "-c", strings.ReplaceAll(cmdline, "PIDS", strings.Join(ps, ","))).CombinedOutput()
+	t.Logf("PERF %s (%d checks meanwhile; err %v):\n%s", name, accepted()-a0, err, out)
 }

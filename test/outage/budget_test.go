@@ -112,6 +112,7 @@ func BenchmarkOutage(b *testing.B) {
 			b.ReportMetric(r.windowCPU(), "window-CPU-s")
 			b.ReportMetric(float64(r.pct(0)), "min-checks/rs")
 			b.ReportMetric(float64(r.pct(50)), "median-checks/rs")
+			b.ReportMetric(r.cpuPerAttempt(), "CPU-ms/attempt")
 			if ld.vrrp {
 				b.ReportMetric(r.advertPct(99).Seconds(), "advert-p99-s")
 				b.ReportMetric(r.advertPct(100).Seconds(), "advert-max-s")

@@ -157,14 +157,34 @@ func (r *result) pct(p int) int {
 	return r.perRS[(len(r.perRS)-1)*p/100]
 }
 
+// attempts is the checks (SYNs) of every real server in the window.
+func (r *result) attempts() int {
+	n := 0
+	for _, c := range r.perRS {
+		n += c
+	}
+	return n
+}
+
+// cpuPerAttempt is the window's CPU milliseconds per check attempt: the
+// comparison that holds when a daemon cannot keep the schedule (an
+// emulated CPU) and the two make different numbers of attempts.
+func (r *result) cpuPerAttempt() float64 {
+	if r.attempts() == 0 {
+		return 0
+	}
+	return 1000 * r.windowCPU() / float64(r.attempts())
+}
+
 func (r *result) String() string {
 	s := fmt.Sprintf("%s, %d HTTP_GETs timing out (%d x %d, delay_loop %s), %s window after %s: "+
 		"RSS %.1f MB at the window's start, max %.1f MB, %.1f MB at its end; CPU %.2f s in the window (%.3f cores), "+
-		"%.2f s in all; checks per real server in the window: min %d, median %d, max %d (on schedule: at least %d)",
+		"%.2f s in all; checks per real server in the window: min %d, median %d, max %d (on schedule: at least %d), "+
+		"%d in all, %.3f CPU-ms each",
 		r.d, r.load.checks(), r.load.vs, r.load.rs, r.load.loop(), r.window, r.warmup,
 		mb(r.at(r.warmup).rss), mb(r.maxRSS(0, r.end())), mb(r.at(r.end()).rss),
 		r.windowCPU(), r.windowCPU()/r.window.Seconds(), r.at(r.end()).cpu,
-		r.pct(0), r.pct(50), r.pct(100), r.expectedMin())
+		r.pct(0), r.pct(50), r.pct(100), r.expectedMin(), r.attempts(), r.cpuPerAttempt())
 	if len(r.adverts) > 0 {
 		s += fmt.Sprintf("; %d VRRP adverts (advert_int 1 s), interval min %s, median %s, p99 %s, max %s",
 			len(r.adverts)+1, r.advertPct(0), r.advertPct(50), r.advertPct(99), r.advertPct(100))
