@@ -168,7 +168,7 @@ func (c *connector) run() {
 			if r == nil || r.seq != uint32(ev.Pad) {
 				continue
 			}
-			soerr, gerr := unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			soerr, gerr := rawSoError(r.fd)
 			switch {
 			case gerr != nil:
 				c.finish(r, os.NewSyscallError("getsockopt", gerr))
@@ -209,7 +209,7 @@ func (c *connector) begin(r *connReq) {
 	if _, ok := r.remote.(*unix.SockaddrInet6); ok {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := rawSocket(family)
 	if err != nil {
 		r.done(-1, os.NewSyscallError("socket", err))
 		return
@@ -217,27 +217,27 @@ func (c *connector) begin(r *connReq) {
 	if r.local != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 		if err := unix.Bind(fd, r.local); err != nil {
-			unix.Close(fd)
+			rawClose(fd)
 			r.done(-1, os.NewSyscallError("bind", err))
 			return
 		}
 	}
 	r.deadline = time.Now().Add(r.timeout)
-	err = unix.Connect(fd, r.remote)
+	err = rawConnect(fd, r.remote)
 	if err == nil {
 		r.done(fd, nil) // loopback can complete at once
 		return
 	}
 	if !errors.Is(err, unix.EINPROGRESS) {
-		unix.Close(fd)
+		rawClose(fd)
 		r.done(-1, os.NewSyscallError("connect", err))
 		return
 	}
 	c.seq++
 	r.fd, r.seq = fd, c.seq
 	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLERR | unix.EPOLLHUP, Fd: int32(fd), Pad: int32(r.seq)}
-	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		unix.Close(fd)
+	if err := rawEpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		rawClose(fd)
 		r.done(-1, os.NewSyscallError("epoll_ctl", err))
 		return
 	}
@@ -259,7 +259,7 @@ func (c *connector) finish(r *connReq, err error) {
 		// Closing the socket (never duplicated) takes it out of the
 		// epoll set: no EPOLL_CTL_DEL, one system call less for each
 		// of the handshakes that time out when real servers are gone.
-		unix.Close(r.fd)
+		rawClose(r.fd)
 		r.done(-1, err)
 		return
 	}
@@ -267,7 +267,7 @@ func (c *connector) finish(r *connReq, err error) {
 	// it in the set: take it out first, unless the owner only closes it
 	// (one system call less per healthy TCP_CHECK).
 	if !r.closes {
-		unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
+		rawEpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, &unix.EpollEvent{})
 	}
 	r.done(r.fd, nil)
 }

@@ -733,8 +733,7 @@ func (m *Manager) handshakeDone(j *job, cp connProber, fd int, err error, lag ti
 	if cp.handshakeOnly() {
 		// Reset rather than FIN (as the dialing TCP_CHECK does): no
 		// TIME_WAIT pile-up at thousands of checks a second.
-		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		unix.Close(fd)
+		rawResetClose(fd)
 		m.complete(j, cp.exchange(m.ctx, nil), lag)
 		return
 	}

@@ -54,7 +54,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 	}
 
 	type result struct{ checksPerSec, cpuPerSec float64 }
-	measure := func(name string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) result {
+	measure := func(name string, env []string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) result {
 		dir := t.TempDir()
 		conf := filepath.Join(dir, "keepalived.conf")
 		if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
@@ -69,7 +69,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 			if err := netlab.InNamedNS(ns, func() (err error) { l, err = net.Listen("tcp", fmt.Sprintf("10.255.0.1:%d", p)); return err }); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { l.Close() })
+			defer l.Close() // per measurement: 2,000 listeners each
 			go func() {
 				for {
 					c, err := l.Accept()
@@ -82,6 +82,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 			}()
 		}
 		cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv(dir, conf)...)...)
+		cmd.Env = append(os.Environ(), env...)
 		logf, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
 			t.Fatal(err)
@@ -112,7 +113,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		benchPerf(t, name, pids(dir, cmd), accepted.Load)
 		return r
 	}
-	ka := measure("keepalived", func(dir, conf string) []string {
+	ka := measure("keepalived", nil, func(dir, conf string) []string {
 		return []string{kbin, "-n", "-l", "-G", "-C", "-f", conf,
 			"-p", dir + "/k.pid", "-r", dir + "/v.pid", "-c", dir + "/c.pid", "-b", dir + "/b.pid"}
 	}, func(dir string, cmd *exec.Cmd) []int {
@@ -125,17 +126,32 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		}
 		return ps
 	}, killKeepalived)
-	hk := measure("hakeepd", func(dir, conf string) []string {
-		return []string{hbin, "-n", "-l", "-C", "-f", conf, "-p", dir + "/h.pid", "--api", dir + "/api.sock"}
-	}, func(_ string, cmd *exec.Cmd) []int {
-		return []int{cmd.Process.Pid}
-	}, func(_ string, cmd *exec.Cmd) {
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-	})
+	runHakeepd := func(name, bin string, env []string) result {
+		return measure(name, env, func(dir, conf string) []string {
+			return []string{bin, "-n", "-l", "-C", "-f", conf, "-p", dir + "/h.pid", "--api", dir + "/api.sock"}
+		}, func(_ string, cmd *exec.Cmd) []int {
+			return []int{cmd.Process.Pid}
+		}, func(_ string, cmd *exec.Cmd) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+		})
+	}
+	hk := runHakeepd("hakeepd", hbin, nil)
 	t.Logf("RESULT checkers, %d TCP_CHECKs at delay_loop 1 (%d services x %d real servers), 10 s window", n, services, dests)
 	t.Logf("RESULT keepalived: %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", ka.checksPerSec, ka.cpuPerSec, 1000*ka.cpuPerSec/ka.checksPerSec)
 	t.Logf("RESULT hakeepd:    %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", hk.checksPerSec, hk.cpuPerSec, 1000*hk.cpuPerSec/hk.checksPerSec)
+	// HAKEEP_BENCH_HAKEEPD_ENV="K=V ..." and/or HAKEEP_BENCH_HAKEEPD_ALT=
+	// /path/to/another/hakeepd (passed with -bin): hakeepd once more, with
+	// that environment or build, in the same boot (boots differ more than
+	// builds do).
+	alt, altBin := strings.Fields(os.Getenv("HAKEEP_BENCH_HAKEEPD_ENV")), os.Getenv("HAKEEP_BENCH_HAKEEPD_ALT")
+	if len(alt) > 0 || altBin != "" {
+		if altBin == "" {
+			altBin = hbin
+		}
+		hk2 := runHakeepd("hx-hakeepd-alt", altBin, alt) // its own namespace (the first two letters)
+		t.Logf("RESULT %s %v: %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", altBin, alt, hk2.checksPerSec, hk2.cpuPerSec, 1000*hk2.cpuPerSec/hk2.checksPerSec)
+	}
 }
 
 // benchPerf runs HAKEEP_BENCH_PERF, a shell command (perf, with -bin
