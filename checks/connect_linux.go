@@ -42,17 +42,20 @@ type connector struct {
 	pending map[int32]*connReq // by fd
 	byDue   connHeap
 	seq     uint32
-	ended   int // handshakes ended, for yielding
+	ops     int // handshakes started and ended, for yielding
 	done    chan struct{}
 }
 
-// yieldEvery is how many ended handshakes the connector handles before it
-// lets other goroutines run. Timeouts come in waves (probes dispatched
+// yieldEvery is how many handshakes the connector starts or ends before
+// it lets other goroutines run. Timeouts come in waves (probes dispatched
 // together expire together: ~19,000 at once in the issue 10 lab), and
 // handling a wave took the connector's P for 230 ms at a stretch, during
-// which the VRRP event loop, runnable, found no P (runtime trace). Every
-// 64 (~2 ms of work) it steps aside.
-const yieldEvery = 64
+// which the VRRP event loop, runnable, found no P (runtime trace). Its
+// socket calls are raw (rawsys_linux.go), so to the scheduler it is
+// simply running: past 10 ms sysmon preempts it with a signal (in the
+// VM's emulated CPU, where a start is ~1.5 ms, 50 signals a second at 64).
+// Every 8 (~0.1 ms of work on hardware, ~12 ms emulated) it steps aside.
+const yieldEvery = 8
 
 // connReq is one handshake to make. done is called exactly once, on the
 // connector's goroutine, with the connected socket (its owner closes it)
@@ -203,8 +206,16 @@ func (c *connector) run() {
 	}
 }
 
+// step counts a handshake started or ended, and yields every yieldEvery.
+func (c *connector) step() {
+	if c.ops++; c.ops%yieldEvery == 0 {
+		runtime.Gosched()
+	}
+}
+
 // begin opens the socket and starts the handshake.
 func (c *connector) begin(r *connReq) {
+	c.step()
 	family := unix.AF_INET
 	if _, ok := r.remote.(*unix.SockaddrInet6); ok {
 		family = unix.AF_INET6
@@ -248,9 +259,7 @@ func (c *connector) begin(r *connReq) {
 // finish ends a handshake: the socket goes to done on success and is
 // closed otherwise.
 func (c *connector) finish(r *connReq, err error) {
-	if c.ended++; c.ended%yieldEvery == 0 {
-		runtime.Gosched()
-	}
+	c.step()
 	delete(c.pending, int32(r.fd))
 	if r.index >= 0 {
 		heap.Remove(&c.byDue, r.index)

@@ -18,7 +18,7 @@ import (
 // one thread: 5%) and its sysmon thread making 600 sleeps a second with a
 // clock read each (BENCHMARKS.md, "The checker's CPU per check, traced").
 // A raw call keeps the P: the connector's goroutine is simply running,
-// and it yields every yieldEvery handshakes.
+// and it yields every yieldEvery handshakes started or ended.
 
 func rawSocket(family int) (int, error) {
 	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family),
