@@ -276,7 +276,7 @@ func (c *connector) finish(r *connReq, err error) {
 	// it in the set: take it out first, unless the owner only closes it
 	// (one system call less per healthy TCP_CHECK).
 	if !r.closes {
-		rawEpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, &unix.EpollEvent{})
+		rawEpollCtl(c.epfd, unix.EPOLL_CTL_DEL, r.fd, nil) // DEL ignores the event (Linux >= 2.6.9)
 	}
 	r.done(r.fd, nil)
 }

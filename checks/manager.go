@@ -1098,7 +1098,7 @@ type RealServerHealth struct {
 
 // Health is every real server's health, unsorted: State without what
 // only the API shows (a load of 40,000 real servers seeds its health
-// from this, 2.5 MB, where State's descriptions took ~17 MB).
+// from this, 2.8 MB, where State's descriptions took ~17 MB).
 func (m *Manager) Health() []RealServerHealth {
 	m.mu.Lock()
 	defer m.mu.Unlock()

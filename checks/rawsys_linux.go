@@ -16,7 +16,7 @@ import (
 // the qemu VM's emulated CPU a connect takes 1-2 ms, and perf showed
 // hakeepd's checker with 22% of its CPU in finish_task_switch (keepalived,
 // one thread: 5%) and its sysmon thread making 600 sleeps a second with a
-// clock read each (BENCHMARKS.md, "The checker's CPU per check, traced").
+// clock read each (BENCHMARKS.md, "## checks", fifth session).
 // A raw call keeps the P: the connector's goroutine is simply running,
 // and it yields every yieldEvery handshakes started or ended.
 

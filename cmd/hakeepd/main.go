@@ -109,8 +109,9 @@ func oneShotGC() {
 // environment. Its heap is mostly long-lived tables (the configuration,
 // the checks, the desired IPVS table), which Go's default of 100 lets
 // the heap grow to twice: 40,000 HTTP_GETs timing out sat at 120 MB RSS
-// over ~48 MB live. At 40 the outage stays near 1.4x of what is live for
-// ~5% more CPU in the window (BENCHMARKS.md, "What is left for the goal").
+// over ~48 MB live. At 40 the outage stays near 1.4x of what is live, for
+// +12% CPU in the window in one same-build pair, within this host's ~10%
+// run-to-run noise (BENCHMARKS.md, "What is left for the goal").
 const daemonGOGC = 40
 
 func daemonGC() {
