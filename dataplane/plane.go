@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
@@ -433,7 +432,7 @@ func (s *state) reload(old, cfg *config.Config, built *checks.Built) error {
 			if kept[vs] {
 				continue // its real servers are as loaded
 			}
-			for rs := range rss.rs {
+			for rs := range rss.All {
 				if !keep[lvs.HealthKey{VS: vs, RS: rs}] {
 					s.health.delete(vs, rs)
 					s.effStale = true
@@ -618,6 +617,7 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 	}
 	changed := false
 	var seeded []consensus.HealthEntry
+	byVS := map[string][]lvs.RSResult{} // recorded per virtual server, one version each
 	for _, rs := range s.checks.Health() {
 		if cluster == nil && rs.Checkers == 0 {
 			continue
@@ -625,13 +625,16 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 		ap := rs.RealServer
 		if _, ok := s.health.get(rs.VirtualServer, ap); !ok {
 			h := lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
-			s.health.set(rs.VirtualServer, ap, h)
-			s.effStale = true
+			byVS[rs.VirtualServer] = append(byVS[rs.VirtualServer], lvs.RSResult{Addr: ap, RSHealth: h})
 			if cluster != nil {
 				seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
 			}
 			changed = changed || rs.Checkers > 0 && (h.Up == alpha[rs.VirtualServer] || h.Weight >= 0)
 		}
+	}
+	for vs, rs := range byVS {
+		s.health.setAll(vs, rs)
+		s.effStale = true
 	}
 	if cluster != nil && len(seeded) > 0 {
 		cluster.ReportHealth(seeded)
@@ -645,97 +648,79 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 // virtual servers they touch.
 func (s *state) record(ts []checks.Transition) map[string]bool {
 	vs := map[string]bool{}
-	entries := make([]consensus.HealthEntry, 0, len(ts))
+	c := s.p.opts.Cluster
+	var entries []consensus.HealthEntry
+	byVS := map[string][]lvs.RSResult{} // one new version per virtual server
 	for _, t := range ts {
 		vs[t.VirtualServer] = true
-		s.health.set(t.VirtualServer, t.RealServer, lvs.RSHealth{Up: t.Up, Weight: t.Weight})
+		byVS[t.VirtualServer] = append(byVS[t.VirtualServer], lvs.RSResult{Addr: t.RealServer, RSHealth: lvs.RSHealth{Up: t.Up, Weight: t.Weight}})
 		if len(s.p.opts.Fifos) > 0 {
 			writeLine(s.p.opts.Fifos, rsFifoLine(t))
 		}
-		entries = append(entries, consensus.HealthEntry{VS: t.VirtualServer, RS: t.RealServer.String(), Up: t.Up})
+		if c != nil {
+			entries = append(entries, consensus.HealthEntry{VS: t.VirtualServer, RS: t.RealServer.String(), Up: t.Up})
+		}
 	}
-	if c := s.p.opts.Cluster; c != nil {
+	for k, rs := range byVS {
+		s.health.setAll(k, rs)
+	}
+	if c != nil {
 		c.ReportHealth(entries)
 	}
 	return vs
 }
 
-// localHealth is this director's checker results by virtual server and
-// real server (owned by the plane's goroutine).
-type localHealth map[string]*vsHealth
-
-// vsHealth is one virtual server's results. Once handed to a health table
-// (shared) its map is never written again: the next write copies it, so
-// a single director's table holds its results once, not twice.
-type vsHealth struct {
-	rs     map[netip.AddrPort]lvs.RSHealth
-	shared bool
-}
-
-// own makes the map writable.
-func (v *vsHealth) own() {
-	if v.shared {
-		v.rs, v.shared = maps.Clone(v.rs), false
-	}
-}
+// localHealth is this director's checker results by virtual server
+// (owned by the plane's goroutine). Each virtual server's is an immutable
+// lvs.VSHealth, shared by the tables handed to the planner: a new result
+// makes a new version of the virtual server it touches (its results
+// copied, its addresses shared), so a single director holds its results
+// once, plus the few versions plans still hold.
+type localHealth map[string]*lvs.VSHealth
 
 func (h localHealth) get(vs string, rs netip.AddrPort) (lvs.RSHealth, bool) {
-	v := h[vs]
-	if v == nil {
-		return lvs.RSHealth{}, false
-	}
-	r, ok := v.rs[rs]
-	return r, ok
+	return h[vs].Get(rs)
+}
+
+// setAll records results of one virtual server's real servers.
+func (h localHealth) setAll(vs string, rs []lvs.RSResult) {
+	h[vs] = h[vs].With(rs)
 }
 
 func (h localHealth) set(vs string, rs netip.AddrPort, r lvs.RSHealth) {
-	v := h[vs]
-	if v == nil {
-		v = &vsHealth{rs: map[netip.AddrPort]lvs.RSHealth{}}
-		h[vs] = v
-	}
-	v.own()
-	v.rs[rs] = r
+	h.setAll(vs, []lvs.RSResult{{Addr: rs, RSHealth: r}})
 }
 
 func (h localHealth) delete(vs string, rs netip.AddrPort) {
-	v := h[vs]
-	if v == nil {
-		return
-	}
-	if _, ok := v.rs[rs]; !ok {
-		return
-	}
-	if len(v.rs) == 1 {
+	if v := h[vs].Without(rs); v != nil {
+		h[vs] = v
+	} else {
 		delete(h, vs)
-		return
 	}
-	v.own()
-	delete(v.rs, rs)
 }
 
 // effectiveVS is what one virtual server's table is built from: the local
 // results, or in cluster mode the replicated verdict (quorum of
 // directors' views, or as the health mode says) where one is known. nil:
-// no result. Without a cluster it is the local map itself, shared.
-func (s *state) effectiveVS(vs string) map[netip.AddrPort]lvs.RSHealth {
+// no result. Without a cluster (or a verdict that differs) it is the local
+// version itself, shared.
+func (s *state) effectiveVS(vs string) *lvs.VSHealth {
 	local := s.health[vs]
-	if local == nil || len(local.rs) == 0 {
-		return nil
-	}
 	c := s.p.opts.Cluster
-	if c == nil {
-		local.shared = true
-		return local.rs
+	if c == nil || local == nil {
+		return local
 	}
-	out := make(map[netip.AddrPort]lvs.RSHealth, len(local.rs))
-	for rs, v := range local.rs {
-		if e := c.Healthy(vs, rs.String()); e.Known {
+	var differ []lvs.RSResult
+	for rs, v := range local.All {
+		if e := c.Healthy(vs, rs.String()); e.Known && e.Up != v.Up {
 			v.Up = e.Up
+			differ = append(differ, lvs.RSResult{Addr: rs, RSHealth: v})
 		}
-		out[rs] = v
 	}
-	return out
+	if len(differ) == 0 {
+		return local
+	}
+	return local.With(differ)
 }
 
 // effectiveHealth is the health the next plan is handed: after checker
@@ -743,14 +728,14 @@ func (s *state) effectiveVS(vs string) map[netip.AddrPort]lvs.RSHealth {
 // they touch rebuilt; otherwise rebuilt whole.
 func (s *state) effectiveHealth() *lvs.HealthTable {
 	if s.partial && !s.effStale && s.eff != nil {
-		changes := make(map[string]map[netip.AddrPort]lvs.RSHealth, len(s.changed))
+		changes := make(map[string]*lvs.VSHealth, len(s.changed))
 		for vs := range s.changed {
 			changes[vs] = s.effectiveVS(vs)
 		}
 		s.eff = s.eff.WithVS(changes)
 		return s.eff
 	}
-	all := make(map[string]map[netip.AddrPort]lvs.RSHealth, len(s.health))
+	all := make(map[string]*lvs.VSHealth, len(s.health))
 	for vs := range s.health {
 		if m := s.effectiveVS(vs); m != nil {
 			all[vs] = m

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -193,8 +192,9 @@ func TestReloadForgetsRemovedHealth(t *testing.T) {
 }
 
 // A single director's health table shares the plane's per-virtual-server
-// maps; a later result must not change a table already handed out (the
-// planner reuses a virtual server's services when its map is the same).
+// versions; a later result must not change a version already handed out
+// (the planner reuses a virtual server's services when its version is
+// the same).
 func TestLocalHealthCopyOnWrite(t *testing.T) {
 	a := netip.MustParseAddrPort("10.0.0.1:80")
 	b := netip.MustParseAddrPort("10.0.0.2:80")
@@ -204,8 +204,8 @@ func TestLocalHealthCopyOnWrite(t *testing.T) {
 	s.health.set("vs2", a, lvs.RSHealth{Up: true, Weight: -1})
 
 	first := s.effectiveVS("vs1")
-	if again := s.effectiveVS("vs1"); reflect.ValueOf(again).UnsafePointer() != reflect.ValueOf(first).UnsafePointer() {
-		t.Fatal("an unchanged virtual server's map was copied")
+	if again := s.effectiveVS("vs1"); again != first {
+		t.Fatal("an unchanged virtual server got a new version")
 	}
 	steps := []struct {
 		name string
@@ -216,23 +216,23 @@ func TestLocalHealthCopyOnWrite(t *testing.T) {
 	}
 	for _, st := range steps {
 		before := s.effectiveVS("vs1")
-		snapshot := maps.Clone(before)
+		snapshot := before.Map()
 		st.do()
-		if !maps.Equal(before, snapshot) {
-			t.Fatalf("%s changed a map already handed out: %v, was %v", st.name, before, snapshot)
+		if !maps.Equal(before.Map(), snapshot) {
+			t.Fatalf("%s changed a version already handed out: %v, was %v", st.name, before.Map(), snapshot)
 		}
-		if after := s.effectiveVS("vs1"); reflect.ValueOf(after).UnsafePointer() == reflect.ValueOf(before).UnsafePointer() {
-			t.Fatalf("%s: the changed virtual server kept its old map", st.name)
+		if after := s.effectiveVS("vs1"); after == before {
+			t.Fatalf("%s: the changed virtual server kept its old version", st.name)
 		}
 	}
-	if got := s.effectiveVS("vs1"); len(got) != 1 || got[a].Up {
+	if got := s.effectiveVS("vs1").Map(); len(got) != 1 || got[a].Up {
 		t.Fatalf("vs1 = %v, want only %s, down", got, a)
 	}
 	s.health.delete("vs1", a)
 	if got := s.effectiveVS("vs1"); got != nil {
 		t.Fatalf("vs1 after its last real server went = %v, want nil", got)
 	}
-	if got := s.effectiveVS("vs2"); len(got) != 1 || !got[a].Up {
+	if got := s.effectiveVS("vs2").Map(); len(got) != 1 || !got[a].Up {
 		t.Fatalf("vs2 = %v", got)
 	}
 }

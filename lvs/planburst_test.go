@@ -3,7 +3,6 @@ package lvs
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"testing"
 
 	"hakeep/config"
@@ -43,15 +42,15 @@ func BenchmarkPlanBurst(b *testing.B) {
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
-				changed := map[string]map[netip.AddrPort]RSHealth{}
+				changed := map[string]*VSHealth{}
 				keys := map[string]bool{}
 				for k := range 20 {
 					vs := cfg.VirtualServers[(n*20+k)%2000]
-					m := map[netip.AddrPort]RSHealth{}
+					var rs []RSResult
 					for _, r := range vs.RealServers {
-						m[r.Addr] = RSHealth{Up: up, Weight: -1}
+						rs = append(rs, RSResult{Addr: r.Addr, RSHealth: RSHealth{Up: up, Weight: -1}})
 					}
-					changed[vs.Key()], keys[vs.Key()] = m, true
+					changed[vs.Key()], keys[vs.Key()] = table.VS(vs.Key()).With(rs), true
 				}
 				n++
 				up = !up

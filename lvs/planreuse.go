@@ -1,8 +1,6 @@
 package lvs
 
 import (
-	"reflect"
-
 	"hakeep/config"
 )
 
@@ -35,13 +33,12 @@ func (p *Planner) reusable(cfg *config.Config, vs *config.VirtualServer, in Inpu
 	for _, rs := range vs.RealServers {
 		if len(rs.Checkers) > 0 {
 			// Health matters: only the very same health of this virtual
-			// server (the table shares the maps of those it did not
+			// server (the table shares the VSHealth of those it did not
 			// rebuild) is the same input.
 			if in.HealthTable == nil || p.lastHealth == nil {
 				return false
 			}
-			a, b := in.HealthTable.vs()[k], p.lastHealth.vs()[k]
-			return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+			return in.HealthTable.VS(k) == p.lastHealth.VS(k)
 		}
 	}
 	return true

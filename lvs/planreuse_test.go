@@ -58,16 +58,17 @@ func mustParse(t *testing.T, text string, reuse *config.Config) *config.Config {
 
 // healthOf gives every checked real server of cfg a health: down for the
 // real servers of the virtual servers in down.
-func healthOf(cfg *config.Config, down map[string]bool) map[string]map[netip.AddrPort]RSHealth {
-	out := map[string]map[netip.AddrPort]RSHealth{}
+func healthOf(cfg *config.Config, down map[string]bool) map[string]*VSHealth {
+	out := map[string]*VSHealth{}
 	for _, vs := range cfg.VirtualServers {
+		var rs []RSResult
 		for _, r := range vs.RealServers {
 			if len(r.Checkers) > 0 {
-				if out[vs.Key()] == nil {
-					out[vs.Key()] = map[netip.AddrPort]RSHealth{}
-				}
-				out[vs.Key()][r.Addr] = RSHealth{Up: !down[vs.Key()], Weight: -1}
+				rs = append(rs, RSResult{Addr: r.Addr, RSHealth: RSHealth{Up: !down[vs.Key()], Weight: -1}})
 			}
+		}
+		if len(rs) > 0 {
+			out[vs.Key()] = (*VSHealth)(nil).With(rs)
 		}
 	}
 	return out
@@ -127,7 +128,7 @@ func TestPlanReuseEqualsFullPlan(t *testing.T) {
 		if health == nil {
 			health = NewHealthTable(h)
 		} else {
-			changes := map[string]map[netip.AddrPort]RSHealth{}
+			changes := map[string]*VSHealth{}
 			for k := range health.vs() {
 				if h[k] == nil {
 					changes[k] = nil // gone
