@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -267,6 +268,19 @@ virtual_server 10.0.0.2 80 {
 	url := func(v, r int) *URL { return cfg.VirtualServers[v].RealServers[r].Checkers[0].URLs[0] }
 	if url(0, 0) != url(0, 1) {
 		t.Error("alike urls of one virtual server are two objects")
+	}
+	fields := func(v, r int) *CheckerHTTP { return cfg.VirtualServers[v].RealServers[r].Checkers[0].CheckerHTTP }
+	if fields(0, 0) != fields(0, 1) {
+		t.Error("alike HTTP fields of one virtual server are two objects")
+	}
+	if fields(0, 0) == fields(0, 2) || fields(0, 0) == fields(0, 3) || fields(0, 0) == fields(1, 0) {
+		t.Error("HTTP fields that differ (virtualhost, urls) or of another virtual server are shared")
+	}
+	if n := reflect.TypeFor[CheckerHTTP]().NumField(); n != 6 {
+		t.Errorf("CheckerHTTP has %d fields: sameHTTP compares 6, update it", n)
+	}
+	if n := reflect.TypeFor[URL]().NumField(); n != 8 {
+		t.Errorf("URL has %d fields: sameURL compares all but Pos, 7, update it", n)
 	}
 	if url(0, 0).Pos.Line != 8 {
 		t.Errorf("the shared url's position is line %d, want the first url block's, 8", url(0, 0).Pos.Line)

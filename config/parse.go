@@ -404,18 +404,21 @@ type slabs struct {
 	checkerPtrs  slab[*Checker]
 	urlPtrs      slab[*URL]
 	statusRanges slab[StatusRange]
-	// A virtual server's urls as read, before keepURLs keeps the
-	// distinct ones: reused for each virtual server.
+	// A virtual server's HTTP checker fields and urls as read, before
+	// keepHTTP keeps the distinct ones: reused for each virtual server.
+	httpScratch   slab[CheckerHTTP]
+	urlPtrScratch slab[*URL]
 	urlScratch    slab[URL]
 	statusScratch slab[StatusRange]
 }
 
 type slab[T any] struct{ buf []T }
 
-// httpFields is Checker.httpFields carving from the slab.
+// httpFields is Checker.httpFields carving from the scratch (keepHTTP
+// keeps it, or an alike one).
 func (p *parser) httpFields(c *Checker) *CheckerHTTP {
 	if c.CheckerHTTP == nil {
-		c.CheckerHTTP = p.slabs.checkerHTTP.new()
+		c.CheckerHTTP = p.slabs.httpScratch.new()
 	}
 	return c.CheckerHTTP
 }
