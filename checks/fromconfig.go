@@ -92,8 +92,14 @@ func sameURL(m *URL, u *config.URL) bool {
 }
 
 // oneChecker is []Checker{c} carved from the shared backing array (of
-// capacity 1: appending another checker copies it, as append would).
+// capacity 1: appending another checker copies it, as append would), the
+// last one carved when it is the same (the real servers of a virtual
+// server usually have one checker, alike but for the address, which
+// their specs leave zero).
 func (b *buildScratch) oneChecker(c Checker) []Checker {
+	if n := len(b.checkers); n > 0 && sameChecker(&b.checkers[n-1], &c) {
+		return b.checkers[n-1 : n : n]
+	}
 	if len(b.checkers) == cap(b.checkers) {
 		b.checkers = make([]Checker, 0, 64)
 	}
@@ -136,6 +142,9 @@ func appendVS(specs []Spec, warnings []string, cfg *config.Config, vs *config.Vi
 				continue
 			}
 			mc := mapChecker(cfg, vs, rs, c, scratch)
+			if mc.Connect == rs.Addr {
+				mc.Connect = netip.AddrPort{} // the real server's (CheckerAt)
+			}
 			if s.Checkers == nil {
 				s.Checkers = scratch.oneChecker(mc)
 			} else {
@@ -144,7 +153,8 @@ func appendVS(specs []Spec, warnings []string, cfg *config.Config, vs *config.Vi
 			s.Omega = s.Omega || c.Omega
 		}
 		for i := range s.Checkers {
-			if err := s.Checkers[i].Validate(); err != nil {
+			c := s.CheckerAt(i)
+			if err := c.Validate(); err != nil {
 				warnings = append(warnings, fmt.Sprintf("%s: real server %s: %v; checker ignored", rs.Pos, rs.Addr, err))
 				s.Checkers = append(s.Checkers[:i], s.Checkers[i+1:]...)
 				break

@@ -1,10 +1,12 @@
 package checks
 
 import (
+	"context"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +104,7 @@ func TestFromConfig(t *testing.T) {
 		h.NotifyUp != "/usr/local/notify.sh up" || h.NotifyDown != "/usr/local/notify.sh down" || !h.SMTPAlert {
 		t.Fatalf("%+v", h)
 	}
-	hc := h.Checkers[0]
+	hc := h.CheckerAt(0)
 	want := Checker{Kind: KindHTTP, Connect: netip.MustParseAddrPort("192.168.1.202:80"), ConnectTimeout: 3 * time.Second,
 		Retry: 3, DelayBeforeRetry: 2 * time.Second, DelayLoop: time.Second, Warmup: time.Second,
 		HTTP: HTTPOptions{Protocol: "1.0", Virtualhost: "www.example.com",
@@ -113,8 +115,8 @@ func TestFromConfig(t *testing.T) {
 	}
 	// The same check of the same real server in another virtual server is
 	// one job.
-	if specs[2].Checkers[0].Key() != hc.Key() {
-		t.Fatalf("duplicate check differs:\n%s\n%s", specs[2].Checkers[0].Key(), hc.Key())
+	if specs[2].CheckerAt(0).Key() != hc.Key() {
+		t.Fatalf("duplicate check differs:\n%s\n%s", specs[2].CheckerAt(0).Key(), hc.Key())
 	}
 	kinds := []string{}
 	for _, c := range specs[1].Checkers {
@@ -123,7 +125,7 @@ func TestFromConfig(t *testing.T) {
 	if strings.Join(kinds, ",") != "TCP_CHECK,MISC_CHECK,SMTP_CHECK,DNS_CHECK" {
 		t.Fatal(kinds)
 	}
-	tcp, misc, smtp, dns := specs[1].Checkers[0], specs[1].Checkers[1], specs[1].Checkers[2], specs[1].Checkers[3]
+	tcp, misc, smtp, dns := specs[1].CheckerAt(0), specs[1].CheckerAt(1), specs[1].CheckerAt(2), specs[1].CheckerAt(3)
 	if tcp.Connect.Port() != 8080 || tcp.ConnectTimeout != 3*time.Second || tcp.DelayLoop != time.Second {
 		t.Fatalf("%+v", tcp)
 	}
@@ -273,7 +275,7 @@ func TestFromConfigUnresolved(t *testing.T) {
 			if len(warns) != 0 || len(specs) != 1 || len(specs[0].Checkers) != 1 {
 				t.Fatalf("specs %+v warnings %q", specs, warns)
 			}
-			c := specs[0].Checkers[0]
+			c := specs[0].CheckerAt(0)
 			if c.Retry != tc.retry || c.DelayBeforeRetry != tc.dbr || c.Warmup != tc.warmup || c.DelayLoop != tc.loop ||
 				c.Misc.Timeout != tc.mto || c.ConnectTimeout != DefaultConnectTimeout || c.Connect != rsAddr {
 				t.Errorf("got retry %d dbr %v warmup %v loop %v misc %v timeout %v connect %v", c.Retry, c.DelayBeforeRetry,
@@ -361,5 +363,74 @@ func TestBuildSharesAlikeURLLists(t *testing.T) {
 	_ = append(specs[0].Checkers, Checker{Kind: KindTCP})
 	if specs[1].Checkers[0].Kind != before.Kind {
 		t.Error("appending to real server 1's checkers changed real server 2's")
+	}
+}
+
+// The alike checkers of a virtual server's real servers are one Checker,
+// its Connect left zero; CheckerAt gives each real server's own address,
+// and a connect_ip or connect_port written stays.
+func TestBuildSharesAlikeCheckers(t *testing.T) {
+	text := `virtual_server 10.0.0.1 80 {
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+    real_server 10.0.1.2 80 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+    real_server 10.0.1.3 80 {
+        TCP_CHECK {
+            connect_timeout 2
+            connect_port 8080
+        }
+    }
+    real_server 10.0.1.4 80 {
+        TCP_CHECK {
+            connect_timeout 2
+            connect_ip 10.0.9.9
+        }
+    }
+}
+`
+	cfg, diags := config.Parse("t.conf", []byte(text), config.Options{NoInclude: true})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	specs := Build(cfg, nil).Specs
+	if len(specs) != 4 {
+		t.Fatalf("%d specs, want 4", len(specs))
+	}
+	if &specs[0].Checkers[0] != &specs[1].Checkers[0] {
+		t.Error("the alike checkers of real servers 1 and 2 are two")
+	}
+	if &specs[1].Checkers[0] == &specs[2].Checkers[0] || &specs[2].Checkers[0] == &specs[3].Checkers[0] {
+		t.Error("checkers that connect elsewhere are shared")
+	}
+	for i, want := range []string{"10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:8080", "10.0.9.9:80"} {
+		if got := specs[i].CheckerAt(0); got.Connect.String() != want || got.ConnectTimeout != 2*time.Second {
+			t.Errorf("real server %d connects to %s (timeout %v), want %s", i+1, got.Connect, got.ConnectTimeout, want)
+		}
+	}
+	// The manager checks each real server at its own address.
+	var mu sync.Mutex
+	var probed []string
+	m := New(Options{NewProber: func(c Checker) (Prober, error) {
+		mu.Lock()
+		probed = append(probed, c.Connect.String())
+		mu.Unlock()
+		return ProberFunc(func(context.Context) Result { return Result{OK: true, Weight: -1} }), nil
+	}})
+	if err := m.Start(specs); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	slices.Sort(probed)
+	if want := []string{"10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:8080", "10.0.9.9:80"}; !slices.Equal(probed, want) {
+		t.Errorf("probers for %v, want %v", probed, want)
 	}
 }

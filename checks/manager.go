@@ -331,7 +331,8 @@ func (m *Manager) reload(specs []Spec, kept []string) error {
 	}
 	keys := make([]jobKey, 0, len(specs)) // every spec's checkers in order
 	for i := range specs {
-		for _, c := range specs[i].Checkers {
+		for n := range specs[i].Checkers {
+			c := specs[i].CheckerAt(n)
 			s, ap, err := ss.get(c, m.shapes)
 			if err != nil {
 				return unlockErr(fmt.Errorf("checks: real server %s: %s %w", specs[i].Key(), c.Describe(), err))
@@ -360,7 +361,8 @@ func (m *Manager) reload(specs []Spec, kept []string) error {
 	var fresh []*job
 	next := 0
 	for i := range specs {
-		for _, c := range specs[i].Checkers {
+		for n := range specs[i].Checkers {
+			c := specs[i].CheckerAt(n)
 			key := keys[next]
 			next++
 			if j := byKey[key]; j != nil {
@@ -559,22 +561,44 @@ func runsByVS(servers []*rsState) map[string][]*rsState {
 }
 
 // checkSpecs refuses a real server listed twice and invalid checkers.
+// Specs come in runs of one virtual server: one set, reused from run to
+// run, holds the run's real servers (a set of all 40,000 real servers of
+// a large file was 6 MB of a load's garbage); a virtual server in more
+// than one run (rare) is checked against its earlier runs too.
 func checkSpecs(specs []Spec) error {
-	seen := make(map[RSKey]bool, len(specs))
-	for i := range specs {
-		k := specs[i].Key()
-		if seen[k] {
-			return fmt.Errorf("checks: real server %s listed twice", k)
+	inVS := map[netip.AddrPort]bool{}
+	runsOf := map[string][][2]int{}
+	var err error
+	forRuns(specs, func(vs string, lo, hi int) {
+		if err != nil {
+			return
 		}
-		seen[k] = true
-		for j := range specs[i].Checkers {
-			if err := specs[i].Checkers[j].Validate(); err != nil {
-				return fmt.Errorf("checks: real server %s: %w", k, err)
+		clear(inVS)
+		for _, r := range runsOf[vs] {
+			for i := r[0]; i < r[1]; i++ {
+				inVS[specs[i].RealServer] = true
 			}
 		}
-	}
-	return nil
+		for i := lo; i < hi; i++ {
+			k := specs[i].Key()
+			if inVS[k.RealServer] {
+				err = fmt.Errorf("checks: real server %s listed twice", k)
+				return
+			}
+			inVS[k.RealServer] = true
+			for j := range specs[i].Checkers {
+				c := specs[i].CheckerAt(j)
+				if verr := c.Validate(); verr != nil {
+					err = fmt.Errorf("checks: real server %s: %w", k, verr)
+					return
+				}
+			}
+		}
+		runsOf[vs] = append(runsOf[vs], [2]int{lo, hi})
+	})
+	return err
 }
+
 func (m *Manager) poke() {
 	select {
 	case m.wake <- struct{}{}:

@@ -527,3 +527,36 @@ func TestWakeTick(t *testing.T) {
 		}
 	}
 }
+
+// checkSpecs refuses a real server twice in a virtual server, in one run
+// of specs or in two runs of the same virtual server, and an invalid
+// checker, naming the first in spec order.
+func TestCheckSpecs(t *testing.T) {
+	bad := func(c *Checker) { c.Connect = netip.AddrPortFrom(c.Connect.Addr(), 0) }
+	tests := []struct {
+		name  string
+		specs []Spec
+		want  string // "" for no error
+	}{
+		{"fine", []Spec{tcpSpec("a", "10.0.0.1:80", 1), tcpSpec("a", "10.0.0.2:80", 1), tcpSpec("b", "10.0.0.1:80", 1)}, ""},
+		{"twice in a run", []Spec{tcpSpec("a", "10.0.0.1:80", 1), tcpSpec("a", "10.0.0.2:80", 1), tcpSpec("a", "10.0.0.1:80", 1)},
+			"real server a -> 10.0.0.1:80 listed twice"},
+		{"twice in two runs", []Spec{tcpSpec("a", "10.0.0.1:80", 1), tcpSpec("b", "10.0.0.1:80", 1), tcpSpec("a", "10.0.0.2:80", 1), tcpSpec("a", "10.0.0.1:80", 1)},
+			"real server a -> 10.0.0.1:80 listed twice"},
+		{"the same real server in two runs of two virtual servers", []Spec{tcpSpec("a", "10.0.0.1:80", 1), tcpSpec("b", "10.0.0.1:80", 1), tcpSpec("a", "10.0.0.2:80", 1), tcpSpec("b", "10.0.0.2:80", 1)}, ""},
+		{"invalid checker first", []Spec{tcpSpec("a", "10.0.0.3:80", 1, bad), tcpSpec("a", "10.0.0.1:80", 1), tcpSpec("a", "10.0.0.1:80", 1)},
+			"real server a -> 10.0.0.3:80: TCP_CHECK 10.0.0.3: no port to connect to"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkSpecs(tc.specs)
+			got := ""
+			if err != nil {
+				got = strings.TrimPrefix(err.Error(), "checks: ")
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

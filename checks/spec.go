@@ -157,8 +157,21 @@ type Spec struct {
 	NotifyDown        string         `json:"notify_down,omitempty"`
 	SMTPAlert         bool           `json:"smtp_alert,omitempty"`
 	// Omega: on shutdown, run notify_down for a real server that is up.
-	Omega    bool      `json:"omega,omitempty"`
+	Omega bool `json:"omega,omitempty"`
+	// Checkers: a zero Connect is the real server's address. Build leaves
+	// it so, which lets the real servers of a virtual server share one
+	// Checker (40,000 HTTP_GETs of 440 bytes each were 18 MB of a load);
+	// CheckerAt resolves it.
 	Checkers []Checker `json:"checkers,omitempty"`
+}
+
+// CheckerAt is Checkers[i] with its Connect resolved.
+func (s *Spec) CheckerAt(i int) Checker {
+	c := s.Checkers[i]
+	if !c.Connect.IsValid() {
+		c.Connect = s.RealServer
+	}
+	return c
 }
 
 // RSKey identifies a real server within a virtual server.

@@ -617,25 +617,36 @@ func (s *state) seedHealth(specs []checks.Spec) bool {
 	}
 	changed := false
 	var seeded []consensus.HealthEntry
-	byVS := map[string][]lvs.RSResult{} // recorded per virtual server, one version each
+	// The checkers list real servers in runs of one virtual server: one
+	// new version of each per run, from a scratch list reused run to run.
+	var run []lvs.RSResult
+	runVS := ""
+	flush := func() {
+		if len(run) > 0 {
+			s.health.setAll(runVS, run)
+			s.effStale = true
+		}
+		run = run[:0]
+	}
 	for _, rs := range s.checks.Health() {
 		if cluster == nil && rs.Checkers == 0 {
 			continue
 		}
+		if rs.VirtualServer != runVS {
+			flush()
+			runVS = rs.VirtualServer
+		}
 		ap := rs.RealServer
 		if _, ok := s.health.get(rs.VirtualServer, ap); !ok {
 			h := lvs.RSHealth{Up: rs.Up, Weight: rs.Weight}
-			byVS[rs.VirtualServer] = append(byVS[rs.VirtualServer], lvs.RSResult{Addr: ap, RSHealth: h})
+			run = append(run, lvs.RSResult{Addr: ap, RSHealth: h})
 			if cluster != nil {
 				seeded = append(seeded, consensus.HealthEntry{VS: rs.VirtualServer, RS: ap.String(), Up: rs.Up})
 			}
 			changed = changed || rs.Checkers > 0 && (h.Up == alpha[rs.VirtualServer] || h.Weight >= 0)
 		}
 	}
-	for vs, rs := range byVS {
-		s.health.setAll(vs, rs)
-		s.effStale = true
-	}
+	flush()
 	if cluster != nil && len(seeded) > 0 {
 		cluster.ReportHealth(seeded)
 		changed = true // the replicated verdicts may differ

@@ -150,35 +150,47 @@ func (v *VSHealth) All(yield func(netip.AddrPort, RSHealth) bool) {
 func (v *VSHealth) With(rs []RSResult) *VSHealth {
 	out := &VSHealth{}
 	if v != nil {
-		out.addrs, out.res = v.addrs, slices.Clone(v.res)
+		out.addrs, out.res = v.addrs, v.res
 	}
-	var fresh []RSResult
+	fresh := 0
 	for _, r := range rs {
-		if i, ok := out.find(r.Addr); ok {
-			out.res[i] = r.RSHealth
-		} else {
-			fresh = append(fresh, r)
+		if _, ok := v.find(r.Addr); !ok {
+			fresh++
 		}
 	}
-	if len(fresh) == 0 {
+	if fresh < len(rs) {
+		out.res = slices.Clone(out.res)
+		for _, r := range rs {
+			if i, ok := v.find(r.Addr); ok {
+				out.res[i] = r.RSHealth
+			}
+		}
+	}
+	if fresh == 0 {
 		return out
 	}
 	// New addresses: merge them in, sorted, the last of equal ones kept.
-	slices.SortStableFunc(fresh, func(a, b RSResult) int { return a.Addr.Compare(b.Addr) })
+	add := make([]RSResult, 0, fresh)
+	for _, r := range rs {
+		if _, ok := v.find(r.Addr); !ok {
+			add = append(add, r)
+		}
+	}
+	slices.SortStableFunc(add, func(a, b RSResult) int { return a.Addr.Compare(b.Addr) })
 	n := 0
-	for i := range fresh {
-		if n > 0 && fresh[n-1].Addr == fresh[i].Addr {
-			fresh[n-1] = fresh[i]
+	for i := range add {
+		if n > 0 && add[n-1].Addr == add[i].Addr {
+			add[n-1] = add[i]
 			continue
 		}
-		fresh[n] = fresh[i]
+		add[n] = add[i]
 		n++
 	}
-	fresh = fresh[:n]
+	add = add[:n]
 	addrs := make([]netip.AddrPort, 0, len(out.addrs)+n)
 	res := make([]RSHealth, 0, len(out.addrs)+n)
 	i := 0
-	for _, f := range fresh {
+	for _, f := range add {
 		for i < len(out.addrs) && out.addrs[i].Compare(f.Addr) < 0 {
 			addrs, res = append(addrs, out.addrs[i]), append(res, out.res[i])
 			i++
