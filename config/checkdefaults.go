@@ -64,8 +64,8 @@ func DefaultDelayBeforeRetry(kind string, delayLoop time.Duration) time.Duration
 }
 
 // inheritChecker resolves what a checker did not set, as keepalived's
-// validate_check_config() does: connect address from the real server;
-// timings from the real server, else the virtual server, else the kind's
+// validate_check_config() does: timings from the real server, else the
+// virtual server, else the kind's
 // default (see above). Unset values arrive as -1 (unsetInt for Retry).
 // SMTP_CHECK host { } blocks are copies of their checker
 // (smtp_check_end_handler() copies the checker for each host), with their
@@ -82,12 +82,8 @@ func inheritChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 		}
 		inheritChecker(h, rs, vs)
 	}
-	if !c.ConnectIP.IsValid() {
-		c.ConnectIP = rs.Addr.Addr()
-	}
-	if c.ConnectPort == 0 {
-		c.ConnectPort = rs.Addr.Port()
-	}
+	// The connect address stays unset for the real server's (ConnectAddr):
+	// the alike checkers of a virtual server's real servers are then one.
 	// delay_loop: checker, else real server, else virtual server (60 s).
 	if c.DelayLoop < 0 {
 		c.DelayLoop = vs.DelayLoop

@@ -306,3 +306,71 @@ virtual_server 10.0.0.2 80 {
 		}
 	}
 }
+
+// Alike checkers of a virtual server's real servers are one Checker that
+// connects to each real server's address; a connect_ip or connect_port
+// written, or another virtual server, makes another.
+func TestAlikeCheckersShared(t *testing.T) {
+	text := `virtual_server 10.0.0.1 80 {
+    lb_kind NAT
+    protocol TCP
+    lb_algo rr
+    real_server 10.0.1.1 80 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+    real_server 10.0.1.2 8080 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+    real_server 10.0.1.3 80 {
+        TCP_CHECK {
+            connect_timeout 2
+            connect_port 81
+        }
+    }
+    real_server 10.0.1.4 80 {
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+}
+virtual_server fwmark 7 {
+    lb_kind DR
+    lb_algo rr
+    real_server 10.0.1.1 80 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+`
+	cfg, diags := Parse("t.conf", []byte(text), Options{NoInclude: true})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	rs := func(v, r int) *RealServer { return cfg.VirtualServers[v].RealServers[r] }
+	ck := func(v, r int) *Checker { return rs(v, r).Checkers[0] }
+	if ck(0, 0) != ck(0, 1) {
+		t.Error("alike checkers of real servers 1 and 2 are two objects")
+	}
+	if ck(0, 0).Pos.Line != 6 {
+		t.Errorf("the shared checker's position is line %d, want the first block's, 6", ck(0, 0).Pos.Line)
+	}
+	if ck(0, 0) == ck(0, 2) || ck(0, 0) == ck(0, 3) || ck(0, 0) == ck(1, 0) {
+		t.Error("checkers that differ (connect_port, connect_timeout) or of another virtual server are shared")
+	}
+	for _, c := range []struct {
+		v, r int
+		want string
+	}{{0, 0, "10.0.1.1:80"}, {0, 1, "10.0.1.2:8080"}, {0, 2, "10.0.1.3:81"}, {0, 3, "10.0.1.4:80"}, {1, 0, "10.0.1.1:80"}} {
+		if got := ck(c.v, c.r).ConnectAddr(rs(c.v, c.r)).String(); got != c.want {
+			t.Errorf("virtual server %d real server %d connects to %s, want %s", c.v, c.r, got, c.want)
+		}
+	}
+	if n := reflect.TypeFor[Checker]().NumField(); n != 19 {
+		t.Errorf("Checker has %d fields: sameChecker compares all but Pos and the maps, update it", n)
+	}
+}

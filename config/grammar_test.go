@@ -283,7 +283,7 @@ var grammarCases = []struct {
 	}},
 	{"checker inheritance and defaults", Options{}, "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind NAT\n delay_loop 7\n connect_timeout 4\n real_server 10.0.0.2 8080 {\n  retry 2\n  TCP_CHECK {\n  }\n  MISC_CHECK {\n   misc_path \"/bin/check a\"\n   misc_dynamic\n   misc_timeout 9\n  }\n }\n}\n", func(t *testing.T, c *Config) {
 		tc, mc := c.VirtualServers[0].RealServers[0].Checkers[0], c.VirtualServers[0].RealServers[0].Checkers[1]
-		if tc.ConnectIP.String() != "10.0.0.2" || tc.ConnectPort != 8080 || tc.ConnectTimeout != 4*time.Second || tc.Retry != 2 || tc.DelayBeforeRetry != time.Second || tc.DelayLoop != 7*time.Second {
+		if tc.ConnectAddr(c.VirtualServers[0].RealServers[0]).String() != "10.0.0.2:8080" || tc.ConnectTimeout != 4*time.Second || tc.Retry != 2 || tc.DelayBeforeRetry != time.Second || tc.DelayLoop != 7*time.Second {
 			t.Errorf("TCP_CHECK %+v", tc)
 		}
 		if mc.OtherFields().MiscPath != "/bin/check a" || !mc.OtherFields().MiscDynamic || mc.OtherFields().MiscTimeout != 9*time.Second {
@@ -497,7 +497,7 @@ virtual_server fd00:1::100 443 {
 		}
 		r := v.RealServers[0]
 		if r.Addr.String() != "[fd00:1::21]:8443" || r.Weight != 3 || !r.InhibitOnFailure || r.Checkers[0].HTTPFields().URLs[0].Digest != "9b3a0c85a887a256d6939da88aabd8cd" ||
-			r.Checkers[0].ConnectPort != 8443 {
+			r.Checkers[0].ConnectAddr(r).Port() != 8443 {
 			t.Errorf("rs = %+v %+v", r, r.Checkers[0])
 		}
 	}},

@@ -589,8 +589,13 @@ type Checker struct {
 	Pos  Pos    `json:"pos"`
 	Kind string `json:"kind"`
 
-	ConnectIP   netip.Addr `json:"connect_ip"`
-	ConnectPort uint16     `json:"connect_port"`
+	// ConnectIP, ConnectPort: connect_ip, connect_port as written; unset
+	// (invalid, 0) is the real server's, which ConnectAddr resolves. The
+	// real servers of a virtual server share one Checker when theirs are
+	// alike (keepChecker), so a Checker does not hold its real server's
+	// address.
+	ConnectIP   netip.Addr `json:"connect_ip,omitzero"`
+	ConnectPort uint16     `json:"connect_port,omitempty"`
 	// CheckerBind: bindto, bind_port, bind_if (nil when none is written; read
 	// through BindFields; embedded, so the JSON is flat).
 	*CheckerBind
@@ -617,6 +622,19 @@ type Checker struct {
 	*CheckerOther
 
 	Other map[string]string `json:"other,omitempty"`
+}
+
+// ConnectAddr is where the checker of rs connects: connect_ip and
+// connect_port, else rs's address and port.
+func (c *Checker) ConnectAddr(rs *RealServer) netip.AddrPort {
+	ip, port := c.ConnectIP, c.ConnectPort
+	if !ip.IsValid() {
+		ip = rs.Addr.Addr()
+	}
+	if port == 0 {
+		port = rs.Addr.Port()
+	}
+	return netip.AddrPortFrom(ip, port)
 }
 
 // CheckerBind is where a checker connects from.

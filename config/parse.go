@@ -404,12 +404,14 @@ type slabs struct {
 	checkerPtrs  slab[*Checker]
 	urlPtrs      slab[*URL]
 	statusRanges slab[StatusRange]
-	// A virtual server's HTTP checker fields and urls as read, before
-	// keepHTTP keeps the distinct ones: reused for each virtual server.
-	httpScratch   slab[CheckerHTTP]
-	urlPtrScratch slab[*URL]
-	urlScratch    slab[URL]
-	statusScratch slab[StatusRange]
+	// A virtual server's checkers, their HTTP fields and urls as read,
+	// before keepCheckers and keepHTTP keep the distinct ones: reused for
+	// each virtual server.
+	checkerScratch slab[Checker]
+	httpScratch    slab[CheckerHTTP]
+	urlPtrScratch  slab[*URL]
+	urlScratch     slab[URL]
+	statusScratch  slab[StatusRange]
 }
 
 type slab[T any] struct{ buf []T }

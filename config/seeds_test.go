@@ -117,7 +117,7 @@ func TestSeed000LVS(t *testing.T) {
 		}
 		ch := r.Checkers[0]
 		if ch.Kind != CheckHTTP || ch.ConnectTimeout != 3*time.Second || ch.Retry != 3 || ch.DelayBeforeRetry != 3*time.Second ||
-			ch.ConnectIP.String()+":80" != want || ch.ConnectPort != 80 || len(ch.HTTPFields().URLs) != 1 || ch.HTTPFields().URLs[0].Path != "/index.html" ||
+			ch.ConnectAddr(r).String() != want || len(ch.HTTPFields().URLs) != 1 || ch.HTTPFields().URLs[0].Path != "/index.html" ||
 			len(ch.HTTPFields().URLs[0].StatusCodes) != 1 || ch.HTTPFields().URLs[0].StatusCodes[0] != (StatusRange{200, 200}) || ch.DelayLoop != 6*time.Second {
 			t.Errorf("checker = %+v", ch)
 		}
@@ -203,8 +203,8 @@ func TestSeed001(t *testing.T) {
 			h.Retry != 3 || h.DelayBeforeRetry != 2*time.Second || h.ConnectTimeout != 3*time.Second {
 			t.Errorf("vs %d HTTP_GET = %+v", k, h)
 		}
-		if v.RealServers[1].Addr.String() != "192.168.1.203:80" || tcp.Kind != CheckTCP || tcp.Retry != 3 || tcp.ConnectPort != 80 ||
-			tcp.ConnectIP.String() != "192.168.1.203" {
+		if v.RealServers[1].Addr.String() != "192.168.1.203:80" || tcp.Kind != CheckTCP || tcp.Retry != 3 ||
+			tcp.ConnectAddr(v.RealServers[1]).String() != "192.168.1.203:80" {
 			t.Errorf("vs %d TCP_CHECK = %+v", k, tcp)
 		}
 	}
@@ -232,7 +232,7 @@ func TestSeed002(t *testing.T) {
 	for k, r := range v.RealServers {
 		ch := r.Checkers[0]
 		if r.Addr.String() != []string{"192.168.188.107:80", "192.168.188.110:80"}[k] || r.Weight != 100 || ch.Kind != CheckTCP ||
-			ch.ConnectTimeout != 10*time.Second || ch.Retry != 3 || ch.DelayBeforeRetry != 3*time.Second || ch.ConnectPort != 80 {
+			ch.ConnectTimeout != 10*time.Second || ch.Retry != 3 || ch.DelayBeforeRetry != 3*time.Second || ch.ConnectAddr(r).Port() != 80 {
 			t.Errorf("rs %d = %+v / %+v", k, r, ch)
 		}
 	}

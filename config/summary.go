@@ -148,7 +148,7 @@ func appendVirtualServer(b []byte, v *VirtualServer, durs map[time.Duration]stri
 		b = strconv.AppendInt(b, int64(r.Weight), 10)
 		for _, ch := range r.Checkers {
 			b = append(b, "; "...)
-			b = appendChecker(b, ch, durs)
+			b = appendChecker(b, ch, r, durs)
 		}
 		b = append(b, '\n')
 	}
@@ -164,20 +164,21 @@ func appendDuration(b []byte, d time.Duration, durs map[time.Duration]string) []
 	return append(b, s...)
 }
 
-func appendChecker(b []byte, c *Checker, durs map[time.Duration]string) []byte {
+func appendChecker(b []byte, c *Checker, rs *RealServer, durs map[time.Duration]string) []byte {
 	b = append(b, c.Kind...)
 	b = append(b, ' ')
+	to := c.ConnectAddr(rs)
 	switch {
-	case !c.ConnectIP.IsValid():
-	case c.ConnectIP.Is6():
+	case !to.Addr().IsValid():
+	case to.Addr().Is6():
 		b = append(b, '[')
-		b = c.ConnectIP.AppendTo(b)
+		b = to.Addr().AppendTo(b)
 		b = append(b, ']')
 	default:
-		b = c.ConnectIP.AppendTo(b)
+		b = to.Addr().AppendTo(b)
 	}
 	b = append(b, ':')
-	b = strconv.AppendUint(b, uint64(c.ConnectPort), 10)
+	b = strconv.AppendUint(b, uint64(to.Port()), 10)
 	b = append(b, " timeout "...)
 	b = appendDuration(b, c.ConnectTimeout, durs)
 	b = append(b, " retry "...)

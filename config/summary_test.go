@@ -23,11 +23,12 @@ func fmtVirtualServers(c *Config) string {
 		for _, r := range v.RealServers {
 			fmt.Fprintf(&b, "  real_server %s weight %d", r.Addr, r.Weight)
 			for _, ch := range r.Checkers {
-				addr := fmt.Sprintf(":%d", ch.ConnectPort)
-				if ch.ConnectIP.Is6() {
-					addr = fmt.Sprintf("[%s]:%d", ch.ConnectIP, ch.ConnectPort)
-				} else if ch.ConnectIP.IsValid() {
-					addr = fmt.Sprintf("%s:%d", ch.ConnectIP, ch.ConnectPort)
+				to := ch.ConnectAddr(r)
+				addr := fmt.Sprintf(":%d", to.Port())
+				if to.Addr().Is6() {
+					addr = fmt.Sprintf("[%s]:%d", to.Addr(), to.Port())
+				} else if to.Addr().IsValid() {
+					addr = fmt.Sprintf("%s:%d", to.Addr(), to.Port())
 				}
 				s := fmt.Sprintf("%s %s timeout %s retry %d", ch.Kind, addr, ch.ConnectTimeout, ch.Retry)
 				for _, u := range ch.HTTPFields().URLs {
