@@ -31,6 +31,13 @@ type batchWriter struct {
 // buffer.
 const batchChunk = 256
 
+// recvBufSize is a read's buffer. A read returns one datagram: an ack
+// (NETLINK_CAP_ACK: a header each), or a dump's, which the kernel sizes
+// to the reader's buffer but at most 32 KB (netlink_dump,
+// max_recvmsg_len). A buffer of 1 MB per socket, with a socket per
+// parallel dump, held 2.4 MB for the daemon's life.
+const recvBufSize = 64 << 10
+
 // IPVS generic netlink numbers (include/uapi/linux/ip_vs.h).
 const (
 	ipvsGenlVersion = 1
@@ -115,7 +122,7 @@ func newBatchWriter(nsPath string) (*batchWriter, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind IPVS batch socket: %w", err)
 	}
-	return &batchWriter{fd: fd, family: fam.ID, rbuf: make([]byte, 1<<20)}, nil
+	return &batchWriter{fd: fd, family: fam.ID, rbuf: make([]byte, recvBufSize)}, nil
 }
 
 func (w *batchWriter) close() { unix.Close(w.fd) }
