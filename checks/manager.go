@@ -89,7 +89,7 @@ type Manager struct {
 // job is one distinct check (deduplicated across virtual servers) with
 // keepalived's checker state. Only the goroutine running its probe and
 // holders of Manager.mu touch it; a job is never probed twice at once.
-// It is kept small (~170 bytes): 40,000 of them live for the daemon's
+// It is kept small (160 bytes): 40,000 of them live for the daemon's
 // life.
 type job struct {
 	site   // shape and address: the checker
@@ -101,9 +101,9 @@ type job struct {
 	removed    bool
 	dirty      bool // during a reload: its subscribers are rebuilt
 	retryIt    int32
-	weight     int32 // misc_dynamic weight, -1 none
-	index      int32 // in Manager.queue, -1 when not queued
-	last       Result
+	weight     int32  // misc_dynamic weight, -1 none
+	index      int32  // in Manager.queue, -1 when not queued
+	lastReason string // the last result's (the API shows it)
 	runs       uint64
 	failures   uint64
 	// Times as Manager.at offsets (8 bytes, not a time.Time's 24).
@@ -854,14 +854,14 @@ func (m *Manager) complete(j *job, res Result, lag time.Duration) {
 	if !res.OK {
 		j.failures++
 	}
-	if res.Reason == j.last.Reason {
+	if res.Reason == j.lastReason {
 		// The same words as last time (a real server that stays down):
 		// keep the string already held, which the real server's entry
 		// shares since the transition, rather than a second copy of it
 		// per check.
-		res.Reason = j.last.Reason
+		res.Reason = j.lastReason
 	}
-	j.last, j.lastAt = res, m.at(now)
+	j.lastReason, j.lastAt = res.Reason, m.at(now)
 	c := &j.s.c
 	delay := c.DelayLoop
 	changed := false
@@ -1090,7 +1090,7 @@ func (m *Manager) State() []RealServerState {
 		for _, j := range rs.jobs {
 			cs := CheckerState{
 				Checker: j.describe(), Kind: j.s.c.Kind, Up: j.up, Retries: int(j.retryIt),
-				Runs: j.runs, Failures: j.failures, Last: j.last.Reason, SharedBy: len(j.subs),
+				Runs: j.runs, Failures: j.failures, Last: j.lastReason, SharedBy: len(j.subs),
 			}
 			if j.hasRun {
 				cs.LastCheck = m.time(j.lastAt)

@@ -206,7 +206,7 @@ func perturb(m *Manager) {
 		j.runs, j.failures, j.retryIt = uint64(a[3])+10, uint64(a[3]), int32(a[3]%2)
 		j.hasRun, j.lastAt = true, int64(a[3])
 		j.up = a[3] != 1 || j.s.c.Kind != KindTCP
-		j.last.Reason = fmt.Sprint("run ", a[3])
+		j.lastReason = fmt.Sprint("run ", a[3])
 	}
 	// As the checks would have left them.
 	for _, rs := range m.servers {
@@ -232,7 +232,7 @@ func dumpManager(m *Manager) string {
 				subs = append(subs, s.key().String())
 			}
 			fmt.Fprintf(&b, "  %s %s up=%v runs=%d fail=%d retry=%d last=%q at=%d due=%d queued=%v removed=%v subs=%q\n",
-				j.s.key, j.addr, j.up, j.runs, j.failures, j.retryIt, j.last.Reason, j.lastAt, j.due, j.index >= 0, j.removed, subs)
+				j.s.key, j.addr, j.up, j.runs, j.failures, j.retryIt, j.lastReason, j.lastAt, j.due, j.index >= 0, j.removed, subs)
 		}
 		rss = append(rss, b.String())
 	}
