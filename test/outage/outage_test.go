@@ -89,6 +89,7 @@ type result struct {
 	// waiting for a slot, real servers down, p99 lag behind schedule.
 	inFlight, pending, down int
 	lagP99                  string
+	metricsErr              string // why the numbers above could not be read
 	// adverts: the intervals between the VRRP adverts in the window
 	// (load.vrrp), sorted.
 	adverts []time.Duration
@@ -189,7 +190,11 @@ func (r *result) String() string {
 		s += fmt.Sprintf("; %d VRRP adverts (advert_int 1 s), interval min %s, median %s, p99 %s, max %s",
 			len(r.adverts)+1, r.advertPct(0), r.advertPct(50), r.advertPct(99), r.advertPct(100))
 	}
-	if r.d == hakeepd {
+	switch {
+	case r.d != hakeepd:
+	case r.metricsErr != "":
+		s += "; at the end: metrics not read: " + r.metricsErr
+	default:
 		s += fmt.Sprintf("; at the end: in flight %d, pending %d, down %d, lag p99 %ss", r.inFlight, r.pending, r.down, r.lagP99)
 	}
 	return s
@@ -305,7 +310,7 @@ func runOutage(t testing.TB, d daemon, ld load, window time.Duration) *result {
 	close(stop)
 	<-sampled
 	if d == hakeepd {
-		res.inFlight, res.pending, res.down, res.lagP99 = hakeepdMetrics(t, sock)
+		res.inFlight, res.pending, res.down, res.lagP99, res.metricsErr = hakeepdMetrics(t, sock)
 	}
 	if err := p.Stop(30 * time.Second); err != nil {
 		t.Log(err)
@@ -436,8 +441,10 @@ func waitFile(t testing.TB, path string) {
 }
 
 // hakeepdMetrics reads, over the API socket, the probes in flight and
-// waiting, how many real servers are down and the p99 lag.
-func hakeepdMetrics(t testing.TB, sock string) (inFlight, pending, down int, lagP99 string) {
+// waiting, how many real servers are down and the p99 lag; failed says
+// why it could not (a reply that is not the metrics, which printed as
+// zeros in the VM before).
+func hakeepdMetrics(t testing.TB, sock string) (inFlight, pending, down int, lagP99, failed string) {
 	t.Helper()
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -445,25 +452,30 @@ func hakeepdMetrics(t testing.TB, sock string) (inFlight, pending, down int, lag
 		}}}
 	resp, err := hc.Get("http://hakeepd/metrics")
 	if err != nil {
-		t.Fatalf("hakeepd metrics: %v", err)
+		return 0, 0, 0, "", err.Error()
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("hakeepd metrics: %v", err)
+		return 0, 0, 0, "", err.Error()
 	}
 	out := string(body)
-	down = len(regexp.MustCompile(`(?m)^hakeep_check_realserver_up\{[^}]*\} 0$`).FindAllStringIndex(out, -1))
-	if m := regexp.MustCompile(`(?m)^hakeep_checks_in_flight (\d+)$`).FindStringSubmatch(out); m != nil {
-		inFlight, _ = strconv.Atoi(m[1])
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, 0, "", fmt.Sprintf("%s: %.200q", resp.Status, out)
 	}
+	m := regexp.MustCompile(`(?m)^hakeep_checks_in_flight (\d+)$`).FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, 0, "", fmt.Sprintf("no hakeep_checks_in_flight in %d bytes: %.200q", len(out), out)
+	}
+	inFlight, _ = strconv.Atoi(m[1])
+	down = len(regexp.MustCompile(`(?m)^hakeep_check_realserver_up\{[^}]*\} 0$`).FindAllStringIndex(out, -1))
 	if m := regexp.MustCompile(`(?m)^hakeep_checks_pending (\d+)$`).FindStringSubmatch(out); m != nil {
 		pending, _ = strconv.Atoi(m[1])
 	}
 	if m := regexp.MustCompile(`(?m)^hakeep_checks_lag_seconds\{stat="p99"\} (\S+)$`).FindStringSubmatch(out); m != nil {
 		lagP99 = m[1]
 	}
-	return inFlight, pending, down, lagP99
+	return inFlight, pending, down, lagP99, ""
 }
 
 // rsAddr is the i-th real server.
