@@ -327,16 +327,7 @@ func TestBuildSharesAlikeURLLists(t *testing.T) {
     }
 }
 `
-	cfg, diags := config.Parse("t.conf", []byte(text), config.Options{NoInclude: true})
-	for _, d := range diags {
-		if d.Severity == config.Error {
-			t.Fatal(d)
-		}
-	}
-	specs := Build(cfg, nil).Specs
-	if len(specs) != 4 {
-		t.Fatalf("%d specs, want 4", len(specs))
-	}
+	specs := buildSpecs(t, text, 4)
 	urls := func(i, c int) []URL { return specs[i].Checkers[c].HTTP.URLs }
 	if &urls(0, 0)[0] != &urls(1, 0)[0] {
 		t.Error("alike url lists of real servers 1 and 2 are not shared")
@@ -397,14 +388,7 @@ func TestBuildSharesAlikeCheckers(t *testing.T) {
     }
 }
 `
-	cfg, diags := config.Parse("t.conf", []byte(text), config.Options{NoInclude: true})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	specs := Build(cfg, nil).Specs
-	if len(specs) != 4 {
-		t.Fatalf("%d specs, want 4", len(specs))
-	}
+	specs := buildSpecs(t, text, 4)
 	if &specs[0].Checkers[0] != &specs[1].Checkers[0] {
 		t.Error("the alike checkers of real servers 1 and 2 are two")
 	}
@@ -433,4 +417,18 @@ func TestBuildSharesAlikeCheckers(t *testing.T) {
 	if want := []string{"10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:8080", "10.0.9.9:80"}; !slices.Equal(probed, want) {
 		t.Errorf("probers for %v, want %v", probed, want)
 	}
+}
+
+// buildSpecs is Build's specs of text, which must parse and give n.
+func buildSpecs(t *testing.T, text string, n int) []Spec {
+	t.Helper()
+	cfg, diags := config.Parse("t.conf", []byte(text), config.Options{NoInclude: true})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	specs := Build(cfg, nil).Specs
+	if len(specs) != n {
+		t.Fatalf("%d specs, want %d", len(specs), n)
+	}
+	return specs
 }

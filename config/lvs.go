@@ -754,7 +754,7 @@ func (p *parser) hexBytes(pos Pos, kw, s string) ([]byte, bool) {
 
 func (p *parser) checker(n *node, r *RealServer) {
 	kind := n.kw()
-	c := p.slabs.checkerScratch.new() // keepChecker keeps it, or an alike one
+	c := p.slabs.checkerScratch.new() // keepCheckers keeps it, or an alike one
 	*c = Checker{Pos: n.pos(), Kind: kind, Retry: unsetInt, ConnectTimeout: -1, DelayBeforeRetry: -1, Warmup: -1, DelayLoop: -1}
 	if n.hasBlock {
 		known := checkerAllowed(kind)
@@ -882,9 +882,9 @@ func (p *parser) keepHTTP(v *VirtualServer) {
 				continue
 			}
 			for i, u := range c.URLs {
-				c.URLs[i] = p.keepURL(&urls, u)
+				c.URLs[i] = keepAlike(&urls, u, sameURL, p.copyURL)
 			}
-			c.CheckerHTTP = p.keepFields(&fields, c.CheckerHTTP)
+			c.CheckerHTTP = keepAlike(&fields, c.CheckerHTTP, sameHTTP, p.copyHTTP)
 		}
 	}
 	// Nothing points into the scratch now: the next virtual server
@@ -895,21 +895,27 @@ func (p *parser) keepHTTP(v *VirtualServer) {
 	p.slabs.statusScratch.reset()
 }
 
-// keepFields returns the kept HTTP fields alike h (its urls already
-// kept), keeping a copy of h if there are none.
-func (p *parser) keepFields(kept *[]*CheckerHTTP, h *CheckerHTTP) *CheckerHTTP {
+// keepAlike returns the kept object alike v (same), or keeps and returns
+// a copy of v out of the scratch (keep).
+func keepAlike[T any](kept *[]*T, v *T, same func(a, b *T) bool, keep func(*T) *T) *T {
 	for _, k := range *kept {
-		if k == h || sameHTTP(k, h) {
+		if k == v || same(k, v) {
 			return k
 		}
 	}
+	k := keep(v)
+	*kept = append(*kept, k)
+	return k
+}
+
+// copyHTTP copies h (its urls already kept) into the model's slabs.
+func (p *parser) copyHTTP(h *CheckerHTTP) *CheckerHTTP {
 	k := p.slabs.checkerHTTP.new()
 	*k = *h
 	k.URLs = nil
 	for _, u := range h.URLs {
 		k.URLs = appendSlab(&p.slabs.urlPtrs, k.URLs, u)
 	}
-	*kept = append(*kept, k)
 	return k
 }
 
@@ -930,21 +936,17 @@ func (p *parser) keepCheckers(v *VirtualServer) {
 	var kept []*Checker
 	for _, r := range v.RealServers {
 		for i, c := range r.Checkers {
-			r.Checkers[i] = p.keepChecker(&kept, c)
+			r.Checkers[i] = keepAlike(&kept, c, sameChecker, p.copyChecker)
 		}
 	}
 	p.slabs.checkerScratch.reset()
 }
 
-func (p *parser) keepChecker(kept *[]*Checker, c *Checker) *Checker {
-	for _, k := range *kept {
-		if k == c || sameChecker(k, c) {
-			return k
-		}
-	}
+// copyChecker copies c (its HTTP fields already kept) into the model's
+// slab.
+func (p *parser) copyChecker(c *Checker) *Checker {
 	k := p.slabs.checkers.new()
 	*k = *c
-	*kept = append(*kept, k)
 	return k
 }
 
@@ -962,19 +964,14 @@ func sameChecker(a, b *Checker) bool {
 		a.Alpha == b.Alpha && a.Omega == b.Omega && a.FWMark == b.FWMark && a.CheckerHTTP == b.CheckerHTTP
 }
 
-func (p *parser) keepURL(kept *[]*URL, u *URL) *URL {
-	for _, k := range *kept {
-		if k == u || sameURL(k, u) {
-			return k
-		}
-	}
+// copyURL copies u into the model's slabs.
+func (p *parser) copyURL(u *URL) *URL {
 	k := p.slabs.urls.new()
 	*k = *u
 	k.StatusCodes = nil
 	for _, r := range u.StatusCodes {
 		k.StatusCodes = appendSlab(&p.slabs.statusRanges, k.StatusCodes, r)
 	}
-	*kept = append(*kept, k)
 	return k
 }
 

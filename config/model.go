@@ -592,7 +592,7 @@ type Checker struct {
 	// ConnectIP, ConnectPort: connect_ip, connect_port as written; unset
 	// (invalid, 0) is the real server's, which ConnectAddr resolves. The
 	// real servers of a virtual server share one Checker when theirs are
-	// alike (keepChecker), so a Checker does not hold its real server's
+	// alike (keepCheckers), so a Checker does not hold its real server's
 	// address.
 	ConnectIP   netip.Addr `json:"connect_ip,omitzero"`
 	ConnectPort uint16     `json:"connect_port,omitempty"`
