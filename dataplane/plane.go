@@ -698,10 +698,6 @@ func (h localHealth) setAll(vs string, rs []lvs.RSResult) {
 	h[vs] = h[vs].With(rs)
 }
 
-func (h localHealth) set(vs string, rs netip.AddrPort, r lvs.RSHealth) {
-	h.setAll(vs, []lvs.RSResult{{Addr: rs, RSHealth: r}})
-}
-
 func (h localHealth) delete(vs string, rs netip.AddrPort) {
 	if v := h[vs].Without(rs); v != nil {
 		h[vs] = v

@@ -199,9 +199,12 @@ func TestLocalHealthCopyOnWrite(t *testing.T) {
 	a := netip.MustParseAddrPort("10.0.0.1:80")
 	b := netip.MustParseAddrPort("10.0.0.2:80")
 	s := &state{p: &Plane{}, health: localHealth{}}
-	s.health.set("vs1", a, lvs.RSHealth{Up: true, Weight: -1})
-	s.health.set("vs1", b, lvs.RSHealth{Up: true, Weight: -1})
-	s.health.set("vs2", a, lvs.RSHealth{Up: true, Weight: -1})
+	set := func(vs string, rs netip.AddrPort, up bool) {
+		s.health.setAll(vs, []lvs.RSResult{{Addr: rs, RSHealth: lvs.RSHealth{Up: up, Weight: -1}}})
+	}
+	set("vs1", a, true)
+	set("vs1", b, true)
+	set("vs2", a, true)
 
 	first := s.effectiveVS("vs1")
 	if again := s.effectiveVS("vs1"); again != first {
@@ -211,7 +214,7 @@ func TestLocalHealthCopyOnWrite(t *testing.T) {
 		name string
 		do   func()
 	}{
-		{"set", func() { s.health.set("vs1", a, lvs.RSHealth{Up: false, Weight: -1}) }},
+		{"set", func() { set("vs1", a, false) }},
 		{"delete", func() { s.health.delete("vs1", b) }},
 	}
 	for _, st := range steps {
