@@ -65,8 +65,8 @@ func DefaultDelayBeforeRetry(kind string, delayLoop time.Duration) time.Duration
 
 // inheritChecker resolves what a checker did not set, as keepalived's
 // validate_check_config() does: timings from the real server, else the
-// virtual server, else the kind's
-// default (see above). Unset values arrive as -1 (unsetInt for Retry).
+// virtual server, else the kind's default (see above). Unset values
+// arrive as -1 (unsetInt for Retry).
 // SMTP_CHECK host { } blocks are copies of their checker
 // (smtp_check_end_handler() copies the checker for each host), with their
 // own connection options.
