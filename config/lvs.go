@@ -912,10 +912,7 @@ func keepAlike[T any](kept *[]*T, v *T, same func(a, b *T) bool, keep func(*T) *
 func (p *parser) copyHTTP(h *CheckerHTTP) *CheckerHTTP {
 	k := p.slabs.checkerHTTP.new()
 	*k = *h
-	k.URLs = nil
-	for _, u := range h.URLs {
-		k.URLs = appendSlab(&p.slabs.urlPtrs, k.URLs, u)
-	}
+	k.URLs = slabList(&p.slabs.urlPtrs, h.URLs)
 	return k
 }
 
@@ -968,10 +965,7 @@ func sameChecker(a, b *Checker) bool {
 func (p *parser) copyURL(u *URL) *URL {
 	k := p.slabs.urls.new()
 	*k = *u
-	k.StatusCodes = nil
-	for _, r := range u.StatusCodes {
-		k.StatusCodes = appendSlab(&p.slabs.statusRanges, k.StatusCodes, r)
-	}
+	k.StatusCodes = slabList(&p.slabs.statusRanges, u.StatusCodes)
 	return k
 }
 

@@ -447,6 +447,16 @@ func (s *slab[T]) reset() {
 	s.buf = s.buf[:0]
 }
 
+// slabList is a copy of list, its first element carved from the slab (as
+// appendSlab does; nil for an empty list).
+func slabList[T any](s *slab[T], list []T) []T {
+	var out []T
+	for _, v := range list {
+		out = appendSlab(s, out, v)
+	}
+	return out
+}
+
 // appendSlab is append(list, v), but a list's first element is carved from
 // the slab (as a slice of capacity 1: a second element reallocates, as
 // append would).

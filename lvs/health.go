@@ -150,32 +150,23 @@ func (v *VSHealth) All(yield func(netip.AddrPort, RSHealth) bool) {
 func (v *VSHealth) With(rs []RSResult) *VSHealth {
 	out := &VSHealth{}
 	if v != nil {
-		out.addrs, out.res = v.addrs, v.res
+		out.addrs, out.res = v.addrs, slices.Clone(v.res)
 	}
-	fresh := 0
+	var add []RSResult // results for addresses v does not have
 	for _, r := range rs {
-		if _, ok := v.find(r.Addr); !ok {
-			fresh++
+		if i, ok := v.find(r.Addr); ok {
+			out.res[i] = r.RSHealth
+			continue
 		}
-	}
-	if fresh < len(rs) {
-		out.res = slices.Clone(out.res)
-		for _, r := range rs {
-			if i, ok := v.find(r.Addr); ok {
-				out.res[i] = r.RSHealth
-			}
+		if add == nil {
+			add = make([]RSResult, 0, len(rs))
 		}
+		add = append(add, r)
 	}
-	if fresh == 0 {
+	if len(add) == 0 {
 		return out
 	}
-	// New addresses: merge them in, sorted, the last of equal ones kept.
-	add := make([]RSResult, 0, fresh)
-	for _, r := range rs {
-		if _, ok := v.find(r.Addr); !ok {
-			add = append(add, r)
-		}
-	}
+	// Merge them in, sorted, the last of equal ones kept.
 	slices.SortStableFunc(add, func(a, b RSResult) int { return a.Addr.Compare(b.Addr) })
 	n := 0
 	for i := range add {
