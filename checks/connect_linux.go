@@ -39,11 +39,16 @@ type connector struct {
 	closed bool
 
 	// Owned by run.
-	pending map[int32]*connReq // by fd
+	pending []*connReq // by fd (small integers: a slice, not a map)
 	byDue   connHeap
 	seq     uint32
-	ops     int // handshakes started and ended, for yielding
+	burst   int // handshakes started and ended since the loop last waited
 	done    chan struct{}
+	// now is the time as of the last wait, batch of starts or yield: one
+	// clock read for many handshakes (in the VM a read is a system call
+	// to the emulated HPET, ~10 µs; it was 4 reads a check). done may
+	// read it as the time its handshake ended.
+	now time.Time
 }
 
 // yieldEvery is how many handshakes the connector starts or ends before
@@ -54,8 +59,16 @@ type connector struct {
 // socket calls are raw (rawsys_linux.go), so to the scheduler it is
 // simply running: past 10 ms sysmon preempts it with a signal (in the
 // VM's emulated CPU, where a start is ~1.5 ms, 50 signals a second at 64).
-// Every 8 (~0.1 ms of work on hardware, ~12 ms emulated) it steps aside.
-const yieldEvery = 8
+// Every 8 (~0.1 ms of work on hardware, ~12 ms emulated) it steps aside,
+// once a burst is past burstFree: a yield wakes an idle P's thread to
+// look for work (runtime.Gosched), which in the steady state (tens of
+// handshakes a turn, then a wait that frees the P anyway) found none and
+// cost more than a third of the connector's futex calls and thread
+// switches in the VM (BENCHMARKS.md, "## checks", seventh session).
+const (
+	yieldEvery = 8
+	burstFree  = 64
+)
 
 // connReq is one handshake to make. done is called exactly once, on the
 // connector's goroutine, with the connected socket (its owner closes it)
@@ -100,7 +113,7 @@ func newConnector() (*connector, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll add: %w", err)
 	}
-	c := &connector{epfd: epfd, wake: wake, pending: map[int32]*connReq{}, done: make(chan struct{})}
+	c := &connector{epfd: epfd, wake: wake, done: make(chan struct{})}
 	go c.run()
 	return c, nil
 }
@@ -149,7 +162,7 @@ func (c *connector) run() {
 	for {
 		timeout := -1
 		if len(c.byDue) > 0 {
-			d := time.Until(c.byDue[0].deadline)
+			d := c.byDue[0].deadline.Sub(c.now) // now: read by expire, just before
 			timeout = int((d + time.Millisecond - 1) / time.Millisecond)
 			timeout = max(timeout, 0)
 		}
@@ -174,6 +187,7 @@ func (c *connector) run() {
 				c.shutdown(net.ErrClosed)
 				return
 			}
+			c.now = time.Now() // the ends above may have taken a while
 			for _, r := range q {
 				c.begin(r)
 			}
@@ -187,6 +201,10 @@ func (c *connector) run() {
 // among them.
 func (c *connector) wait(events []unix.EpollEvent, timeout int) (n int, woken bool, err error) {
 	n, err = unix.EpollWait(c.epfd, events, timeout)
+	c.now = time.Now()
+	if timeout != 0 {
+		c.burst = 0 // it waited: the P was free meanwhile
+	}
 	if err != nil {
 		if errors.Is(err, unix.EINTR) {
 			return 0, false, nil
@@ -198,7 +216,10 @@ func (c *connector) wait(events []unix.EpollEvent, timeout int) (n int, woken bo
 			woken = true
 			continue
 		}
-		r := c.pending[ev.Fd]
+		var r *connReq
+		if int(ev.Fd) < len(c.pending) {
+			r = c.pending[ev.Fd]
+		}
 		if r == nil || r.seq != uint32(ev.Pad) {
 			continue
 		}
@@ -223,7 +244,12 @@ func (c *connector) wait(events []unix.EpollEvent, timeout int) (n int, woken bo
 // failed a third of the healthy checks as timed out (perf: closes without
 // a getsockopt), each a retry and a real server marked down.
 func (c *connector) expire(events []unix.EpollEvent) {
-	if len(c.byDue) == 0 || c.byDue[0].deadline.After(time.Now()) {
+	if len(c.byDue) == 0 {
+		return
+	}
+	c.now = time.Now()
+	now := c.now
+	if c.byDue[0].deadline.After(now) {
 		return
 	}
 	// The eventfd, if ready, stays ready (it is read only by run).
@@ -233,16 +259,19 @@ func (c *connector) expire(events []unix.EpollEvent) {
 			break
 		}
 	}
-	now := time.Now()
+	// Judged as of before the events were read: what ended meanwhile
+	// ended in time.
 	for len(c.byDue) > 0 && !c.byDue[0].deadline.After(now) {
 		c.finish(c.byDue[0], errConnectTimeout)
 	}
 }
 
-// step counts a handshake started or ended, and yields every yieldEvery.
+// step counts a handshake started or ended, and yields every yieldEvery
+// past burstFree in a burst.
 func (c *connector) step() {
-	if c.ops++; c.ops%yieldEvery == 0 {
+	if c.burst++; c.burst > burstFree && c.burst%yieldEvery == 0 {
 		runtime.Gosched()
+		c.now = time.Now()
 	}
 }
 
@@ -266,7 +295,7 @@ func (c *connector) begin(r *connReq) {
 			return
 		}
 	}
-	r.deadline = time.Now().Add(r.timeout)
+	r.deadline = c.now.Add(r.timeout)
 	err = rawConnect(fd, r.remote)
 	if err == nil {
 		r.done(fd, nil) // loopback can complete at once
@@ -285,7 +314,10 @@ func (c *connector) begin(r *connReq) {
 		r.done(-1, os.NewSyscallError("epoll_ctl", err))
 		return
 	}
-	c.pending[int32(fd)] = r
+	if fd >= len(c.pending) {
+		c.pending = append(c.pending, make([]*connReq, fd+1-len(c.pending))...)
+	}
+	c.pending[fd] = r
 	heap.Push(&c.byDue, r)
 }
 
@@ -293,7 +325,7 @@ func (c *connector) begin(r *connReq) {
 // closed otherwise.
 func (c *connector) finish(r *connReq, err error) {
 	c.step()
-	delete(c.pending, int32(r.fd))
+	c.pending[r.fd] = nil
 	if r.index >= 0 {
 		heap.Remove(&c.byDue, r.index)
 	}

@@ -751,21 +751,21 @@ func (m *Manager) handshakeDone(j *job, cp connProber, fd int, err error, lag ti
 		return
 	}
 	if err != nil {
-		m.complete(j, cp.connectFailed(err), lag)
+		m.complete(j, cp.connectFailed(err), lag, m.connectorNow())
 		return
 	}
 	if cp.handshakeOnly() {
 		// Reset rather than FIN (as the dialing TCP_CHECK does): no
 		// TIME_WAIT pile-up at thousands of checks a second.
 		rawResetClose(fd)
-		m.complete(j, cp.exchange(m.ctx, nil), lag)
+		m.complete(j, cp.exchange(m.ctx, nil), lag, m.connectorNow())
 		return
 	}
 	f := os.NewFile(uintptr(fd), "check")
 	conn, cerr := net.FileConn(f) // a dup in the netpoller
 	f.Close()
 	if cerr != nil {
-		m.complete(j, cp.connectFailed(cerr), lag)
+		m.complete(j, cp.connectFailed(cerr), lag, m.connectorNow())
 		return
 	}
 	m.handOff(task{j: j, cp: cp, conn: conn, lag: lag, deadline: deadline})
@@ -801,7 +801,7 @@ func (m *Manager) run(t task) {
 			m.mu.Unlock()
 			return
 		}
-		m.complete(t.j, res, t.lag)
+		m.complete(t.j, res, t.lag, m.opts.Clock.Now())
 		return
 	}
 	m.probe(t.j)
@@ -817,7 +817,17 @@ func (m *Manager) probe(j *job) {
 		m.mu.Unlock()
 		return
 	}
-	m.complete(j, res, lag)
+	m.complete(j, res, lag, m.opts.Clock.Now())
+}
+
+// connectorNow is the time on the connector's goroutine: the connector's
+// last clock read (no read of its own for each check it ends), unless a
+// test drives the clock.
+func (m *Manager) connectorNow() time.Time {
+	if m.opts.Clock == RealClock {
+		return m.conn.now
+	}
+	return m.opts.Clock.Now()
 }
 
 // emit is a transition with its side effects, run outside the lock.
@@ -834,10 +844,10 @@ type emit struct {
 
 // complete applies keepalived's retry rule (check_tcp.c tcp_epilog and
 // friends): a failure while up is retried `retry` times delay_before_retry
-// apart before the checker goes down; one success brings it up.
-func (m *Manager) complete(j *job, res Result, lag time.Duration) {
+// apart before the checker goes down; one success brings it up. now is
+// when the probe ended.
+func (m *Manager) complete(j *job, res Result, lag time.Duration, now time.Time) {
 	m.mu.Lock()
-	now := m.opts.Clock.Now()
 	m.inflight--
 	for len(m.pending) > 0 && m.inflight < m.opts.MaxConcurrent {
 		n := m.pending[0]

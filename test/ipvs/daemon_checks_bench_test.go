@@ -1,8 +1,11 @@
 package ipvs
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +57,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 	}
 
 	type result struct{ checksPerSec, cpuPerSec float64 }
-	measure := func(name string, env []string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd)) result {
+	measure := func(name string, env []string, argv func(dir, conf string) []string, pids func(dir string, cmd *exec.Cmd) []int, stop func(dir string, cmd *exec.Cmd), report func(dir string)) result {
 		dir := t.TempDir()
 		conf := filepath.Join(dir, "keepalived.conf")
 		if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
@@ -110,6 +113,9 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		el := time.Since(t0).Seconds()
 		r := result{float64(accepted.Load()-a0) / el, (cpuSeconds(pids(dir, cmd)) - c0) / el}
+		if report != nil {
+			report(dir)
+		}
 		benchPerf(t, name, pids(dir, cmd), accepted.Load)
 		return r
 	}
@@ -127,7 +133,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		}
 		return ps
 	}
-	ka := measure("keepalived", nil, kaArgs, kaPids, killKeepalived)
+	ka := measure("keepalived", nil, kaArgs, kaPids, killKeepalived, nil)
 	runHakeepd := func(name, bin string, env []string) result {
 		return measure(name, env, func(dir, conf string) []string {
 			return []string{bin, "-n", "-l", "-C", "-f", conf, "-p", dir + "/h.pid", "--api", dir + "/api.sock"}
@@ -136,7 +142,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 		}, func(_ string, cmd *exec.Cmd) {
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
-		})
+		}, func(dir string) { checkerStats(t, name, dir+"/api.sock") })
 	}
 	hk := runHakeepd("hakeepd", hbin, nil)
 	t.Logf("RESULT checkers, %d TCP_CHECKs at delay_loop 1 (%d services x %d real servers), 10 s window", n, services, dests)
@@ -157,7 +163,7 @@ func TestDaemonChecksSideBySide(t *testing.T) {
 	// HAKEEP_BENCH_KEEPALIVED_AGAIN=1: keepalived once more, last (the
 	// later runs of a boot tend to be faster: both orders in one boot).
 	if os.Getenv("HAKEEP_BENCH_KEEPALIVED_AGAIN") == "1" {
-		ka2 := measure("ky-keepalived-again", nil, kaArgs, kaPids, killKeepalived)
+		ka2 := measure("ky-keepalived-again", nil, kaArgs, kaPids, killKeepalived, nil)
 		t.Logf("RESULT keepalived again: %7.0f checks/s, %.2f CPU-s/s, %.3f CPU-s per 1,000 checks", ka2.checksPerSec, ka2.cpuPerSec, 1000*ka2.cpuPerSec/ka2.checksPerSec)
 	}
 }
@@ -180,4 +186,46 @@ func benchPerf(t *testing.T, name string, pids []int, accepted func() int64) {
 	a0 := accepted()
 	out, err := exec.Command("sh", "-c", strings.ReplaceAll(cmdline, "PIDS", strings.Join(ps, ","))).CombinedOutput()
 	t.Logf("PERF %s (%d checks meanwhile; err %v):\n%s", name, accepted()-a0, err, out)
+}
+
+// checkerStats logs what hakeepd's checkers say of their run (its
+// /metrics on the API socket): probes, failed runs, real servers down
+// and the lag of probes behind their schedule. A check the listeners
+// counted may still have failed (a handshake judged timed out), so the
+// side-by-side figures are read with these.
+func checkerStats(t *testing.T, name, sock string) {
+	c := http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	resp, err := c.Get("http://hakeepd/metrics")
+	if err != nil {
+		t.Logf("STATS %s: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	var runs, fails, down float64
+	var lag []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var f float64
+		fmt.Sscan(v, &f)
+		switch {
+		case strings.HasPrefix(name, "hakeep_checker_runs_total{"):
+			runs += f
+		case strings.HasPrefix(name, "hakeep_checker_failures_total{"):
+			fails += f
+		case strings.HasPrefix(name, "hakeep_check_realserver_up{") && f == 0:
+			down++
+		case strings.HasPrefix(name, "hakeep_checks_lag_seconds{"):
+			lag = append(lag, strings.TrimPrefix(line, "hakeep_checks_lag_seconds"))
+		}
+	}
+	t.Logf("STATS %s: %.0f checker runs, %.0f failed, %.0f real servers down, lag %v", name, runs, fails, down, lag)
 }
