@@ -3,6 +3,8 @@ package checks
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -339,5 +341,57 @@ func TestConnectorReadsEventsBeforeTimeouts(t *testing.T) {
 	}
 	if timedOut > 0 {
 		t.Errorf("%d of %d handshakes that had completed timed out", timedOut, n)
+	}
+}
+
+// TestReloadStartsAddedCheckAtOnce: with the real clock, a check added by
+// Reload while the scheduler waits for a check due in an hour starts at
+// once (the Reload wakes it), and then runs every delay_loop.
+func TestReloadStartsAddedCheckAtOnce(t *testing.T) {
+	listen := func() (netip.AddrPort, chan struct{}) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		seen := make(chan struct{}, 100)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+				seen <- struct{}{}
+			}
+		}()
+		return l.Addr().(*net.TCPAddr).AddrPort(), seen
+	}
+	waitFor := func(what string, seen chan struct{}) {
+		t.Helper()
+		select {
+		case <-seen:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: no check", what)
+		}
+	}
+	slow, slowSeen := listen()
+	fast, fastSeen := listen()
+	m := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hourly := tcpSpec("vs1", slow.String(), 0, func(c *Checker) { c.DelayLoop = time.Hour })
+	if err := m.Start([]Spec{hourly}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	waitFor("the first check", slowSeen)
+	often := tcpSpec("vs2", fast.String(), 0, func(c *Checker) { c.DelayLoop = 100 * time.Millisecond })
+	if err := m.Reload([]Spec{hourly, often}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		waitFor(fmt.Sprintf("the added check's run %d", i+1), fastSeen)
+	}
+	if n := len(slowSeen); n != 0 {
+		t.Errorf("the hourly check ran %d more times", n)
 	}
 }
