@@ -42,7 +42,8 @@ type connector struct {
 	pending []*connReq // by fd (small integers: a slice, not a map)
 	byDue   connHeap
 	seq     uint32
-	burst   int // handshakes started and ended since the loop last waited
+	ops     int       // handshakes started and ended
+	ran     time.Time // the loop's last wait or yield
 	done    chan struct{}
 	// now is the time as of the last wait, batch of starts or yield: one
 	// clock read for many handshakes (in the VM a read is a system call
@@ -51,23 +52,22 @@ type connector struct {
 	now time.Time
 }
 
-// yieldEvery is how many handshakes the connector starts or ends before
-// it lets other goroutines run. Timeouts come in waves (probes dispatched
-// together expire together: ~19,000 at once in the issue 10 lab), and
-// handling a wave took the connector's P for 230 ms at a stretch, during
-// which the VRRP event loop, runnable, found no P (runtime trace). Its
-// socket calls are raw (rawsys_linux.go), so to the scheduler it is
-// simply running: past 10 ms sysmon preempts it with a signal (in the
-// VM's emulated CPU, where a start is ~1.5 ms, 50 signals a second at 64).
-// Every 8 (~0.1 ms of work on hardware, ~12 ms emulated) it steps aside,
-// once a burst is past burstFree: a yield wakes an idle P's thread to
-// look for work (runtime.Gosched), which in the steady state (tens of
-// handshakes a turn, then a wait that frees the P anyway) found none and
-// cost more than a third of the connector's futex calls and thread
-// switches in the VM (BENCHMARKS.md, "## checks", seventh session).
+// The connector lets other goroutines run (runtime.Gosched) once it has
+// run for yieldAfter since it last waited or yielded, looking at the
+// clock every clockEvery handshakes started or ended. Timeouts come in
+// waves (probes dispatched together expire together: ~19,000 at once in
+// the issue 10 lab), and handling a wave took the connector's P for
+// 230 ms at a stretch, during which the VRRP event loop, runnable, found
+// no P (runtime trace). Its socket calls are raw (rawsys_linux.go), so to
+// the scheduler it is simply running: past 10 ms sysmon preempts it. A
+// yield is not free: it wakes an idle P's thread to look for work, with
+// clock reads and futex calls on both threads. Yielding every 8
+// handshakes once past 64 in a row was, in the VM at 2,000 checks a
+// second, ~490 yields a second and most of the checker's futex calls and
+// clock reads (perf; BENCHMARKS.md, "## checks", seventh session).
 const (
-	yieldEvery = 8
-	burstFree  = 64
+	clockEvery = 64                   // ~0.8 ms of handshakes on hardware
+	yieldAfter = 5 * time.Millisecond // half sysmon's preemption
 )
 
 // connReq is one handshake to make. done is called exactly once, on the
@@ -203,7 +203,7 @@ func (c *connector) wait(events []unix.EpollEvent, timeout int) (n int, woken bo
 	n, err = unix.EpollWait(c.epfd, events, timeout)
 	c.now = time.Now()
 	if timeout != 0 {
-		c.burst = 0 // it waited: the P was free meanwhile
+		c.ran = c.now // it waited: the P was free meanwhile
 	}
 	if err != nil {
 		if errors.Is(err, unix.EINTR) {
@@ -221,6 +221,13 @@ func (c *connector) wait(events []unix.EpollEvent, timeout int) (n int, woken bo
 			r = c.pending[ev.Fd]
 		}
 		if r == nil || r.seq != uint32(ev.Pad) {
+			continue
+		}
+		// The kernel flags EPOLLERR whenever the socket holds an error
+		// (tcp_poll), so without it (or EPOLLHUP) the handshake is done:
+		// no getsockopt for each healthy check.
+		if ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			c.finish(r, nil)
 			continue
 		}
 		soerr, gerr := rawSoError(r.fd)
@@ -266,12 +273,16 @@ func (c *connector) expire(events []unix.EpollEvent) {
 	}
 }
 
-// step counts a handshake started or ended, and yields every yieldEvery
-// past burstFree in a burst.
+// step counts a handshake started or ended; every clockEvery it reads
+// the clock, and yields if the loop has run for yieldAfter.
 func (c *connector) step() {
-	if c.burst++; c.burst > burstFree && c.burst%yieldEvery == 0 {
+	if c.ops++; c.ops%clockEvery != 0 {
+		return
+	}
+	if c.now = time.Now(); c.now.Sub(c.ran) >= yieldAfter {
 		runtime.Gosched()
 		c.now = time.Now()
+		c.ran = c.now
 	}
 }
 

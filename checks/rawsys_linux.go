@@ -18,7 +18,7 @@ import (
 // one thread: 5%) and its sysmon thread making 600 sleeps a second with a
 // clock read each (BENCHMARKS.md, "## checks", fifth session).
 // A raw call keeps the P: the connector's goroutine is simply running,
-// and it yields every yieldEvery handshakes started or ended.
+// and it yields when it has run for yieldAfter (connect_linux.go).
 
 func rawSocket(family int) (int, error) {
 	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family),
