@@ -59,14 +59,17 @@ type connector struct {
 // the issue 10 lab), and handling a wave took the connector's P for
 // 230 ms at a stretch, during which the VRRP event loop, runnable, found
 // no P (runtime trace). Its socket calls are raw (rawsys_linux.go), so to
-// the scheduler it is simply running: past 10 ms sysmon preempts it. A
-// yield is not free: it wakes an idle P's thread to look for work, with
-// clock reads and futex calls on both threads. Yielding every 8
-// handshakes once past 64 in a row was, in the VM at 2,000 checks a
-// second, ~490 yields a second and most of the checker's futex calls and
-// clock reads (perf; BENCHMARKS.md, "## checks", seventh session).
+// the scheduler it is simply running: past 10 ms sysmon preempts it, and
+// each preemption keeps sysmon polling at its shortest period for a
+// while. A yield is not free either: it wakes an idle P's thread to look
+// for work, with clock reads and futex calls on both threads. Yielding
+// every 8 handshakes once past 64 in a row was, in the VM at 2,000 checks
+// a second, ~490 yields a second and most of the checker's futex calls
+// and clock reads (perf; BENCHMARKS.md, "## checks", seventh session).
+// Sixteen handshakes are ~0.2 ms on hardware and ~6 ms in the VM's
+// emulated CPU, so the connector yields before sysmon has to preempt it.
 const (
-	clockEvery = 64                   // ~0.8 ms of handshakes on hardware
+	clockEvery = 16
 	yieldAfter = 5 * time.Millisecond // half sysmon's preemption
 )
 
