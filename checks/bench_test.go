@@ -199,21 +199,7 @@ func BenchmarkChecks12k(b *testing.B) {
 // BenchmarkProbeTCP and BenchmarkProbeHTTP: the cost of one check against
 // a loopback listener in this process (client and server side both).
 func BenchmarkProbeTCP(b *testing.B) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	p, _ := NewProber(Checker{Kind: KindTCP, Connect: l.Addr().(*net.TCPAddr).AddrPort(), ConnectTimeout: time.Second, DelayLoop: time.Second}, nil)
+	p, _ := NewProber(Checker{Kind: KindTCP, Connect: loopbackListener(b, nil), ConnectTimeout: time.Second, DelayLoop: time.Second}, nil)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -286,20 +286,7 @@ func TestConnectTimeoutCountsFromConnect(t *testing.T) {
 // judges a deadline (it used to read 256 and time out the rest, a third
 // of the healthy checks in the VM at 2,000 checks a second).
 func TestConnectorReadsEventsBeforeTimeouts(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ap := loopbackListener(t, nil)
 	c, err := newConnector()
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +298,7 @@ func TestConnectorReadsEventsBeforeTimeouts(t *testing.T) {
 	results := make(chan error, n)
 	first := true
 	for range n {
-		r := &connReq{remote: rawSockaddr(l.Addr().(*net.TCPAddr).AddrPort(), 0), timeout: timeout, index: -1, closes: true}
+		r := &connReq{remote: rawSockaddr(ap, 0), timeout: timeout, index: -1, closes: true}
 		r.done = func(fd int, err error) { // on the connector's goroutine
 			if fd >= 0 {
 				unix.Close(fd)
@@ -349,23 +336,8 @@ func TestConnectorReadsEventsBeforeTimeouts(t *testing.T) {
 // once (the Reload wakes it), and then runs every delay_loop.
 func TestReloadStartsAddedCheckAtOnce(t *testing.T) {
 	listen := func() (netip.AddrPort, chan struct{}) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
 		seen := make(chan struct{}, 100)
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-				seen <- struct{}{}
-			}
-		}()
-		return l.Addr().(*net.TCPAddr).AddrPort(), seen
+		return loopbackListener(t, seen), seen
 	}
 	waitFor := func(what string, seen chan struct{}) {
 		t.Helper()

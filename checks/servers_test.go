@@ -380,3 +380,29 @@ func nsName(t *testing.T, tag string) string {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// loopbackListener accepts TCP connections on 127.0.0.1 and closes them
+// until the test ends, signalling each on seen if it is not nil (never
+// blocking): a healthy real server.
+func loopbackListener(tb testing.TB, seen chan<- struct{}) netip.AddrPort {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			select {
+			case seen <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
