@@ -43,10 +43,10 @@ type connector struct {
 	byDue   connHeap
 	seq     uint32
 	ops     int       // handshakes started and ended
-	ran     time.Time // the loop's last wait or yield
+	ran     time.Time // when the loop last slept or yielded
 	done    chan struct{}
-	// now is the time as of the last wait, batch of starts or yield: one
-	// clock read for many handshakes (in the VM a read is a system call
+	// now is the time as of the last wait, batch of starts or clockEvery
+	// handshakes: one clock read for many handshakes (in the VM a read is a system call
 	// to the emulated HPET, ~10 µs; it was 4 reads a check). done may
 	// read it as the time its handshake ended.
 	now time.Time
@@ -205,14 +205,16 @@ func (c *connector) run() {
 func (c *connector) wait(events []unix.EpollEvent, timeout int) (n int, woken bool, err error) {
 	n, err = unix.EpollWait(c.epfd, events, timeout)
 	c.now = time.Now()
-	if timeout != 0 {
-		c.ran = c.now // it waited: the P was free meanwhile
-	}
 	if err != nil {
 		if errors.Is(err, unix.EINTR) {
 			return 0, false, nil
 		}
 		return 0, false, fmt.Errorf("epoll wait: %w", err)
+	}
+	if timeout != 0 && (n == 0 || n == 1 && int(events[0].Fd) == c.wake) {
+		// It slept until its timeout or a poke, not merely picked up
+		// handshakes already done: the P was free meanwhile.
+		c.ran = c.now
 	}
 	for _, ev := range events[:n] {
 		if int(ev.Fd) == c.wake {
