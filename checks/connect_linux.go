@@ -46,9 +46,9 @@ type connector struct {
 	ran     time.Time // when the loop last slept or yielded
 	done    chan struct{}
 	// now is the time as of the last wait, batch of starts or clockEvery
-	// handshakes: one clock read for many handshakes (in the VM a read is a system call
-	// to the emulated HPET, ~10 µs; it was 4 reads a check). done may
-	// read it as the time its handshake ended.
+	// handshakes: one clock read for many handshakes (in the VM a read is
+	// a system call to the emulated HPET, ~10 µs; it was 4 reads a
+	// check). done may read it as the time its handshake ended.
 	now time.Time
 }
 
